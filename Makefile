@@ -1,0 +1,73 @@
+# CityStat: two commands. `make run` sets everything up and starts the stack;
+# `make test` sets everything up and runs the suite. Everything a test needs is installed here.
+SHELL := /bin/bash
+PY ?= python3
+UV := $(PY) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+SERVICES := directory intake311 indicators escalation
+EDITABLES := -e libs/common $(foreach s,$(SERVICES),-e services/$(s))
+export UV_LINK_MODE := copy
+
+.PHONY: help install lock run demo test test-fast lint migrate bench clean system-deps keys
+
+help:
+	@echo "make run      set up and start broker + services + demo data"
+	@echo "make test     set up and run the whole suite (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
+	@echo "make lint     ruff + mypy;  make migrate   alembic upgrade head for every service"
+	@echo "make bench    benchmarks (not part of make test);  make lock   refresh requirements.lock"
+
+$(BIN)/.installed: requirements.lock pyproject.toml libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(UV) venv --allow-existing --python 3.11 $(VENV)
+	$(UV) pip install --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps $(EDITABLES)
+	touch $@
+
+install: $(BIN)/.installed
+
+# The lock is exported without index addresses: pinned versions and hashes only.
+lock:
+	$(UV) lock
+	$(UV) export --all-packages --no-emit-workspace --all-groups -q > requirements.lock
+
+# System packages some tests need (headless Chromium for the dashboards, promtool for alert rules).
+system-deps:
+	@need=""; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
+	command -v promtool >/dev/null || need="$$need prometheus"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing Debian packages:$$need"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi
+
+keys: install
+	@mkdir -p var
+	@$(BIN)/python -m citystat_common.devkeys var
+
+migrate: install
+	@for s in $(SERVICES); do [ -d services/$$s/$$s/migrations/versions ] && ls services/$$s/$$s/migrations/versions/*.py >/dev/null 2>&1 && \
+	  $(BIN)/$$s-worker migrate && echo "$$s: migrated"; done; true
+
+run: install keys
+	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s))
+	@set -a; . deploy/local.env; set +a; exec $(BIN)/honcho -f deploy/Procfile start
+
+demo: install
+	@set -a; . deploy/local.env; set +a; $(BIN)/python -m citystat_common.demo.simulate
+
+test: install system-deps
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -x -q -m "not browser"
+
+lint: install
+	$(BIN)/ruff check libs services tests scripts
+	$(BIN)/mypy libs/common/citystat_common
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""CityStat plumbing, written once and shared by the four services."""

@@ -1,0 +1,241 @@
+"""Consumer runner: a consumer-group member with an inbox, bounded retries and a DLQ.
+
+For each message: the handler's effect and the inbox row (consumer, event id) are written
+in one transaction; the Kafka offset is committed only after it. A redelivered event
+finds its inbox row and changes nothing. A message that cannot be parsed goes to
+``<topic>.dlq`` at once; one whose handler keeps failing goes there after N retries,
+with the error in its headers and a ``dead_letter`` row; the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy.exc import IntegrityError
+
+from citystat_common import metrics
+from citystat_common.bus import make_producer
+from citystat_common.db import PlumbingTables, utcnow
+from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
+from citystat_common.logging import correlation_id_var, get_logger
+from citystat_common.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        service: str,
+        group_id: str,
+        topics: list[str],
+        handlers: dict[str, Handler],
+        uow_factory: Callable[[], UnitOfWork],
+        tables: PlumbingTables,
+        bootstrap: str,
+        enable_idempotence: bool = False,
+        max_retries: int = 3,
+        retry_backoff: float = 0.2,
+    ):
+        self.service = service
+        self.group_id = group_id
+        self.topics = topics
+        self.handlers = handlers
+        self.uow_factory = uow_factory
+        self.tables = tables
+        self.bootstrap = bootstrap
+        self.enable_idempotence = enable_idempotence
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: set[TopicPartition] = set()
+
+    # -- one message ------------------------------------------------------------------
+    async def process(self, record: ConsumerRecord) -> str:
+        """Process one record; returns what happened: processed, duplicate, ignored, dead_lettered."""
+        try:
+            envelope, payload = parse_event(record.value or b"")
+        except EventRejected as exc:
+            await self._dead_letter(record, None, str(exc))
+            return "dead_lettered"
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            return "ignored"  # a type this consumer does not act on
+        token = correlation_id_var.set(envelope.correlation_id)
+        try:
+            last_error: BaseException | None = None
+            for attempt in range(self.max_retries + 1):
+                try:
+                    outcome = await self._apply(envelope, payload, handler)
+                    if outcome == "duplicate":
+                        metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+                    else:
+                        metrics.EVENTS_CONSUMED.labels(self.service, envelope.type).inc()
+                    return outcome
+                except Exception as exc:
+                    last_error = exc
+                    metrics.EVENTS_FAILED.labels(self.service, envelope.type).inc()
+                    log.warning("handler_failed", event_id=envelope.id, type=envelope.type, attempt=attempt, error=repr(exc))
+                    if attempt < self.max_retries:
+                        await asyncio.sleep(self.retry_backoff * (2**attempt))
+            await self._dead_letter(record, envelope, f"{type(last_error).__name__}: {last_error}")
+            return "dead_lettered"
+        finally:
+            correlation_id_var.reset(token)
+
+    async def _apply(self, envelope: Envelope, payload: Payload, handler: Handler) -> str:
+        inbox = self.tables.inbox
+        async with self.uow_factory() as uow:
+            seen = await uow.session.execute(
+                sa.select(inbox.c.event_id).where(inbox.c.consumer == self.group_id, inbox.c.event_id == envelope.id)
+            )
+            if seen.first() is not None:
+                return "duplicate"
+            await handler(uow, envelope, payload)
+            await uow.session.execute(
+                sa.insert(inbox).values(
+                    consumer=self.group_id, event_id=envelope.id, event_type=envelope.type, processed_at=utcnow()
+                )
+            )
+            try:
+                await uow.commit()
+            except IntegrityError:
+                # Another replica recorded this event first; its effect stands, ours is rolled back.
+                await uow.rollback()
+                return "duplicate"
+        return "processed"
+
+    async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str) -> None:
+        event_type = envelope.type if envelope else "unparseable"
+        log.error("dead_lettered", topic=record.topic, offset=record.offset, type=event_type, error=error[:500])
+        headers = list(record.headers or []) + [
+            ("dlq_error", error[:4000].encode()),
+            ("dlq_source_topic", record.topic.encode()),
+            ("dlq_source_partition", str(record.partition).encode()),
+            ("dlq_source_offset", str(record.offset).encode()),
+            ("dlq_consumer", self.group_id.encode()),
+        ]
+        async with self.uow_factory() as uow:
+            await uow.session.execute(
+                sa.insert(self.tables.dead_letter).values(
+                    consumer=self.group_id,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    event_id=envelope.id if envelope else None,
+                    error=error[:4000],
+                    payload=record.value or b"",
+                    created_at=utcnow(),
+                )
+            )
+            await uow.commit()
+        producer = make_producer(self.bootstrap, self.enable_idempotence)
+        await producer.start()
+        try:
+            await producer.send_and_wait(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
+        finally:
+            await producer.stop()
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, record.topic, event_type).inc()
+
+    # -- loop ---------------------------------------------------------------------------
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,  # offsets only after the database transaction
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            request_timeout_ms=15_000,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            try:
+                await consumer.stop()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        return consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self.consumer = await self._start_consumer()
+                log.info("consumer_started", group=self.group_id, topics=self.topics)
+                backoff = 0.5
+                await self._poll_loop(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer_error", group=self.group_id, error=repr(exc), retry_in=backoff)
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, 10)
+            finally:
+                if self.consumer is not None:
+                    try:
+                        await asyncio.wait_for(self.consumer.stop(), 10)
+                    except Exception:  # noqa: BLE001
+                        pass
+                    self.consumer = None
+                    self.assigned = set()
+        log.info("consumer_stopped", group=self.group_id)
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        last_beat = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await self.process(record)
+                # Commit after the batch's transactions: a crash before this replays them into the inbox.
+                await consumer.commit({tp: records[-1].offset + 1})
+            self.assigned = set(consumer.assignment())
+            if loop.time() - last_beat > 2:
+                last_beat = loop.time()
+                await self._report(consumer)
+
+    async def _report(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in self.assigned:
+            try:
+                high = consumer.highwater(tp)
+                pos = await consumer.position(tp)
+                if high is not None:
+                    # Tansu's end offsets are approximate after multi-record batches (design.md).
+                    metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, high - pos))
+            except Exception:  # noqa: BLE001 - lag is best-effort
+                pass
+        hb = self.tables.heartbeat
+        details = {"group": self.group_id, "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)}
+        try:
+            async with self.uow_factory() as uow:
+                res = await uow.session.execute(
+                    sa.update(hb).where(hb.c.component == f"consumer:{self.group_id}").values(details=details, updated_at=utcnow())
+                )
+                if not res.rowcount:
+                    await uow.session.execute(
+                        sa.insert(hb).values(component=f"consumer:{self.group_id}", details=details, updated_at=utcnow())
+                    )
+                await uow.commit()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("heartbeat_failed", error=repr(exc))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

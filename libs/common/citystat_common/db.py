@@ -1,0 +1,167 @@
+"""Database plumbing: async engines for SQLite and PostgreSQL, naming conventions, plumbing tables.
+
+Every service owns its database; each declares ``Base = make_base()`` so its metadata
+is its own, and calls ``plumbing_tables(Base.metadata)`` for the outbox, inbox,
+dead-letter, idempotency and worker-heartbeat tables it shares with the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both backends; SQLite stores them naive, we give UTC back."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def make_base() -> type[DeclarativeBase]:
+    class Base(DeclarativeBase):
+        metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+        type_annotation_map = {datetime: UTCDateTime()}
+
+    return Base
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+            # Let SQLAlchemy, not the driver, issue BEGIN: savepoints then work (the driver's
+            # legacy mode would commit at RELEASE), and IMMEDIATE takes the write lock up front
+            # so the api and worker processes wait on busy_timeout instead of failing with
+            # "database is locked" when a reader tries to become a writer.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@dataclass(frozen=True)
+class PlumbingTables:
+    outbox: sa.Table
+    inbox: sa.Table
+    dead_letter: sa.Table
+    idempotency: sa.Table
+    heartbeat: sa.Table
+
+
+def plumbing_tables(metadata: sa.MetaData) -> PlumbingTables:
+    """The tables every service keeps beside its own, declared on the service's metadata."""
+    outbox = sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("sent_at", UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text, nullable=True),
+        # A relay claims rows with a lease: its token, until a time; an expired lease frees them.
+        sa.Column("lease_token", sa.String(36), nullable=True),
+        sa.Column("lease_until", UTCDateTime(), nullable=True),
+        sa.Index("ix_outbox_pending", "sent_at", "id"),
+        sa.Index("ix_outbox_created_at", "created_at"),
+    )
+    inbox = sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("processed_at", UTCDateTime(), nullable=False),
+    )
+    dead_letter = sa.Table(
+        "dead_letter",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("event_id", sa.String(100), nullable=True),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    idempotency = sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("scope", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("media_type", sa.String(100), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    heartbeat = sa.Table(
+        "worker_heartbeat",
+        metadata,
+        sa.Column("component", sa.String(100), primary_key=True),
+        sa.Column("details", sa.JSON, nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    return PlumbingTables(outbox, inbox, dead_letter, idempotency, heartbeat)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,109 @@
+"""Loads the demo city into a running stack, prints where to look, then waits.
+
+Run by ``make run`` as one process of the Procfile: it waits for each service to be
+ready, loads its demo data through the public APIs (idempotently: a restart loads
+nothing twice), prints the URLs and demo keys, and then idles so the process runner
+keeps the stack up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from citystat_common.demo import directory_rows
+
+SERVICES = {
+    "directory": int(os.environ.get("DIRECTORY_PORT", 8004)),
+    "intake311": int(os.environ.get("INTAKE311_PORT", 8001)),
+    "indicators": int(os.environ.get("INDICATORS_PORT", 8002)),
+    "escalation": int(os.environ.get("ESCALATION_PORT", 8003)),
+}
+
+
+def base(service: str) -> str:
+    return f"http://127.0.0.1:{SERVICES[service]}"
+
+
+async def wait_ready(client: httpx.AsyncClient, service: str, timeout: float = 90) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            if (await client.get(f"{base(service)}/healthz")).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def load_directory(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
+    total = (await client.get(f"{base('directory')}/departments")).json()["total"]
+    if total:
+        return f"directory already has {total} departments"
+    r = await client.post(f"{base('directory')}/import", json={"rows": directory_rows()}, headers={"X-API-Key": keys["admin"]})
+    r.raise_for_status()
+    report = r.json()
+    return f"loaded {report['departments']} departments, {report['people']} people, {report['assignments']} roles"
+
+
+# Each service adds its loader here as it joins the stack: (service, coroutine).
+LOADERS = [("directory", load_directory)]
+
+
+def _extra_loaders() -> list:  # type: ignore[type-arg]
+    loaders = list(LOADERS)
+    for name in ("intake311", "indicators", "escalation"):
+        try:
+            module = __import__(f"{name}.demo", fromlist=["load_demo"])
+        except ImportError:
+            continue
+        loaders.append((name, module.load_demo))
+    return loaders
+
+
+async def main() -> None:
+    keys = json.loads(Path("var/demo-keys.json").read_text())
+    present = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for service, loader in _extra_loaders():
+            if not await wait_ready(client, service, timeout=60 if service == "directory" else 20):
+                print(f"[demo] {service} is not running; skipped", flush=True)
+                continue
+            present.append(service)
+            try:
+                print(f"[demo] {service}: {await loader(client, keys)}", flush=True)
+            except Exception as exc:  # keep the stack up; say what failed
+                print(f"[demo] {service}: loading failed: {exc!r}", flush=True)
+    lines = ["", "CityStat is running:"]
+    for service in present:
+        lines.append(f"  {service:<11} {base(service)}/docs   metrics {base(service)}/metrics")
+    if "indicators" in present:
+        lines.append(f"  dashboard   {base('indicators')}/dashboard")
+    if "escalation" in present:
+        lines.append(f"  board       {base('escalation')}/board")
+    if "intake311" in present:
+        lines.append(f"  Open311     {base('intake311')}/open311/v2/services.xml")
+    lines.append(f"  try: curl '{base('directory')}/routing?department=STREETS&function=technology'")
+    lines.append("Demo API keys (also in var/demo-keys.json), header X-API-Key:")
+    lines += [f"  {role:<12} {key}" for role, key in keys.items()]
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)
+
+
+def run() -> None:
+    asyncio.run(main())
+    # Idle until the process runner stops us: honcho ends the whole stack when any process exits.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.pause()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,106 @@
+"""Prometheus metrics shared by every service.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``make run`` sets one folder per service), the api
+and worker processes of a service write to it and the api's ``/metrics`` reads them all,
+so one scrape sees the whole service. Without it (tests), each process has its registry.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter(
+    "citystat_http_requests_total", "HTTP requests by route template", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "citystat_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter("citystat_events_published_total", "Events published by the outbox relay", ["service", "type"])
+EVENTS_CONSUMED = Counter("citystat_events_consumed_total", "Events processed by consumers", ["service", "type"])
+EVENTS_DUPLICATE = Counter("citystat_events_duplicate_total", "Redelivered events skipped by the inbox", ["service", "type"])
+EVENTS_FAILED = Counter("citystat_events_failed_total", "Event handler failures (each attempt)", ["service", "type"])
+EVENTS_DEAD_LETTERED = Counter(
+    "citystat_events_dead_lettered_total", "Events sent to a dead-letter topic", ["service", "topic", "type"]
+)
+OUTBOX_BACKLOG = Gauge(
+    "citystat_outbox_backlog", "Outbox rows waiting to be published", ["service"], multiprocess_mode="livemax"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "citystat_outbox_oldest_pending_seconds", "Age of the oldest unpublished outbox row", ["service"],
+    multiprocess_mode="livemax",
+)
+CONSUMER_LAG = Gauge(
+    "citystat_consumer_lag", "Approximate consumer lag (messages) per topic partition",
+    ["service", "topic", "partition"], multiprocess_mode="livemax",
+)
+BROKER_UP = Gauge("citystat_broker_up", "1 when the relay could reach the broker", ["service"], multiprocess_mode="livemax")
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def render_metrics() -> tuple[bytes, str]:
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    body, ctype = render_metrics()
+    return Response(body, media_type=ctype)
+
+
+def _route_template(scope: Scope) -> str:
+    # The router records the matched route in the scope; raw paths would explode the label set.
+    route: Any = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts and times requests, labelled by route template (``/departments/{code}``), not raw path."""
+
+    def __init__(self, app: ASGIApp, service: str):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(self.service, method, route, str(status["code"])).inc()
+            HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - start)

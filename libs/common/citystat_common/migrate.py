@@ -1,0 +1,98 @@
+"""Alembic helpers: each service keeps ``<pkg>/migrations`` and runs ``upgrade head`` before it starts.
+
+No alembic.ini: the config is built here from the service's package and database URL,
+so ``make migrate``, the api entry point and the tests all run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+
+def alembic_config(package: str, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files(package).joinpath("migrations")))
+    cfg.set_main_option("sqlalchemy.url", database_url)
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def upgrade(package: str, database_url: str, revision: str = "head", retries: int = 5) -> None:
+    # The api and the worker may both start at once: a lost race on alembic_version is retried.
+    for attempt in range(retries):
+        try:
+            command.upgrade(alembic_config(package, database_url), revision)
+            return
+        except sa.exc.OperationalError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except sa.exc.IntegrityError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
+def downgrade(package: str, database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(package, database_url), revision)
+
+
+def run_env(context: EnvironmentContext, target_metadata: sa.MetaData) -> None:
+    """The body of every service's ``migrations/env.py``: online migrations over an async engine."""
+    config = context.config
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+
+    def do_run(connection: sa.Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(do_run)
+                await conn.commit()
+        finally:
+            await engine.dispose()
+
+    _run_coroutine(run_async())
+
+
+def _run_coroutine(coro: Any) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    # Called from inside a running loop (a test, an app start-up): run on a helper thread.
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below on the caller's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,264 @@
+"""The outbox relay: publishes outbox rows in order, marks them sent, keeps them for replay.
+
+Runs in a service's worker process only (never in the web lifespan, which runs once per
+web worker). Rows are claimed with a lease token so a crashed relay's claim expires; on
+PostgreSQL an advisory lock keeps one active relay per database so events of one key
+never overtake each other. While the broker is down the relay backs off and rows wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from citystat_common import metrics
+from citystat_common.bus import ensure_topics, make_producer
+from citystat_common.db import PlumbingTables, utcnow
+from citystat_common.logging import get_logger
+
+log = get_logger(__name__)
+
+LEASE_SECONDS = 30
+RELAY_LOCK_ID = 731_311  # pg advisory lock key: one active relay per service database
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        service: str,
+        engine: AsyncEngine,
+        tables: PlumbingTables,
+        bootstrap: str,
+        enable_idempotence: bool = False,
+        batch_size: int = 200,
+        poll_interval: float = 0.2,
+        retention: timedelta = timedelta(hours=72),
+        max_backoff: float = 10.0,
+        topic_partitions: int | None = None,
+    ):
+        self.service = service
+        self.engine = engine
+        self.outbox = tables.outbox
+        self.tables = tables
+        self.bootstrap = bootstrap
+        self.enable_idempotence = enable_idempotence
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.max_backoff = max_backoff
+        # Tansu is memory-only: after its restart the topics are gone, so a new producer recreates them.
+        self.topic_partitions = topic_partitions
+        self._producer: AIOKafkaProducer | None = None
+        self._lock_conn: Any = None
+        self.broker_up = False
+
+    # -- producer -------------------------------------------------------------------
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            if self.topic_partitions:
+                await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
+            producer = make_producer(self.bootstrap, self.enable_idempotence)
+            try:
+                await producer.start()
+            except BaseException:
+                await _quiet_stop(producer)
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await _quiet_stop(producer)
+
+    # -- claiming ---------------------------------------------------------------------
+    async def _claim(self) -> list[sa.Row[Any]]:
+        token = str(uuid.uuid4())
+        now = utcnow()
+        o = self.outbox
+        async with self.engine.begin() as conn:
+            pending = (
+                sa.select(o.c.id)
+                .where(o.c.sent_at.is_(None), sa.or_(o.c.lease_until.is_(None), o.c.lease_until < now))
+                .order_by(o.c.id)
+                .limit(self.batch_size)
+            )
+            if conn.dialect.name == "postgresql":
+                pending = pending.with_for_update(skip_locked=True)
+            ids = [r[0] for r in (await conn.execute(pending)).all()]
+            if not ids:
+                return []
+            await conn.execute(
+                sa.update(o)
+                .where(o.c.id.in_(ids))
+                .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(o).where(o.c.lease_token == token).order_by(o.c.id))
+            return list(rows.all())
+
+    async def _acquire_relay_lock(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True  # SQLite: exactly one worker process per database file, by deployment
+        if self._lock_conn is None:
+            self._lock_conn = await self.engine.connect()
+        got = (await self._lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_ID})).scalar()
+        if not got:
+            await self._lock_conn.rollback()
+        return bool(got)
+
+    # -- one pass -----------------------------------------------------------------------
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many rows were sent. Raises when the broker fails."""
+        rows = await self._claim()
+        if not rows:
+            return 0
+        o = self.outbox
+        try:
+            producer = await self._ensure_producer()
+            futures = []
+            for row in rows:
+                headers = [("event_type", row.event_type.encode()), ("event_id", row.event_id.encode())]
+                futures.append(await producer.send(row.topic, row.payload, key=row.key.encode(), headers=headers))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except Exception as exc:
+            await self._release(rows, repr(exc))
+            raise
+        sent = [row for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        failed = [row for row, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            if sent:
+                await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id.in_([r.id for r in sent]))
+                    .values(sent_at=now, lease_token=None, lease_until=None, attempts=o.c.attempts + 1)
+                )
+        for row in sent:
+            metrics.EVENTS_PUBLISHED.labels(self.service, row.event_type).inc()
+        if failed:
+            first_error = next(r for r in results if isinstance(r, BaseException))
+            await self._release(failed, repr(first_error))
+            raise RuntimeError(f"{len(failed)} outbox rows not acknowledged: {first_error!r}")
+        return len(sent)
+
+    async def _release(self, rows: list[sa.Row[Any]], error: str) -> None:
+        o = self.outbox
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(o)
+                .where(o.c.id.in_([r.id for r in rows]))
+                .values(lease_token=None, lease_until=None, attempts=o.c.attempts + 1, last_error=error[:2000])
+            )
+
+    async def backlog(self) -> tuple[int, float]:
+        o = self.outbox
+        async with self.engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(o.c.sent_at.is_(None)))
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            if isinstance(oldest, str):
+                oldest = datetime.fromisoformat(oldest)
+            if oldest.tzinfo is None:
+                from datetime import UTC
+
+                oldest = oldest.replace(tzinfo=UTC)
+            age = max(0.0, (utcnow() - oldest).total_seconds())
+        return int(count), age
+
+    async def purge_sent(self) -> int:
+        o = self.outbox
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(o).where(o.c.sent_at.is_not(None), o.c.sent_at < utcnow() - self.retention))
+        return res.rowcount or 0
+
+    async def _heartbeat(self, backlog: int) -> None:
+        hb = self.tables.heartbeat
+        values = {"details": {"broker_up": self.broker_up, "backlog": backlog}, "updated_at": utcnow()}
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.update(hb).where(hb.c.component == "relay").values(**values))
+            if not res.rowcount:
+                await conn.execute(sa.insert(hb).values(component="relay", **values))
+
+    # -- loop -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.0
+        last_housekeeping = 0.0
+        loop = asyncio.get_running_loop()
+        log.info("outbox_relay_started", bootstrap=self.bootstrap)
+        try:
+            while not stop.is_set():
+                if not await self._acquire_relay_lock():
+                    await _wait(stop, 2.0)  # another replica's relay is active
+                    continue
+                now = loop.time()
+                if now - last_housekeeping > 5:
+                    last_housekeeping = now
+                    try:
+                        count, age = await self.backlog()
+                        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+                        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+                        metrics.BROKER_UP.labels(self.service).set(1 if self.broker_up else 0)
+                        await self._heartbeat(count)
+                        await self.purge_sent()
+                    except Exception as exc:  # database hiccup: keep the relay alive
+                        log.warning("outbox_housekeeping_failed", error=repr(exc))
+                try:
+                    sent = await self.publish_once()
+                    self.broker_up = True
+                    backoff = 0.0
+                    if sent:
+                        continue  # drain a backlog without sleeping
+                except Exception as exc:
+                    self.broker_up = False
+                    metrics.BROKER_UP.labels(self.service).set(0)
+                    await self._drop_producer()
+                    backoff = min(self.max_backoff, max(0.5, backoff * 2))
+                    log.warning("outbox_publish_failed", error=repr(exc), retry_in=backoff)
+                    await _wait(stop, backoff)
+                    continue
+                await _wait(stop, self.poll_interval)
+        finally:
+            await self._drop_producer()
+            if self._lock_conn is not None:
+                await self._lock_conn.close()
+                self._lock_conn = None
+            log.info("outbox_relay_stopped")
+
+
+async def replay(engine: AsyncEngine, tables: PlumbingTables, since: datetime) -> int:
+    """Mark every kept row created since ``since`` as unsent, so the relay publishes it again.
+
+    Consumers deduplicate on the event id, so a replay changes nothing downstream; it
+    exists for the day the broker lost its records (Tansu is memory-only)."""
+    o = tables.outbox
+    async with engine.begin() as conn:
+        res = await conn.execute(
+            sa.update(o)
+            .where(o.c.created_at >= since, o.c.sent_at.is_not(None))
+            .values(sent_at=None, lease_token=None, lease_until=None)
+        )
+    return res.rowcount or 0
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+async def _quiet_stop(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), timeout=5)
+    except Exception:  # noqa: BLE001 - a producer that never started or lost its broker
+        pass

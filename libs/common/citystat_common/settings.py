@@ -1,0 +1,93 @@
+"""Settings: pydantic-settings, one env prefix per service, fail fast on bad values.
+
+Nothing here is built at import time: each service calls ``Settings()`` in its
+composition root, so tests can pass their own values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+class ServiceSettings(BaseSettings):
+    """Base settings; a service subclasses it with its own ``env_prefix`` and port."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYSTAT_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "citystat"
+    database_url: str = "sqlite+aiosqlite:///var/citystat.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Port of the worker process's own metrics endpoint when multiprocess mode is off.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    web_workers: int = Field(1, ge=1, le=64)
+
+    # Shared, unprefixed variables: every service reads the same broker, keys file and calendar.
+    kafka_bootstrap: str = Field("127.0.0.1:9092", validation_alias=AliasChoices("kafka_bootstrap", "KAFKA_BOOTSTRAP"))
+    kafka_enable_idempotence: bool = Field(
+        False, validation_alias=AliasChoices("kafka_enable_idempotence", "KAFKA_ENABLE_IDEMPOTENCE")
+    )  # Tansu cannot do InitProducerId; true for Apache Kafka
+    topic_partitions: int = Field(
+        3, ge=1, le=256, validation_alias=AliasChoices("topic_partitions", "TOPIC_PARTITIONS")
+    )
+    create_topics: bool = True
+
+    api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("api_keys_file", "API_KEYS_FILE"))
+    # Inline keys, JSON: [{"name": "...", "key": "plain" | "sha256": "hex", "scopes": [...], "channel": "..."}]
+    api_keys: list[dict[str, Any]] = Field(default_factory=list)
+
+    outbox_batch_size: int = Field(200, ge=1, le=10_000)
+    outbox_poll_interval: float = Field(0.2, gt=0, le=60)
+    outbox_retention_hours: float = Field(72, gt=0)
+    outbox_max_backoff: float = Field(10.0, gt=0)
+
+    consumer_max_retries: int = Field(3, ge=0, le=100)
+    consumer_retry_backoff: float = Field(0.2, ge=0)
+
+    city_timezone: str = Field(
+        "America/New_York", validation_alias=AliasChoices("city_timezone", "CITY_TIMEZONE")
+    )
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("database_url must be sqlite+aiosqlite://... or postgresql+asyncpg://...")
+        return v
+
+    @field_validator("city_timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(v)  # raises on an unknown zone: fail at start-up, not at the first request
+        return v
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else []
+        return v
+
+    @model_validator(mode="after")
+    def _check_keys_file(self) -> ServiceSettings:
+        if self.api_keys_file is not None and not Path(self.api_keys_file).is_file():
+            raise ValueError(f"api_keys_file {self.api_keys_file} does not exist")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def service_settings_config(prefix: str) -> SettingsConfigDict:
+    """Config for a service's subclass: ``DIRECTORY_DATABASE_URL`` and so on."""
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True)

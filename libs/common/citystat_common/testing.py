@@ -1,0 +1,165 @@
+"""Test helpers every service's tests share: fresh databases, apps, clients, a real broker.
+
+Nothing here mocks the bus: integration tests run the Tansu broker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from citystat_common.auth import DEMO_CHANNELS, DEMO_ROLES
+from citystat_common.events import Envelope, parse_event
+from citystat_common.migrate import upgrade
+
+# Plain test keys, one per demo role: headers={"X-API-Key": TEST_KEYS["staff"]}.
+TEST_KEYS = {role: f"test-key-{role}" for role in DEMO_ROLES}
+TEST_KEY_ENTRIES = [
+    {"name": role, "key": key, "scopes": DEMO_ROLES[role], "channel": DEMO_CHANNELS.get(role)}
+    for role, key in TEST_KEYS.items()
+]
+
+
+def auth(role: str) -> dict[str, str]:
+    return {"X-API-Key": TEST_KEYS[role]}
+
+
+def postgres_admin_url() -> str | None:
+    return os.environ.get("TEST_POSTGRES_URL") or None
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return re.sub(r"^postgresql\+asyncpg://", "postgresql://", url)
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _pg_exec(admin_url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    try:
+        for stmt in statements:
+            await conn.execute(stmt)
+    finally:
+        await conn.close()
+
+
+_templates: dict[str, str] = {}
+
+
+def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
+    """A migrated, empty database for one test: a SQLite file, or a PostgreSQL database
+    cloned from a migrated template (migrating once per package keeps the suite fast)."""
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/{package}-{uuid.uuid4().hex[:8]}.db"
+        upgrade(package, url)
+        return url
+    admin = postgres_admin_url()
+    if not admin:
+        raise RuntimeError("TEST_POSTGRES_URL is not set")
+    if package not in _templates:
+        template = f"tmpl_{package}_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{template}"', f'CREATE DATABASE "{template}"'))
+        upgrade(package, _with_db(admin, template))
+        _templates[package] = template
+    name = f"t_{package}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_exec(admin, f'CREATE DATABASE "{name}" TEMPLATE "{_templates[package]}"'))
+    return _with_db(admin, name)
+
+
+def empty_database(kind: str, tmp_path: Any) -> str:
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/empty-{uuid.uuid4().hex[:8]}.db"
+    admin = postgres_admin_url()
+    assert admin
+    name = f"e_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_exec(admin, f'CREATE DATABASE "{name}"'))
+    return _with_db(admin, name)
+
+
+def drop_test_databases() -> None:
+    """Drop every database this run created (t_*, e_*, tmpl_*)."""
+    admin = postgres_admin_url()
+    if not admin:
+        return
+
+    async def run() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(admin))
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname ~ '^(t|e|tmpl)_[a-z0-9]+_?[a-z0-9]*$'"
+            )
+            for r in rows:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{r["datname"]}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+async def collect_events(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Envelope]], bool],
+    timeout: float = 20.0,
+    group_id: str | None = None,
+) -> list[Envelope]:
+    """Read ``topic`` from the earliest offset until ``until(events)`` holds (never 'latest': Tansu's
+    end offsets are approximate), or fail after ``timeout`` seconds."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group_id or f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    events: list[Envelope] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    env, _ = parse_event(record.value)
+                    events.append(env)
+            if until(events):
+                return events
+        raise AssertionError(f"timed out after {timeout}s on {topic}; got {[e.type for e in events]}")
+    finally:
+        await consumer.stop()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll an async or sync check until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        last = result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

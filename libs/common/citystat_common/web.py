@@ -1,0 +1,222 @@
+"""The pieces every service's FastAPI app shares: correlation ids, metrics, problem
+details, body-size limit, health and readiness. ``build_app`` is called from each
+service's ``create_app`` (its composition root); nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from citystat_common.auth import KeyStore
+from citystat_common.bus import broker_reachable
+from citystat_common.db import PlumbingTables, create_engine, ping, session_factory, utcnow
+from citystat_common.errors import install_problem_handlers, problem
+from citystat_common.logging import configure_logging, correlation_id_var, new_correlation_id
+from citystat_common.metrics import MetricsMiddleware, metrics_endpoint
+from citystat_common.settings import ServiceSettings
+from citystat_common.uow import UnitOfWork
+
+
+@dataclass
+class ServiceContext:
+    """What a request handler needs, built once in the lifespan: the composition root's output."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    tables: PlumbingTables
+    keystore: KeyStore
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables)
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with get_context(request).uow() as uow:
+        yield uow
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+class CorrelationMiddleware:
+    """``X-Correlation-ID`` in (or a new one), echoed out, set for logs and emitted events."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(b"x-correlation-id", b"").decode("latin-1").strip()
+        cid = raw[:128] if raw and raw.isprintable() else new_correlation_id()
+        token = correlation_id_var.set(cid)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-correlation-id", cid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            correlation_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await problem(413, "Content too large", f"the body exceeds {self.max_bytes} bytes")(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await problem(413, "Content too large", f"the body exceeds {self.max_bytes} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+ReadinessCheck = Callable[[ServiceContext], Awaitable[str | None]]
+
+
+async def check_database(ctx: ServiceContext) -> str | None:
+    try:
+        await ping(ctx.engine)
+    except Exception as exc:  # noqa: BLE001
+        return f"database unreachable: {type(exc).__name__}"
+    return None
+
+
+async def check_broker(ctx: ServiceContext) -> str | None:
+    return None if await broker_reachable(ctx.settings.kafka_bootstrap) else "broker unreachable"
+
+
+def check_consumer(group_id: str, max_age: timedelta = timedelta(seconds=30)) -> ReadinessCheck:
+    async def check(ctx: ServiceContext) -> str | None:
+        hb = ctx.tables.heartbeat
+        try:
+            async with ctx.engine.connect() as conn:
+                row = (await conn.execute(sa.select(hb).where(hb.c.component == f"consumer:{group_id}"))).first()
+        except Exception as exc:  # noqa: BLE001
+            return f"database unreachable: {type(exc).__name__}"
+        if row is None:
+            return f"consumer {group_id} has not reported"
+        if utcnow() - row.updated_at > max_age:
+            return f"consumer {group_id} silent since {row.updated_at.isoformat()}"
+        if not row.details.get("assigned"):
+            return f"consumer {group_id} has no partitions assigned"
+        return None
+
+    return check
+
+
+def health_router(checks: Sequence[ReadinessCheck]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database, broker and consumers", responses={503: {}})
+    async def readyz(request: Request) -> JSONResponse:
+        ctx = get_context(request)
+        problems = [p for p in [await c(ctx) for c in checks] if p]
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return router
+
+
+def build_app(
+    *,
+    settings: ServiceSettings,
+    tables: PlumbingTables,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    readiness: Sequence[ReadinessCheck] = (check_database, check_broker),
+    on_startup: Callable[[ServiceContext], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[ServiceContext], Awaitable[None]] | None = None,
+    problem_handlers: bool = True,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        engine = create_engine(settings.database_url)
+        ctx = ServiceContext(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            tables=tables,
+            keystore=KeyStore.from_settings(settings.api_keys_file, settings.api_keys),
+        )
+        app.state.ctx = ctx
+        app.state.keystore = ctx.keystore
+        if on_startup:
+            await on_startup(ctx)
+        try:
+            yield
+        finally:
+            if on_shutdown:
+                await on_shutdown(ctx)
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    if problem_handlers:
+        install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.add_middleware(CorrelationMiddleware)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.include_router(health_router(readiness))
+    for router in routers:
+        app.include_router(router)
+    return app

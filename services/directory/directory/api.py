@@ -1,0 +1,382 @@
+"""Directory REST API: thin routers over ``service``; the router owns the commit."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Literal
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import ValidationError
+
+from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
+from citystat_common.errors import Invalid
+from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
+from citystat_common.pagination import Page, Paging, paginate
+from citystat_common.web import UoW
+from directory import schemas, service
+from citystat_common.db import utcnow
+from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
+
+router = APIRouter()
+Writer = Annotated[Principal, require_scope("directory:write")]
+Staff = Annotated[Principal, require_scope("staff")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
+
+
+def department_read(d: Department) -> schemas.DepartmentRead:
+    return schemas.DepartmentRead(
+        id=d.id, code=d.code, name=d.name, cluster=d.cluster.code if d.cluster else None,
+        cluster_name=d.cluster.name if d.cluster else None, active=d.active, created_at=d.created_at,
+        updated_at=d.updated_at,
+    )
+
+
+def person_read(p: Person, principal: Principal | None) -> schemas.PersonRead:
+    personal = can_see_personal_data(principal)
+    return schemas.PersonRead(
+        id=p.id, name=p.name, title=p.title, active=p.active,
+        email=p.email if personal else None, phone=p.phone if personal else None,
+    )
+
+
+def assignment_read(a: RoleAssignment, dept_code: str | None = None, cluster_code: str | None = None) -> schemas.AssignmentRead:
+    return schemas.AssignmentRead(
+        id=a.id, role=a.role, department=dept_code, cluster=cluster_code,
+        person=schemas.PersonBrief.model_validate(a.person), starts_at=a.starts_at, ends_at=a.ends_at,
+        reason=a.reason, created_by=a.created_by,
+    )
+
+
+async def _create(uow: UoW, request: Request, key: str | None, scope: str, build) -> Response:  # type: ignore[no-untyped-def]
+    """Run a creation once per Idempotency-Key, storing the response with the change."""
+    key = check_key(key)
+    fingerprint = request_fingerprint(await request.body())
+    if (previous := await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)) is not None:
+        return previous
+    model = await build()
+    body = orjson.dumps(model.model_dump(mode="json"))
+    await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201, body=body, media_type="application/json")
+    await uow.commit()
+    return Response(body, status_code=201, media_type="application/json")
+
+
+# --- clusters ----------------------------------------------------------------------------
+
+
+async def _cluster_read(uow: UoW, cluster) -> schemas.ClusterRead:  # type: ignore[no-untyped-def]
+    deputy = await service.holder(uow, "deputy_mayor", cluster_id=cluster.id)
+    return schemas.ClusterRead(
+        code=cluster.code, name=cluster.name,
+        deputy_mayor=schemas.PersonBrief.model_validate(deputy.person) if deputy else None,
+        departments=await service.cluster_departments(uow, cluster),
+    )
+
+
+@router.get("/clusters", response_model=list[schemas.ClusterRead], tags=["clusters"])
+async def list_clusters(uow: UoW) -> list[schemas.ClusterRead]:
+    clusters = (await uow.session.execute(sa.select(Cluster).order_by(Cluster.code))).scalars().all()
+    return [await _cluster_read(uow, c) for c in clusters]
+
+
+@router.post("/clusters", status_code=201, response_model=schemas.ClusterRead, tags=["clusters"])
+async def create_cluster(data: schemas.ClusterCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
+    async def build() -> schemas.ClusterRead:
+        cluster = await service.create_cluster(uow, actor=who.name, data=data)
+        return await _cluster_read(uow, cluster)
+
+    return await _create(uow, request, key, "clusters", build)
+
+
+@router.get("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
+async def get_cluster(code: str, uow: UoW) -> schemas.ClusterRead:
+    return await _cluster_read(uow, await service.get_cluster(uow, code))
+
+
+@router.patch("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
+async def update_cluster(code: str, data: schemas.ClusterUpdate, uow: UoW, who: Writer) -> schemas.ClusterRead:
+    cluster = await service.update_cluster(uow, actor=who.name, code=code, data=data)
+    result = await _cluster_read(uow, cluster)
+    await uow.commit()
+    return result
+
+
+@router.put("/clusters/{code}/deputy-mayor", response_model=schemas.AssignmentRead, tags=["clusters"])
+async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
+    cluster = await service.get_cluster(uow, code)
+    a = await service.assign_role(
+        uow, actor=who.name, role="deputy_mayor", person_id=data.person_id, cluster=cluster,
+        starts_at=data.starts_at, reason=data.reason,
+    )
+    result = assignment_read(a, cluster_code=cluster.code)
+    await uow.commit()
+    return result
+
+
+@router.get("/managing-director", response_model=schemas.RoleHolder, tags=["clusters"])
+async def get_managing_director(uow: UoW) -> schemas.RoleHolder:
+    a = await service.holder(uow, "managing_director")
+    return schemas.RoleHolder(
+        role="managing_director", person=schemas.PersonBrief.model_validate(a.person) if a else None,
+        since=a.starts_at if a else None,
+    )
+
+
+@router.put("/managing-director", response_model=schemas.AssignmentRead, tags=["clusters"])
+async def assign_managing_director(data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
+    a = await service.assign_role(
+        uow, actor=who.name, role="managing_director", person_id=data.person_id, starts_at=data.starts_at, reason=data.reason
+    )
+    result = assignment_read(a)
+    await uow.commit()
+    return result
+
+
+# --- departments -------------------------------------------------------------------------
+
+
+@router.get("/departments", response_model=Page[schemas.DepartmentRead], tags=["departments"])
+async def list_departments(
+    uow: UoW,
+    paging: Paging,
+    cluster: Annotated[str | None, Query(max_length=40)] = None,
+    active: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="search in code and name")] = None,
+) -> Page[schemas.DepartmentRead]:
+    items, total = await paginate(uow.session, service.list_departments_stmt(cluster=cluster, active=active, q=q), paging)
+    return Page(items=[department_read(d) for d in items], total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.post("/departments", status_code=201, response_model=schemas.DepartmentRead, tags=["departments"])
+async def create_department(
+    data: schemas.DepartmentCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None
+) -> Response:
+    async def build() -> schemas.DepartmentRead:
+        return department_read(await service.create_department(uow, actor=who.name, data=data))
+
+    return await _create(uow, request, key, "departments", build)
+
+
+@router.get("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
+async def get_department(code: str, uow: UoW) -> schemas.DepartmentRead:
+    return department_read(await service.get_department(uow, code))
+
+
+@router.patch("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
+async def update_department(code: str, data: schemas.DepartmentUpdate, uow: UoW, who: Writer) -> schemas.DepartmentRead:
+    result = department_read(await service.update_department(uow, actor=who.name, code=code, data=data))
+    await uow.commit()
+    return result
+
+
+@router.delete("/departments/{code}", status_code=204, tags=["departments"], summary="Deactivate (history is kept)")
+async def deactivate_department(code: str, uow: UoW, who: Writer) -> Response:
+    await service.update_department(uow, actor=who.name, code=code, data=schemas.DepartmentUpdate(active=False))
+    await uow.commit()
+    return Response(status_code=204)
+
+
+@router.get("/departments/{code}/senior-team", response_model=schemas.SeniorTeamRead, tags=["senior team"])
+async def get_senior_team(
+    code: str, uow: UoW, at: Annotated[datetime | None, Query(description="who held each role then; default now")] = None
+) -> schemas.SeniorTeamRead:
+    if at is not None and at.tzinfo is None:
+        raise Invalid("at must carry a timezone, e.g. 2026-11-24T10:00:00Z", field="at")
+    dept = await service.get_department(uow, code)
+    when = at or utcnow()
+    team = await service.senior_team(uow, dept, when)
+    return schemas.SeniorTeamRead(
+        department=dept.code,
+        at=when,
+        members=[
+            schemas.RoleHolder(
+                role=role, person=schemas.PersonBrief.model_validate(a.person) if a else None,
+                since=a.starts_at if a else None,
+            )
+            for role, a in team.items()
+        ],
+    )
+
+
+@router.put(
+    "/departments/{code}/senior-team/{role}", response_model=schemas.AssignmentRead, tags=["senior team"],
+    summary="Assign a role; the previous holder's assignment ends when this one starts",
+)
+async def assign_senior_role(
+    code: str, role: schemas.SeniorRole, data: schemas.AssignmentCreate, uow: UoW, who: Writer
+) -> schemas.AssignmentRead:
+    dept = await service.get_department(uow, code)
+    a = await service.assign_role(
+        uow, actor=who.name, role=role, person_id=data.person_id, department=dept, starts_at=data.starts_at,
+        reason=data.reason,
+    )
+    result = assignment_read(a, dept_code=dept.code)
+    await uow.commit()
+    return result
+
+
+@router.delete("/departments/{code}/senior-team/{role}", status_code=204, tags=["senior team"], summary="Leave a role vacant")
+async def vacate_senior_role(
+    code: str, role: schemas.SeniorRole, uow: UoW, who: Writer,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    dept = await service.get_department(uow, code)
+    await service.vacate_role(uow, actor=who.name, role=role, department=dept, reason=reason)
+    await uow.commit()
+    return Response(status_code=204)
+
+
+@router.get("/assignments", response_model=Page[schemas.AssignmentRead], tags=["senior team"])
+async def list_assignments(
+    uow: UoW, paging: Paging,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+    role: Annotated[str | None, Query(max_length=40)] = None,
+    person_id: Annotated[str | None, Query(max_length=36)] = None,
+) -> Page[schemas.AssignmentRead]:
+    stmt = (
+        sa.select(RoleAssignment, Department.code, Cluster.code)
+        .outerjoin(Department, RoleAssignment.department_id == Department.id)
+        .outerjoin(Cluster, RoleAssignment.cluster_id == Cluster.id)
+        .order_by(RoleAssignment.starts_at.desc(), RoleAssignment.id.desc())
+    )
+    if department:
+        stmt = stmt.where(Department.code == department.upper())
+    if role:
+        stmt = stmt.where(RoleAssignment.role == role)
+    if person_id:
+        stmt = stmt.where(RoleAssignment.person_id == person_id)
+    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
+    return Page(
+        items=[assignment_read(a, d, c) for a, d, c in rows], total=total, page=paging.page, page_size=paging.page_size
+    )
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+@router.get("/people", response_model=Page[schemas.PersonRead], tags=["people"])
+async def list_people(
+    uow: UoW, paging: Paging, principal: OptionalPrincipal,
+    q: Annotated[str | None, Query(max_length=200)] = None, active: bool | None = None,
+) -> Page[schemas.PersonRead]:
+    items, total = await paginate(uow.session, service.list_people_stmt(q=q, active=active), paging)
+    return Page(items=[person_read(p, principal) for p in items], total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.post("/people", status_code=201, response_model=schemas.PersonRead, tags=["people"])
+async def create_person(data: schemas.PersonCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
+    async def build() -> schemas.PersonRead:
+        return person_read(await service.create_person(uow, actor=who.name, data=data), who)
+
+    return await _create(uow, request, key, "people", build)
+
+
+@router.get("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
+async def get_person(person_id: str, uow: UoW, principal: OptionalPrincipal) -> schemas.PersonRead:
+    return person_read(await service.get_person(uow, person_id), principal)
+
+
+@router.patch("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
+async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, who: Writer) -> schemas.PersonRead:
+    result = person_read(await service.update_person(uow, actor=who.name, person_id=person_id, data=data), who)
+    await uow.commit()
+    return result
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+@router.get("/routing", response_model=schemas.RoutingRead, tags=["routing"])
+async def routing(
+    uow: UoW,
+    department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
+    function: Annotated[schemas.Function, Query(description="the problem's function tag")],
+) -> schemas.RoutingRead:
+    """The person responsible for ``function`` in the department, and the escalation chain."""
+    return await service.route(uow, department_code=department, function=function)
+
+
+# --- import and audit --------------------------------------------------------------------
+
+IMPORT_EXAMPLE = "department_code,department_name,cluster_code,cluster_name,role,person_name,person_title,person_email,person_phone"
+
+
+@router.post(
+    "/import", response_model=schemas.ImportReport, tags=["import"],
+    summary="Import a whole directory, all or nothing",
+    description=(
+        "JSON: a list of rows, or {\"rows\": [...]}. CSV (text/csv) with the header "
+        f"`{IMPORT_EXAMPLE}`. Nothing is stored unless every row is valid; the report lists each bad row."
+    ),
+    responses={422: {"model": schemas.ImportReport}},
+)
+async def import_directory(request: Request, uow: UoW, who: Writer) -> Response:
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    rows, errors = _parse_import(raw, ctype)
+    if errors:
+        report = schemas.ImportReport(ok=False, rows=len(rows) + len(errors), errors=errors)
+        return Response(report.model_dump_json(), status_code=422, media_type="application/json")
+    report = await service.import_directory(uow, actor=who.name, rows=rows)
+    if not report.ok:
+        await uow.rollback()
+        return Response(report.model_dump_json(), status_code=422, media_type="application/json")
+    await uow.commit()
+    return Response(report.model_dump_json(), status_code=200, media_type="application/json")
+
+
+def _parse_import(raw: bytes, ctype: str) -> tuple[list[schemas.ImportRow], list[dict[str, object]]]:
+    docs: list[object]
+    if ctype in ("text/csv", "application/csv"):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return [], [{"row": 0, "field": "body", "message": "CSV must be UTF-8"}]
+        reader = csv.DictReader(io.StringIO(text))
+        docs = [{k: (v if v != "" else None) for k, v in r.items() if k} for r in reader]
+        if reader.fieldnames is None:
+            return [], [{"row": 0, "field": "body", "message": f"empty CSV; expected header {IMPORT_EXAMPLE}"}]
+    elif ctype in ("application/json", ""):
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return [], [{"row": 0, "field": "body", "message": f"not JSON: {exc}"}]
+        doc = doc.get("rows") if isinstance(doc, dict) else doc
+        if not isinstance(doc, list):
+            return [], [{"row": 0, "field": "body", "message": "expected a list of rows or {\"rows\": [...]}"}]
+        docs = doc
+    else:
+        return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
+    rows: list[schemas.ImportRow] = []
+    errors: list[dict[str, object]] = []
+    for index, doc in enumerate(docs, start=1):
+        try:
+            rows.append(schemas.ImportRow.model_validate(doc))
+        except ValidationError as exc:
+            for e in exc.errors():
+                errors.append({"row": index, "field": ".".join(str(p) for p in e["loc"]) or "row", "message": e["msg"]})
+    if not docs:
+        errors.append({"row": 0, "field": "body", "message": "no rows"})
+    return rows, errors
+
+
+@router.get("/audit", response_model=Page[schemas.AuditRead], tags=["audit"])
+async def audit_log(
+    uow: UoW, paging: Paging, _: Staff,
+    entity: Annotated[str | None, Query(max_length=40)] = None,
+    entity_id: Annotated[str | None, Query(max_length=100)] = None,
+    order: Literal["newest", "oldest"] = "newest",
+) -> Page[schemas.AuditRead]:
+    stmt = sa.select(AuditEntry).order_by(AuditEntry.id.desc() if order == "newest" else AuditEntry.id)
+    if entity:
+        stmt = stmt.where(AuditEntry.entity == entity)
+    if entity_id:
+        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    items, total = await paginate(uow.session, stmt, paging)
+    return Page(
+        items=[schemas.AuditRead.model_validate(a) for a in items], total=total, page=paging.page, page_size=paging.page_size
+    )

@@ -1,0 +1,211 @@
+"""Directory API shapes: ``XCreate`` / ``XUpdate`` / ``XRead``."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from citystat_common.events import SENIOR_ROLES
+
+CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+
+
+def _code(v: str) -> str:
+    v = v.strip().upper()
+    if not CODE_RE.match(v):
+        raise ValueError("must be 2-40 characters: letters, digits and _, starting with a letter")
+    return v
+
+
+def _phone(v: str | None) -> str | None:
+    if v is None or v == "":
+        return None
+    if not re.fullmatch(r"\+?[0-9 ().\-]{7,25}", v):
+        raise ValueError("must be a phone number: digits, spaces, + ( ) . -, 7 to 25 characters")
+    return v
+
+
+Code = Annotated[str, AfterValidator(_code)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Phone = Annotated[str | None, AfterValidator(_phone)]
+SeniorRole = Literal[
+    "department_head", "oit_partner", "hr_partner", "budget_partner", "stat_partner", "customer_service_officer"
+]
+Function = Literal["technology", "staffing", "spending", "customer_service", "performance"]
+assert set(SeniorRole.__args__) == set(SENIOR_ROLES)  # type: ignore[attr-defined]
+
+FUNCTION_ROLE: dict[str, str] = {
+    "technology": "oit_partner",
+    "staffing": "hr_partner",
+    "spending": "budget_partner",
+    "customer_service": "customer_service_officer",
+    "performance": "stat_partner",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterCreate(Strict):
+    code: Code
+    name: Name
+
+
+class ClusterUpdate(Strict):
+    name: Name | None = None
+
+
+class PersonBrief(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    title: str | None = None
+
+
+class ClusterRead(BaseModel):
+    code: str
+    name: str
+    deputy_mayor: PersonBrief | None = None
+    departments: list[str] = Field(default_factory=list)
+
+
+class DepartmentCreate(Strict):
+    code: Code
+    name: Name
+    cluster: Code | None = Field(None, description="cluster code")
+
+
+class DepartmentUpdate(Strict):
+    name: Name | None = None
+    cluster: Code | None = None
+    active: bool | None = None
+
+
+class DepartmentRead(BaseModel):
+    id: str
+    code: str
+    name: str
+    cluster: str | None
+    cluster_name: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class PersonCreate(Strict):
+    name: Name
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    email: EmailStr | None = None
+    phone: Phone = None
+
+
+class PersonUpdate(Strict):
+    name: Name | None = None
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    email: EmailStr | None = None
+    phone: Phone = None
+    active: bool | None = None
+
+
+class PersonRead(BaseModel):
+    """``email`` and ``phone`` are personal data: null unless the caller has the ``staff`` scope."""
+
+    id: str
+    name: str
+    title: str | None
+    email: str | None = None
+    phone: str | None = None
+    active: bool
+
+
+class AssignmentCreate(Strict):
+    person_id: str = Field(min_length=1, max_length=36)
+    starts_at: datetime | None = Field(None, description="default now; must carry a timezone")
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class AssignmentRead(BaseModel):
+    id: int
+    role: str
+    department: str | None
+    cluster: str | None
+    person: PersonBrief
+    starts_at: datetime
+    ends_at: datetime | None
+    reason: str | None
+    created_by: str
+
+
+class RoleHolder(BaseModel):
+    role: str
+    person: PersonBrief | None
+    since: datetime | None = None
+
+
+class SeniorTeamRead(BaseModel):
+    department: str
+    at: datetime
+    members: list[RoleHolder]
+
+
+class ChainLink(BaseModel):
+    level: int
+    role: str
+    person: PersonBrief | None
+    note: str | None = None
+
+
+class RoutingRead(BaseModel):
+    department: str
+    department_name: str
+    cluster: str | None
+    function: str
+    role: str
+    responsible: PersonBrief | None
+    responsible_role: str | None
+    fallback: bool
+    fallback_reason: str | None
+    chain: list[ChainLink]
+
+
+class ImportRow(BaseModel):
+    """One row of a directory import: a department and, optionally, one role holder."""
+
+    model_config = ConfigDict(extra="forbid")
+    department_code: Code
+    department_name: Name
+    cluster_code: Code | None = None
+    cluster_name: Name | None = None
+    role: Literal[
+        "department_head", "oit_partner", "hr_partner", "budget_partner", "stat_partner",
+        "customer_service_officer", "deputy_mayor", "managing_director",
+    ] | None = None
+    person_name: Name | None = None
+    person_title: Annotated[str, StringConstraints(max_length=200)] | None = None
+    person_email: EmailStr | None = None
+    person_phone: Phone = None
+
+
+class ImportReport(BaseModel):
+    ok: bool
+    rows: int
+    clusters: int = 0
+    departments: int = 0
+    people: int = 0
+    assignments: int = 0
+    errors: list[dict[str, object]] = Field(default_factory=list)
+
+
+class AuditRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    details: dict[str, object]

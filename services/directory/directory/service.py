@@ -1,0 +1,519 @@
+"""Directory domain logic. Keyword-only functions over a UnitOfWork: they change rows,
+write the audit log and emit events, and never commit (the caller does)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from citystat_common.db import utcnow
+from citystat_common.errors import Conflict, Invalid, NotFound
+from citystat_common.events import (
+    SENIOR_ROLES,
+    DepartmentUpserted,
+    PersonRef,
+    PersonUpserted,
+    SeniorTeamChanged,
+)
+from citystat_common.uow import UnitOfWork
+from directory import schemas
+from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
+
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+async def get_cluster(uow: UnitOfWork, code: str) -> Cluster:
+    cluster = (await uow.session.execute(sa.select(Cluster).where(Cluster.code == code.upper()))).scalar_one_or_none()
+    if cluster is None:
+        raise NotFound(f"no cluster with code {code!r}", field="cluster")
+    return cluster
+
+
+async def get_department(uow: UnitOfWork, code: str) -> Department:
+    dept = (
+        await uow.session.execute(sa.select(Department).where(Department.code == code.upper()))
+    ).scalar_one_or_none()
+    if dept is None:
+        raise NotFound(f"no department with code {code!r}", field="department")
+    return dept
+
+
+async def get_person(uow: UnitOfWork, person_id: str) -> Person:
+    person = await uow.session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"no person with id {person_id!r}", field="person_id")
+    return person
+
+
+def audit(uow: UnitOfWork, *, actor: str, action: str, entity: str, entity_id: str, **details: object) -> None:
+    uow.session.add(
+        AuditEntry(actor=actor, action=action, entity=entity, entity_id=entity_id, details=_jsonable(details))
+    )
+
+
+def _jsonable(d: dict[str, object]) -> dict[str, object]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()}
+
+
+# --- role holders ----------------------------------------------------------------------
+
+
+def _scope_filter(role: str, *, department_id: str | None, cluster_id: str | None) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        RoleAssignment.role == role,
+        RoleAssignment.department_id.is_(None) if department_id is None else RoleAssignment.department_id == department_id,
+        RoleAssignment.cluster_id.is_(None) if cluster_id is None else RoleAssignment.cluster_id == cluster_id,
+    )
+
+
+def _active_at(at: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(RoleAssignment.starts_at <= at, sa.or_(RoleAssignment.ends_at.is_(None), RoleAssignment.ends_at > at))
+
+
+async def holder(
+    uow: UnitOfWork, role: str, *, department_id: str | None = None, cluster_id: str | None = None,
+    at: datetime | None = None,
+) -> RoleAssignment | None:
+    at = at or utcnow()
+    stmt = (
+        sa.select(RoleAssignment)
+        .where(_scope_filter(role, department_id=department_id, cluster_id=cluster_id), _active_at(at))
+        .order_by(RoleAssignment.starts_at.desc())
+        .limit(1)
+    )
+    return (await uow.session.execute(stmt)).scalar_one_or_none()
+
+
+async def senior_team(uow: UnitOfWork, dept: Department, at: datetime | None = None) -> dict[str, RoleAssignment | None]:
+    at = at or utcnow()
+    stmt = sa.select(RoleAssignment).where(RoleAssignment.department_id == dept.id, _active_at(at))
+    team: dict[str, RoleAssignment | None] = dict.fromkeys(SENIOR_ROLES)
+    for a in (await uow.session.execute(stmt)).scalars():
+        team[a.role] = a
+    return team
+
+
+async def assign_role(
+    uow: UnitOfWork,
+    *,
+    actor: str,
+    role: str,
+    person_id: str,
+    department: Department | None = None,
+    cluster: Cluster | None = None,
+    starts_at: datetime | None = None,
+    reason: str | None = None,
+    publish: bool = True,
+) -> RoleAssignment:
+    """Give ``role`` to a person from ``starts_at``; the current holder's assignment ends then.
+
+    History is kept. An assignment may not start before the current one did: that would
+    overlap a period already on record (correct it with a new assignment instead)."""
+    person = await get_person(uow, person_id)
+    if not person.active:
+        raise Invalid(f"person {person_id!r} is inactive", field="person_id")
+    now = utcnow()
+    starts_at = starts_at or now
+    if starts_at.tzinfo is None:
+        raise Invalid("starts_at must carry a timezone", field="starts_at")
+    dept_id = department.id if department else None
+    cluster_id = cluster.id if cluster else None
+    latest = (
+        await uow.session.execute(
+            sa.select(RoleAssignment)
+            .where(_scope_filter(role, department_id=dept_id, cluster_id=cluster_id))
+            .order_by(RoleAssignment.starts_at.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if latest is not None:
+        if starts_at < latest.starts_at:
+            raise Conflict(
+                f"starts_at {starts_at.isoformat()} overlaps the assignment that starts {latest.starts_at.isoformat()}",
+                field="starts_at",
+            )
+        if latest.ends_at is None or latest.ends_at > starts_at:
+            if latest.person_id == person.id and latest.ends_at is None:
+                return latest  # already holds it: assigning again changes nothing
+            latest.ends_at = starts_at
+    assignment = RoleAssignment(
+        role=role, department_id=dept_id, cluster_id=cluster_id, person_id=person.id, starts_at=starts_at,
+        reason=reason, created_by=actor,
+    )
+    uow.session.add(assignment)
+    await uow.flush()
+    audit(
+        uow, actor=actor, action="role.assigned", entity="role_assignment", entity_id=str(assignment.id),
+        role=role, person_id=person.id, department=department.code if department else None,
+        cluster=cluster.code if cluster else None, starts_at=starts_at, reason=reason,
+    )
+    if publish:
+        await _publish_teams_for_scope(uow, department=department, cluster=cluster)
+    return assignment
+
+
+async def vacate_role(
+    uow: UnitOfWork, *, actor: str, role: str, department: Department | None = None, cluster: Cluster | None = None,
+    reason: str | None = None,
+) -> None:
+    current = await holder(
+        uow, role, department_id=department.id if department else None, cluster_id=cluster.id if cluster else None
+    )
+    if current is None:
+        raise NotFound(f"the {role} role is already vacant", field="role")
+    current.ends_at = utcnow()
+    audit(uow, actor=actor, action="role.vacated", entity="role_assignment", entity_id=str(current.id), role=role, reason=reason)
+    await _publish_teams_for_scope(uow, department=department, cluster=cluster)
+
+
+async def _publish_teams_for_scope(uow: UnitOfWork, *, department: Department | None, cluster: Cluster | None) -> None:
+    if department is not None:
+        await publish_senior_team(uow, department)
+        return
+    stmt = sa.select(Department).where(Department.active.is_(True))
+    if cluster is not None:
+        stmt = stmt.where(Department.cluster_id == cluster.id)
+    for dept in (await uow.session.execute(stmt)).scalars():
+        await publish_senior_team(uow, dept)
+
+
+def _ref(a: RoleAssignment | None) -> PersonRef | None:
+    return PersonRef(person_id=a.person.id, name=a.person.name, title=a.person.title) if a else None
+
+
+async def publish_senior_team(uow: UnitOfWork, dept: Department) -> None:
+    team = await senior_team(uow, dept)
+    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id) if dept.cluster_id else None
+    md = await holder(uow, "managing_director")
+    uow.emit(
+        SeniorTeamChanged(
+            department_id=dept.id,
+            department_code=dept.code,
+            department_name=dept.name,
+            cluster_code=dept.cluster.code if dept.cluster else None,
+            roles={role: _ref(a) for role, a in team.items()},
+            deputy_mayor=_ref(deputy),
+            managing_director=_ref(md),
+        ),
+        subject=dept.id,
+    )
+
+
+# --- clusters ----------------------------------------------------------------------------
+
+
+async def create_cluster(uow: UnitOfWork, *, actor: str, data: schemas.ClusterCreate) -> Cluster:
+    exists = (await uow.session.execute(sa.select(Cluster.id).where(Cluster.code == data.code))).first()
+    if exists:
+        raise Conflict(f"a cluster with code {data.code!r} exists", field="code")
+    cluster = Cluster(code=data.code, name=data.name)
+    uow.session.add(cluster)
+    await uow.flush()
+    audit(uow, actor=actor, action="cluster.created", entity="cluster", entity_id=cluster.code, name=cluster.name)
+    return cluster
+
+
+async def update_cluster(uow: UnitOfWork, *, actor: str, code: str, data: schemas.ClusterUpdate) -> Cluster:
+    cluster = await get_cluster(uow, code)
+    if data.name is not None and data.name != cluster.name:
+        audit(uow, actor=actor, action="cluster.updated", entity="cluster", entity_id=cluster.code, old=cluster.name, new=data.name)
+        cluster.name = data.name
+        for dept in (await uow.session.execute(sa.select(Department).where(Department.cluster_id == cluster.id))).scalars():
+            _emit_department(uow, dept, cluster)
+    return cluster
+
+
+async def cluster_departments(uow: UnitOfWork, cluster: Cluster) -> list[str]:
+    rows = await uow.session.execute(
+        sa.select(Department.code).where(Department.cluster_id == cluster.id).order_by(Department.code)
+    )
+    return [r[0] for r in rows]
+
+
+# --- departments -------------------------------------------------------------------------
+
+
+def _emit_department(uow: UnitOfWork, dept: Department, cluster: Cluster | None) -> None:
+    uow.emit(
+        DepartmentUpserted(
+            department_id=dept.id,
+            code=dept.code,
+            name=dept.name,
+            cluster_code=cluster.code if cluster else None,
+            cluster_name=cluster.name if cluster else None,
+            active=dept.active,
+        ),
+        subject=dept.id,
+    )
+
+
+async def create_department(uow: UnitOfWork, *, actor: str, data: schemas.DepartmentCreate) -> Department:
+    exists = (await uow.session.execute(sa.select(Department.id).where(Department.code == data.code))).first()
+    if exists:
+        raise Conflict(f"a department with code {data.code!r} exists", field="code")
+    cluster = await get_cluster(uow, data.cluster) if data.cluster else None
+    dept = Department(code=data.code, name=data.name, cluster_id=cluster.id if cluster else None)
+    dept.cluster = cluster
+    uow.session.add(dept)
+    await uow.flush()
+    audit(uow, actor=actor, action="department.created", entity="department", entity_id=dept.code, name=dept.name,
+          cluster=cluster.code if cluster else None)
+    _emit_department(uow, dept, cluster)
+    await publish_senior_team(uow, dept)
+    return dept
+
+
+async def update_department(uow: UnitOfWork, *, actor: str, code: str, data: schemas.DepartmentUpdate) -> Department:
+    dept = await get_department(uow, code)
+    changes: dict[str, object] = {}
+    if data.name is not None and data.name != dept.name:
+        changes["name"] = [dept.name, data.name]
+        dept.name = data.name
+    if "cluster" in data.model_fields_set:
+        cluster = await get_cluster(uow, data.cluster) if data.cluster else None
+        new_id = cluster.id if cluster else None
+        if new_id != dept.cluster_id:
+            changes["cluster"] = [dept.cluster.code if dept.cluster else None, cluster.code if cluster else None]
+            dept.cluster_id = new_id
+            dept.cluster = cluster
+    if data.active is not None and data.active != dept.active:
+        changes["active"] = [dept.active, data.active]
+        dept.active = data.active
+    if changes:
+        dept.updated_at = utcnow()
+        audit(uow, actor=actor, action="department.updated", entity="department", entity_id=dept.code, **changes)
+        _emit_department(uow, dept, dept.cluster)
+        await publish_senior_team(uow, dept)
+    return dept
+
+
+def list_departments_stmt(*, cluster: str | None, active: bool | None, q: str | None) -> sa.Select:  # type: ignore[type-arg]
+    stmt = sa.select(Department).order_by(Department.code)
+    if cluster:
+        stmt = stmt.join(Cluster, Department.cluster_id == Cluster.id).where(Cluster.code == cluster.upper())
+    if active is not None:
+        stmt = stmt.where(Department.active.is_(active))
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(sa.or_(sa.func.lower(Department.name).like(like), sa.func.lower(Department.code).like(like)))
+    return stmt
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+async def _check_email_free(uow: UnitOfWork, email: str | None, except_id: str | None = None) -> None:
+    if not email:
+        return
+    stmt = sa.select(Person.id).where(sa.func.lower(Person.email) == email.lower())
+    if except_id:
+        stmt = stmt.where(Person.id != except_id)
+    if (await uow.session.execute(stmt)).first():
+        raise Conflict(f"another person already has the email {email!r}", field="email")
+
+
+def _emit_person(uow: UnitOfWork, person: Person) -> None:
+    uow.emit(PersonUpserted(person_id=person.id, name=person.name, title=person.title, active=person.active), subject=person.id)
+
+
+async def create_person(uow: UnitOfWork, *, actor: str, data: schemas.PersonCreate) -> Person:
+    await _check_email_free(uow, data.email)
+    person = Person(name=data.name, title=data.title, email=data.email, phone=data.phone)
+    uow.session.add(person)
+    await uow.flush()
+    audit(uow, actor=actor, action="person.created", entity="person", entity_id=person.id, name=person.name)
+    _emit_person(uow, person)
+    return person
+
+
+async def update_person(uow: UnitOfWork, *, actor: str, person_id: str, data: schemas.PersonUpdate) -> Person:
+    person = await get_person(uow, person_id)
+    fields = data.model_dump(exclude_unset=True)
+    if "email" in fields:
+        await _check_email_free(uow, fields["email"], except_id=person.id)
+    changed = {k: v for k, v in fields.items() if getattr(person, k) != v}
+    if not changed:
+        return person
+    for k, v in changed.items():
+        setattr(person, k, v)
+    person.updated_at = utcnow()
+    # Only the field names go in the audit log: the values may be personal data.
+    audit(uow, actor=actor, action="person.updated", entity="person", entity_id=person.id, fields=sorted(changed))
+    _emit_person(uow, person)
+    if {"name", "title", "active"} & changed.keys():
+        await _republish_teams_of(uow, person)
+    return person
+
+
+async def _republish_teams_of(uow: UnitOfWork, person: Person) -> None:
+    now = utcnow()
+    rows = (
+        await uow.session.execute(sa.select(RoleAssignment).where(RoleAssignment.person_id == person.id, _active_at(now)))
+    ).scalars().all()
+    seen: set[str] = set()
+    for a in rows:
+        if a.department_id:
+            dept = await uow.session.get(Department, a.department_id)
+            if dept and dept.id not in seen:
+                seen.add(dept.id)
+                await publish_senior_team(uow, dept)
+        else:
+            cluster = await uow.session.get(Cluster, a.cluster_id) if a.cluster_id else None
+            await _publish_teams_for_scope(uow, department=None, cluster=cluster)
+
+
+def list_people_stmt(*, q: str | None, active: bool | None) -> sa.Select:  # type: ignore[type-arg]
+    stmt = sa.select(Person).order_by(Person.name, Person.id)
+    if q:
+        stmt = stmt.where(sa.func.lower(Person.name).like(f"%{q.lower()}%"))
+    if active is not None:
+        stmt = stmt.where(Person.active.is_(active))
+    return stmt
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+async def route(uow: UnitOfWork, *, department_code: str, function: str) -> schemas.RoutingRead:
+    """Who answers for ``function`` in the department, and the chain above them."""
+    if function not in schemas.FUNCTION_ROLE:
+        raise Invalid(f"unknown function {function!r}; one of {sorted(schemas.FUNCTION_ROLE)}", field="function")
+    dept = await get_department(uow, department_code)
+    role = schemas.FUNCTION_ROLE[function]
+    team = await senior_team(uow, dept)
+    partner = team.get(role)
+    head = team.get("department_head")
+    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id) if dept.cluster_id else None
+    md = await holder(uow, "managing_director")
+    responsible, responsible_role, reason = partner, role, None
+    if partner is None:
+        reason = f"the {role} role is vacant"
+        responsible, responsible_role = head, "department_head"
+        if head is None:
+            reason += "; the department_head role is vacant too"
+            responsible, responsible_role = (deputy, "deputy_mayor") if deputy else (md, "managing_director")
+            if responsible is None:
+                responsible_role = None
+
+    def brief(a: RoleAssignment | None) -> schemas.PersonBrief | None:
+        return schemas.PersonBrief.model_validate(a.person) if a else None
+
+    chain = [
+        schemas.ChainLink(level=0, role=role, person=brief(partner), note=None if partner else "vacant"),
+        schemas.ChainLink(level=1, role="department_head", person=brief(head), note=None if head else "vacant"),
+        schemas.ChainLink(level=2, role="deputy_mayor", person=brief(deputy), note=None if deputy else "vacant"),
+        schemas.ChainLink(level=3, role="managing_director", person=brief(md), note=None if md else "vacant"),
+    ]
+    return schemas.RoutingRead(
+        department=dept.code,
+        department_name=dept.name,
+        cluster=dept.cluster.code if dept.cluster else None,
+        function=function,
+        role=role,
+        responsible=brief(responsible),
+        responsible_role=responsible_role,
+        fallback=partner is None,
+        fallback_reason=reason,
+        chain=chain,
+    )
+
+
+# --- bulk import -------------------------------------------------------------------------
+
+
+async def import_directory(uow: UnitOfWork, *, actor: str, rows: Iterable[schemas.ImportRow]) -> schemas.ImportReport:
+    """Apply every row or none: the caller commits only when the report says ok."""
+    report = schemas.ImportReport(ok=True, rows=0)
+    people_by_email: dict[str, Person] = {}
+    people_by_name: dict[str, Person] = {}
+    touched: dict[str, Department] = {}
+    role_scope_changes: list[tuple[str, Department | None, Cluster | None]] = []
+    for index, row in enumerate(rows, start=1):
+        report.rows += 1
+        try:
+            async with uow.session.begin_nested():
+                await _import_row(uow, actor, row, report, people_by_email, people_by_name, touched, role_scope_changes)
+        except (Conflict, Invalid, NotFound) as exc:
+            report.ok = False
+            report.errors.append({"row": index, "field": exc.errors[0]["field"] if exc.errors else None, "message": exc.detail})
+    if report.ok:
+        scopes = {(role, cluster.id if cluster else None) for role, _, cluster in role_scope_changes}
+        if any(role == "managing_director" for role, _ in scopes):
+            stmt = sa.select(Department).where(Department.active.is_(True))
+            touched.update({d.code: d for d in (await uow.session.execute(stmt)).scalars()})
+        cluster_ids = {cid for role, cid in scopes if role == "deputy_mayor"}
+        if cluster_ids:
+            stmt = sa.select(Department).where(Department.cluster_id.in_(cluster_ids))
+            touched.update({d.code: d for d in (await uow.session.execute(stmt)).scalars()})
+        for dept in touched.values():
+            await publish_senior_team(uow, dept)
+        audit(uow, actor=actor, action="directory.imported", entity="directory", entity_id="import", rows=report.rows)
+    return report
+
+
+async def _import_row(
+    uow: UnitOfWork, actor: str, row: schemas.ImportRow, report: schemas.ImportReport,
+    by_email: dict[str, Person], by_name: dict[str, Person], touched: dict[str, Department],
+    scope_changes: list[tuple[str, Department | None, Cluster | None]],
+) -> None:
+    cluster = None
+    if row.cluster_code:
+        cluster = (await uow.session.execute(sa.select(Cluster).where(Cluster.code == row.cluster_code))).scalar_one_or_none()
+        if cluster is None:
+            cluster = Cluster(code=row.cluster_code, name=row.cluster_name or row.cluster_code)
+            uow.session.add(cluster)
+            await uow.flush()
+            report.clusters += 1
+        elif row.cluster_name and row.cluster_name != cluster.name:
+            cluster.name = row.cluster_name
+    dept = (await uow.session.execute(sa.select(Department).where(Department.code == row.department_code))).scalar_one_or_none()
+    if dept is None:
+        dept = Department(code=row.department_code, name=row.department_name, cluster_id=cluster.id if cluster else None)
+        dept.cluster = cluster
+        uow.session.add(dept)
+        await uow.flush()
+        report.departments += 1
+    else:
+        dept.name = row.department_name
+        if cluster is not None:
+            dept.cluster_id, dept.cluster = cluster.id, cluster
+    if dept.code not in touched:
+        touched[dept.code] = dept
+        _emit_department(uow, dept, dept.cluster)
+    if row.role is None:
+        if row.person_name:
+            raise Invalid("person_name given without a role", field="role")
+        return
+    if not row.person_name:
+        raise Invalid(f"role {row.role} needs a person_name", field="person_name")
+    person = None
+    if row.person_email:
+        person = by_email.get(row.person_email.lower()) or (
+            await uow.session.execute(sa.select(Person).where(sa.func.lower(Person.email) == row.person_email.lower()))
+        ).scalar_one_or_none()
+    if person is None and not row.person_email:
+        person = by_name.get(row.person_name)
+    if person is None:
+        person = Person(name=row.person_name, title=row.person_title, email=row.person_email, phone=row.person_phone)
+        uow.session.add(person)
+        await uow.flush()
+        report.people += 1
+        _emit_person(uow, person)
+    if row.person_email:
+        by_email[row.person_email.lower()] = person
+    by_name[row.person_name] = person
+    if row.role == "deputy_mayor":
+        if cluster is None:
+            raise Invalid("deputy_mayor needs a cluster_code", field="cluster_code")
+        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, cluster=cluster, publish=False)
+        scope_changes.append((row.role, None, cluster))
+    elif row.role == "managing_director":
+        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, publish=False)
+        scope_changes.append((row.role, None, None))
+    else:
+        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, department=dept, publish=False)
+    report.assignments += 1
