@@ -15,20 +15,20 @@ from citystat_common.logging import get_logger
 log = get_logger(__name__)
 
 
-def producer_kwargs(bootstrap: str, enable_idempotence: bool) -> dict[str, Any]:
+def producer_kwargs(bootstrap: str, enable_idempotence: bool, request_timeout_ms: int = 10_000) -> dict[str, Any]:
     return {
         "bootstrap_servers": bootstrap,
         "acks": "all",
         # Tansu answers InitProducerId with UnknownError, so this is a setting: false locally.
         "enable_idempotence": enable_idempotence,
-        "request_timeout_ms": 10_000,
+        "request_timeout_ms": request_timeout_ms,
         "retry_backoff_ms": 200,
         "linger_ms": 2,
     }
 
 
-def make_producer(bootstrap: str, enable_idempotence: bool) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**producer_kwargs(bootstrap, enable_idempotence))
+def make_producer(bootstrap: str, enable_idempotence: bool, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
+    return AIOKafkaProducer(**producer_kwargs(bootstrap, enable_idempotence, request_timeout_ms))
 
 
 async def ensure_topics(

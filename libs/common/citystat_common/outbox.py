@@ -42,6 +42,7 @@ class OutboxRelay:
         retention: timedelta = timedelta(hours=72),
         max_backoff: float = 10.0,
         topic_partitions: int | None = None,
+        request_timeout_ms: int = 10_000,
     ):
         self.service = service
         self.engine = engine
@@ -55,6 +56,7 @@ class OutboxRelay:
         self.max_backoff = max_backoff
         # Tansu is memory-only: after its restart the topics are gone, so a new producer recreates them.
         self.topic_partitions = topic_partitions
+        self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
         self._lock_conn: Any = None
         self.broker_up = False
@@ -64,7 +66,7 @@ class OutboxRelay:
         if self._producer is None:
             if self.topic_partitions:
                 await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
-            producer = make_producer(self.bootstrap, self.enable_idempotence)
+            producer = make_producer(self.bootstrap, self.enable_idempotence, self.request_timeout_ms)
             try:
                 await producer.start()
             except BaseException:

@@ -56,6 +56,7 @@ def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingT
         retention=timedelta(hours=settings.outbox_retention_hours),
         max_backoff=settings.outbox_max_backoff,
         topic_partitions=settings.topic_partitions if settings.create_topics else None,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
     )
 
 

@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
         3, ge=1, le=256, validation_alias=AliasChoices("topic_partitions", "TOPIC_PARTITIONS")
     )
     create_topics: bool = True
+    # How long a publish waits for the broker before the relay backs off and retries.
+    kafka_request_timeout_ms: int = Field(10_000, ge=500, le=300_000)
 
     api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("api_keys_file", "API_KEYS_FILE"))
     # Inline keys, JSON: [{"name": "...", "key": "plain" | "sha256": "hex", "scopes": [...], "channel": "..."}]
@@ -67,7 +69,10 @@ class ServiceSettings(BaseSettings):
     def _check_tz(cls, v: str) -> str:
         from zoneinfo import ZoneInfo
 
-        ZoneInfo(v)  # raises on an unknown zone: fail at start-up, not at the first request
+        try:
+            ZoneInfo(v)  # fail at start-up, not at the first request
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
         return v
 
     @field_validator("api_keys", mode="before")

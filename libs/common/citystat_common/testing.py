@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -58,6 +58,13 @@ async def _pg_exec(admin_url: str, *statements: str) -> None:
         await conn.close()
 
 
+def _run(coro: Any) -> None:
+    """Run a coroutine to completion from sync code, even when called inside a running loop."""
+    from citystat_common.migrate import _run_coroutine
+
+    _run_coroutine(coro)
+
+
 _templates: dict[str, str] = {}
 
 
@@ -73,11 +80,11 @@ def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
         raise RuntimeError("TEST_POSTGRES_URL is not set")
     if package not in _templates:
         template = f"tmpl_{package}_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{template}"', f'CREATE DATABASE "{template}"'))
+        _run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{template}"', f'CREATE DATABASE "{template}"'))
         upgrade(package, _with_db(admin, template))
         _templates[package] = template
     name = f"t_{package}_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_exec(admin, f'CREATE DATABASE "{name}" TEMPLATE "{_templates[package]}"'))
+    _run(_pg_exec(admin, f'CREATE DATABASE "{name}" TEMPLATE "{_templates[package]}"'))
     return _with_db(admin, name)
 
 
@@ -87,7 +94,7 @@ def empty_database(kind: str, tmp_path: Any) -> str:
     admin = postgres_admin_url()
     assert admin
     name = f"e_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_exec(admin, f'CREATE DATABASE "{name}"'))
+    _run(_pg_exec(admin, f'CREATE DATABASE "{name}"'))
     return _with_db(admin, name)
 
 
@@ -108,7 +115,7 @@ def drop_test_databases() -> None:
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    _run(run())
 
 
 @asynccontextmanager
@@ -126,14 +133,33 @@ async def collect_events(
     until: Callable[[list[Envelope]], bool],
     timeout: float = 20.0,
     group_id: str | None = None,
+    raw_sink: list[bytes] | None = None,
 ) -> list[Envelope]:
     """Read ``topic`` from the earliest offset until ``until(events)`` holds (never 'latest': Tansu's
     end offsets are approximate), or fail after ``timeout`` seconds."""
+    # No consumer group by default: assigning the partitions directly skips the group join.
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group_id or f"test-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        bootstrap_servers=bootstrap, group_id=group_id, auto_offset_reset="earliest", enable_auto_commit=False,
     )
     await consumer.start()
+    if group_id:
+        consumer.subscribe([topic])
+    else:
+        partitions = None
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:  # the topic may appear only once a relay recreates it
+            client = consumer._client  # no public call refreshes metadata for an unsubscribed topic
+            await client.add_topic(topic)
+            await client.force_metadata_update()
+            partitions = client.cluster.partitions_for_topic(topic)
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        if not partitions:
+            await consumer.stop()
+            raise AssertionError(f"topic {topic} does not exist")
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
     events: list[Envelope] = []
     deadline = time.monotonic() + timeout
     try:
@@ -141,6 +167,8 @@ async def collect_events(
             batches = await consumer.getmany(timeout_ms=300)
             for records in batches.values():
                 for record in records:
+                    if raw_sink is not None:
+                        raw_sink.append(record.value)
                     env, _ = parse_event(record.value)
                     events.append(env)
             if until(events):

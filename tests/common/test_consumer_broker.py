@@ -1,0 +1,133 @@
+"""Inbox consumer through a real Tansu process: redelivery is a no-op, poison messages go to
+the DLQ (with a dead_letter row) and the consumer carries on with the next message."""
+
+import asyncio
+import uuid
+
+import orjson
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from citystat_common.bus import ensure_topics
+from citystat_common.consumer import ConsumerRunner
+from citystat_common.db import create_engine, session_factory
+from citystat_common.events import PersonUpserted, make_event
+from citystat_common.testing import eventually
+from citystat_common.uow import UnitOfWork
+from directory.models import PLUMBING, AuditEntry
+
+
+async def record_person(uow, envelope, payload):
+    if payload.name == "Explode":
+        raise RuntimeError("this handler cannot process Explode")
+    uow.session.add(AuditEntry(actor="test", action="test.consumed", entity="person", entity_id=payload.person_id))
+
+
+def person_event(name):
+    pid = str(uuid.uuid4())
+    return make_event(PersonUpserted(person_id=pid, name=name), subject=pid, correlation_id="corr-1")
+
+
+async def test_duplicates_are_noops_and_poison_goes_to_dlq(db_factory, broker):
+    topic = f"test.inbox.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, 1, (topic, f"{topic}.dlq"))
+    engine = create_engine(db_factory("directory"))
+    sessions = session_factory(engine)
+    a, bad, b = person_event("Alice"), person_event("Explode"), person_event("Bob")
+    future = a.model_dump(mode="json") | {"id": str(uuid.uuid4()), "schema_version": 2}
+    messages = [a.to_bytes(), a.to_bytes(), b"not json at all", orjson.dumps(future), bad.to_bytes(), b.to_bytes()]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    for m in messages:
+        await producer.send_and_wait(topic, m, key=b"k")
+    await producer.stop()
+
+    runner = ConsumerRunner(
+        service="test", group_id=f"g-{uuid.uuid4().hex[:6]}", topics=[topic],
+        handlers={"directory.person.upserted": record_person},
+        uow_factory=lambda: UnitOfWork(sessions, PLUMBING), tables=PLUMBING, bootstrap=broker.bootstrap,
+        max_retries=2, retry_backoff=0.01,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+
+    async def consumed_ids():
+        async with engine.connect() as conn:
+            rows = await conn.execute(sa.select(AuditEntry.entity_id).where(AuditEntry.action == "test.consumed"))
+            return [r[0] for r in rows]
+
+    try:
+        ids = await eventually(lambda: _has(consumed_ids, b.subject), timeout=30)
+        assert sorted(ids) == sorted([a.subject, b.subject])  # Alice once despite two deliveries; Bob after the poison
+        dlq = await collect_events_raw(broker.bootstrap, f"{topic}.dlq", 3)
+        assert dlq == [b"not json at all", orjson.dumps(future), bad.to_bytes()]
+        async with engine.connect() as conn:
+            dead = (await conn.execute(sa.select(PLUMBING.dead_letter).order_by(PLUMBING.dead_letter.c.id))).all()
+            inbox = (await conn.execute(sa.select(PLUMBING.inbox))).all()
+        assert [d.offset for d in dead] == [2, 3, 4]
+        assert "schema_version" in dead[1].error and "cannot process Explode" in dead[2].error
+        assert {r.event_id for r in inbox} == {a.id, b.id}
+    finally:
+        stop.set()
+        await task
+        await engine.dispose()
+
+
+async def _has(fetch, wanted):
+    ids = await fetch()
+    return ids if wanted in ids else None
+
+
+async def collect_events_raw(bootstrap, topic, count):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        got = []
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=200)
+            got += [r.value for records in batch.values() for r in records]
+            if len(got) >= count:
+                return got
+        raise AssertionError(f"only {len(got)} of {count} messages on {topic}")
+    finally:
+        await consumer.stop()
+
+
+async def test_handler_effects_carry_the_event_correlation_id(db_factory, broker):
+    """A handler that emits an event passes the incoming correlation id on (the chain stays traceable)."""
+    topic = f"test.corr.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, 1, (topic, f"{topic}.dlq"))
+    engine = create_engine(db_factory("directory"))
+    sessions = session_factory(engine)
+
+    async def echo(uow, envelope, payload):
+        uow.emit(PersonUpserted(person_id=payload.person_id, name=payload.name + " (echo)"), subject=payload.person_id)
+
+    runner = ConsumerRunner(
+        service="test", group_id=f"g-corr-{uuid.uuid4().hex[:6]}", topics=[topic], handlers={"directory.person.upserted": echo},
+        uow_factory=lambda: UnitOfWork(sessions, PLUMBING), tables=PLUMBING, bootstrap=broker.bootstrap,
+    )
+    ev = person_event("Carol")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    await producer.send_and_wait(topic, ev.to_bytes())
+    await producer.stop()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        async def outbox_rows():
+            async with engine.connect() as conn:
+                return (await conn.execute(sa.select(PLUMBING.outbox))).all()
+
+        rows = await eventually(outbox_rows, timeout=30)
+        assert orjson.loads(rows[0].payload)["correlation_id"] == "corr-1"
+    finally:
+        stop.set()
+        await task
+        await engine.dispose()
+
+

@@ -1,0 +1,82 @@
+"""Plumbing units without I/O: envelope, settings, auth."""
+
+import json
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from citystat_common.auth import KeyStore, generate_demo_keys, hash_key
+from citystat_common.events import (
+    EVENT_TYPES,
+    EventRejected,
+    IndicatorBreached,
+    PersonUpserted,
+    make_event,
+    parse_event,
+)
+from directory.config import Settings
+
+
+def test_envelope_round_trip_and_type_registry():
+    ev = make_event(PersonUpserted(person_id="p1", name="Ann"), subject="p1", correlation_id="c")
+    env, payload = parse_event(ev.to_bytes())
+    assert env == ev and payload == PersonUpserted(person_id="p1", name="Ann")
+    assert env.type == "directory.person.upserted" and env.source == "directory" and env.topic == "directory.changes"
+    assert uuid.UUID(env.id) and env.time.tzinfo is not None
+    # every design.md type is registered, on its topic
+    assert {t.split(".", 1)[1] for t in EVENT_TYPES} >= {
+        "request.created", "request.updated", "request.closed", "request.feedback",
+        "indicator.breached", "indicator.recovered", "indicator.status_changed",
+        "ticket.opened", "ticket.escalated", "ticket.acknowledged", "ticket.resolved", "ticket.promoted",
+        "department.upserted", "senior_team.changed", "person.upserted",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw,reason",
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (json.dumps({"schema_version": 99}).encode(), "schema_version"),
+        (json.dumps({"schema_version": 1, "type": "x.y", "source": "x", "subject": "s", "data": {}}).encode(), "unknown event type"),
+        (json.dumps({"schema_version": 1, "type": "directory.person.upserted", "source": "d", "subject": "s", "data": {"name": 3}}).encode(), "payload"),
+    ],
+)
+def test_parse_rejects_what_no_retry_can_fix(raw, reason):
+    with pytest.raises(EventRejected, match=reason):
+        parse_event(raw)
+
+
+def test_payloads_reject_unknown_fields():
+    with pytest.raises(ValidationError):
+        IndicatorBreached.model_validate({"bogus": 1})
+
+
+def test_settings_fail_fast(monkeypatch):
+    monkeypatch.setenv("DIRECTORY_DATABASE_URL", "mysql://nope")
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings()
+    monkeypatch.setenv("DIRECTORY_DATABASE_URL", "sqlite+aiosqlite:///x.db")
+    monkeypatch.setenv("CITY_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("CITY_TIMEZONE", "America/Chicago")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "broker:9999")
+    monkeypatch.setenv("DIRECTORY_PORT", "9000")
+    s = Settings()
+    assert (s.kafka_bootstrap, s.port, s.city_timezone) == ("broker:9999", 9000, "America/Chicago")
+
+
+def test_keys_are_stored_hashed_and_scoped(tmp_path):
+    plain, hashed = generate_demo_keys()
+    assert plain["admin"] not in json.dumps(hashed)
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(hashed))
+    store = KeyStore.from_settings(path, [])
+    admin, staff = store.authenticate(plain["admin"]), store.authenticate(plain["staff"])
+    assert admin.has("directory:write") and admin.has("staff")
+    assert staff.has("staff") and not staff.has("directory:write")
+    assert store.authenticate("nope") is None and store.authenticate(None) is None
+    with pytest.raises(ValueError, match="unknown scopes"):
+        KeyStore([{"name": "x", "sha256": hash_key("k"), "scopes": ["root"]}])
