@@ -225,7 +225,7 @@ class ConsumerRunner:
                 res = await uow.session.execute(
                     sa.update(hb).where(hb.c.component == f"consumer:{self.group_id}").values(details=details, updated_at=utcnow())
                 )
-                if not res.rowcount:
+                if not getattr(res, "rowcount", 0):
                     await uow.session.execute(
                         sa.insert(hb).values(component=f"consumer:{self.group_id}", details=details, updated_at=utcnow())
                     )

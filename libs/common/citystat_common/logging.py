@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections.abc import MutableMapping
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
@@ -20,7 +22,7 @@ def current_correlation_id() -> str | None:
     return correlation_id_var.get()
 
 
-def _add_correlation(_: object, __: str, event_dict: dict) -> dict:
+def _add_correlation(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     cid = correlation_id_var.get()
     if cid and "correlation_id" not in event_dict:
         event_dict["correlation_id"] = cid

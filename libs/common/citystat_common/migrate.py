@@ -18,7 +18,6 @@ from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
-
 def alembic_config(package: str, database_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files(package).joinpath("migrations")))
@@ -50,7 +49,7 @@ def downgrade(package: str, database_url: str, revision: str = "base") -> None:
 def run_env(context: EnvironmentContext, target_metadata: sa.MetaData) -> None:
     """The body of every service's ``migrations/env.py``: online migrations over an async engine."""
     config = context.config
-    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    url = str(config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url"))
 
     def do_run(connection: sa.Connection) -> None:
         context.configure(

@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +29,7 @@ from citystat_common.uow import UnitOfWork
 
 log = get_logger(__name__)
 
-Component = Callable[[asyncio.Event], Awaitable[None]]
+Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -85,7 +86,7 @@ def make_consumer(
 
 
 async def run_until_stopped(components: list[Component], stop: asyncio.Event) -> None:
-    tasks = [asyncio.create_task(c(stop)) for c in components]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(c(stop)) for c in components]
     try:
         await stop.wait()
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
 class ServiceSettings(BaseSettings):
     """Base settings; a service subclasses it with its own ``env_prefix`` and port."""
 

@@ -9,16 +9,16 @@ from typing import Annotated, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
 
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
+from citystat_common.db import utcnow
 from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging, paginate
 from citystat_common.web import UoW
 from directory import schemas, service
-from citystat_common.db import utcnow
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
 
 router = APIRouter()

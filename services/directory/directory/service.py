@@ -21,8 +21,6 @@ from citystat_common.uow import UnitOfWork
 from directory import schemas
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
 
-
-
 # --- lookups ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,462 @@
+"""Escalation REST API: thin routers over ``service``; the router owns the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from citystat_common.auth import Principal, require_scope
+from citystat_common.errors import Invalid, NotFound
+from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
+from citystat_common.pagination import Page, Paging
+from citystat_common.uow import UnitOfWork
+from citystat_common.web import Context, UoW
+from escalation import reports, schemas, service
+from escalation.models import (
+    OPEN_STATUSES,
+    Action,
+    Escalation,
+    Mute,
+    Policy,
+    Project,
+    SeniorTeamCopy,
+    Ticket,
+    TicketLink,
+    TimelineEntry,
+)
+
+router = APIRouter()
+Writer = Annotated[Principal, require_scope("escalation:write")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
+Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+
+
+def _now(ctx: Context) -> datetime:
+    return ctx.extras["clock"]()
+
+
+def _deps(ctx: Context) -> service.Deps:
+    return ctx.extras["deps"]
+
+
+async def _create(
+    uow: UnitOfWork, request: Request, key: str | None, scope: str, build: Callable[[], Awaitable[Any]]
+) -> Response:
+    """Run a creation once per Idempotency-Key, storing the response with the change."""
+    key = check_key(key)
+    fingerprint = request_fingerprint(await request.body())
+    if (previous := await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)) is not None:
+        return previous
+    model = await build()
+    body = orjson.dumps(model.model_dump(mode="json"))
+    await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201, body=body,
+                   media_type="application/json")
+    await uow.commit()
+    return Response(body, status_code=201, media_type="application/json")
+
+
+async def ticket_detail(uow: UnitOfWork, t: Ticket, now: datetime) -> schemas.TicketDetail:
+    s = uow.session
+    timeline = (await s.execute(
+        sa.select(TimelineEntry).where(TimelineEntry.ticket_id == t.id).order_by(TimelineEntry.at, TimelineEntry.id)
+    )).scalars().all()
+    actions = (await s.execute(sa.select(Action).where(Action.ticket_id == t.id).order_by(Action.id))).scalars().all()
+    escalations = (await s.execute(
+        sa.select(Escalation).where(Escalation.ticket_id == t.id).order_by(Escalation.to_level)
+    )).scalars().all()
+    links = (await s.execute(
+        sa.select(TicketLink).where(sa.or_(TicketLink.ticket_id == t.id, TicketLink.other_id == t.id))
+        .order_by(TicketLink.id)
+    )).scalars().all()
+    base = service.ticket_read(t, now).model_dump()
+    return schemas.TicketDetail(
+        **base,
+        chain=[schemas.ChainLinkOut(level=c["level"], role=c["role"],
+                                    person=schemas.PersonOut(**c["person"]) if c.get("person") else None)
+               for c in (t.chain or [])],
+        timeline=[schemas.TimelineRead.model_validate(e) for e in timeline],
+        actions=[schemas.ActionRead.model_validate(a) for a in actions],
+        escalations=[schemas.EscalationRead.model_validate(e) for e in escalations],
+        links=[schemas.LinkRead(other_ticket_id=lk.other_id if lk.ticket_id == t.id else lk.ticket_id, kind=lk.kind,
+                                direction="outgoing" if lk.ticket_id == t.id else "incoming") for lk in links],
+    )
+
+
+# --- tickets ---------------------------------------------------------------------------------
+
+
+def tickets_stmt(
+    *, status: list[str] | None, department: str | None, cluster: str | None, severity: list[int] | None,
+    level: list[int] | None, assignee: str | None, source: str | None, indicator_id: str | None,
+    project_id: str | None, open_only: bool = False,
+) -> sa.Select:  # type: ignore[type-arg]
+    stmt = sa.select(Ticket).order_by(Ticket.opened_at.desc(), Ticket.id)
+    if open_only:
+        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES))
+    if status:
+        stmt = stmt.where(Ticket.status.in_(status))
+    if department:
+        stmt = stmt.where(Ticket.department_code == department.upper())
+    if cluster:
+        stmt = stmt.where(Ticket.cluster_code == cluster.upper())
+    if severity:
+        stmt = stmt.where(Ticket.severity.in_(severity))
+    if level:
+        stmt = stmt.where(Ticket.level.in_(level))
+    if assignee:
+        stmt = stmt.where(sa.or_(Ticket.assignee_id == assignee,
+                                 sa.func.lower(Ticket.assignee_name).like(f"%{assignee.lower()}%")))
+    if source:
+        stmt = stmt.where(Ticket.source == source)
+    if indicator_id:
+        stmt = stmt.where(Ticket.indicator_id == indicator_id)
+    if project_id:
+        stmt = stmt.where(Ticket.project_id == project_id)
+    return stmt
+
+
+@router.get("/tickets", response_model=Page[schemas.TicketRead], tags=["tickets"])
+async def list_tickets(
+    uow: UoW, ctx: Context, paging: Paging,
+    status: Annotated[list[schemas.Status] | None, Query(description="repeatable")] = None,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+    cluster: Annotated[str | None, Query(max_length=40)] = None,
+    severity: Annotated[list[int] | None, Query(description="1..4, repeatable")] = None,
+    level: Annotated[list[int] | None, Query(description="0..3, repeatable")] = None,
+    assignee: Annotated[str | None, Query(max_length=200, description="person id or part of the name")] = None,
+    source: Literal["threshold", "manual"] | None = None,
+    indicator_id: Annotated[str | None, Query(max_length=100)] = None,
+    project_id: Annotated[str | None, Query(max_length=36)] = None,
+    open: Annotated[bool, Query(description="only open, acknowledged and in-progress tickets")] = False,
+) -> Page[schemas.TicketRead]:
+    if severity and any(not 1 <= s <= 4 for s in severity):
+        raise Invalid("severity is 1..4", field="severity")
+    stmt = tickets_stmt(status=status, department=department, cluster=cluster, severity=severity, level=level,
+                        assignee=assignee, source=source, indicator_id=indicator_id, project_id=project_id,
+                        open_only=open)
+    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+    items = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).scalars().all()
+    now = _now(ctx)
+    return Page(items=[service.ticket_read(t, now) for t in items], total=total, page=paging.page,
+                page_size=paging.page_size)
+
+
+@router.post("/tickets", status_code=201, response_model=schemas.TicketDetail, tags=["tickets"],
+             summary="Open a manual flag (no threshold needed), routed like a breach")
+async def create_ticket(data: schemas.ManualFlag, uow: UoW, ctx: Context, who: Writer, request: Request,
+                        key: IdemKey = None) -> Response:
+    async def build() -> schemas.TicketDetail:
+        now = _now(ctx)
+        severity = data.severity or ctx.settings.manual_default_severity  # type: ignore[attr-defined]
+        t = await service.open_ticket(
+            uow, _deps(ctx), now=now, actor=who.name, department_code=data.department_code, title=data.title,
+            source="manual", severity=severity, function_tag=data.function_tag, reason=data.reason,
+            description=data.description, indicator_id=data.indicator_id, indicator_code=data.indicator_code,
+        )
+        await uow.flush()
+        return await ticket_detail(uow, t, now)
+
+    return await _create(uow, request, key, "tickets", build)
+
+
+@router.get("/tickets/{ticket_id}", response_model=schemas.TicketDetail, tags=["tickets"])
+async def get_ticket(ticket_id: str, uow: UoW, ctx: Context) -> schemas.TicketDetail:
+    return await ticket_detail(uow, await service.get_ticket(uow, ticket_id), _now(ctx))
+
+
+async def _done(uow: UnitOfWork, t: Ticket, ctx: Context) -> schemas.TicketDetail:
+    await uow.flush()
+    result = await ticket_detail(uow, t, _now(ctx))
+    await uow.commit()
+    return result
+
+
+@router.post("/tickets/{ticket_id}/acknowledge", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def acknowledge(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+                      data: schemas.Comment | None = None) -> schemas.TicketDetail:
+    t = await service.acknowledge(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx),
+                                  text=data.note if data else None)
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/start", response_model=schemas.TicketDetail, tags=["ticket actions"],
+             summary="Mark in progress (acknowledges first if needed)")
+async def start(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+                data: schemas.Comment | None = None) -> schemas.TicketDetail:
+    t = await service.start_work(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx),
+                                 text=data.note if data else None)
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/resolve", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def resolve(ticket_id: str, data: schemas.Resolve, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.get_ticket(uow, ticket_id, lock=True)
+    await service.resolve(uow, _deps(ctx), ticket=t, actor=who.name, reason=data.reason, now=_now(ctx), text=data.note,
+                          duplicate_of=data.duplicate_of)
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/close", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def close(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+                data: schemas.Comment | None = None) -> schemas.TicketDetail:
+    t = await service.close(uow, ticket_id=ticket_id, actor=who.name, now=_now(ctx), text=data.note if data else None)
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/reopen", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def reopen(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.reopen(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx), text=data.text)
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/severity", response_model=schemas.TicketDetail, tags=["ticket actions"],
+             summary="Change the severity, with a written reason (kept in the timeline)")
+async def change_severity(ticket_id: str, data: schemas.SeverityChange, uow: UoW, ctx: Context,
+                          who: Writer) -> schemas.TicketDetail:
+    t = await service.change_severity(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, severity=data.severity,
+                                      reason=data.reason, now=_now(ctx))
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=schemas.TimelineRead, tags=["ticket actions"])
+async def add_note(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Writer) -> schemas.TimelineRead:
+    entry = await service.add_note(uow, ticket_id=ticket_id, actor=who.name, text=data.text, now=_now(ctx))
+    result = schemas.TimelineRead.model_validate(entry)
+    await uow.commit()
+    return result
+
+
+@router.post("/tickets/{ticket_id}/assign", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.assign(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/mute", response_model=schemas.TicketDetail, tags=["ticket actions"],
+             summary="Snooze escalation of this ticket until a time, with a reason")
+async def mute(ticket_id: str, data: schemas.MuteIn, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.mute_ticket(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/unmute", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def unmute(ticket_id: str, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.unmute_ticket(uow, ticket_id=ticket_id, actor=who.name, now=_now(ctx))
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/links", response_model=schemas.TicketDetail, tags=["ticket actions"])
+async def link(ticket_id: str, data: schemas.LinkIn, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+    t = await service.add_link(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+    return await _done(uow, t, ctx)
+
+
+@router.post("/tickets/{ticket_id}/actions", status_code=201, response_model=schemas.ActionRead, tags=["action log"])
+async def add_action(ticket_id: str, data: schemas.ActionIn, uow: UoW, ctx: Context, who: Writer) -> schemas.ActionRead:
+    a = await service.add_action(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+    result = schemas.ActionRead.model_validate(a)
+    await uow.commit()
+    return result
+
+
+@router.get("/tickets/{ticket_id}/actions", response_model=list[schemas.ActionRead], tags=["action log"])
+async def list_actions(ticket_id: str, uow: UoW) -> list[schemas.ActionRead]:
+    t = await service.get_ticket(uow, ticket_id)
+    rows = (await uow.session.execute(sa.select(Action).where(Action.ticket_id == t.id).order_by(Action.id))).scalars()
+    return [schemas.ActionRead.model_validate(a) for a in rows]
+
+
+@router.patch("/tickets/{ticket_id}/actions/{action_id}", response_model=schemas.ActionRead, tags=["action log"])
+async def update_action(ticket_id: str, action_id: int, data: schemas.ActionUpdate, uow: UoW, ctx: Context,
+                        who: Writer) -> schemas.ActionRead:
+    a = await service.update_action(uow, ticket_id=ticket_id, action_id=action_id, actor=who.name, data=data,
+                                    now=_now(ctx))
+    await uow.flush()
+    result = schemas.ActionRead.model_validate(a)
+    await uow.commit()
+    return result
+
+
+@router.post("/tickets/{ticket_id}/promote", status_code=201, response_model=schemas.ProjectRead, tags=["projects"],
+             summary="Every flag can become a project: owner, goal, due date, milestones")
+async def promote(ticket_id: str, data: schemas.Promote, uow: UoW, ctx: Context, who: Writer) -> schemas.ProjectRead:
+    now = _now(ctx)
+    p = await service.promote(uow, ticket_id=ticket_id, actor=who.name, data=data, now=now)
+    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
+    await uow.commit()
+    return result
+
+
+# --- projects --------------------------------------------------------------------------------
+
+
+@router.get("/projects", response_model=Page[schemas.ProjectRead], tags=["projects"])
+async def list_projects(
+    uow: UoW, ctx: Context, paging: Paging,
+    status: Literal["active", "on_hold", "done", "cancelled"] | None = None,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+) -> Page[schemas.ProjectRead]:
+    stmt = sa.select(Project).order_by(Project.created_at.desc(), Project.id)
+    if status:
+        stmt = stmt.where(Project.status == status)
+    if department:
+        stmt = stmt.where(Project.department_code == department.upper())
+    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).scalars().all()
+    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
+    return Page(items=[await service.project_read(uow, p, today) for p in rows], total=total, page=paging.page,
+                page_size=paging.page_size)
+
+
+@router.get("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
+async def get_project(project_id: str, uow: UoW, ctx: Context) -> schemas.ProjectRead:
+    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
+    return await service.project_read(uow, await service.get_project(uow, project_id), today)
+
+
+@router.patch("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
+async def update_project(project_id: str, data: schemas.ProjectUpdate, uow: UoW, ctx: Context,
+                         who: Writer) -> schemas.ProjectRead:
+    p = await service.get_project(uow, project_id)
+    for k, v in data.model_dump(exclude_unset=True).items():
+        setattr(p, k, v)
+    now = _now(ctx)
+    p.updated_at = now
+    await uow.flush()
+    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
+    await uow.commit()
+    return result
+
+
+@router.post("/projects/{project_id}/milestones", status_code=201, response_model=schemas.ProjectRead, tags=["projects"])
+async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, ctx: Context,
+                        who: Writer) -> schemas.ProjectRead:
+    from escalation.models import Milestone
+
+    p = await service.get_project(uow, project_id)
+    uow.session.add(Milestone(project_id=p.id, title=data.title, due_date=data.due_date))
+    await uow.flush()
+    result = await service.project_read(uow, p, _now(ctx).astimezone(_deps(ctx).calendar.tz).date())
+    await uow.commit()
+    return result
+
+
+@router.patch("/projects/{project_id}/milestones/{milestone_id}", response_model=schemas.ProjectRead, tags=["projects"])
+async def update_milestone(project_id: str, milestone_id: int, data: schemas.MilestoneUpdate, uow: UoW, ctx: Context,
+                           who: Writer) -> schemas.ProjectRead:
+    from escalation.models import Milestone
+
+    p = await service.get_project(uow, project_id)
+    m = await uow.session.get(Milestone, milestone_id)
+    if m is None or m.project_id != p.id:
+        raise NotFound(f"no milestone {milestone_id} in project {project_id}", field="milestone_id")
+    now = _now(ctx)
+    for k, v in data.model_dump(exclude_unset=True).items():
+        setattr(m, k, v)
+    if data.done is not None:
+        m.done_at = now if data.done else None
+    await uow.flush()
+    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
+    await uow.commit()
+    return result
+
+
+# --- mutes, policies, local directory copy ---------------------------------------------------
+
+
+@router.post("/mutes", status_code=201, response_model=schemas.MuteRead, tags=["snooze"],
+             summary="Silence escalation of a department's tickets until a time")
+async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
+    m = await service.mute_department(uow, actor=who.name, data=data, now=_now(ctx))
+    result = schemas.MuteRead.model_validate(m)
+    await uow.commit()
+    return result
+
+
+@router.get("/mutes", response_model=list[schemas.MuteRead], tags=["snooze"])
+async def list_mutes(uow: UoW, ctx: Context, active: bool = True) -> list[schemas.MuteRead]:
+    stmt = sa.select(Mute).order_by(Mute.id.desc()).limit(500)
+    if active:
+        stmt = stmt.where(Mute.cancelled_at.is_(None), Mute.until > _now(ctx))
+    return [schemas.MuteRead.model_validate(m) for m in (await uow.session.execute(stmt)).scalars()]
+
+
+@router.delete("/mutes/{mute_id}", response_model=schemas.MuteRead, tags=["snooze"])
+async def cancel_mute(mute_id: int, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
+    m = await service.cancel_mute(uow, mute_id=mute_id, now=_now(ctx))
+    await uow.flush()
+    result = schemas.MuteRead.model_validate(m)
+    await uow.commit()
+    return result
+
+
+@router.get("/policies", response_model=list[schemas.PolicyRead], tags=["policies"])
+async def list_policies(uow: UoW) -> list[schemas.PolicyRead]:
+    rows = (await uow.session.execute(sa.select(Policy).order_by(Policy.name))).scalars()
+    return [schemas.PolicyRead.model_validate(p) for p in rows]
+
+
+@router.get("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"])
+async def get_policy(name: str, uow: UoW) -> schemas.PolicyRead:
+    p = (await uow.session.execute(sa.select(Policy).where(Policy.name == name))).scalar_one_or_none()
+    if p is None:
+        raise NotFound(f"no policy {name!r}", field="name")
+    return schemas.PolicyRead.model_validate(p)
+
+
+@router.put("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"],
+            summary="Create or replace a policy (idempotent); new tickets and due times use it")
+async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, who: Writer,
+                     response: Response) -> schemas.PolicyRead:
+    if not name or len(name) > 100:
+        raise Invalid("policy name is 1-100 characters", field="name")
+    p, created = await service.put_policy(uow, name=name, data=data)
+    result = schemas.PolicyRead.model_validate(p)
+    await uow.commit()
+    response.status_code = 201 if created else 200
+    return result
+
+
+@router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")
+async def routing_copy(uow: UoW) -> list[dict[str, Any]]:
+    rows = (await uow.session.execute(sa.select(SeniorTeamCopy).order_by(SeniorTeamCopy.department_code))).scalars()
+    return [{"department": r.department_code, "name": r.department_name, "cluster": r.cluster_code,
+             "roles": r.roles, "deputy_mayor": r.deputy_mayor, "managing_director": r.managing_director,
+             "updated_at": r.updated_at} for r in rows]
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def _table(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
+    if fmt == "csv":
+        return PlainTextResponse(reports.to_csv(rows), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return rows
+
+
+@router.get("/reports/open-tickets", tags=["reports"], summary="Open tickets by department, cluster, level and age")
+async def report_open(
+    uow: UoW, ctx: Context, format: Format = "json",
+    group_by: Annotated[list[Literal["department", "cluster", "level", "age"]] | None,
+                        Query(description="repeatable; default all four")] = None,
+) -> Any:
+    rows = await reports.open_tickets(uow, now=_now(ctx), group_by=list(group_by or reports.GROUPS))
+    return _table(rows, format, "open-tickets")
+
+
+@router.get("/reports/response-times", tags=["reports"],
+            summary="Time to acknowledge and to resolve per department (hours)")
+async def report_response(uow: UoW, format: Format = "json") -> Any:
+    return _table(await reports.response_times(uow), format, "response-times")
+
+
+@router.get("/reports/escalations", tags=["reports"], summary="Escalations per month and department")
+async def report_escalations(uow: UoW, format: Format = "json") -> Any:
+    return _table(await reports.escalations_per_month(uow), format, "escalations")

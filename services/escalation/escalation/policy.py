@@ -1,0 +1,85 @@
+"""Pure escalation arithmetic: severity bands, policy levels, due times on the business calendar."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from citystat_common.calendar import BusinessCalendar, add_duration
+
+UNITS = ("business_hours", "business_days", "calendar_minutes", "calendar_hours", "calendar_days")
+
+
+def derive_severity(magnitude: float | None, critical: bool, bands: list[float]) -> int:
+    """1 critical ... 4 low from the size of the miss; a critical indicator is one step worse."""
+    m = abs(magnitude) if magnitude is not None else 0.0
+    if m >= bands[0]:
+        severity = 1
+    elif m >= bands[1]:
+        severity = 2
+    elif m >= bands[2]:
+        severity = 3
+    else:
+        severity = 4
+    return max(1, severity - 1) if critical else severity
+
+
+def _d(amount: float, unit: str) -> dict[str, Any]:
+    return {"amount": amount, "unit": unit}
+
+
+def default_policy() -> dict[str, Any]:
+    """Partner -> department head -> deputy mayor -> managing director. Critical: 4 business
+    hours to acknowledge; low: 5 business days."""
+    bh, bd = "business_hours", "business_days"
+    return {
+        "name": "default",
+        "description": "Senior-team partner, then department head, deputy mayor, managing director",
+        "is_default": True,
+        "departments": [],
+        "resolve_on_recovery": False,
+        "ack_timeout": _d(2, bd),
+        "levels": [
+            {"level": 0, "role": "partner", "condition": "not_acknowledged", "repeat": 0,
+             "delays": {"1": _d(4, bh), "2": _d(1, bd), "3": _d(3, bd), "4": _d(5, bd)}},
+            {"level": 1, "role": "department_head", "condition": "not_resolved", "repeat": 0,
+             "delays": {"1": _d(1, bd), "2": _d(3, bd), "3": _d(5, bd), "4": _d(10, bd)}},
+            {"level": 2, "role": "deputy_mayor", "condition": "not_resolved", "repeat": 0,
+             "delays": {"1": _d(2, bd), "2": _d(5, bd), "3": _d(10, bd), "4": _d(15, bd)}},
+            {"level": 3, "role": "managing_director", "condition": "not_resolved", "repeat": 2,
+             "delays": {"1": _d(3, bd), "2": _d(5, bd), "3": _d(10, bd), "4": _d(15, bd)}},
+        ],
+    }
+
+
+def level_spec(levels: list[dict[str, Any]], level: int) -> dict[str, Any] | None:
+    return next((lv for lv in levels if lv["level"] == level), None)
+
+
+def next_level(levels: list[dict[str, Any]], level: int) -> int | None:
+    higher = sorted(lv["level"] for lv in levels if lv["level"] > level)
+    return higher[0] if higher else None
+
+
+def add_delay(calendar: BusinessCalendar, start: datetime, delay: dict[str, Any], scale: float = 1.0) -> datetime:
+    """``start`` plus a policy delay. With ``scale`` != 1 (demos), the delay is scaled and counted
+    in calendar time, a business day being the calendar's working day."""
+    amount, unit = float(delay["amount"]), delay["unit"]
+    if scale == 1.0:
+        if unit == "calendar_minutes":
+            return (start + timedelta(minutes=amount)).astimezone(UTC)
+        return add_duration(calendar, start, amount, unit)
+    day = datetime.combine(start.date(), calendar.closes) - datetime.combine(start.date(), calendar.opens)
+    hours = {
+        "business_hours": amount,
+        "business_days": amount * day.total_seconds() / 3600,
+        "calendar_minutes": amount / 60,
+        "calendar_hours": amount,
+        "calendar_days": amount * 24,
+    }[unit]
+    return (start + timedelta(hours=hours * scale)).astimezone(UTC)
+
+
+def delay_for(spec: dict[str, Any], severity: int) -> dict[str, Any] | None:
+    delays = spec.get("delays") or {}
+    return delays.get(str(severity)) or delays.get(severity)  # type: ignore[call-overload]

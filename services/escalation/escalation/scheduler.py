@@ -1,0 +1,123 @@
+"""The worker's schedulers: escalation of due tickets, notification dispatch, state gauges.
+
+Due times live in the database, so a restart loses nothing; on PostgreSQL due tickets are
+claimed with FOR UPDATE SKIP LOCKED and each level is recorded once (a unique constraint),
+so two replicas may run side by side. The clock is injected: tests drive it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from citystat_common.db import utcnow
+from citystat_common.logging import get_logger
+from citystat_common.uow import UnitOfWork
+from escalation import metrics, service
+from escalation.models import OPEN_STATUSES, Ticket
+from escalation.notifiers import Notifier, dispatch
+
+log = get_logger(__name__)
+Clock = Callable[[], datetime]
+
+
+class EscalationScheduler:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], deps: service.Deps, *, clock: Clock = utcnow,
+                 interval: float = 5.0, batch: int = 50):
+        self.uow_factory = uow_factory
+        self.deps = deps
+        self.clock = clock
+        self.interval = interval
+        self.batch = batch
+
+    async def run_once(self) -> list[str]:
+        """One pass: escalate every due ticket (batch after batch). Returns what happened."""
+        outcomes: list[str] = []
+        while True:
+            async with self.uow_factory() as uow:
+                done = await service.escalate_due(uow, self.deps, now=self.clock(), batch=self.batch)
+                await uow.commit()
+            outcomes += done
+            if len(done) < self.batch:
+                return outcomes
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self.uow_factory() as uow:
+            await service.ensure_default_policy(uow)
+            await uow.commit()
+        while not stop.is_set():
+            try:
+                outcomes = await self.run_once()
+                if outcomes:
+                    log.info("escalation_pass", outcomes=outcomes)
+            except Exception as exc:  # noqa: BLE001 - keep the loop alive; due times wait in the database
+                log.warning("escalation_pass_failed", error=repr(exc))
+            await _wait(stop, self.interval)
+
+
+class NotificationDispatcher:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], notifiers: dict[str, Notifier], *, clock: Clock = utcnow,
+                 interval: float = 2.0, max_attempts: int = 5):
+        self.uow_factory = uow_factory
+        self.notifiers = notifiers
+        self.clock = clock
+        self.interval = interval
+        self.max_attempts = max_attempts
+
+    async def run_once(self) -> int:
+        return await dispatch(self.uow_factory, self.notifiers, now=self.clock(), max_attempts=self.max_attempts)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("notification_pass_failed", error=repr(exc))
+            await _wait(stop, self.interval)
+        for n in self.notifiers.values():
+            closer = getattr(n, "aclose", None)
+            if closer:
+                await closer()
+
+
+async def refresh_gauges(uow: UnitOfWork, *, now: datetime) -> None:
+    rows = (await uow.session.execute(
+        sa.select(Ticket.department_code, Ticket.level, Ticket.severity, sa.func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES)).group_by(Ticket.department_code, Ticket.level, Ticket.severity)
+    )).all()
+    metrics.OPEN_TICKETS.clear()
+    for dept, level, sev, n in rows:
+        metrics.OPEN_TICKETS.labels(dept, str(level), str(sev)).set(n)
+    overdue = (await uow.session.execute(
+        sa.select(Ticket.department_code, sa.func.count())
+        .where(Ticket.status == "open", Ticket.ack_due_at.is_not(None), Ticket.ack_due_at < now)
+        .group_by(Ticket.department_code)
+    )).all()
+    metrics.OVERDUE_TICKETS.clear()
+    for dept, n in overdue:
+        metrics.OVERDUE_TICKETS.labels(dept).set(n)
+
+
+class GaugeRefresher:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, clock: Clock = utcnow, interval: float = 15.0):
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.interval = interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with self.uow_factory() as uow:
+                    await refresh_gauges(uow, now=self.clock())
+            except Exception as exc:  # noqa: BLE001
+                log.warning("gauge_refresh_failed", error=repr(exc))
+            await _wait(stop, self.interval)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

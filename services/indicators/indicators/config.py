@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from citystat_common.settings import ServiceSettings, service_settings_config
+
+Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
+
+
+class Settings(ServiceSettings):
+    """``INDICATORS_*`` variables; KAFKA_BOOTSTRAP, API_KEYS_FILE and CITY_TIMEZONE are shared."""
+
+    model_config = service_settings_config("INDICATORS_")
+    service_name: str = "indicators"
+    port: int = 8002
+    database_url: str = "sqlite+aiosqlite:///var/indicators.db"
+
+    directory_url: str = "http://127.0.0.1:8004"
+    directory_timeout: float = Field(2.0, gt=0, le=30)
+
+    # Fiscal year: FY2027 runs from fiscal_year_start_month 2026 to the month before in 2027.
+    fiscal_year_start_month: int = Field(7, ge=1, le=12)
+
+    # City-wide default status rules: green within 5% on the wrong side, yellow within 10%, red beyond
+    # ("a 10% move percolates"); leaving red needs the miss back within recovery_within.
+    green_within: float = Field(0.05, ge=0)
+    yellow_within: float = Field(0.10, ge=0)
+    recovery_within: float = Field(0.05, ge=0)
+    persistence: int = Field(1, ge=1, le=52)
+    history_window: int = Field(8, ge=2, le=520)
+    history_k: float = Field(2.0, gt=0)
+    history_min_points: int = Field(3, ge=2)
+
+    # 311-derived indicators.
+    derived_frequency: Frequency = "monthly"
+    derived_sla_target: float = Field(80.0, ge=0, le=100)
+    derived_satisfaction_target: float = Field(4.0, ge=1, le=5)
+    derived_refresh_seconds: float = Field(60.0, gt=0)
+    derived_max_periods: int = Field(400, ge=1)  # a late event recomputes at most this many periods
+
+    # Worker schedulers.
+    scheduler_interval_seconds: float = Field(15.0, gt=0)
+    scheduler_batch: int = Field(500, ge=1)
+
+    # Bulk ingest.
+    bulk_max_rows: int = Field(200_000, ge=1)
+    bulk_chunk_rows: int = Field(5_000, ge=100)
+
+    dashboard_refresh_seconds: int = Field(60, ge=0)

@@ -1,0 +1,504 @@
+"""The color-coded dashboard: server-rendered HTML with inline SVG, no CDN, a little vanilla JS.
+
+- ``/dashboard``: departments by cluster, one tile per indicator (status colour *and* a text
+  label and symbol, value, target, sparkline, override reason), filters (cluster, department,
+  kind, critical only); tiles are links, so Tab/Enter work; it refreshes itself.
+- ``/dashboard/indicators/{code}``: the drill-down: history chart with target line and status
+  bands, the table of values, the status history with overrides.
+- ``/dashboard.csv`` and ``/dashboard/indicators/{code}.csv``: CSV of either view.
+- ``/dashboard/departments/{code}/report``: printable MMR-style chapter for one department.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from citystat_common.db import utcnow
+from citystat_common.web import Context, UoW
+from indicators import service
+from indicators.evaluation import default_rules, validate_rules
+from indicators.models import Department, Indicator, StatusChange, observations
+from indicators.periods import period_of
+
+router = APIRouter(tags=["dashboard"])
+
+STATUS_LABEL = {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO DATA"}
+STATUS_SYMBOL = {"red": "\u25b2", "yellow": "\u25c6", "green": "\u25cf", "grey": "\u25cb"}  # ▲ ◆ ● ○
+STATUS_FILL = {"red": "#b3261e", "yellow": "#f5c518", "green": "#1e7b34", "grey": "#5f6368"}
+SPARK_POINTS = 12
+
+CSS = """
+:root{--red:#b3261e;--yellow:#f5c518;--green:#1e7b34;--grey:#5f6368;--ink:#111;--bg:#fff}
+*{box-sizing:border-box}body{font-family:system-ui,Segoe UI,Roboto,Arial,sans-serif;margin:0;color:var(--ink);background:var(--bg);font-size:18px}
+header{background:#0b2545;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center}
+header h1{font-size:1.6rem;margin:0}header a{color:#fff}
+.legend span{margin-right:.8rem;font-weight:700}
+form.filters{display:flex;flex-wrap:wrap;gap:.8rem;padding:.6rem 1rem;background:#eef1f5;align-items:flex-end}
+form.filters label{display:flex;flex-direction:column;font-size:.9rem;font-weight:600}
+select,button,input{font-size:1rem;padding:.3rem}
+main{padding:0 1rem 2rem}
+h2.cluster{font-size:1.5rem;margin:1.2rem 0 .3rem;border-bottom:3px solid #0b2545}
+h3.dept{font-size:1.2rem;margin:.8rem 0 .4rem}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:.7rem;list-style:none;margin:0;padding:0}
+a.tile{display:block;border-radius:8px;padding:.6rem .7rem;text-decoration:none;border:3px solid transparent;min-height:9rem}
+a.tile:focus,a.tile:hover{outline:4px solid #1a73e8;outline-offset:2px;border-color:#000}
+.status-red{background:var(--red);color:#fff}.status-yellow{background:var(--yellow);color:#000}
+.status-green{background:var(--green);color:#fff}.status-grey{background:var(--grey);color:#fff}
+.tile .badge{font-weight:800;font-size:1rem;letter-spacing:.05em}
+.tile .name{font-weight:700;font-size:1.05rem;margin:.2rem 0;line-height:1.2}
+.tile .val{font-size:1.7rem;font-weight:800}.tile .tgt{font-size:.95rem}
+.tile .ovr{font-size:.9rem;font-style:italic;border-top:1px solid currentColor;margin-top:.3rem;padding-top:.2rem}
+.tile svg{display:block;margin-top:.3rem}
+.crit{font-size:.8rem;border:1px solid currentColor;border-radius:4px;padding:0 .3rem;margin-left:.3rem}
+table{border-collapse:collapse;margin:.6rem 0;width:100%}th,td{border:1px solid #999;padding:.3rem .5rem;text-align:left;font-size:.95rem}
+th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4px}
+.muted{color:#444;font-size:.9rem}
+@media print{header,form.filters,.noprint{display:none}body{font-size:12pt}a{color:inherit;text-decoration:none}
+ .pill{border:1px solid #000}}
+"""
+
+JS = """
+(function(){
+  var f=document.getElementById('filters');
+  if(f){f.addEventListener('change',function(){f.submit();});}
+  var secs=parseInt(document.body.dataset.refresh||'0',10);
+  if(!secs){return;}
+  setInterval(function(){
+    var active=document.activeElement, code=active&&active.dataset?active.dataset.code:null;
+    fetch(window.location.href,{headers:{'X-Partial':'board'}}).then(function(r){return r.ok?r.text():null;})
+    .then(function(html){
+      if(html===null){return;}
+      var board=document.getElementById('board'); board.innerHTML=html;
+      if(code){var el=board.querySelector('[data-code="'+code.replace(/"/g,'')+'"]'); if(el){el.focus();}}
+      var s=document.getElementById('updated'); if(s){s.textContent='updated '+new Date().toLocaleTimeString();}
+    }).catch(function(){});
+  }, secs*1000);
+})();
+"""
+
+
+def _page(title: str, body: str, *, refresh: int = 0) -> str:
+    return (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body data-refresh=\"{refresh}\">{body}<script>{JS}</script></body></html>"
+    )
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "\u2013"
+    if unit == "percentage":
+        return f"{value:.1f}%"
+    if unit == "currency":
+        return f"${value:,.2f}" if abs(value) < 100 else f"${value:,.0f}"
+    if unit == "duration":
+        return f"{value:.1f} d"
+    if unit == "score":
+        return f"{value:.2f}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def sparkline(points: list[tuple[float, str]], *, width: int = 220, height: int = 40, label: str = "") -> str:
+    if len(points) < 2:
+        return f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(label)}: not enough points for a trend"></svg>'
+    vals = [v for v, _ in points]
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    step = (width - 8) / (len(points) - 1)
+    xy = [(4 + i * step, height - 4 - (v - lo) / span * (height - 8)) for i, v in enumerate(vals)]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    last_x, last_y = xy[-1]
+    trend = "rising" if vals[-1] > vals[0] else "falling" if vals[-1] < vals[0] else "flat"
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)} trend over {len(vals)} periods: {trend}">'
+        f'<polyline fill="none" stroke="currentColor" stroke-width="2.5" points="{path}"/>'
+        f'<circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="4" fill="currentColor"/></svg>'
+    )
+
+
+@dataclass
+class Tile:
+    ind: Indicator
+    status: str
+    overridden: bool
+    override_reason: str | None
+    reason: str | None
+    period: str | None
+    value: float | None
+    target: float | None
+    spark: list[tuple[float, str]]
+    dept_name: str
+    cluster_code: str
+    cluster_name: str
+
+
+async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: str | None, kind: str | None,
+                 critical: bool, include_derived: bool = True) -> list[Tile]:
+    stmt = (
+        sa.select(Indicator, Department.name, Department.cluster_code, Department.cluster_name)
+        .outerjoin(Department, Department.code == Indicator.department_code)
+        .where(Indicator.active.is_(True))
+        .order_by(Indicator.department_code, Indicator.derived_from.is_not(None), Indicator.code)
+    )
+    if cluster:
+        stmt = stmt.where(Department.cluster_code == cluster) if cluster != "_none" else stmt.where(Department.cluster_code.is_(None))
+    if department:
+        stmt = stmt.where(Indicator.department_code == department)
+    if kind:
+        stmt = stmt.where(Indicator.kind == kind)
+    if critical:
+        stmt = stmt.where(Indicator.critical.is_(True))
+    if not include_derived:
+        stmt = stmt.where(Indicator.derived_from.is_(None))
+    rows = (await uow.session.execute(stmt)).all()
+    ids = [r[0].id for r in rows]
+    now = utcnow()
+    overrides = await service.active_overrides(uow, ids, now)
+    spark: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for i in range(0, len(ids), 400):
+        chunk = ids[i : i + 400]
+        rn = sa.func.row_number().over(partition_by=observations.c.indicator_id,
+                                       order_by=observations.c.period_start.desc()).label("rn")
+        sub = sa.select(observations.c.indicator_id, observations.c.period_start, observations.c.value,
+                        observations.c.status, rn).where(observations.c.indicator_id.in_(chunk)).subquery()
+        res = await uow.session.execute(
+            sa.select(sub.c.indicator_id, sub.c.value, sub.c.status).where(sub.c.rn <= SPARK_POINTS)
+            .order_by(sub.c.indicator_id, sub.c.period_start)
+        )
+        for iid, value, status in res:
+            spark[iid].append((value, status))
+    tiles = []
+    fy0 = settings.fiscal_year_start_month
+    for ind, dname, ccode, cname in rows:
+        status, overridden, oreason, reason = service.effective_status(ind, overrides.get(ind.id), now)
+        tiles.append(Tile(
+            ind=ind, status=status, overridden=overridden, override_reason=oreason, reason=reason,
+            period=period_of(ind.frequency, ind.latest_period_start, fy0).label if ind.latest_period_start else None,
+            value=ind.latest_value, target=ind.latest_reference, spark=spark.get(ind.id, []),
+            dept_name=dname or ind.department_code, cluster_code=ccode or "_none", cluster_name=cname or "Unassigned",
+        ))
+    return tiles
+
+
+def _tile_html(t: Tile) -> str:
+    ind = t.ind
+    label = STATUS_LABEL[t.status]
+    aria = (f"{ind.name}, {ind.department_code}: status {label}"
+            + (" (overridden)" if t.overridden else "")
+            + f", value {fmt(t.value, ind.unit)}" + (f" for {t.period}" if t.period else "")
+            + (f", target {fmt(t.target, ind.unit)}" if t.target is not None else ""))
+    parts = [
+        f'<li><a class="tile status-{t.status}" href="/dashboard/indicators/{escape(ind.code)}" '
+        f'data-code="{escape(ind.code)}" data-status="{t.status}" aria-label="{escape(aria)}">',
+        f'<div class="badge">{STATUS_SYMBOL[t.status]} {label}'
+        + (' <span class="crit">CRITICAL</span>' if ind.critical else "")
+        + (' <span class="crit">OVERRIDE</span>' if t.overridden else "") + "</div>",
+        f'<div class="name">{escape(ind.name)}</div>',
+        f'<div><span class="val">{fmt(t.value, ind.unit)}</span> '
+        f'<span class="tgt">{escape(t.period or "no data")}'
+        + (f" &middot; {'target' if ind.basis == 'target' else 'ref'} {fmt(t.target, ind.unit)}" if t.target is not None else "")
+        + "</span></div>",
+        sparkline([(v, s) for v, s in t.spark], label=ind.name),
+    ]
+    if t.overridden and t.override_reason:
+        parts.append(f'<div class="ovr">Override: {escape(t.override_reason)}</div>')
+    elif t.status == "grey" and t.reason:
+        parts.append(f'<div class="ovr">{escape(t.reason)}</div>')
+    parts.append("</a></li>")
+    return "".join(parts)
+
+
+def _board_html(tiles: list[Tile]) -> str:
+    if not tiles:
+        return '<p role="status">No indicators match these filters.</p>'
+    clusters: dict[tuple[str, str], dict[tuple[str, str], list[Tile]]] = defaultdict(lambda: defaultdict(list))
+    for t in tiles:
+        clusters[(t.cluster_code, t.cluster_name)][(t.ind.department_code, t.dept_name)].append(t)
+    out = []
+    counts = defaultdict(int)
+    for t in tiles:
+        counts[t.status] += 1
+    out.append('<p class="legend" role="status" aria-live="polite">' + " ".join(
+        f'<span>{STATUS_SYMBOL[s]} {STATUS_LABEL[s]}: {counts[s]}</span>' for s in ("red", "yellow", "green", "grey")
+    ) + "</p>")
+    for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: (kv[0][0] == "_none", kv[0][1])):
+        out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>')
+        for (dcode, dname), ts in sorted(depts.items()):
+            out.append(
+                f'<section aria-labelledby="d-{escape(dcode)}"><h3 class="dept" id="d-{escape(dcode)}">{escape(dname)} '
+                f'<a class="muted noprint" href="/dashboard/departments/{escape(dcode)}/report">printable report</a></h3>'
+                f'<ul class="tiles">{"".join(_tile_html(t) for t in ts)}</ul></section>'
+            )
+        out.append("</section>")
+    return "".join(out)
+
+
+def _select(name: str, label: str, options: list[tuple[str, str]], current: str | None) -> str:
+    opts = ['<option value="">All</option>'] + [
+        f'<option value="{escape(v)}"{" selected" if v == current else ""}>{escape(t)}</option>' for v, t in options
+    ]
+    return f'<label for="f-{name}">{label}<select id="f-{name}" name="{name}">{"".join(opts)}</select></label>'
+
+
+def _filters(cluster: str | None, department: str | None, kind: str | None, critical: bool) -> dict[str, str]:
+    q = {"cluster": cluster or "", "department": department or "", "kind": kind or ""}
+    if critical:
+        q["critical"] = "true"
+    return {k: v for k, v in q.items() if v}
+
+
+@router.get("/dashboard", response_class=HTMLResponse, summary="The color-coded dashboard")
+async def dashboard(
+    request: Request, uow: UoW, ctx: Context,
+    cluster: Annotated[str | None, Query(max_length=40)] = None,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+    kind: Annotated[str | None, Query(max_length=20)] = None,
+    critical: bool = False,
+    refresh: Annotated[int | None, Query(ge=0, le=3600)] = None,
+) -> HTMLResponse:
+    settings = ctx.settings
+    cluster, department, kind = cluster or None, (department or "").upper() or None, kind or None
+    tiles = await _tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical)
+    board = _board_html(tiles)
+    if request.headers.get("x-partial") == "board":
+        return HTMLResponse(board)
+    depts = (await uow.session.execute(sa.select(Department).order_by(Department.name))).scalars().all()
+    known = {d.code for d in depts}
+    extra = (await uow.session.execute(sa.select(Indicator.department_code).distinct())).scalars().all()
+    dept_opts = [(d.code, d.name) for d in depts] + [(c, c) for c in sorted(set(extra) - known)]
+    cl_opts = sorted({(d.cluster_code, d.cluster_name or d.cluster_code) for d in depts if d.cluster_code}, key=lambda x: x[1])
+    kinds = [(k, k) for k in ("input", "output", "outcome", "efficiency", "quality")]
+    q = urlencode(_filters(cluster, department, kind, critical))
+    body = (
+        '<header><h1>CityStat performance dashboard</h1>'
+        '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
+        '<span>\u25cf GREEN</span><span>\u25cb NO DATA</span></span>'
+        f'<a href="/dashboard.csv{"?" + q if q else ""}">Export CSV</a>'
+        f'<span id="updated" class="muted" style="color:#fff">updated {utcnow().strftime("%H:%M UTC")}</span></header>'
+        '<form id="filters" class="filters" method="get" action="/dashboard" aria-label="Filters">'
+        + _select("cluster", "Cluster", cl_opts, cluster)  # type: ignore[arg-type]
+        + _select("department", "Department", dept_opts, department)
+        + _select("kind", "Kind", kinds, kind)
+        + f'<label for="f-critical">Critical only<input id="f-critical" type="checkbox" name="critical" value="true"'
+        f'{" checked" if critical else ""}></label><button type="submit">Apply</button></form>'
+        f'<main id="board" aria-live="off">{board}</main>'
+    )
+    secs = settings.dashboard_refresh_seconds if refresh is None else refresh
+    return HTMLResponse(_page("CityStat dashboard", body, refresh=secs))
+
+
+@router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
+async def dashboard_csv(
+    uow: UoW, ctx: Context,
+    cluster: Annotated[str | None, Query(max_length=40)] = None,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+    kind: Annotated[str | None, Query(max_length=20)] = None,
+    critical: bool = False,
+) -> Response:
+    tiles = await _tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
+                         kind=kind or None, critical=critical)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["cluster", "department_code", "department", "indicator_code", "indicator", "kind", "unit", "critical",
+                "period", "value", "target", "status", "overridden", "override_reason", "trend"])
+    for t in tiles:
+        w.writerow([t.cluster_name, t.ind.department_code, t.dept_name, t.ind.code, t.ind.name, t.ind.kind, t.ind.unit,
+                    t.ind.critical, t.period or "", _num(t.value), _num(t.target), t.status, t.overridden,
+                    t.override_reason or "", " ".join(_num(v) for v, _ in t.spark)])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="citystat-dashboard.csv"'})
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+def history_chart(ind: Indicator, rows: list[dict[str, Any]], rules: list[dict[str, Any]], band_tol: float,
+                  *, width: int = 900, height: int = 320) -> str:
+    """Value line with the reference/target line and per-period status bands (green, yellow, red)."""
+    if not rows:
+        return '<p>No observations yet.</p>'
+    pad_l, pad_r, pad_t, pad_b = 60, 20, 20, 40
+    vals = [r["value"] for r in rows] + [r["reference"] for r in rows if r["reference"] is not None]
+    lo, hi = min(vals), max(vals)
+    margin = (hi - lo) * 0.25 or abs(hi) * 0.25 or 1.0
+    lo, hi = lo - margin, hi + margin
+    n = len(rows)
+    colw = (width - pad_l - pad_r) / n
+
+    def y(v: float) -> float:
+        v = min(max(v, lo), hi)
+        return pad_t + (hi - v) / (hi - lo) * (height - pad_t - pad_b)
+
+    def x(i: int) -> float:
+        return pad_l + colw * (i + 0.5)
+
+    parts = [f'<svg width="100%" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title chart-desc">',
+             f'<title id="chart-title">{escape(ind.name)}: history</title>',
+             f'<desc id="chart-desc">{n} periods from {escape(rows[0]["period_label"])} to {escape(rows[-1]["period_label"])}; '
+             'the shaded bands show where each status begins; the dashed line is the target or reference.</desc>']
+    bounds = [r.get("max_miss") for r in rules]
+    for i, r in enumerate(rows):
+        ref = r["reference"]
+        if ref is None:
+            continue
+        scale = abs(ref) if abs(ref) > 1e-12 else 1.0
+        x0 = pad_l + colw * i
+        # green up to the first bound, yellow up to the next, red beyond (on the wrong side of the reference)
+        edges = [0.0] + [b for b in bounds if b is not None]
+        colours = [STATUS_FILL[rl["status"]] for rl in rules]
+        for k, colour in enumerate(colours):
+            a = edges[k] if k < len(edges) else edges[-1]
+            b = edges[k + 1] if k + 1 < len(edges) else 10.0
+            if ind.direction in ("up", "band"):
+                top, bottom = ref - a * scale, ref - b * scale
+                parts.append(f'<rect x="{x0:.1f}" y="{y(top):.1f}" width="{colw:.1f}" height="{max(0.0, y(bottom) - y(top)):.1f}" '
+                             f'fill="{colour}" fill-opacity="0.18"/>')
+            if ind.direction in ("down", "band"):
+                top, bottom = ref + b * scale, ref + a * scale
+                parts.append(f'<rect x="{x0:.1f}" y="{y(top):.1f}" width="{colw:.1f}" height="{max(0.0, y(bottom) - y(top)):.1f}" '
+                             f'fill="{colour}" fill-opacity="0.18"/>')
+        if ind.direction == "up":
+            parts.append(f'<rect x="{x0:.1f}" y="{pad_t}" width="{colw:.1f}" height="{max(0.0, y(ref) - pad_t):.1f}" '
+                         f'fill="{STATUS_FILL["green"]}" fill-opacity="0.18"/>')
+        elif ind.direction == "down":
+            parts.append(f'<rect x="{x0:.1f}" y="{y(ref):.1f}" width="{colw:.1f}" height="{max(0.0, height - pad_b - y(ref)):.1f}" '
+                         f'fill="{STATUS_FILL["green"]}" fill-opacity="0.18"/>')
+    refs = [(x(i), y(r["reference"])) for i, r in enumerate(rows) if r["reference"] is not None]
+    if len(refs) >= 2:
+        parts.append('<polyline fill="none" stroke="#000" stroke-width="2" stroke-dasharray="6 4" points="'
+                     + " ".join(f"{a:.1f},{b:.1f}" for a, b in refs) + '"/>')
+    parts.append('<polyline fill="none" stroke="#0b2545" stroke-width="3" points="'
+                 + " ".join(f"{x(i):.1f},{y(r['value']):.1f}" for i, r in enumerate(rows)) + '"/>')
+    for i, r in enumerate(rows):
+        parts.append(f'<circle cx="{x(i):.1f}" cy="{y(r["value"]):.1f}" r="6" fill="{STATUS_FILL.get(r["status"], "#000")}" '
+                     f'stroke="#000"><title>{escape(r["period_label"])}: {fmt(r["value"], ind.unit)} '
+                     f'({STATUS_LABEL.get(r["status"], r["status"])})</title></circle>')
+    for v in (lo + margin, hi - margin):
+        parts.append(f'<text x="{pad_l - 6}" y="{y(v) + 5:.1f}" text-anchor="end" font-size="13">{fmt(v, ind.unit)}</text>')
+    every = max(1, n // 8)
+    for i, r in enumerate(rows):
+        if i % every == 0 or i == n - 1:
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle" font-size="13">{escape(r["period_label"])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _pill(status: str) -> str:
+    return f'<span class="pill status-{escape(status)}">{STATUS_SYMBOL.get(status, "")} {STATUS_LABEL.get(status, status)}</span>'
+
+
+@router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
+async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
+    settings = ctx.settings
+    ind = await service.get_indicator(uow, code)
+    now = utcnow()
+    override = (await service.active_overrides(uow, [ind.id], now)).get(ind.id)
+    status, overridden, oreason, reason = service.effective_status(ind, override, now)
+    rows = await service.series(uow, ind, limit=60)
+    desc = await service.current_description(uow, ind.id)
+    hist = (await uow.session.execute(
+        sa.select(StatusChange).where(StatusChange.indicator_id == ind.id).order_by(StatusChange.id.desc()).limit(20)
+    )).scalars().all()
+    rules = ind.rules or [{"status": r.status, "max_miss": r.max_miss}
+                          for r in default_rules(settings.green_within, settings.yellow_within)]
+    validate_rules(rules)
+    rule_text = "; ".join(
+        f"{r['status']} within {r['max_miss'] * 100:g}%" if r.get("max_miss") is not None else f"{r['status']} beyond"
+        for r in rules)
+    table = "".join(
+        f"<tr><td>{escape(r['period_label'])}</td><td>{fmt(r['value'], ind.unit)}</td><td>{fmt(r['target'], ind.unit)}</td>"
+        f"<td>{fmt(r['reference'], ind.unit)}</td><td>{_pill(r['status'])}</td><td>{escape(r['reason'] or '')}</td>"
+        f"<td>{r['revision']}</td></tr>" for r in reversed(rows))
+    htable = "".join(
+        f"<tr><td>{h.at.strftime('%Y-%m-%d %H:%M')}</td><td>{escape(h.period_label or '')}</td>"
+        f"<td>{_pill(h.previous_status) if h.previous_status else ''}</td><td>{_pill(h.status)}</td><td>{escape(h.event)}</td>"
+        f"<td>{escape(h.override_reason or h.reason or '')}</td><td>{escape(h.actor or '')}</td></tr>" for h in hist)
+    body = (
+        f'<header><h1>{escape(ind.name)}</h1><a href="/dashboard" id="back">\u2190 Dashboard</a>'
+        f'<a href="/dashboard/indicators/{escape(ind.code)}/export.csv">Export CSV</a>'
+        f'<a href="/dashboard/departments/{escape(ind.department_code)}/report">Department report</a></header><main>'
+        f'<p id="current-status">Status: {_pill(status)}'
+        + (f" (override: {escape(oreason or '')}, until {override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")
+        + (f" &mdash; {escape(reason)}" if reason and not overridden else "") + "</p>"
+        f'<p class="muted">{escape(ind.code)} &middot; {escape(ind.department_code)} &middot; {ind.kind} &middot; {ind.unit} '
+        f'&middot; {ind.frequency} &middot; direction {ind.direction} &middot; basis {ind.basis} &middot; rules: {escape(rule_text)}'
+        + (" &middot; CRITICAL" if ind.critical else "") + "</p>"
+        f'<p>{escape(desc.text if desc else "")}</p>'
+        f'<figure id="history-chart">{history_chart(ind, rows, rules, ind.band_tolerance)}</figure>'
+        '<h2>Values</h2><table><caption class="muted">newest first</caption><thead><tr><th scope="col">Period</th>'
+        '<th scope="col">Value</th><th scope="col">Target</th><th scope="col">Reference</th><th scope="col">Status</th>'
+        f'<th scope="col">Why</th><th scope="col">Revision</th></tr></thead><tbody>{table}</tbody></table>'
+        '<h2>Status history and overrides</h2><table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Period</th>'
+        '<th scope="col">From</th><th scope="col">To</th><th scope="col">Event</th><th scope="col">Reason</th>'
+        f'<th scope="col">By</th></tr></thead><tbody>{htable}</tbody></table></main>'
+    )
+    return HTMLResponse(_page(f"{ind.name} - CityStat", body))
+
+
+@router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
+async def drilldown_csv(code: str, uow: UoW) -> Response:
+    ind = await service.get_indicator(uow, code)
+    rows = await service.series(uow, ind)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "miss", "reason", "revision"])
+    for r in rows:
+        w.writerow([ind.code, r["period_label"], r["period_start"].isoformat(), _num(r["value"]), _num(r["target"]),
+                    _num(r["reference"]), r["status"], _num(r["miss"]), r["reason"] or "", r["revision"]])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{ind.code}.csv"'})
+
+
+@router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
+            summary="Printable department chapter (MMR style): indicators, targets, status, trend, notes")
+async def department_report(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
+    code = code.upper()
+    dept = await uow.session.get(Department, code)
+    tiles = await _tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)
+    if dept is None and not tiles:
+        from citystat_common.errors import NotFound
+
+        raise NotFound(f"no department {code!r} with indicators", field="code")
+    name = dept.name if dept else code
+    rows = []
+    for t in tiles:
+        desc = await service.current_description(uow, t.ind.id)
+        notes = " ".join(x for x in [
+            f"Override: {t.override_reason}." if t.overridden and t.override_reason else "",
+            (t.reason or "") if not t.overridden else "", desc.text if desc else ""] if x)
+        rows.append(
+            f"<tr><th scope=\"row\">{escape(t.ind.name)}<br><span class=\"muted\">{escape(t.ind.code)} &middot; {t.ind.kind}"
+            f"{' &middot; critical' if t.ind.critical else ''}</span></th><td>{escape(t.period or '')}</td>"
+            f"<td>{fmt(t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td><td>{_pill(t.status)}</td>"
+            f"<td style=\"color:#0b2545\">{sparkline(t.spark, width=140, height=32, label=t.ind.name)}</td><td>{escape(notes)}</td></tr>"
+        )
+    body = (
+        f'<header><h1>{escape(name)}: performance report</h1><a href="/dashboard?department={escape(code)}">Dashboard</a>'
+        f'<button class="noprint" onclick="window.print()">Print</button></header><main>'
+        f'<p class="muted">Prepared {utcnow().strftime("%Y-%m-%d %H:%M UTC")}. Status: {_pill("red")} more than the red '
+        'threshold worse than target; ' + _pill("yellow") + ' within it; ' + _pill("green") + ' on target; '
+        + _pill("grey") + ' no data.</p>'
+        '<table><thead><tr><th scope="col">Indicator</th><th scope="col">Period</th><th scope="col">Actual</th>'
+        '<th scope="col">Target</th><th scope="col">Status</th><th scope="col">Trend</th><th scope="col">Notes</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></main>'
+    )
+    return HTMLResponse(_page(f"{name} report - CityStat", body))
+
+
+__all__ = ["router", "datetime"]

@@ -1,0 +1,328 @@
+"""311 becomes Stat automatically: indicators derived from the ``311.requests`` stream.
+
+Each request event updates one row of ``request_facts`` (the latest state of that request;
+an event older than the stored ``updated_datetime`` is stale and ignored, so late,
+out-of-order and redelivered events give exact figures). Then only the affected
+(department, service, period) figures are recomputed from the facts, written as ordinary
+observations of ordinary indicators, and evaluated like any other.
+
+Indicators, per department ``311.<DEPT>.<metric>`` and per service
+``311.<DEPT>.<SERVICE>.<metric>`` (service metrics: opened, closed_within_sla, backlog,
+median_days_to_close). For a period P = [start, end) in the city's time zone, with the
+cutoff c = min(end, now):
+
+- ``opened``: requests with requested_datetime in [start, c).
+- ``closed``: requests with closed_datetime in [start, c).
+- ``closed_within_sla`` (percentage): 100 x hits / (closed + overdue open), where, leaving
+  out duplicates (``duplicate_of`` set),
+  * each request closed in [start, c) is a hit if it has no expected_datetime or
+    closed_datetime <= expected_datetime, else a miss;
+  * each request still open at c (requested before c, not closed before c) whose
+    expected_datetime is before c is a miss: a burst of requests running past their
+    service level turns the share red before they are closed. Such a request counts as a
+    miss in every period at whose cutoff it is still open and overdue, and once more in
+    the period it is finally closed (late).
+  No observation when the denominator is 0.
+- ``median_days_to_close`` / ``p90_days_to_close``: calendar days from requested to closed,
+  over requests (not duplicates) closed in [start, c); percentiles by linear interpolation
+  between closest ranks (position (n - 1) x q in the sorted list; the "inclusive" method of
+  ``statistics.quantiles``).
+- ``backlog``: requests open at c (requested before c, closed_datetime null or >= c).
+- ``first_contact_share`` (percentage): among requests (not duplicates) closed in [start, c),
+  the share resolved at first contact.
+- ``satisfaction`` (score 1-5): mean feedback score of feedback submitted in [start, c).
+
+A transfer moves the request (its whole history) to the new department. A request event
+recomputes the periods from the earliest timestamp that changed up to now (bounded by
+``derived_max_periods``): usually one period.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from citystat_common.db import utcnow
+from citystat_common.events import RequestFeedback, ServiceRequestData
+from citystat_common.uow import UnitOfWork
+from indicators import schemas
+from indicators.config import Settings
+from indicators.models import Indicator, RequestFact, Target
+from indicators.periods import Period, period_bounds_utc, period_of, periods_between
+from indicators.service import ObsIn, create_indicator, local_date, record_observations, tz_of
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    unit: str
+    kind: str
+    direction: str
+    basis: str
+    additive: bool
+    target: str | None = None  # a Settings attribute holding the default target
+    persistence: int | None = None
+
+
+METRICS: dict[str, MetricDef] = {
+    "opened": MetricDef("311 requests opened", "count", "input", "band", "history", True, persistence=2),
+    "closed": MetricDef("311 requests closed", "count", "output", "up", "history", True, persistence=2),
+    "closed_within_sla": MetricDef("311 share closed within the service level", "percentage", "quality", "up",
+                                   "target", False, target="derived_sla_target"),
+    "median_days_to_close": MetricDef("311 median days to close", "duration", "efficiency", "down", "history",
+                                      False, persistence=2),
+    "p90_days_to_close": MetricDef("311 90th percentile days to close", "duration", "quality", "down", "history",
+                                   False, persistence=2),
+    "backlog": MetricDef("311 open backlog at period end", "count", "output", "down", "history", False, persistence=2),
+    "first_contact_share": MetricDef("311 share resolved at first contact", "percentage", "quality", "up",
+                                     "history", False, persistence=2),
+    "satisfaction": MetricDef("311 average satisfaction score", "score", "outcome", "up", "target", False,
+                              target="derived_satisfaction_target"),
+}
+SERVICE_METRICS = ("opened", "closed_within_sla", "backlog", "median_days_to_close")
+
+
+def service_slug(service_code: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", service_code)[:40] or "_"
+
+
+def indicator_code(dept: str, service_code: str | None, metric: str) -> str:
+    return f"311.{dept}.{service_slug(service_code)}.{metric}" if service_code else f"311.{dept}.{metric}"
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks: position (n - 1) x q."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    pos = (n - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+# --- facts ------------------------------------------------------------------------------
+
+Scope = tuple[str, str | None]  # (department, service code or None for the department as a whole)
+
+
+def _metric_key(f: RequestFact | None) -> tuple[Any, ...] | None:
+    if f is None:
+        return None
+    return (f.department_code, f.service_code, f.requested_at, f.expected_at, f.closed_at,
+            f.first_contact_resolution, f.duplicate_of, f.feedback_score, f.feedback_at)
+
+
+async def apply_request_event(
+    uow: UnitOfWork, settings: Settings, data: ServiceRequestData, *, now: datetime | None = None
+) -> bool:
+    """Update the request's facts; recompute what changed. False for a stale or no-op event."""
+    now = now or utcnow()
+    fact = await uow.session.get(RequestFact, data.service_request_id)
+    before = _metric_key(fact)
+    old_scope: set[Scope] = set()
+    old_times: list[datetime | None] = []
+    if fact is None:
+        fact = RequestFact(service_request_id=data.service_request_id, updated_at=EPOCH)
+        uow.session.add(fact)
+    else:
+        if data.updated_datetime < fact.updated_at:
+            return False  # stale: a later state is already recorded
+        if fact.requested_at is not None:
+            old_scope = {(fact.department_code, None), (fact.department_code, fact.service_code)}
+        old_times = [fact.requested_at, fact.closed_at, fact.expected_at, fact.feedback_at]
+    fact.department_code = data.department_code
+    fact.service_code = data.service_code
+    fact.service_name = data.service_name
+    fact.channel = data.channel
+    fact.status = data.status
+    fact.requested_at = data.requested_datetime
+    fact.expected_at = data.expected_datetime
+    fact.closed_at = data.closed_datetime if data.status == "closed" else None
+    fact.first_contact_resolution = data.first_contact_resolution
+    fact.duplicate_of = data.duplicate_of
+    fact.updated_at = data.updated_datetime
+    if _metric_key(fact) == before:
+        return False
+    names = {data.service_code: data.service_name}
+    scopes = old_scope | {(fact.department_code, None), (fact.department_code, fact.service_code)}
+    if before is None or before[:2] != _metric_key(fact)[:2]:  # type: ignore[index]
+        changed = [t for t in (*old_times, fact.requested_at) if t is not None]
+    else:
+        changed = [t for t, u in zip(before[2:], _metric_key(fact)[2:], strict=True)  # type: ignore[index]
+                   if t != u and isinstance(t, datetime)]
+        changed += [u for t, u in zip(before[2:], _metric_key(fact)[2:], strict=True)  # type: ignore[index]
+                    if t != u and isinstance(u, datetime)]
+        if not changed:  # first-contact or duplicate flag: the periods of the request's own life
+            changed = [t for t in (fact.requested_at, fact.closed_at) if t is not None]
+    await recompute(uow, settings, scopes, min(changed) if changed else now, now=now, names=names)
+    return True
+
+
+async def apply_feedback(uow: UnitOfWork, settings: Settings, data: RequestFeedback, *, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    fact = await uow.session.get(RequestFact, data.service_request_id)
+    if fact is None:  # feedback before the request: keep it; the request's events fill in the rest
+        fact = RequestFact(
+            service_request_id=data.service_request_id, department_code=data.department_code,
+            service_code=data.service_code, service_name=data.service_code, channel="unknown", status="unknown",
+            requested_at=None, updated_at=EPOCH,
+        )
+        uow.session.add(fact)
+    elif fact.feedback_at is not None and data.submitted_at < fact.feedback_at:
+        return False  # an older feedback than the one recorded
+    if fact.feedback_score == data.score and fact.feedback_at == data.submitted_at:
+        return False
+    old = fact.feedback_at
+    fact.feedback_score = data.score
+    fact.feedback_at = data.submitted_at
+    scopes = {(fact.department_code, None), (fact.department_code, fact.service_code)}
+    await recompute(uow, settings, scopes, min(t for t in (old, data.submitted_at) if t is not None), now=now)
+    return True
+
+
+# --- computation ------------------------------------------------------------------------
+
+
+async def compute_scope(
+    uow: UnitOfWork, dept: str, service: str | None, start_at: datetime, end_at: datetime, now: datetime
+) -> dict[str, float | None]:
+    c = min(end_at, now)
+    f = RequestFact
+    where = [f.department_code == dept, f.requested_at.is_not(None)]
+    if service is not None:
+        where.append(f.service_code == service)
+    rows = (
+        await uow.session.execute(
+            sa.select(f.requested_at, f.closed_at, f.expected_at, f.first_contact_resolution, f.duplicate_of,
+                      f.feedback_score, f.feedback_at)
+            .where(*where, sa.or_(
+                sa.and_(f.requested_at >= start_at, f.requested_at < c),
+                sa.and_(f.closed_at >= start_at, f.closed_at < c),
+            ))
+        )
+    ).all()
+    opened = sum(1 for r in rows if start_at <= r.requested_at < c)
+    closed_rows = [r for r in rows if r.closed_at is not None and start_at <= r.closed_at < c]
+    real = [r for r in closed_rows if r.duplicate_of is None]
+    hits = sum(1 for r in real if r.expected_at is None or r.closed_at <= r.expected_at)
+    open_at_c = sa.and_(*where, f.requested_at < c, sa.or_(f.closed_at.is_(None), f.closed_at >= c))
+    backlog, overdue = (
+        await uow.session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(sa.case(
+                    (sa.and_(f.expected_at.is_not(None), f.expected_at < c, f.duplicate_of.is_(None)), 1), else_=0)), 0),
+            ).where(open_at_c)
+        )
+    ).one()
+    fb_where = [f.department_code == dept, f.feedback_at >= start_at, f.feedback_at < c]
+    if service is not None:
+        fb_where.append(f.service_code == service)
+    satisfaction = (await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
+    denominator = len(real) + int(overdue)
+    days = sorted((r.closed_at - r.requested_at).total_seconds() / 86400 for r in real)
+    return {
+        "opened": float(opened),
+        "closed": float(len(closed_rows)),
+        "closed_within_sla": 100.0 * hits / denominator if denominator else None,
+        "median_days_to_close": percentile(days, 0.5),
+        "p90_days_to_close": percentile(days, 0.9),
+        "backlog": float(backlog),
+        "first_contact_share": 100.0 * sum(1 for r in real if r.first_contact_resolution) / len(real) if real else None,
+        "satisfaction": float(satisfaction) if satisfaction is not None else None,
+    }
+
+
+async def ensure_indicators(
+    uow: UnitOfWork, settings: Settings, dept: str, service: str | None, service_name: str | None = None
+) -> dict[str, Indicator]:
+    metrics = SERVICE_METRICS if service else tuple(METRICS)
+    codes = {indicator_code(dept, service, m): m for m in metrics}
+    found = {
+        codes[i.code]: i
+        for i in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(list(codes))))).scalars()
+    }
+    fy0 = settings.fiscal_year_start_month
+    for code, m in codes.items():
+        if m in found:
+            continue
+        d = METRICS[m]
+        label = f"{d.name}" + (f": {service_name or service}" if service else "")
+        ind = await create_indicator(
+            uow, settings, actor="311-derivation", check_dept=False, derived_from="311",
+            data=schemas.IndicatorCreate(
+                code=code, name=label[:200], department_code=dept, unit=d.unit, kind=d.kind,  # type: ignore[arg-type]
+                direction=d.direction, frequency=settings.derived_frequency, additive=d.additive,  # type: ignore[arg-type]
+                function_tag="customer_service", owner="311 derivation", data_source="311.requests",
+                basis=d.basis, persistence=d.persistence,  # type: ignore[arg-type]
+                description=f"Derived automatically from 311 requests ({m}); see the indicators service docs.",
+            ),
+        )
+        if d.target:
+            p = period_of(ind.frequency, date(2000, 1, 1), fy0)
+            uow.session.add(Target(indicator_id=ind.id, period_start=p.start, period_label=p.label,
+                                   fiscal_year=2000, value=float(getattr(settings, d.target)), set_by="311-derivation"))
+        found[m] = ind
+    await uow.session.flush()
+    return found
+
+
+async def recompute(
+    uow: UnitOfWork, settings: Settings, scopes: set[Scope], since: datetime, *, now: datetime,
+    names: dict[str, str] | None = None,
+) -> int:
+    """Recompute the scopes' figures for every period from ``since`` to now; returns the values written."""
+    tz = tz_of(settings)
+    fy0 = settings.fiscal_year_start_month
+    first = local_date(min(since, now), tz)
+    periods: list[Period] = periods_between(settings.derived_frequency, first, local_date(now, tz), fy0,
+                                            limit=100_000)[-settings.derived_max_periods:]
+    items: list[ObsIn] = []
+    for dept, service in sorted(scopes, key=lambda s: (s[0], s[1] or "")):
+        inds = await ensure_indicators(uow, settings, dept, service, (names or {}).get(service or ""))
+        for p in periods:
+            start_at, end_at = period_bounds_utc(p, tz)
+            values = await compute_scope(uow, dept, service, start_at, end_at, now)
+            for m, ind in inds.items():
+                v = values.get(m)
+                if v is not None:
+                    items.append(ObsIn(ind, p, v))
+    if items:
+        await record_observations(uow, settings, items, actor="311-derivation", source="311", now=now)
+    return len(items)
+
+
+async def refresh_current(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None) -> int:
+    """The worker's periodic refresh: overdue requests turn into misses as time passes with no
+    event, and a new period starts; recompute the current (and just-ended) period of every
+    derived scope. Cost follows the number of 311 scopes."""
+    now = now or utcnow()
+    codes = (await uow.session.execute(
+        sa.select(Indicator.code).where(Indicator.derived_from == "311", Indicator.active.is_(True))
+    )).scalars().all()
+    scopes: set[Scope] = set()
+    services: dict[str, list[str]] = {}
+    for code in codes:
+        parts = code.split(".")
+        if len(parts) == 3:
+            scopes.add((parts[1], None))
+        elif len(parts) == 4:
+            if parts[1] not in services:
+                services[parts[1]] = list((await uow.session.execute(
+                    sa.select(RequestFact.service_code).where(RequestFact.department_code == parts[1]).distinct()
+                )).scalars().all())
+            for s in services[parts[1]]:
+                if service_slug(s) == parts[2]:
+                    scopes.add((parts[1], s))
+    if not scopes:
+        return 0
+    return await recompute(uow, settings, scopes, now - timedelta(seconds=max(2 * settings.derived_refresh_seconds, 3600)),
+                           now=now)

@@ -1,0 +1,37 @@
+"""Indicators app factory: the composition root of the web process (nothing built at import)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from citystat_common.runtime import api_main
+from citystat_common.web import build_app, check_broker, check_consumer, check_database
+from indicators.api import router
+from indicators.config import Settings
+from indicators.dashboard import router as dashboard_router
+from indicators.handlers import GROUP_ID
+from indicators.models import PLUMBING
+
+
+def create_app(settings: Settings | None = None, *, check_worker: bool | None = None) -> FastAPI:
+    """``check_worker``: /readyz also needs the worker's consumer to have partitions; on by default
+    when the settings come from the environment (the deployed api), off for tests passing settings."""
+    readiness = [check_database, check_broker]
+    if check_worker if check_worker is not None else settings is None:
+        readiness.append(check_consumer(GROUP_ID))
+    return build_app(
+        settings=settings or Settings(),
+        tables=PLUMBING,
+        title="CityStat indicators",
+        description=(
+            "Indicator registry, targets and observations; red/yellow/green evaluation with persistence, "
+            "hysteresis and staff overrides; 311-derived indicators; breach events on indicators.status; "
+            "the color-coded dashboard at /dashboard."
+        ),
+        routers=[router, dashboard_router],
+        readiness=readiness,
+    )
+
+
+def run() -> None:
+    api_main(package="indicators", settings_factory=Settings)

@@ -1,0 +1,802 @@
+"""Indicators domain logic. Keyword-only functions over a UnitOfWork: they change rows, write
+the status history and emit events, and never commit (the caller does).
+
+The one path every value takes (API, bulk, 311 derivation, formulas) is
+``record_observations``: it merges the new values with the indicator's own stored rows,
+re-evaluates that indicator's series from the earliest changed period forward, upserts the
+changed rows in batches (``INSERT ... ON CONFLICT``), records revisions, recomputes the
+formulas that use the indicator, and publishes a status change if the indicator's effective
+status moved. Nothing else is evaluated: cost follows the indicators touched, not the
+number of indicators.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import sqlalchemy as sa
+
+from citystat_common.db import utcnow
+from citystat_common.errors import Conflict, Invalid, NotFound
+from citystat_common.events import (
+    DepartmentUpserted,
+    IndicatorBreached,
+    IndicatorRecovered,
+    IndicatorStatusChanged,
+)
+from citystat_common.logging import get_logger
+from citystat_common.uow import UnitOfWork
+from indicators import metrics, schemas
+from indicators.config import Settings
+from indicators.evaluation import EvalConfig, Evaluation, PrevState, default_rules, evaluate, reference_for, validate_rules
+from indicators.models import (
+    Department,
+    FormulaInput,
+    Indicator,
+    IndicatorDescription,
+    ObservationRevision,
+    Override,
+    StatusChange,
+    Target,
+    observations,
+)
+from indicators.periods import (
+    DEFAULT_GRACE_DAYS,
+    Period,
+    due_after,
+    fiscal_year,
+    fiscal_year_start,
+    local_date,
+    next_period,
+    parse_period,
+    period_of,
+    same_period_last_year,
+)
+
+log = get_logger(__name__)
+
+PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
+CHUNK_INDICATORS = 400
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def tz_of(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(settings.city_timezone)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _period_cached(frequency: str, text: str, fy: int) -> Period:
+    return parse_period(frequency, text, fy)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _period_at(frequency: str, start: date, fy: int) -> Period:
+    return period_of(frequency, start, fy)
+
+
+def eval_config(ind: Indicator, settings: Settings) -> EvalConfig:
+    rules = validate_rules(ind.rules) if ind.rules else default_rules(settings.green_within, settings.yellow_within)
+    return EvalConfig(
+        direction=ind.direction,
+        basis=ind.basis,
+        rules=rules,
+        persistence=ind.persistence or settings.persistence,
+        recovery_within=ind.recovery_within if ind.recovery_within is not None else settings.recovery_within,
+        band_tolerance=ind.band_tolerance,
+        history_k=ind.history_k or settings.history_k,
+        history_window=ind.history_window or settings.history_window,
+        history_min_points=settings.history_min_points,
+    )
+
+
+def grace_days(ind: Indicator) -> int:
+    return ind.grace_days if ind.grace_days is not None else DEFAULT_GRACE_DAYS[ind.frequency]
+
+
+def validate_value(unit: str, value: float) -> str | None:
+    """None when the value fits the unit, else what is wrong with it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    if unit == "percentage" and not 0 <= value <= 100:
+        return "a percentage must be between 0 and 100"
+    if unit in ("count", "duration") and value < 0:
+        return f"a {unit} cannot be negative"
+    if unit == "score" and value < 0:
+        return "a score cannot be negative"
+    return None
+
+
+async def get_indicator(uow: UnitOfWork, code: str) -> Indicator:
+    ind = (await uow.session.execute(sa.select(Indicator).where(Indicator.code == code))).scalar_one_or_none()
+    if ind is None:
+        raise NotFound(f"no indicator with code {code!r}", field="code")
+    return ind
+
+
+async def active_overrides(uow: UnitOfWork, ids: Sequence[str], now: datetime) -> dict[str, Override]:
+    if not ids:
+        return {}
+    out: dict[str, Override] = {}
+    for i in range(0, len(ids), CHUNK_INDICATORS):
+        chunk = list(ids[i : i + CHUNK_INDICATORS])
+        rows = (
+            await uow.session.execute(
+                sa.select(Override)
+                .where(Override.indicator_id.in_(chunk), Override.cleared_at.is_(None), Override.expires_at > now)
+                .order_by(Override.id)
+            )
+        ).scalars()
+        for o in rows:
+            out[o.indicator_id] = o  # the latest wins
+    return out
+
+
+# --- departments ------------------------------------------------------------------------
+
+
+async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> None:
+    dept = await uow.session.get(Department, data.code)
+    if dept is None:
+        dept = Department(code=data.code)
+        uow.session.add(dept)
+    dept.department_id = data.department_id
+    dept.name = data.name
+    dept.cluster_code = data.cluster_code
+    dept.cluster_name = data.cluster_name
+    dept.active = data.active
+
+
+async def check_department(uow: UnitOfWork, settings: Settings, code: str) -> Department:
+    """The local copy first; then the directory (short timeout); neither knows it: 422."""
+    dept = await uow.session.get(Department, code)
+    if dept is not None:
+        return dept
+    doc: dict[str, Any] | None = None
+    try:
+        async with httpx.AsyncClient(timeout=settings.directory_timeout) as client:
+            r = await client.get(f"{settings.directory_url.rstrip('/')}/departments/{code}")
+        if r.status_code == 200:
+            doc = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("directory_unreachable", error=repr(exc))
+    if not doc:
+        raise Invalid(f"department {code!r} is not known to the directory", field="department_code")
+    dept = Department(
+        code=code, department_id=doc.get("id"), name=doc.get("name", code), cluster_code=doc.get("cluster"),
+        cluster_name=doc.get("cluster_name"), active=doc.get("active", True),
+    )
+    uow.session.add(dept)
+    return dept
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+async def create_indicator(
+    uow: UnitOfWork, settings: Settings, *, actor: str, data: schemas.IndicatorCreate, check_dept: bool = True,
+    derived_from: str | None = None,
+) -> Indicator:
+    exists = (await uow.session.execute(sa.select(Indicator.id).where(Indicator.code == data.code))).first()
+    if exists:
+        raise Conflict(f"an indicator with code {data.code!r} exists", field="code")
+    if check_dept:
+        await check_department(uow, settings, data.department_code)
+    now = utcnow()
+    ind = Indicator(
+        id=str(uuid.uuid4()), code=data.code, name=data.name, department_code=data.department_code, unit=data.unit,
+        kind=data.kind, direction=data.direction, frequency=data.frequency, additive=data.additive,
+        critical=data.critical, function_tag=data.function_tag, owner=data.owner, data_source=data.data_source,
+        basis=data.basis or "target", rules=[r.model_dump() for r in data.rules] if data.rules else None,
+        persistence=data.persistence, recovery_within=data.recovery_within,
+        band_tolerance=data.band_tolerance if data.band_tolerance is not None else 0.05,
+        history_window=data.history_window, history_k=data.history_k, grace_days=data.grace_days,
+        linked_outcome_code=data.linked_outcome_code, derived_from=derived_from, status="grey",
+        status_reason="no observation yet", created_at=now, updated_at=now,
+    )
+    ind.next_due_at = due_after(period_of(ind.frequency, local_date(now, tz_of(settings)), settings.fiscal_year_start_month),
+                                grace_days(ind), tz_of(settings))
+    uow.session.add(ind)
+    uow.session.add(IndicatorDescription(indicator_id=ind.id, text=data.description, valid_from=now, changed_by=actor))
+    if data.formula is not None:
+        inputs = {}
+        for role in ("numerator", "denominator"):
+            code = getattr(data.formula, role)
+            other = (await uow.session.execute(sa.select(Indicator).where(Indicator.code == code))).scalar_one_or_none()
+            if other is None:
+                raise Invalid(f"formula {role} {code!r} is not an indicator", field=f"formula.{role}")
+            if other.frequency != ind.frequency:
+                raise Invalid(f"formula {role} {code!r} is {other.frequency}, not {ind.frequency}", field=f"formula.{role}")
+            inputs[role] = other
+        ind.formula = data.formula.model_dump()
+        await uow.session.flush()
+        for role, other in inputs.items():
+            uow.session.add(FormulaInput(formula_indicator_id=ind.id, role=role, input_indicator_id=other.id))
+        await uow.session.flush()
+        await recompute_formula(uow, settings, ind, periods=None, actor=actor)
+    await uow.session.flush()
+    return ind
+
+
+async def update_indicator(
+    uow: UnitOfWork, settings: Settings, *, actor: str, code: str, data: schemas.IndicatorUpdate
+) -> Indicator:
+    ind = await get_indicator(uow, code)
+    changes = data.model_dump(exclude_unset=True)
+    now = utcnow()
+    reevaluate = False
+    if "description" in changes:
+        text = changes.pop("description") or ""
+        current = await current_description(uow, ind.id)
+        if current is None or current.text != text:
+            if current is not None:
+                current.valid_to = now
+            uow.session.add(IndicatorDescription(indicator_id=ind.id, text=text, valid_from=now, changed_by=actor))
+    for key, value in changes.items():
+        if key == "rules":
+            value = [r for r in value] if value is not None else None
+        if key in ("basis", "rules", "persistence", "recovery_within", "band_tolerance", "history_window",
+                   "history_k", "direction"):
+            reevaluate = True
+        if key == "grace_days":
+            reevaluate = True
+        if value is None and key in ("basis", "band_tolerance", "direction", "kind", "additive", "critical",
+                                     "function_tag", "active"):
+            continue
+        setattr(ind, key, value)
+    ind.updated_at = now
+    await uow.session.flush()
+    if reevaluate:
+        await record_observations(uow, settings, [], actor=actor, source="api", reevaluate={ind.id: date.min})
+    return ind
+
+
+async def current_description(uow: UnitOfWork, indicator_id: str) -> IndicatorDescription | None:
+    return (
+        await uow.session.execute(
+            sa.select(IndicatorDescription)
+            .where(IndicatorDescription.indicator_id == indicator_id, IndicatorDescription.valid_to.is_(None))
+            .order_by(IndicatorDescription.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+# --- targets ----------------------------------------------------------------------------
+
+
+async def set_targets(
+    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, targets: Sequence[schemas.TargetIn]
+) -> None:
+    fy0 = settings.fiscal_year_start_month
+    rows: dict[date, dict[str, Any]] = {}
+    for i, t in enumerate(targets):
+        if t.fiscal_year is not None:
+            p = period_of(ind.frequency, fiscal_year_start(t.fiscal_year, fy0), fy0)
+        else:
+            try:
+                p = _period_cached(ind.frequency, str(t.period), fy0)
+            except ValueError as exc:
+                raise Invalid(str(exc), field=f"targets.{i}.period") from exc
+        err = validate_value(ind.unit, t.value)
+        if err:
+            raise Invalid(err, field=f"targets.{i}.value")
+        rows[p.start] = {
+            "indicator_id": ind.id, "period_start": p.start, "period_label": p.label,
+            "fiscal_year": fiscal_year(p.start, fy0), "value": float(t.value), "set_by": actor, "set_at": utcnow(),
+        }
+    await _upsert(uow, Target.__table__, list(rows.values()), ["indicator_id", "period_start"])
+    await record_observations(uow, settings, [], actor=actor, source="api", reevaluate={ind.id: min(rows)})
+
+
+async def load_targets(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, list[tuple[date, float]]]:
+    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
+    for i in range(0, len(ids), CHUNK_INDICATORS):
+        chunk = list(ids[i : i + CHUNK_INDICATORS])
+        res = await uow.session.execute(
+            sa.select(Target.indicator_id, Target.period_start, Target.value)
+            .where(Target.indicator_id.in_(chunk))
+            .order_by(Target.indicator_id, Target.period_start)
+        )
+        for iid, start, value in res:
+            out[iid].append((start, value))
+    return out
+
+
+def target_at(series: Sequence[tuple[date, float]], start: date) -> float | None:
+    """A target series carries forward: the latest target set for this period or an earlier one."""
+    if not series:
+        return None
+    idx = bisect.bisect_right([s for s, _ in series], start) - 1
+    return series[idx][1] if idx >= 0 else None
+
+
+# --- observations: the one write path ---------------------------------------------------
+
+
+@dataclass
+class ObsIn:
+    indicator: Indicator
+    period: Period
+    value: float
+    note: str | None = None
+
+
+@dataclass
+class RecordResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    indicators: int = 0
+    changed_periods: dict[str, list[Period]] = field(default_factory=dict)
+
+
+OBS_COLS = [c.name for c in observations.c]
+EVAL_COLS = ("status", "raw_status", "miss", "reference", "streak", "reason")
+
+
+def _upsert_stmt(dialect: str, table: sa.Table, keys: list[str]) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys}
+    )
+
+
+async def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[dict[str, Any]], keys: list[str], chunk: int = 5000) -> None:
+    if not rows:
+        return
+    stmt = _upsert_stmt(uow.session.bind.dialect.name, table, keys)
+    for i in range(0, len(rows), chunk):
+        await uow.session.execute(stmt, rows[i : i + chunk])
+
+
+async def record_observations(
+    uow: UnitOfWork,
+    settings: Settings,
+    items: Sequence[ObsIn],
+    *,
+    actor: str,
+    source: str,
+    reevaluate: dict[str, date] | None = None,
+    now: datetime | None = None,
+    _depth: int = 0,
+) -> RecordResult:
+    """Store values idempotently on (indicator, period) and evaluate only the indicators touched.
+
+    ``reevaluate``: indicator id -> first period start to re-evaluate even without a new value
+    (after a target or a rule changes)."""
+    now = now or utcnow()
+    fy0 = settings.fiscal_year_start_month
+    result = RecordResult()
+    by_ind: dict[str, dict[date, ObsIn]] = defaultdict(dict)
+    inds: dict[str, Indicator] = {}
+    for it in items:
+        by_ind[it.indicator.id][it.period.start] = it  # the last value for a period wins
+        inds[it.indicator.id] = it.indicator
+    forced = dict(reevaluate or {})
+    if forced:
+        missing = [i for i in forced if i not in inds]
+        if missing:
+            for ind in (await uow.session.execute(sa.select(Indicator).where(Indicator.id.in_(missing)))).scalars():
+                inds[ind.id] = ind
+    ids = list(inds)
+    result.indicators = len(ids)
+    overrides = await active_overrides(uow, ids, now)
+    for i in range(0, len(ids), CHUNK_INDICATORS):
+        chunk = ids[i : i + CHUNK_INDICATORS]
+        # Earliest period each indicator needs: the first changed one, minus a year and the history window.
+        lows: dict[str, date] = {}
+        for iid in chunk:
+            ind = inds[iid]
+            first = min([*by_ind[iid].keys(), *([forced[iid]] if iid in forced else [])])
+            window = (ind.history_window or settings.history_window) + 1
+            lows[iid] = _safe_minus(first, 366 + window * PERIOD_DAYS[ind.frequency])
+        low = min(lows.values())
+        existing: dict[str, dict[date, dict[str, Any]]] = defaultdict(dict)
+        res = await uow.session.execute(
+            sa.select(observations).where(observations.c.indicator_id.in_(chunk), observations.c.period_start >= low)
+        )
+        for row in res.mappings():
+            existing[row["indicator_id"]][row["period_start"]] = dict(row)
+        targets = await load_targets(uow, chunk)
+        writes: list[dict[str, Any]] = []
+        revisions: list[dict[str, Any]] = []
+        for iid in chunk:
+            ind = inds[iid]
+            rows = existing[iid]
+            first_changed: date | None = forced.get(iid)
+            changed_periods: list[Period] = []
+            dirty: set[date] = set()
+            for start, it in by_ind[iid].items():
+                old = rows.get(start)
+                value = float(it.value)
+                if old is not None and old["value"] == value and (it.note is None or it.note == old["note"]):
+                    result.unchanged += 1
+                    continue
+                if old is None:
+                    result.inserted += 1
+                    rows[start] = {
+                        "indicator_id": iid, "period_start": start, "period_end": it.period.end,
+                        "period_label": it.period.label, "value": value, "status": "grey", "raw_status": "grey",
+                        "miss": None, "reference": None, "streak": 0, "reason": None, "revision": 1,
+                        "note": it.note, "source": source, "updated_by": actor, "updated_at": now,
+                    }
+                else:
+                    result.updated += 1
+                    if old["value"] != value:
+                        revisions.append({
+                            "indicator_id": iid, "period_start": start, "old_value": old["value"], "new_value": value,
+                            "changed_by": actor, "changed_at": now, "source": source,
+                        })
+                    rows[start] = {**old, "value": value, "revision": old["revision"] + 1, "source": source,
+                                   "updated_by": actor, "updated_at": now,
+                                   "note": it.note if it.note is not None else old["note"]}
+                dirty.add(start)
+                changed_periods.append(it.period)
+                first_changed = start if first_changed is None else min(first_changed, start)
+            if first_changed is None:
+                continue
+            if not rows:
+                await _refresh_state(uow, settings, ind, None, overrides.get(iid), now, actor)
+                continue
+            metrics.OBSERVATIONS.labels(ind.department_code).inc(len(dirty))
+            result.changed_periods[iid] = changed_periods
+            cfg = eval_config(ind, settings)
+            series = sorted(rows)
+            values = [rows[s]["value"] for s in series]
+            start_idx = bisect.bisect_left(series, first_changed)
+            tseries = targets.get(iid, [])
+            for k in range(start_idx, len(series)):
+                s = series[k]
+                row = rows[s]
+                p = _period_at(ind.frequency, s, fy0)
+                prev_row = rows[series[k - 1]] if k > 0 else None
+                prior = rows.get(_prev_start(p, fy0))
+                last_year = rows.get(same_period_last_year(p, fy0).start)
+                target = target_at(tseries, s)
+                ref = reference_for(
+                    cfg, target=target, prior=prior["value"] if prior else None,
+                    last_year=last_year["value"] if last_year else None,
+                    history=values[max(0, k - cfg.history_window) : k],
+                )
+                prev = PrevState(prev_row["status"], prev_row["streak"]) if prev_row else None
+                ev = evaluate(row["value"], ref, cfg, prev)
+                new = _eval_fields(ev, target)
+                if s in dirty or any(row[c] != new[c] for c in EVAL_COLS):
+                    row.update(new)
+                    dirty.add(s)
+                    metrics.EVALUATIONS.labels(ev.status).inc()
+            writes.extend(rows[s] for s in dirty)
+            latest = rows[series[-1]] if series else None
+            await _refresh_state(uow, settings, ind, latest, overrides.get(iid), now, actor)
+        await _upsert(uow, observations, writes, ["indicator_id", "period_start"], settings.bulk_chunk_rows)
+        if revisions:
+            for j in range(0, len(revisions), settings.bulk_chunk_rows):
+                await uow.session.execute(sa.insert(ObservationRevision.__table__), revisions[j : j + settings.bulk_chunk_rows])
+    if result.changed_periods and _depth < 3:
+        await _recompute_formulas_for(uow, settings, result.changed_periods, actor=actor, now=now, depth=_depth)
+    return result
+
+
+def _safe_minus(d: date, days: int) -> date:
+    try:
+        return d - timedelta(days=days)
+    except OverflowError:
+        return date.min
+
+
+def _prev_start(p: Period, fy0: int) -> date:
+    return _period_at(p.frequency, p.start - timedelta(days=1), fy0).start if p.start > date.min else p.start
+
+
+def _eval_fields(ev: Evaluation, target: float | None) -> dict[str, Any]:
+    ref = ev.reference.centre if ev.reference is not None else None
+    return {
+        "status": ev.status, "raw_status": ev.raw_status,
+        "miss": _clean(ev.miss), "reference": _clean(ref), "streak": ev.streak, "reason": ev.reason[:300],
+    }
+
+
+def _clean(x: float | None) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+# --- state, status changes and events ----------------------------------------------------
+
+
+async def _refresh_state(
+    uow: UnitOfWork, settings: Settings, ind: Indicator, latest: dict[str, Any] | None, override: Override | None,
+    now: datetime, actor: str,
+) -> None:
+    tz = tz_of(settings)
+    fy0 = settings.fiscal_year_start_month
+    if latest is not None:
+        ind.latest_period_start = latest["period_start"]
+        ind.latest_value = latest["value"]
+        ind.latest_reference = latest["reference"]
+        ind.latest_miss = latest["miss"]
+        ind.computed_status = latest["status"]
+        ind.status_reason = latest["reason"]
+        due = due_after(next_period(_period_at(ind.frequency, latest["period_start"], fy0), fy0), grace_days(ind), tz)
+        ind.next_due_at = due if due > now else None
+        ind.missing = due <= now
+    await apply_effective(uow, settings, ind, override, now, actor)
+
+
+def missing_period(ind: Indicator, settings: Settings) -> Period:
+    fy0 = settings.fiscal_year_start_month
+    if ind.latest_period_start is not None:
+        return next_period(_period_at(ind.frequency, ind.latest_period_start, fy0), fy0)
+    return period_of(ind.frequency, local_date(ind.created_at, tz_of(settings)), fy0)
+
+
+def effective_status(ind: Indicator, override: Override | None, now: datetime) -> tuple[str, bool, str | None, str | None]:
+    """(status, overridden, override_reason, reason): an active override, else grey when the due
+    period passed with no observation, else the latest period's evaluated status."""
+    if override is not None and override.cleared_at is None and override.expires_at > now:
+        return override.status, True, override.reason, f"override by {override.created_by}"
+    if ind.missing or (ind.next_due_at is not None and ind.next_due_at <= now):
+        return "grey", False, None, "no observation for a period that has passed"
+    return ind.computed_status or "grey", False, None, ind.status_reason
+
+
+async def apply_effective(
+    uow: UnitOfWork, settings: Settings, ind: Indicator, override: Override | None, now: datetime, actor: str,
+    note: str | None = None,
+) -> bool:
+    """Publish a change of the indicator's effective status; True if it changed."""
+    status, overridden, override_reason, reason = effective_status(ind, override, now)
+    previous = ind.status
+    if status == previous and note is None:
+        return False
+    fy0 = settings.fiscal_year_start_month
+    if status == "grey" and not overridden and ind.missing:
+        p = missing_period(ind, settings)
+        value = None
+    elif ind.latest_period_start is not None:
+        p = _period_at(ind.frequency, ind.latest_period_start, fy0)
+        value = ind.latest_value
+    else:
+        p = missing_period(ind, settings)
+        value = None
+    magnitude = max(ind.latest_miss, 0.0) if (ind.latest_miss is not None and value is not None) else None
+    base = dict(
+        indicator_id=ind.id, indicator_code=ind.code, indicator_name=ind.name, department_code=ind.department_code,
+        period=p.label, period_start=p.start, period_end=p.end, previous_status=previous, status=status,
+        value=value, target=ind.latest_reference if value is not None else None, basis=ind.basis,
+        magnitude=magnitude, overridden=overridden, override_reason=override_reason, kind=ind.kind,
+        critical=ind.critical, function_tag=ind.function_tag, unit=ind.unit,
+    )
+    events: list[str] = []
+    if status != previous:
+        uow.emit(IndicatorStatusChanged(**base), subject=ind.id)
+        events.append("status_changed")
+        if status == "red" and ind.episode_id is None:
+            ind.episode_id = str(uuid.uuid4())
+            uow.emit(IndicatorBreached(**base, episode_id=ind.episode_id), subject=ind.id)
+            events.append("breached")
+            metrics.BREACHES.labels(ind.department_code).inc()
+        elif status in ("green", "yellow") and ind.episode_id is not None:
+            uow.emit(IndicatorRecovered(**base, episode_id=ind.episode_id), subject=ind.id)
+            events.append("recovered")
+            ind.episode_id = None
+        ind.status = status
+        ind.status_changed_at = now
+    uow.session.add(StatusChange(
+        indicator_id=ind.id, at=now, period_label=p.label, previous_status=previous, status=status, value=value,
+        target=base["target"], magnitude=magnitude, basis=ind.basis, overridden=overridden,
+        override_reason=override_reason, reason=(note or reason or "")[:300], episode_id=ind.episode_id,
+        event=",".join(events) or "noted", actor=actor,
+    ))
+    return status != previous
+
+
+# --- overrides --------------------------------------------------------------------------
+
+
+async def set_override(
+    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, data: schemas.OverrideIn
+) -> Override:
+    now = utcnow()
+    if data.expires_at <= now:
+        raise Invalid("expires_at must be in the future", field="expires_at")
+    current = await active_overrides(uow, [ind.id], now)
+    for o in current.values():
+        o.cleared_at, o.cleared_by = now, f"replaced by {actor}"
+    o = Override(indicator_id=ind.id, status=data.status, reason=data.reason, created_by=actor, created_at=now,
+                 expires_at=data.expires_at.astimezone(UTC))
+    uow.session.add(o)
+    await uow.session.flush()
+    await apply_effective(uow, settings, ind, o, now, actor, note=f"override to {data.status} until "
+                          f"{o.expires_at.isoformat()}: {data.reason}")
+    return o
+
+
+async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, reason: str) -> None:
+    now = utcnow()
+    current = await active_overrides(uow, [ind.id], now)
+    if not current:
+        raise NotFound("the indicator has no active override", field="override")
+    for o in current.values():
+        o.cleared_at, o.cleared_by = now, actor
+    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}")
+
+
+# --- formulas ---------------------------------------------------------------------------
+
+
+async def recompute_formula(
+    uow: UnitOfWork, settings: Settings, formula_ind: Indicator, *, periods: Iterable[date] | None, actor: str,
+    now: datetime | None = None, depth: int = 0,
+) -> None:
+    """cost per unit = numerator / denominator for the same period (both must be present)."""
+    inputs = {
+        fi.role: fi.input_indicator_id
+        for fi in (await uow.session.execute(
+            sa.select(FormulaInput).where(FormulaInput.formula_indicator_id == formula_ind.id)
+        )).scalars()
+    }
+    if set(inputs) != {"numerator", "denominator"}:
+        return
+    stmt = sa.select(observations.c.indicator_id, observations.c.period_start, observations.c.period_end,
+                     observations.c.period_label, observations.c.value).where(
+        observations.c.indicator_id.in_([inputs["numerator"], inputs["denominator"]]))
+    plist = sorted(set(periods)) if periods is not None else None
+    if plist is not None:
+        stmt = stmt.where(observations.c.period_start.in_(plist))
+    got: dict[date, dict[str, Any]] = defaultdict(dict)
+    for iid, start, end, label, value in await uow.session.execute(stmt):
+        role = "numerator" if iid == inputs["numerator"] else "denominator"
+        got[start][role] = (value, Period(start, end, label, formula_ind.frequency))
+    items = []
+    for start, parts in got.items():
+        if len(parts) == 2 and parts["denominator"][0] != 0:
+            value = parts["numerator"][0] / parts["denominator"][0]
+            if math.isfinite(value) and validate_value(formula_ind.unit, value) is None:
+                items.append(ObsIn(formula_ind, parts["numerator"][1], value))
+    if items:
+        await record_observations(uow, settings, items, actor=actor, source="formula", now=now, _depth=depth + 1)
+
+
+async def _recompute_formulas_for(
+    uow: UnitOfWork, settings: Settings, changed: dict[str, list[Period]], *, actor: str, now: datetime, depth: int
+) -> None:
+    ids = list(changed)
+    users: dict[str, set[date]] = defaultdict(set)
+    for i in range(0, len(ids), CHUNK_INDICATORS):
+        chunk = ids[i : i + CHUNK_INDICATORS]
+        res = await uow.session.execute(
+            sa.select(FormulaInput.formula_indicator_id, FormulaInput.input_indicator_id)
+            .where(FormulaInput.input_indicator_id.in_(chunk))
+        )
+        for fid, iid in res:
+            users[fid].update(p.start for p in changed[iid])
+    for fid, starts in users.items():
+        f = await uow.session.get(Indicator, fid)
+        if f is not None and f.active:
+            await recompute_formula(uow, settings, f, periods=starts, actor=actor, now=now, depth=depth)
+
+
+# --- scheduler work ---------------------------------------------------------------------
+
+
+async def flag_missing(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None, limit: int = 500) -> int:
+    """Grey for indicators whose period passed with no observation. Only due indicators are
+    read (index on next_due_at), so the cost follows the indicators due, not all of them."""
+    now = now or utcnow()
+    due = (
+        await uow.session.execute(
+            sa.select(Indicator).where(Indicator.next_due_at <= now).order_by(Indicator.next_due_at).limit(limit)
+        )
+    ).scalars().all()
+    overrides = await active_overrides(uow, [i.id for i in due], now)
+    for ind in due:
+        ind.missing = True
+        ind.next_due_at = None
+        await apply_effective(uow, settings, ind, overrides.get(ind.id), now, "scheduler")
+    return len(due)
+
+
+async def expire_overrides(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None, limit: int = 500) -> int:
+    now = now or utcnow()
+    expired = (
+        await uow.session.execute(
+            sa.select(Override).where(Override.cleared_at.is_(None), Override.expires_at <= now).limit(limit)
+        )
+    ).scalars().all()
+    for o in expired:
+        o.cleared_at, o.cleared_by = now, "expired"
+    await uow.session.flush()
+    for iid in {o.indicator_id for o in expired}:
+        ind = await uow.session.get(Indicator, iid)
+        if ind is not None:
+            still = await active_overrides(uow, [iid], now)
+            await apply_effective(uow, settings, ind, still.get(iid), now, "scheduler", note="override expired")
+    return len(expired)
+
+
+async def status_counts(uow: UnitOfWork) -> list[tuple[str, str, int]]:
+    res = await uow.session.execute(
+        sa.select(Indicator.department_code, Indicator.status, sa.func.count())
+        .where(Indicator.active.is_(True))
+        .group_by(Indicator.department_code, Indicator.status)
+    )
+    return [(d, s, int(n)) for d, s, n in res]
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+async def series(
+    uow: UnitOfWork, ind: Indicator, *, start: date | None = None, end: date | None = None, limit: int = 5000
+) -> list[dict[str, Any]]:
+    stmt = sa.select(observations).where(observations.c.indicator_id == ind.id)
+    if start:
+        stmt = stmt.where(observations.c.period_start >= start)
+    if end:
+        stmt = stmt.where(observations.c.period_start <= end)
+    stmt = stmt.order_by(observations.c.period_start.desc()).limit(limit)
+    rows = [dict(r) for r in (await uow.session.execute(stmt)).mappings()]
+    rows.reverse()
+    targets = (await load_targets(uow, [ind.id])).get(ind.id, [])
+    for r in rows:
+        r["target"] = target_at(targets, r["period_start"])
+    return rows
+
+
+async def summary(uow: UnitOfWork, settings: Settings, ind: Indicator, period: Period) -> schemas.SummaryRead:
+    fy0 = settings.fiscal_year_start_month
+    fy = fiscal_year(period.start, fy0)
+    fy_first = fiscal_year_start(fy, fy0)
+    ly = same_period_last_year(period, fy0)
+    rows = (
+        await uow.session.execute(
+            sa.select(observations.c.period_start, observations.c.value, observations.c.status).where(
+                observations.c.indicator_id == ind.id,
+                sa.or_(
+                    sa.and_(observations.c.period_start >= fy_first, observations.c.period_start <= period.start),
+                    observations.c.period_start == ly.start,
+                ),
+            )
+        )
+    ).all()
+    by_start = {r.period_start: r for r in rows}
+    targets = (await load_targets(uow, [ind.id])).get(ind.id, [])
+    ytd_rows = [r for r in rows if fy_first <= r.period_start <= period.start]
+    ytd_targets = [t for t in (target_at(targets, r.period_start) for r in ytd_rows) if t is not None]
+    method = "sum" if ind.additive else "mean"
+
+    def agg(xs: list[float]) -> float | None:
+        if not xs:
+            return None
+        return sum(xs) if method == "sum" else sum(xs) / len(xs)
+
+    cur = by_start.get(period.start)
+    last = by_start.get(ly.start)
+    change = None
+    if cur is not None and last is not None and last.value != 0:
+        change = (cur.value - last.value) / abs(last.value)
+    return schemas.SummaryRead(
+        code=ind.code, period=period.label, value=cur.value if cur else None, target=target_at(targets, period.start),
+        status=cur.status if cur else None, ytd_periods=len(ytd_rows), ytd_value=agg([r.value for r in ytd_rows]),
+        ytd_target=agg(ytd_targets) if len(ytd_targets) == len(ytd_rows) else None, ytd_method=method,
+        fiscal_year=fy, last_year_period=ly.label, last_year_value=last.value if last else None,
+        change_from_last_year=change,
+    )

@@ -1,0 +1,91 @@
+"""Indicators worker: the outbox relay, the consumer of 311.requests and directory.changes, and
+the schedulers (missing data / override expiry, the 311 refresh, the status gauge)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from citystat_common.db import create_engine, session_factory
+from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS
+from citystat_common.logging import get_logger
+from citystat_common.runtime import WorkerParts, make_consumer, make_relay, worker_main
+from citystat_common.uow import UnitOfWork
+from indicators import derived311, metrics, service
+from indicators.config import Settings
+from indicators.handlers import GROUP_ID, make_handlers
+from indicators.models import PLUMBING
+
+log = get_logger(__name__)
+STATUSES = ("green", "yellow", "red", "grey")
+
+
+def _periodic(name: str, interval: float, work: Callable[[], Awaitable[None]]) -> Callable[[asyncio.Event], Awaitable[None]]:
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await work()
+            except Exception as exc:  # noqa: BLE001 - a scheduler keeps going
+                log.warning("scheduler_failed", scheduler=name, error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    run.__name__ = name
+    return run
+
+
+def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(sessions, PLUMBING)
+
+    async def missing_and_expiry() -> None:
+        # Loop while a full batch came back: cost follows the indicators due, via the index.
+        while True:
+            async with uow() as u:
+                n = await service.flag_missing(u, settings, limit=settings.scheduler_batch)
+                n += await service.expire_overrides(u, settings, limit=settings.scheduler_batch)
+                await u.commit()
+            if n < settings.scheduler_batch:
+                return
+
+    async def refresh_311() -> None:
+        async with uow() as u:
+            await derived311.refresh_current(u, settings)
+            await u.commit()
+
+    async def gauges() -> None:
+        async with uow() as u:
+            counts = await service.status_counts(u)
+        seen = {d for d, _, _ in counts}
+        table = {(d, s): n for d, s, n in counts}
+        for d in seen:
+            for s in STATUSES:
+                metrics.BY_STATUS.labels(d, s).set(table.get((d, s), 0))
+
+    consumer = make_consumer(
+        settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY],
+        handlers=make_handlers(settings),
+    )
+    return WorkerParts(
+        engine=engine,
+        relay=make_relay(settings, engine, PLUMBING),
+        consumers=[consumer],
+        schedulers=[
+            _periodic("missing_and_expiry", settings.scheduler_interval_seconds, missing_and_expiry),
+            _periodic("refresh_311", settings.derived_refresh_seconds, refresh_311),
+            _periodic("status_gauge", settings.scheduler_interval_seconds, gauges),
+        ],
+    )
+
+
+def main() -> None:
+    worker_main(package="indicators", settings_factory=Settings, tables=PLUMBING, build=build_worker)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

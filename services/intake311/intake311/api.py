@@ -1,0 +1,391 @@
+"""The non-Open311 API (RFC 9457 problem details): catalog admin (scope 311:admin), the staff view
+with personal data (scope staff), the request lifecycle (scope 311:write), feedback and bulk export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from citystat_common.auth import Principal, can_see_personal_data, require_scope
+from citystat_common.db import utcnow
+from citystat_common.errors import Invalid, NotFound
+from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
+from citystat_common.logging import get_logger
+from citystat_common.pagination import Page, Paging
+from citystat_common.web import UoW, get_context
+from intake311 import metrics, schemas, service
+from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
+from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
+
+log = get_logger(__name__)
+router = APIRouter()
+Admin = Annotated[Principal, require_scope("311:admin")]
+Staff = Annotated[Principal, require_scope("staff")]
+Writer = Annotated[Principal, require_scope("311:write")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
+
+
+# --- catalog admin --------------------------------------------------------------------------------
+
+
+def service_read(s: Service) -> schemas.ServiceAdminRead:
+    return schemas.ServiceAdminRead(
+        service_code=s.service_code, service_name=s.service_name, description=s.description, group=s.group_name,
+        keywords=[k.strip() for k in s.keywords.split(",") if k.strip()], type=s.type, metadata=s.metadata_flag,
+        department_code=s.department_code, agency_responsible=s.department.name if s.department else s.department_code,
+        service_level=schemas.ServiceLevel(amount=s.sla_amount, unit=s.sla_unit, calendar=s.calendar_code),  # type: ignore[arg-type]
+        service_level_text=service.service_level_text(s), service_notice=s.service_notice,
+        attributes=s.attributes or [], active=s.active, created_at=s.created_at, updated_at=s.updated_at,
+    )
+
+
+async def resolve_department(request: Request, uow: UoW, code: str, field: str = "department_code") -> Department:
+    """The owning department: the local copy (from directory.changes), else ask the directory."""
+    dept = await service.get_department(uow, code)
+    if dept is not None:
+        if not dept.active:
+            raise Invalid(f"department {code!r} is inactive in the directory", field=field)
+        return dept
+    client: httpx.AsyncClient = get_context(request).extras["directory"]
+    try:
+        r = await client.get(f"/departments/{code}")
+    except httpx.HTTPError as exc:
+        log.warning("directory_unreachable", error=repr(exc))
+        raise Invalid(
+            f"department {code!r} is not known locally and the directory could not be asked", field=field
+        ) from exc
+    if r.status_code != 200:
+        raise Invalid(f"department {code!r} does not exist in the directory", field=field)
+    doc = r.json()
+    if not doc.get("active", True):
+        raise Invalid(f"department {code!r} is inactive in the directory", field=field)
+    dept = Department(code=doc["code"], name=doc["name"], department_id=doc.get("id"), active=True)
+    uow.session.add(dept)
+    await uow.flush()
+    return dept
+
+
+@router.get("/admin/services", response_model=list[schemas.ServiceAdminRead], tags=["catalog admin"])
+async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
+    return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
+
+
+@router.post("/admin/services", status_code=201, response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+async def admin_create_service(
+    data: schemas.ServiceCreate, uow: UoW, who: Admin, request: Request, key: IdemKey = None
+) -> Response:
+    key = check_key(key)
+    fingerprint = request_fingerprint(await request.body())
+    if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
+        return previous
+    dept = await resolve_department(request, uow, data.department_code)
+    s = await service.create_service(uow, data=data, department=dept)
+    body = orjson.dumps(service_read(s).model_dump(mode="json"))
+    await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
+                   media_type="application/json")
+    await uow.commit()
+    log.info("service_created", service_code=s.service_code, by=who.name)
+    return Response(body, status_code=201, media_type="application/json")
+
+
+@router.get("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.ServiceAdminRead:
+    return service_read(await service.require_service(uow, service_code))
+
+
+@router.patch("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+async def admin_update_service(
+    service_code: str, data: schemas.ServiceUpdate, uow: UoW, _: Admin, request: Request
+) -> schemas.ServiceAdminRead:
+    dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
+    s = await service.update_service(uow, code=service_code, data=data, department=dept)
+    result = service_read(s)
+    await uow.commit()
+    return result
+
+
+@router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
+               summary="Retire a service (hidden from /services; its requests are kept)")
+async def admin_retire_service(service_code: str, uow: UoW, _: Admin) -> Response:
+    await service.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None)
+    await uow.commit()
+    return Response(status_code=204)
+
+
+def calendar_read(c: Calendar) -> schemas.CalendarRead:
+    return schemas.CalendarRead(code=c.code, name=c.name, opens=c.opens, closes=c.closes, workdays=c.workdays,
+                                holidays=c.holidays, federal_holidays=c.federal_holidays)
+
+
+@router.get("/admin/calendars", response_model=list[schemas.CalendarRead], tags=["catalog admin"])
+async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
+    rows = (await uow.session.execute(sa.select(Calendar).order_by(Calendar.code))).scalars()
+    return [calendar_read(c) for c in rows]
+
+
+@router.put("/admin/calendars/{code}", response_model=schemas.CalendarRead, tags=["catalog admin"],
+            summary="Create or replace a business calendar (working hours, days, holidays)")
+async def admin_put_calendar(code: str, data: schemas.CalendarPut, uow: UoW, _: Admin) -> schemas.CalendarRead:
+    if not schemas.DEPT_RE.match(code.upper()):
+        raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
+    result = calendar_read(await service.put_calendar(uow, code=code, data=data))
+    await uow.commit()
+    return result
+
+
+@router.get("/admin/departments", response_model=list[schemas.DepartmentRead], tags=["catalog admin"],
+            summary="The local copy of the directory's departments")
+async def admin_departments(uow: UoW, _: Admin) -> list[schemas.DepartmentRead]:
+    rows = (await uow.session.execute(sa.select(Department).order_by(Department.code))).scalars()
+    return [schemas.DepartmentRead.model_validate(d) for d in rows]
+
+
+# --- staff view and lifecycle ---------------------------------------------------------------------
+
+
+def staff_read(r: ServiceRequest, service_name: str, agency: str | None, *, personal: bool,
+               notes: list[StatusNote] | None = None, feedback: Feedback | None = None) -> schemas.StaffRequestRead:
+    now = utcnow()
+    hide = (lambda v: v) if personal else (lambda v: None)
+    return schemas.StaffRequestRead(
+        service_request_id=str(r.id), token=r.token, status=r.status, detailed_status=r.detailed_status,
+        closure_reason=r.closure_reason, first_contact_resolution=r.first_contact_resolution,
+        service_code=r.service_code, service_name=service_name, department_code=r.department_code,
+        agency_responsible=agency or r.department_code, channel=r.channel, description=r.description,
+        status_notes=r.status_notes, service_notice=r.service_notice, lat=r.lat, long=r.long,
+        address=r.address_string, address_id=r.address_id, zipcode=r.zipcode, media_url=r.media_url,
+        attributes=r.attributes or {}, email=hide(r.email), phone=hide(r.phone), first_name=hide(r.first_name),
+        last_name=hide(r.last_name), device_id=hide(r.device_id), account_id=hide(r.account_id),
+        duplicate_of=str(r.duplicate_of) if r.duplicate_of else None,
+        requested_datetime=r.requested_datetime, updated_datetime=r.updated_datetime,
+        expected_datetime=r.expected_datetime, closed_datetime=r.closed_datetime,
+        overdue=bool(r.status == "open" and r.expected_datetime and r.expected_datetime < now),
+        created_by=r.created_by,
+        notes=[
+            schemas.NoteRead(datetime=n.at, type=n.kind, status=n.status, author=n.author, description=n.text,
+                             public=n.public)
+            for n in notes or []
+        ],
+        feedback=schemas.FeedbackRead(service_request_id=str(r.id), score=feedback.score, comment=feedback.comment,
+                                      submitted_at=feedback.submitted_at) if feedback else None,
+    )
+
+
+def _rid(value: str) -> int:
+    rid = service.request_id(value)
+    if rid is None:
+        raise NotFound(f"no service request {value!r}", field="service_request_id")
+    return rid
+
+
+async def full_read(uow: UoW, rid: int, *, personal: bool) -> schemas.StaffRequestRead:
+    req, svc = await service.load_request(uow, rid)
+    dept = await service.get_department(uow, req.department_code)
+    notes = (await service.notes_for(uow, [req.id], public_only=False)).get(req.id, [])
+    fb = await uow.session.get(Feedback, req.id)
+    return staff_read(req, svc.service_name, dept.name if dept else None, personal=personal, notes=notes, feedback=fb)
+
+
+@router.get("/staff/requests", response_model=Page[schemas.StaffRequestRead], tags=["staff"],
+            summary="Service requests with personal data (staff scope)")
+async def staff_list(
+    uow: UoW, paging: Paging, _: Staff,
+    status: Literal["open", "closed"] | None = None,
+    detailed_status: Literal["open", "acknowledged", "in_progress", "closed"] | None = None,
+    department: Annotated[str | None, Query(max_length=40)] = None,
+    service_code: Annotated[str | None, Query(max_length=40)] = None,
+    channel: Annotated[str | None, Query(max_length=20)] = None,
+    overdue: bool | None = None,
+    duplicates_of: Annotated[str | None, Query(max_length=20, description="requests linked to this one")] = None,
+) -> Page[schemas.StaffRequestRead]:
+    R = ServiceRequest
+    stmt = (
+        sa.select(R, Service.service_name, Department.name)
+        .join(Service, Service.service_code == R.service_code)
+        .outerjoin(Department, Department.code == R.department_code)
+        .order_by(R.requested_datetime.desc(), R.id.desc())
+    )
+    if status:
+        stmt = stmt.where(R.status == status)
+    if detailed_status:
+        stmt = stmt.where(R.detailed_status == detailed_status)
+    if department:
+        stmt = stmt.where(R.department_code == department.upper())
+    if service_code:
+        stmt = stmt.where(R.service_code == service_code)
+    if channel:
+        stmt = stmt.where(R.channel == channel)
+    if overdue is not None:
+        late = sa.and_(R.status == "open", R.expected_datetime < utcnow())
+        stmt = stmt.where(late if overdue else sa.not_(late))
+    if duplicates_of:
+        stmt = stmt.where(R.duplicate_of == _rid(duplicates_of))
+    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
+    return Page(items=[staff_read(r, name, agency, personal=True) for r, name, agency in rows], total=int(total),
+                page=paging.page, page_size=paging.page_size)
+
+
+@router.get("/staff/requests/{service_request_id}", response_model=schemas.StaffRequestRead, tags=["staff"])
+async def staff_get(service_request_id: str, uow: UoW, _: Staff) -> schemas.StaffRequestRead:
+    return await full_read(uow, _rid(service_request_id), personal=True)
+
+
+async def _act(uow: UoW, who: Principal, service_request_id: str, action: str, **kw: Any) -> schemas.StaffRequestRead:
+    rid = _rid(service_request_id)
+    await service.change(uow, rid=rid, action=action, author=who.name, **kw)
+    await uow.commit()
+    return await full_read(uow, rid, personal=can_see_personal_data(who))
+
+
+@router.post("/staff/requests/{service_request_id}/acknowledge", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def acknowledge(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+    body = body or schemas.ActionBody()
+    return await _act(uow, who, service_request_id, "acknowledge", text=body.text, public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/start", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def start(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+    body = body or schemas.ActionBody()
+    return await _act(uow, who, service_request_id, "start", text=body.text, public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/close", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
+    return await _act(uow, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/reopen", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def reopen(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+    body = body or schemas.ActionBody()
+    return await _act(uow, who, service_request_id, "reopen", text=body.text, public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/transfer", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def transfer(
+    service_request_id: str, body: schemas.TransferBody, uow: UoW, who: Writer, request: Request
+) -> schemas.StaffRequestRead:
+    await resolve_department(request, uow, body.department_code)
+    return await _act(uow, who, service_request_id, "transfer", text=body.text, department_code=body.department_code,
+                      public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/notes", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
+async def add_note(service_request_id: str, body: schemas.NoteBody, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
+    return await _act(uow, who, service_request_id, "note", text=body.text, public=body.public)
+
+
+@router.post("/staff/requests/{service_request_id}/merge", response_model=schemas.StaffRequestRead, tags=["duplicates"],
+             summary="Mark as a duplicate of another request (closed as duplicate)")
+async def merge(service_request_id: str, body: schemas.MergeBody, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
+    rid = _rid(service_request_id)
+    into = service.request_id(body.into)
+    if into is None:
+        raise Invalid(f"no service request {body.into!r}", field="into")
+    await service.link(uow, rid=rid, into=into, author=who.name, text=body.text)
+    await uow.commit()
+    return await full_read(uow, rid, personal=can_see_personal_data(who))
+
+
+@router.post("/staff/requests/{service_request_id}/unlink", response_model=schemas.StaffRequestRead, tags=["duplicates"],
+             summary="No longer a duplicate (reopened if it was closed as one)")
+async def unlink(service_request_id: str, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
+    rid = _rid(service_request_id)
+    await service.link(uow, rid=rid, into=None, author=who.name)
+    await uow.commit()
+    return await full_read(uow, rid, personal=can_see_personal_data(who))
+
+
+@router.post("/requests/{service_request_id}/feedback", status_code=201, response_model=schemas.FeedbackRead,
+             tags=["feedback"], summary="The resident's satisfaction (1-5) and comment, after closure")
+async def feedback(service_request_id: str, body: schemas.FeedbackBody, uow: UoW, who: Writer) -> schemas.FeedbackRead:
+    fb = await service.add_feedback(uow, rid=_rid(service_request_id), score=body.score, comment=body.comment,
+                                    author=who.name)
+    await uow.commit()
+    metrics.FEEDBACK_SCORE.labels(fb.department_code).observe(fb.score)
+    return schemas.FeedbackRead(service_request_id=str(fb.request_id), score=fb.score, comment=fb.comment,
+                                submitted_at=fb.submitted_at)
+
+
+# --- bulk export -------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    "service_request_id", "requested_datetime", "updated_datetime", "expected_datetime", "closed_datetime",
+    "status", "detailed_status", "closure_reason", "first_contact_resolution", "service_code", "service_name",
+    "agency_responsible", "department_code", "channel", "description", "address", "address_id", "zipcode",
+    "lat", "long", "media_url", "duplicate_of",
+]
+MAX_EXPORT_RANGE = timedelta(days=366)
+
+
+def _safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in free text (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@router.get("/export/requests.csv", tags=["export"], response_class=StreamingResponse,
+            summary="Bulk CSV of requests by requested date (GeoReport bulk style, no personal data), streamed")
+async def export_csv(
+    request: Request,
+    start_date: Annotated[str | None, Query(description="ISO 8601; default end_date minus 90 days")] = None,
+    end_date: Annotated[str | None, Query(description="ISO 8601; default now")] = None,
+) -> StreamingResponse:
+    ctx = get_context(request)
+    tz = ZoneInfo(ctx.settings.city_timezone)
+    try:
+        end = parse_datetime(end_date, tz) if end_date else utcnow()
+        start = parse_datetime(start_date, tz) if start_date else end - MAX_RANGE
+    except ValueError as exc:
+        raise Invalid("start_date and end_date must be ISO 8601 dates or times", field="start_date") from exc
+    if end < start:
+        raise Invalid("end_date must not be before start_date", field="end_date")
+    if end - start > MAX_EXPORT_RANGE:
+        raise Invalid("an export may span at most 366 days", field="end_date")
+    R = ServiceRequest
+    stmt = (
+        sa.select(R, Service.service_name, Department.name)
+        .join(Service, Service.service_code == R.service_code)
+        .outerjoin(Department, Department.code == R.department_code)
+        .where(R.pending.is_(False), R.requested_datetime >= start, R.requested_datetime <= end)
+        .order_by(R.requested_datetime, R.id)
+        .execution_options(yield_per=500)
+    )
+
+    async def rows() -> AsyncIterator[bytes]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(EXPORT_COLUMNS)
+        async with ctx.sessions() as session:
+            result = await session.stream(stmt)
+            async for r, name, agency in result:
+                writer.writerow([
+                    r.id, fmt_datetime(r.requested_datetime, tz), fmt_datetime(r.updated_datetime, tz),
+                    fmt_datetime(r.expected_datetime, tz), fmt_datetime(r.closed_datetime, tz), r.status,
+                    r.detailed_status, r.closure_reason or "", "true" if r.first_contact_resolution else "false",
+                    r.service_code, name, agency or r.department_code, r.department_code, r.channel,
+                    _safe(r.description or ""), _safe(r.address_string or ""), _safe(r.address_id or ""), r.zipcode or "",
+                    "" if r.lat is None else r.lat, "" if r.long is None else r.long, r.media_url or "",
+                    r.duplicate_of or "",
+                ])
+                if buf.tell() > 64 * 1024:
+                    yield buf.getvalue().encode()
+                    buf.seek(0)
+                    buf.truncate()
+        yield buf.getvalue().encode()
+
+    filename = f"requests-{start.date().isoformat()}-{end.date().isoformat()}.csv"
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+

@@ -1,0 +1,431 @@
+"""Open311 GeoReport v2 routes, mounted at the root and under /open311/v2.
+
+Every route answers in the format of its extension (.xml or .json) and reports errors as the
+spec's error document, never as problem+json: parameters are read from the raw query and body
+here (no typed FastAPI parameters, so no RequestValidationError can escape), all problems are
+collected, and anything unexpected still becomes an ``errors`` document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from citystat_common.auth import Principal
+from citystat_common.db import utcnow
+from citystat_common.errors import DomainError, is_database_down
+from citystat_common.idempotency import check_key, remember, replayed
+from citystat_common.logging import get_logger
+from citystat_common.web import UoW, get_context
+from intake311 import metrics, service
+from intake311.models import Department, Service, ServiceRequest, StatusNote
+from intake311.open311 import (
+    FORMATS,
+    Open311Error,
+    Params,
+    Search,
+    error_response,
+    fmt_datetime,
+    params_from,
+    parse_search,
+    render,
+    validate_new_request,
+)
+
+log = get_logger(__name__)
+router = APIRouter(tags=["Open311 GeoReport v2"])
+SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-24T00:00:00Z"
+FMT_DOC = "xml or json"
+
+
+def _settings(request: Request) -> Any:
+    return get_context(request).settings
+
+
+def _tz(request: Request) -> ZoneInfo:
+    return ZoneInfo(_settings(request).city_timezone)
+
+
+async def guarded(fmt: str, action: Callable[[], Awaitable[Response]]) -> Response:
+    """Run an Open311 route: the spec's error documents for every failure, whatever raised it."""
+    if fmt not in FORMATS:
+        return error_response("xml", Open311Error([(404, f"unknown format {fmt!r}: use .xml or .json")]))
+    try:
+        return await action()
+    except Open311Error as exc:
+        return error_response(fmt, exc)
+    except DomainError as exc:
+        code = exc.status if exc.status in (403, 404) else 400
+        return error_response(fmt, Open311Error([(code, exc.detail)]))
+    except Exception as exc:  # noqa: BLE001 - the spec's error document even for our own faults
+        if is_database_down(exc):
+            log.error("database_unavailable", error=str(exc))
+            resp = error_response(fmt, Open311Error([(503, "the service is temporarily unavailable; retry shortly")]))
+            resp.headers["Retry-After"] = "5"
+            return resp
+        log.exception("open311_unhandled_error")
+        return error_response(fmt, Open311Error([(500, "an unexpected error; it has been logged")]))
+
+
+def query_params(request: Request) -> Params:
+    return params_from(request.query_params.multi_items())
+
+
+def check_jurisdiction(request: Request, params: Params) -> None:
+    jid = params.get("jurisdiction_id")
+    if jid is not None and jid != _settings(request).jurisdiction_id:
+        raise Open311Error([(404, f"jurisdiction_id {jid!r} was not found; this endpoint serves "
+                                  f"{_settings(request).jurisdiction_id!r}")])
+
+
+# --- discovery and services ---------------------------------------------------------------------
+
+
+@router.get("/discovery.{fmt}", summary="Service discovery", description=FMT_DOC)
+async def discovery(request: Request, fmt: str) -> Response:
+    async def run() -> Response:
+        settings = _settings(request)
+        base = str(request.base_url).rstrip("/")
+        doc = {
+            "changeset": CHANGESET,
+            "contact": settings.contact,
+            "key_service": settings.key_service,
+            "endpoints": [
+                {
+                    "specification": SPEC_URL,
+                    "url": f"{base}/open311/v2",
+                    "changeset": CHANGESET,
+                    "type": "production",
+                    "formats": ["text/xml", "application/json"],
+                }
+            ],
+        }
+        return render(fmt, "discovery", doc)
+
+    return await guarded(fmt, run)
+
+
+def service_doc(s: Service, extensions: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "service_code": s.service_code,
+        "service_name": s.service_name,
+        "description": s.description,
+        "metadata": s.metadata_flag,
+        "type": s.type,
+        "keywords": s.keywords,
+        "group": s.group_name,
+    }
+    if extensions:
+        doc["extended_attributes"] = {
+            "department_code": s.department_code,
+            "agency_responsible": s.department.name if s.department else s.department_code,
+            "service_level": service.service_level_text(s),
+        }
+    return doc
+
+
+@router.get("/services.{fmt}", summary="List the service types (GET Service List)", description=FMT_DOC)
+async def list_services(request: Request, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        params = query_params(request)
+        check_jurisdiction(request, params)
+        extensions = (params.get("extensions") or "").lower() == "true"
+        services = await service.list_services(uow)
+        return render(fmt, "services", [service_doc(s, extensions) for s in services])
+
+    return await guarded(fmt, run)
+
+
+def attribute_doc(a: dict[str, Any]) -> dict[str, Any]:
+    doc = {
+        "variable": a.get("variable", True),
+        "code": a["code"],
+        "datatype": a["datatype"],
+        "required": a.get("required", False),
+        "datatype_description": a.get("datatype_description"),
+        "order": a.get("order"),
+        "description": a.get("description"),
+    }
+    if a["datatype"] in ("singlevaluelist", "multivaluelist"):
+        doc["values"] = [{"key": v["key"], "name": v["name"]} for v in a.get("values") or []]
+    return doc
+
+
+@router.get("/services/{service_code}.{fmt}", summary="Service definition (GET Service Definition)", description=FMT_DOC)
+async def service_definition(request: Request, service_code: str, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        params = query_params(request)
+        check_jurisdiction(request, params)
+        s = await service.get_service(uow, service_code)
+        if s is None:
+            raise Open311Error([(404, f"service_code {service_code!r} was not found")])
+        attrs = sorted(s.attributes or [], key=lambda a: (a.get("order") or 0, a["code"]))
+        return render(fmt, "service_definition", {"service_code": s.service_code,
+                                                   "attributes": [attribute_doc(a) for a in attrs]})
+
+    return await guarded(fmt, run)
+
+
+# --- POST /requests ----------------------------------------------------------------------------
+
+
+async def body_params(request: Request) -> tuple[list[tuple[str, Any]], bytes, str]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw.strip():
+        return [], raw, ctype
+    if ctype in ("application/x-www-form-urlencoded", "", "text/plain"):
+        try:
+            text = raw.decode("utf-8")
+            return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=2000), raw, ctype
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Open311Error([(400, f"the form body could not be read: {type(exc).__name__}")]) from exc
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form(max_files=10, max_fields=2000)
+        except Exception as exc:  # noqa: BLE001 - malformed multipart
+            raise Open311Error([(400, "the multipart body could not be read")]) from exc
+        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)], raw, ctype
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Open311Error([(400, f"the JSON body could not be read: {exc}")]) from exc
+        if not isinstance(doc, dict):
+            raise Open311Error([(400, "the JSON body must be an object of parameters")])
+        return list(doc.items()), raw, ctype
+    raise Open311Error([(400, f"unsupported content type {ctype!r}: send application/x-www-form-urlencoded "
+                              "(the spec's encoding), multipart/form-data or application/json")])
+
+
+def authenticate(request: Request, params: Params) -> Principal:
+    raw = params.get("api_key") or request.headers.get("x-api-key")
+    if not raw:
+        raise Open311Error([(403, "api_key is required to create a service request")])
+    principal = request.app.state.keystore.authenticate(raw)
+    if principal is None:
+        raise Open311Error([(403, "invalid api_key received -- can't proceed with create_request")])
+    if not principal.has("311:write"):
+        raise Open311Error([(403, "this api_key may not create service requests")])
+    return principal
+
+
+def post_response_item(req: ServiceRequest) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if req.pending:
+        item["token"] = req.token
+    else:
+        item["service_request_id"] = str(req.id)
+    item["service_notice"] = req.service_notice
+    item["account_id"] = req.account_id
+    return item
+
+
+@router.post("/requests.{fmt}", summary="Create a service request (POST Service Request)", status_code=201,
+             description="Form-encoded (the spec) or JSON. api_key in the query, the body or X-API-Key. "
+                         "Idempotency-Key header for safe retries.")
+async def post_request(request: Request, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        pairs, raw, ctype = await body_params(request)
+        params = params_from([*pairs, *request.query_params.multi_items()])
+        principal = authenticate(request, params)
+        check_jurisdiction(request, params)
+        settings = _settings(request)
+        key = check_key(request.headers.get("idempotency-key"))
+        scope = f"open311:requests:{principal.name}"
+        fingerprint = hashlib.sha256(ctype.encode() + b"\n" + request.url.query.encode() + b"\n" + raw).hexdigest()
+        if key:
+            previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
+            if previous is not None:
+                return _replay(fmt, previous)
+        code = params.get("service_code")
+        svc = await service.get_service(uow, code) if code else None
+        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone))
+        if errors or data is None or svc is None:
+            raise Open311Error(errors)
+        channel = data.channel or principal.channel or settings.default_channel
+        req = await service.create_request(
+            uow, data=data, service=svc, channel=channel, author=principal.name, timezone=settings.city_timezone,
+            radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours,
+        )
+        doc = [post_response_item(req)]
+        await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
+                       body=orjson.dumps(doc), media_type="application/json")
+        try:
+            await uow.commit()
+        except IntegrityError:
+            await uow.rollback()
+            if key:  # a concurrent retry with the same key won the race: answer what it stored
+                previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
+                if previous is not None:
+                    return _replay(fmt, previous)
+            raise
+        metrics.REQUESTS_CREATED.labels(svc.service_code, channel, svc.department_code).inc()
+        return render(fmt, "service_requests", doc, status=201)
+
+    return await guarded(fmt, run)
+
+
+def _replay(fmt: str, previous: Response) -> Response:
+    doc = orjson.loads(previous.body)
+    return render(fmt, "service_requests", doc, status=previous.status_code, headers={"Idempotent-Replay": "true"})
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+@router.get("/tokens/{token}.{fmt}", summary="Service request id from a token (GET request_id from a token)",
+            description=FMT_DOC)
+async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        check_jurisdiction(request, query_params(request))
+        row = (
+            await uow.session.execute(
+                sa.select(ServiceRequest.id, ServiceRequest.pending).where(ServiceRequest.token == token[:36])
+            )
+        ).first()
+        if row is None:
+            raise Open311Error([(404, f"token {token!r} was not found")])
+        item: dict[str, Any] = {} if row.pending else {"service_request_id": str(row.id)}
+        item["token"] = token
+        return render(fmt, "service_requests", [item])
+
+    return await guarded(fmt, run)
+
+
+# --- GET /requests ------------------------------------------------------------------------------
+
+
+def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz: ZoneInfo,
+                   notes: list[StatusNote] | None, extensions: bool) -> dict[str, Any]:
+    """The public shape: no personal data (email, phone, names, device and account ids) ever."""
+    doc: dict[str, Any] = {
+        "service_request_id": str(r.id),
+        "status": r.status,
+        "status_notes": r.status_notes,
+        "service_name": service_name,
+        "service_code": r.service_code,
+        "description": r.description,
+        "agency_responsible": agency or r.department_code,
+        "service_notice": r.service_notice,
+        "requested_datetime": fmt_datetime(r.requested_datetime, tz),
+        "updated_datetime": fmt_datetime(r.updated_datetime, tz),
+        "expected_datetime": fmt_datetime(r.expected_datetime, tz),
+        "address": r.address_string,
+        "address_id": r.address_id,
+        "zipcode": r.zipcode,
+        "lat": r.lat,
+        "long": r.long,
+        "media_url": r.media_url,
+    }
+    if extensions:
+        doc["extended_attributes"] = {
+            "channel": r.channel,
+            "detailed_status": r.detailed_status,
+            "duplicate_of": str(r.duplicate_of) if r.duplicate_of else None,
+            "closure_reason": r.closure_reason,
+            "first_contact_resolution": r.first_contact_resolution,
+            "department_code": r.department_code,
+            "closed_datetime": fmt_datetime(r.closed_datetime, tz),
+        }
+        doc["notes"] = [
+            {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status, "author": n.author,
+             "description": n.text}
+            for n in notes or []
+        ]
+    return doc
+
+
+def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg]
+    import math
+
+    R = ServiceRequest
+    stmt = (
+        sa.select(R, Service.service_name, Department.name)
+        .join(Service, Service.service_code == R.service_code)
+        .outerjoin(Department, Department.code == R.department_code)
+        .where(R.pending.is_(False))
+    )
+    if s.ids is not None:
+        return stmt.where(R.id.in_(s.ids or [-1])).order_by(R.id)
+    if s.service_codes is not None:
+        stmt = stmt.where(R.service_code.in_(s.service_codes or [""]))
+    if s.start is not None:
+        stmt = stmt.where(R.requested_datetime >= s.start)
+    if s.end is not None:
+        stmt = stmt.where(R.requested_datetime <= s.end)
+    if s.statuses:
+        stmt = stmt.where(R.status.in_(s.statuses))
+    if s.updated_after is not None:
+        stmt = stmt.where(R.updated_datetime > s.updated_after)
+    if s.updated_before is not None:
+        stmt = stmt.where(R.updated_datetime <= s.updated_before)
+    if s.agency:
+        stmt = stmt.where(sa.or_(R.department_code == s.agency.upper(), sa.func.lower(Department.name) == s.agency.lower()))
+    if s.bbox:
+        min_long, min_lat, max_long, max_lat = s.bbox
+        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
+    if s.near:
+        lat, lon, radius = s.near
+        kx = 111_320.0 * math.cos(math.radians(lat))
+        ky = 110_574.0
+        dlat, dlon = radius / ky, radius / max(1.0, kx)
+        stmt = stmt.where(
+            R.lat.between(lat - dlat, lat + dlat), R.long.between(lon - dlon, lon + dlon),
+            ((R.lat - lat) * ky) * ((R.lat - lat) * ky) + ((R.long - lon) * kx) * ((R.long - lon) * kx) <= radius * radius,
+        )
+    if (s.updated_after or s.updated_before) and s.start is None and s.end is None:
+        return stmt.order_by(R.updated_datetime, R.id)  # incremental sync: stable, oldest change first
+    return stmt.order_by(R.requested_datetime.desc(), R.id.desc())
+
+
+async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:
+    stmt = search_stmt(s, utcnow()).offset((s.page - 1) * s.page_size).limit(s.page_size)
+    rows = (await uow.session.execute(stmt)).all()
+    notes = await service.notes_for(uow, [r[0].id for r in rows]) if s.extensions else {}
+    return [public_request(r, name, agency, tz, notes.get(r.id), s.extensions) for r, name, agency in rows]
+
+
+@router.get("/requests.{fmt}", summary="Search service requests (GET Service Requests)",
+            description="service_request_id (comma list, overrides the rest), service_code, start_date, end_date "
+                        "(90 days at most; default the last 90), status. Extensions: page, page_size, updated_after, "
+                        "updated_before, agency_responsible, bbox=min_long,min_lat,max_long,max_lat, lat+long+radius "
+                        "(metres), extensions=true.")
+async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        params = query_params(request)
+        check_jurisdiction(request, params)
+        settings = _settings(request)
+        tz = ZoneInfo(settings.city_timezone)
+        search, errors = parse_search(params, utcnow(), tz, settings.max_results)
+        if errors:
+            raise Open311Error(errors)
+        return render(fmt, "service_requests", await run_search(uow, search, tz))
+
+    return await guarded(fmt, run)
+
+
+@router.get("/requests/{service_request_id}.{fmt}", summary="One service request (GET Service Request)",
+            description=FMT_DOC + "; extensions=true adds extended_attributes and notes")
+async def get_request(request: Request, service_request_id: str, fmt: str, uow: UoW) -> Response:
+    async def run() -> Response:
+        params = query_params(request)
+        check_jurisdiction(request, params)
+        rid = service.request_id(service_request_id)
+        extensions = (params.get("extensions") or "").lower() == "true"
+        docs = await run_search(uow, Search(ids=[rid] if rid is not None else [], extensions=extensions), _tz(request))
+        if not docs:
+            raise Open311Error([(404, f"service_request_id {service_request_id!r} was not found")])
+        return render(fmt, "service_requests", docs)
+
+    return await guarded(fmt, run)

@@ -1,0 +1,31 @@
+from pydantic import Field
+
+from citystat_common.settings import ServiceSettings, service_settings_config
+
+
+class Settings(ServiceSettings):
+    """``INTAKE311_*`` variables; KAFKA_BOOTSTRAP, API_KEYS_FILE and CITY_TIMEZONE are shared."""
+
+    model_config = service_settings_config("INTAKE311_")
+    service_name: str = "intake311"
+    port: int = 8001
+    database_url: str = "sqlite+aiosqlite:///var/intake311.db"
+
+    # The directory service, asked when the catalog names a department the local copy lacks.
+    directory_url: str = "http://127.0.0.1:8004"
+    directory_timeout: float = Field(2.0, gt=0, le=30)
+
+    # Open311
+    jurisdiction_id: str = "city.example.gov"
+    contact: str = "311 Contact Centre: dial 311 or +1 215-555-0311, open311@city.example.gov"
+    key_service: str = "Ask the 311 Contact Centre for an API key: open311@city.example.gov"
+    max_results: int = Field(1000, ge=1, le=10_000)
+    default_channel: str = "web"
+
+    # Duplicate detection: same service, within this radius and time window of an open request.
+    duplicate_radius_m: float = Field(50.0, ge=0, le=5000)
+    duplicate_window_hours: float = Field(72.0, ge=0, le=24 * 365)
+
+    # Worker schedulers
+    gauge_interval: float = Field(15.0, gt=0)
+    batch_interval: float = Field(2.0, gt=0)

@@ -1,0 +1,140 @@
+"""intake311 tables: the service catalog (services, service levels, business calendars), a local
+copy of the directory's departments, service requests, their status notes and customer feedback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from citystat_common.db import make_base, plumbing_tables, utcnow
+
+Base = make_base()
+PLUMBING = plumbing_tables(Base.metadata)
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+class Department(Base):
+    """Local copy of the directory's departments, kept current from ``directory.changes``."""
+
+    __tablename__ = "departments"
+    code: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    department_id: Mapped[str | None] = mapped_column(sa.String(36))
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Calendar(Base):
+    """A business calendar: working days (Monday=0), opening hours and holidays, in the city's zone."""
+
+    __tablename__ = "calendars"
+    code: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    opens: Mapped[str] = mapped_column(sa.String(5), default="08:00")
+    closes: Mapped[str] = mapped_column(sa.String(5), default="17:00")
+    workdays: Mapped[list[int]] = mapped_column(sa.JSON, default=lambda: [0, 1, 2, 3, 4])
+    holidays: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    federal_holidays: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Service(Base):
+    """An Open311 service type with its owning department, service level and attribute definitions."""
+
+    __tablename__ = "services"
+    service_code: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    service_name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    group_name: Mapped[str] = mapped_column(sa.String(100), default="")
+    keywords: Mapped[str] = mapped_column(sa.String(500), default="")
+    type: Mapped[str] = mapped_column(sa.String(20), default="realtime")
+    department_code: Mapped[str] = mapped_column(sa.ForeignKey("departments.code"), index=True)
+    sla_amount: Mapped[float] = mapped_column(sa.Float)
+    sla_unit: Mapped[str] = mapped_column(sa.String(20))
+    calendar_code: Mapped[str] = mapped_column(sa.ForeignKey("calendars.code"), default="CITY")
+    service_notice: Mapped[str | None] = mapped_column(sa.Text)
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    department: Mapped[Department] = relationship(lazy="joined")
+    calendar: Mapped[Calendar] = relationship(lazy="joined")
+
+    @property
+    def metadata_flag(self) -> bool:
+        return bool(self.attributes)
+
+
+class ServiceRequest(Base):
+    """One resident request. ``service_request_id`` on the wire is ``str(id)``: short enough to read
+    over the phone. ``pending`` marks a batch-service request not yet accepted (only its token exists)."""
+
+    __tablename__ = "service_requests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token: Mapped[str | None] = mapped_column(sa.String(36), unique=True)
+    pending: Mapped[bool] = mapped_column(default=False)
+    service_code: Mapped[str] = mapped_column(sa.ForeignKey("services.service_code"), index=True)
+    department_code: Mapped[str] = mapped_column(sa.String(40), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    status: Mapped[str] = mapped_column(sa.String(10), index=True)
+    detailed_status: Mapped[str] = mapped_column(sa.String(20))
+    closure_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    first_contact_resolution: Mapped[bool] = mapped_column(default=False)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    lat: Mapped[float | None] = mapped_column(sa.Float)
+    long: Mapped[float | None] = mapped_column(sa.Float)
+    address_string: Mapped[str | None] = mapped_column(sa.String(500))
+    address_id: Mapped[str | None] = mapped_column(sa.String(100))
+    zipcode: Mapped[str | None] = mapped_column(sa.String(20))
+    media_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    # Personal data: never in the public Open311 GET, only through the staff API.
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    phone: Mapped[str | None] = mapped_column(sa.String(40))
+    first_name: Mapped[str | None] = mapped_column(sa.String(100))
+    last_name: Mapped[str | None] = mapped_column(sa.String(100))
+    device_id: Mapped[str | None] = mapped_column(sa.String(200))
+    account_id: Mapped[str | None] = mapped_column(sa.String(200))
+    attributes: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    service_notice: Mapped[str | None] = mapped_column(sa.Text)
+    status_notes: Mapped[str | None] = mapped_column(sa.Text)
+    duplicate_of: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("service_requests.id"), index=True)
+    requested_datetime: Mapped[datetime] = mapped_column(index=True)
+    updated_datetime: Mapped[datetime] = mapped_column(index=True)
+    expected_datetime: Mapped[datetime | None] = mapped_column(index=True)
+    closed_datetime: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(sa.String(100))
+
+    __table_args__ = (
+        sa.Index("ix_service_requests_open_nearby", "service_code", "status", "requested_datetime"),
+        sa.Index("ix_service_requests_dept_status", "department_code", "status"),
+    )
+
+
+class StatusNote(Base):
+    """The request's history: every change with its time, author and text (``notes[]`` in Open311)."""
+
+    __tablename__ = "status_notes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("service_requests.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    author: Mapped[str] = mapped_column(sa.String(100))
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    public: Mapped[bool] = mapped_column(default=True)
+
+
+class Feedback(Base):
+    """The resident's satisfaction with a closed request: one score (1-5) and comment per request."""
+
+    __tablename__ = "feedback"
+    request_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("service_requests.id"), primary_key=True)
+    score: Mapped[int] = mapped_column(sa.SmallInteger)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_by: Mapped[str] = mapped_column(sa.String(100))
+    department_code: Mapped[str] = mapped_column(sa.String(40), index=True)

@@ -1,0 +1,286 @@
+"""Staff and admin API shapes (the non-Open311 API, with RFC 9457 problem details)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$")
+DEPT_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
+Unit = Literal["business_hours", "business_days", "calendar_hours", "calendar_days"]
+ServiceType = Literal["realtime", "batch", "blackbox"]
+ClosureReason = Literal["fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred"]
+
+
+def _service_code(v: str) -> str:
+    v = v.strip()
+    if not SERVICE_CODE_RE.match(v):
+        raise ValueError("must be 1-40 characters: letters, digits, _ . -, starting with a letter or digit")
+    return v
+
+
+def _dept(v: str) -> str:
+    v = v.strip().upper()
+    if not DEPT_RE.match(v):
+        raise ValueError("must be a department code: 2-40 capital letters, digits and _")
+    return v
+
+
+def _keywords(v: Any) -> Any:
+    if isinstance(v, str):
+        return [k.strip() for k in v.split(",") if k.strip()]
+    return v
+
+
+ServiceCode = Annotated[str, AfterValidator(_service_code)]
+DeptCode = Annotated[str, AfterValidator(_dept)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=4000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttributeValue(Strict):
+    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Name
+
+
+class AttributeDef(Strict):
+    """An Open311 service-definition attribute."""
+
+    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\[\]\s]+$")]
+    variable: bool = True
+    datatype: Datatype = "string"
+    required: bool = False
+    datatype_description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    order: int | None = Field(None, ge=0, le=1000)
+    description: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    values: list[AttributeValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lists_have_values(self) -> AttributeDef:
+        is_list = self.datatype in ("singlevaluelist", "multivaluelist")
+        if is_list and not self.values:
+            raise ValueError(f"a {self.datatype} attribute needs values")
+        if not is_list and self.values:
+            raise ValueError(f"a {self.datatype} attribute takes no values")
+        keys = [v.key for v in self.values]
+        if len(keys) != len(set(keys)):
+            raise ValueError("value keys must be unique")
+        return self
+
+
+class ServiceLevel(Strict):
+    amount: float = Field(gt=0, le=10_000)
+    unit: Unit
+    calendar: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] = "CITY"
+
+
+def _unique_codes(attrs: list[AttributeDef] | None) -> list[AttributeDef] | None:
+    if attrs is not None:
+        codes = [a.code for a in attrs]
+        if len(codes) != len(set(codes)):
+            raise ValueError("attribute codes must be unique")
+    return attrs
+
+
+class _ServiceFields(Strict):
+    @field_validator("keywords", mode="before", check_fields=False)
+    @classmethod
+    def _kw(cls, v: Any) -> Any:
+        return _keywords(v)
+
+    @field_validator("attributes", check_fields=False)
+    @classmethod
+    def _attrs(cls, v: list[AttributeDef] | None) -> list[AttributeDef] | None:
+        return _unique_codes(v)
+
+
+class ServiceCreate(_ServiceFields):
+    service_code: ServiceCode
+    service_name: Name
+    description: Text = ""
+    group: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    keywords: Annotated[list[Annotated[str, StringConstraints(max_length=100)]], Field(max_length=50)] = Field(default_factory=list)
+    type: ServiceType = "realtime"
+    department_code: DeptCode
+    service_level: ServiceLevel
+    service_notice: Text | None = None
+    attributes: list[AttributeDef] = Field(default_factory=list, max_length=100)
+
+
+
+class ServiceUpdate(_ServiceFields):
+    service_name: Name | None = None
+    description: Text | None = None
+    group: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    keywords: list[Annotated[str, StringConstraints(max_length=100)]] | None = None
+    type: ServiceType | None = None
+    department_code: DeptCode | None = None
+    service_level: ServiceLevel | None = None
+    service_notice: Text | None = None
+    attributes: list[AttributeDef] | None = None
+    active: bool | None = None
+
+
+
+class ServiceAdminRead(BaseModel):
+    service_code: str
+    service_name: str
+    description: str
+    group: str
+    keywords: list[str]
+    type: str
+    metadata: bool
+    department_code: str
+    agency_responsible: str
+    service_level: ServiceLevel
+    service_level_text: str
+    service_notice: str | None
+    attributes: list[dict[str, Any]]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CalendarPut(Strict):
+    name: Name
+    opens: str = "08:00"
+    closes: str = "17:00"
+    workdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1, max_length=7)
+    holidays: list[date] = Field(default_factory=list, max_length=500)
+    federal_holidays: bool = True
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not HHMM.match(v):
+            raise ValueError("must be HH:MM, 24-hour")
+        return v
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if any(d < 0 or d > 6 for d in v):
+            raise ValueError("workdays are 0 (Monday) to 6 (Sunday)")
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> CalendarPut:
+        if self.opens >= self.closes:
+            raise ValueError("opens must be before closes")
+        return self
+
+
+class CalendarRead(BaseModel):
+    code: str
+    name: str
+    opens: str
+    closes: str
+    workdays: list[int]
+    holidays: list[str]
+    federal_holidays: bool
+
+
+class DepartmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    code: str
+    name: str
+    department_id: str | None
+    active: bool
+
+
+# --- staff API ----------------------------------------------------------------------------------
+
+
+class ActionBody(Strict):
+    text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
+    public: bool = True
+
+
+class CloseBody(ActionBody):
+    reason: ClosureReason
+
+
+class TransferBody(ActionBody):
+    department_code: DeptCode
+
+
+class NoteBody(Strict):
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+    public: bool = True
+
+
+class MergeBody(Strict):
+    into: str = Field(min_length=1, max_length=20, description="service_request_id of the original request")
+    text: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class FeedbackBody(Strict):
+    score: int = Field(ge=1, le=5)
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
+
+
+class FeedbackRead(BaseModel):
+    service_request_id: str
+    score: int
+    comment: str | None
+    submitted_at: datetime
+
+
+class NoteRead(BaseModel):
+    datetime: datetime
+    type: str
+    status: str
+    author: str
+    description: str | None
+    public: bool
+
+
+class StaffRequestRead(BaseModel):
+    """The whole request, personal data included: staff scope only."""
+
+    service_request_id: str
+    token: str | None
+    status: str
+    detailed_status: str
+    closure_reason: str | None
+    first_contact_resolution: bool
+    service_code: str
+    service_name: str
+    department_code: str
+    agency_responsible: str
+    channel: str
+    description: str | None
+    status_notes: str | None
+    service_notice: str | None
+    lat: float | None
+    long: float | None
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    media_url: str | None
+    attributes: dict[str, Any]
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    device_id: str | None
+    account_id: str | None
+    duplicate_of: str | None
+    requested_datetime: datetime
+    updated_datetime: datetime
+    expected_datetime: datetime | None
+    closed_datetime: datetime | None
+    overdue: bool
+    created_by: str
+    notes: list[NoteRead] = Field(default_factory=list)
+    feedback: FeedbackRead | None = None

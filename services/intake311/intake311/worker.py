@@ -1,0 +1,71 @@
+"""intake311 worker: the outbox relay, the directory.changes consumer (local department copy),
+the acceptance of batch-service requests and the backlog gauges."""
+
+from __future__ import annotations
+
+import asyncio
+
+from citystat_common.db import create_engine, session_factory
+from citystat_common.events import TOPIC_DIRECTORY
+from citystat_common.logging import get_logger
+from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
+from citystat_common.settings import ServiceSettings
+from citystat_common.uow import UnitOfWork
+from intake311 import metrics, service
+from intake311.config import Settings
+from intake311.handlers import GROUP_ID, HANDLERS
+from intake311.models import PLUMBING
+
+log = get_logger(__name__)
+
+
+def _every(seconds: float, name: str, step) -> Component:  # type: ignore[no-untyped-def]
+    async def loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the worker
+                log.warning(f"{name}_failed", error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+            except TimeoutError:
+                pass
+
+    return loop
+
+
+def build_worker(settings: ServiceSettings) -> WorkerParts:
+    assert isinstance(settings, Settings)
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(sessions, PLUMBING)
+
+    async def refresh_gauges() -> None:
+        async with uow() as u:
+            open_, overdue, depts = await service.backlog(u)
+        metrics.set_backlog(open_, overdue, depts)
+
+    async def accept_batch() -> None:
+        async with uow() as u:
+            if await service.accept_batch(u):
+                await u.commit()
+
+    return WorkerParts(
+        engine=engine,
+        relay=make_relay(settings, engine, PLUMBING),
+        consumers=[make_consumer(settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_DIRECTORY], handlers=HANDLERS)],
+        schedulers=[
+            _every(settings.gauge_interval, "gauges", refresh_gauges),
+            _every(settings.batch_interval, "batch_accept", accept_batch),
+        ],
+    )
+
+
+def main() -> None:
+    worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Shared test helpers: posting requests, reading Open311 XML (our own output, parsed with the
+standard library, which expands no external entities)."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from citystat_common.testing import TEST_KEYS
+
+SERVICE_FIELDS = ["service_code", "service_name", "description", "metadata", "type", "keywords", "group"]
+REQUEST_FIELDS = [
+    "service_request_id", "status", "status_notes", "service_name", "service_code", "description",
+    "agency_responsible", "service_notice", "requested_datetime", "updated_datetime", "expected_datetime",
+    "address", "address_id", "zipcode", "lat", "long", "media_url",
+]
+ATTRIBUTE_FIELDS = ["variable", "code", "datatype", "required", "datatype_description", "order", "description"]
+XML_DECL = b'<?xml version="1.0" encoding="utf-8"?>'
+
+POTHOLE = {"service_code": "POTHOLE", "lat": "39.9526", "long": "-75.1652", "attribute[SIZE]": "large"}
+
+
+def xml(response) -> ET.Element:
+    assert response.headers["content-type"] == "text/xml; charset=utf-8", response.headers["content-type"]
+    assert response.content.startswith(XML_DECL), response.content[:80]
+    return ET.fromstring(response.content)
+
+
+def tags(el: ET.Element) -> list[str]:
+    return [c.tag for c in el]
+
+
+def assert_error_doc(response, status: int, fmt: str, *, contains: str | None = None, count: int | None = None) -> list[dict]:
+    assert response.status_code == status, response.text
+    if fmt == "xml":
+        root = xml(response)
+        assert root.tag == "errors"
+        errors = []
+        for e in root:
+            assert e.tag == "error" and tags(e) == ["code", "description"], ET.tostring(e)
+            errors.append({"code": int(e.findtext("code")), "description": e.findtext("description")})
+    else:
+        assert response.headers["content-type"] == "application/json; charset=utf-8"
+        errors = response.json()
+        assert isinstance(errors, list)
+        for e in errors:
+            assert set(e) == {"code", "description"} and isinstance(e["code"], int)
+    assert errors, "an error document has at least one error"
+    if contains is not None:
+        assert any(contains in e["description"] for e in errors), errors
+    if count is not None:
+        assert len(errors) == count, errors
+    return errors
+
+
+async def post(client, fields: dict | list, role: str = "call_center", fmt: str = "json", **kw):
+    return await client.post(f"/requests.{fmt}", params={"api_key": TEST_KEYS[role]}, data=fields, **kw)
+
+
+async def create(client, fields: dict | list | None = None, role: str = "call_center") -> str:
+    r = await post(client, fields or POTHOLE, role)
+    assert r.status_code == 201, r.text
+    return r.json()[0]["service_request_id"]
