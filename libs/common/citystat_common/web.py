@@ -23,6 +23,7 @@ from citystat_common.db import PlumbingTables, create_engine, ping, session_fact
 from citystat_common.errors import install_problem_handlers, problem
 from citystat_common.logging import configure_logging, correlation_id_var, new_correlation_id
 from citystat_common.metrics import MetricsMiddleware, metrics_endpoint
+from citystat_common.ratelimit import RateLimitMiddleware
 from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 
@@ -212,6 +213,10 @@ def build_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     if problem_handlers:
         install_problem_handlers(app)
+    if settings.rate_limit_per_minute:
+        app.add_middleware(
+            RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+        )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
     app.add_middleware(CorrelationMiddleware)

@@ -583,7 +583,7 @@ async def get_project(uow: UnitOfWork, project_id: str) -> Project:
 
 async def project_read(uow: UnitOfWork, p: Project, today: date) -> schemas.ProjectRead:
     milestones = (await uow.session.execute(
-        sa.select(Milestone).where(Milestone.project_id == p.id).order_by(Milestone.due_date, Milestone.id)
+        sa.select(Milestone).where(Milestone.project_id == p.id).order_by(Milestone.due_date.is_(None), Milestone.due_date, Milestone.id)
     )).scalars().all()
     tickets = (await uow.session.execute(sa.select(Ticket).where(Ticket.project_id == p.id).order_by(Ticket.opened_at))).scalars().all()
     ids = [t.id for t in tickets]

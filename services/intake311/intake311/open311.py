@@ -135,6 +135,7 @@ class Params:
     values: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, list[str]] = field(default_factory=dict)
     attribute_multi: set[str] = field(default_factory=set)
+    invalid: set[str] = field(default_factory=set)  # given as a structure where a value is expected
 
     def get(self, name: str) -> str | None:
         v = self.values.get(name)
@@ -165,7 +166,7 @@ class Params:
                 self._add_attr(m.group(1), value)
             return
         if isinstance(value, (list, dict)):
-            self.values.setdefault(key, "\x00invalid")  # a structure where a scalar is expected
+            self.invalid.add(key)
             return
         if not self.values.get(key):  # the first non-empty value wins
             self.values[key] = str(value).strip()
@@ -270,7 +271,7 @@ def parse_datetime(value: str, tz: ZoneInfo) -> datetime:
 def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo) -> tuple[NewRequest | None, list[tuple[int, str]]]:
     """Every problem with a POST /requests at once. ``service`` is the catalog entry (or None when
     unknown); its ``attributes`` are the definitions to check ``attribute[...]`` against."""
-    errors: list[tuple[int, str]] = []
+    errors: list[tuple[int, str]] = [(400, f"{name} must be a single value") for name in sorted(params.invalid)]
     code = params.get("service_code")
     if code is None:
         errors.append((400, "service_code is required"))
@@ -280,9 +281,7 @@ def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo) -> t
         v = params.get(name)
         if v is None:
             continue
-        if v == "\x00invalid":
-            errors.append((400, f"{name} must be a single value"))
-        elif len(v) > limit:
+        if len(v) > limit:
             errors.append((400, f"{name} must be at most {limit} characters (got {len(v)})"))
         elif _CONTROL.search(v.replace("\n", "").replace("\r", "").replace("\t", "")):
             errors.append((400, f"{name} contains control characters"))

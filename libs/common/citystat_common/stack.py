@@ -1,0 +1,128 @@
+"""The whole system as separate processes, as ``make run`` starts it: for end-to-end tests,
+fault tests and benchmarks. Each service runs its api and worker processes against its own
+database; logs go to files in the stack's folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from citystat_common.auth import hash_key
+from citystat_common.localbroker import LocalBroker, free_port
+from citystat_common.testing import TEST_KEY_ENTRIES
+
+ALL_SERVICES = ("directory", "intake311", "indicators", "escalation")
+
+
+@dataclass
+class ServiceProcs:
+    name: str
+    port: int
+    database_url: str
+    api: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+class ProcessStack:
+    def __init__(
+        self,
+        folder: Path,
+        database_urls: dict[str, str],
+        broker: LocalBroker,
+        extra_env: dict[str, str] | None = None,
+    ):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.broker = broker
+        self.extra_env = extra_env or {}
+        self.services = {name: ServiceProcs(name, free_port(), url) for name, url in database_urls.items()}
+        keys = [{k: v for k, v in e.items() if k != "key"} | {"sha256": hash_key(e["key"])} for e in TEST_KEY_ENTRIES]
+        self.keys_file = self.folder / "api-keys.json"
+        self.keys_file.write_text(json.dumps({"keys": keys}))
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.services[name].port}"
+
+    def env(self, name: str) -> dict[str, str]:
+        prefix = name.upper() + "_"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        env.update(
+            KAFKA_BOOTSTRAP=self.broker.bootstrap,
+            API_KEYS_FILE=str(self.keys_file),
+            LOG_FORMAT="json",
+            PROMETHEUS_MULTIPROC_DIR=str(self.folder / "metrics" / name),
+            **{f"{prefix}DATABASE_URL": self.services[name].database_url, f"{prefix}PORT": str(self.services[name].port)},
+        )
+        if "directory" in self.services:
+            env[f"{prefix}DIRECTORY_URL"] = self.url("directory")
+        env.update({k.replace("{SVC}", name.upper()): v for k, v in self.extra_env.items()})
+        return env
+
+    def _spawn(self, name: str, role: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.folder / f"{name}-{role}.log", "ab")  # noqa: SIM115 - kept open for the process's life
+        return subprocess.Popen(args, env=self.env(name), stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
+
+    def start(self, name: str, *, workers: int = 1) -> None:
+        svc = self.services[name]
+        (self.folder / "metrics" / name).mkdir(parents=True, exist_ok=True)
+        if svc.api is None or svc.api.poll() is not None:
+            svc.api = self._spawn(name, "api", [sys.executable, "-c", f"from {name}.main import run; run()"])
+        while len([w for w in svc.workers if w.poll() is None]) < workers:
+            svc.workers.append(self._spawn(name, f"worker{len(svc.workers)}", [sys.executable, "-m", f"{name}.worker", "run"]))
+
+    def start_all(self, *, timeout: float = 90) -> None:
+        for name in self.services:
+            self.start(name)
+        self.wait_healthy(timeout=timeout)
+
+    def wait_healthy(self, names: list[str] | None = None, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names or list(self.services):
+            while True:
+                svc = self.services[name]
+                if svc.api is not None and svc.api.poll() is not None:
+                    raise RuntimeError(f"{name} api exited with {svc.api.returncode}; see {self.folder}/{name}-api.log")
+                try:
+                    if httpx.get(f"{self.url(name)}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not healthy after {timeout}s; see {self.folder}/{name}-api.log")
+                time.sleep(0.2)
+
+    def stop_worker(self, name: str, index: int = 0, *, kill: bool = False) -> None:
+        _stop(self.services[name].workers[index], kill=kill)
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        svc = self.services[name]
+        for proc in [svc.api, *svc.workers]:
+            if proc is not None:
+                _stop(proc, kill=kill)
+        svc.api, svc.workers = None, []
+
+    def stop_all(self) -> None:
+        for name in self.services:
+            self.stop(name)
+
+    def logs(self, name: str) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.folder.glob(f"{name}-*.log")))
+
+
+def _stop(proc: subprocess.Popen[bytes], *, kill: bool) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
