@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from citystat_common.demo import directory_rows
 from citystat_common.events import parse_event
-from citystat_common.testing import TEST_KEYS, auth
+from citystat_common.testing import auth
 from intake311 import metrics, service
 from intake311.models import PLUMBING
 from intake311.open311 import NewRequest
@@ -292,4 +292,3 @@ async def test_public_get_shape_after_transfer_keeps_spec_fields(client):
     await client.post(f"/staff/requests/{rid}/transfer", json={"department_code": "WATER"}, headers=W)
     doc = (await client.get(f"/requests/{rid}.json")).json()[0]
     assert list(doc) == REQUEST_FIELDS and doc["agency_responsible"] == "Water Department"
-    assert TEST_KEYS  # keys are configured for the app under test

@@ -109,6 +109,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.warning("integrity_error", error=str(exc.orig))
         return problem(409, "Conflict", "the change conflicts with existing data (a duplicate or a missing reference)")
 
+    async def _maybe_down(_: Request, exc: Exception) -> JSONResponse:
+        if is_database_down(exc):
+            log.error("database_unavailable", error=str(exc)[:500])
+            return problem(503, "Service unavailable", "the database is unreachable; retry shortly")
+        log.exception("unhandled_error", exc_info=exc)
+        return problem(500, "Internal error", "an unexpected error; it has been logged")
+
+    # Registered by class (not only as the catch-all) so they are answered without a re-raise.
+    for exc_class in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(exc_class, _maybe_down)  # type: ignore[arg-type]
+
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
         if is_database_down(exc):

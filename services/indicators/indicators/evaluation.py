@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,8 +107,19 @@ class Evaluation:
     reason: str
 
 
+def _as_float(x: Any) -> float | None:
+    """A finite float, or None (booleans, NaN, infinities and ints too big for a float)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        f = float(x)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return _as_float(x) is not None
 
 
 def reference_for(
@@ -122,22 +132,21 @@ def reference_for(
 ) -> Reference | None:
     """The reference of the indicator's basis, or None when there is none to compare with."""
     if cfg.basis == "history":
-        points = [h for h in history if _finite(h)][-cfg.history_window:]
+        points = [f for f in (_as_float(h) for h in history) if f is not None][-cfg.history_window:]
         if len(points) < max(2, cfg.history_min_points):
             return None
-        try:
-            mean = statistics.fmean(points)
-            sd = statistics.pstdev(points, mu=mean)
-        except (OverflowError, ValueError, statistics.StatisticsError):
+        mean = math.fsum(points) / len(points)
+        if not math.isfinite(mean):
             return None
-        if not (math.isfinite(mean) and math.isfinite(sd)):
+        sd = math.sqrt(math.fsum((p - mean) * (p - mean) for p in points) / len(points))
+        if not math.isfinite(sd):
             return None
         spread = cfg.history_k * sd
         return Reference("history", mean, mean - spread, mean + spread)
     centre = {"target": target, "prior_period": prior, "same_period_last_year": last_year}.get(cfg.basis)
-    if not _finite(centre):
+    centre = _as_float(centre)
+    if centre is None:
         return None
-    assert centre is not None
     if cfg.direction == "band":
         tol = abs(centre) * cfg.band_tolerance
         return Reference(cfg.basis, centre, centre - tol, centre + tol)
@@ -146,7 +155,8 @@ def reference_for(
 
 def miss_of(value: float, ref: Reference, direction: str) -> float | None:
     """Relative size of the miss; <= 0 is on target or better; None if it cannot be computed."""
-    if not _finite(value):
+    value = _as_float(value)  # type: ignore[assignment]
+    if value is None:
         return None
     scale = abs(ref.centre) if abs(ref.centre) > 1e-12 else 1.0
     try:
@@ -176,7 +186,8 @@ def classify(miss: float, rules: Sequence[Rule]) -> str:
 
 def evaluate(value: float | None, ref: Reference | None, cfg: EvalConfig, prev: PrevState | None = None) -> Evaluation:
     """One period's status, given the previous period's state (for persistence and hysteresis)."""
-    if value is None or not _finite(value):
+    value = _as_float(value)
+    if value is None:
         return Evaluation("grey", "grey", None, 0, ref, "no value for the period")
     if ref is None:
         why = {
