@@ -101,3 +101,16 @@ def problems(expr: str, legend: str = "") -> list[str]:
             if label not in available:
                 found.append(f"label {label!r} is on none of {sorted(names)}")
     return found
+
+
+def summed_gauges(expr: str) -> list[str]:
+    """Gauges summed directly. Every replica of a worker reports the same state gauges from the
+    same database (and a replica may keep a partition's lag after a rebalance), so a gauge must
+    go through max by (...) before any sum."""
+    found = []
+    for name, (kind, _) in METRICS.items():
+        if kind == GAUGE and re.search(
+            rf"\bsum\s*(?:(?:by|without)\s*\([^)]*\))?\s*\(\s*{name}\b", expr
+        ):
+            found.append(name)
+    return found

@@ -236,3 +236,68 @@ class TcpProxy:
         for w in list(self._writers):
             w.close()
         self._writers.clear()
+
+
+class ThreadServer:
+    """A real uvicorn server for an app on a free loopback port, in a thread (browser and fuzz tests)."""
+
+    def __init__(self, app: FastAPI):
+        import uvicorn
+
+        from citystat_common.localbroker import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadServer:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def fuzz_openapi(
+    base_url: str, *, headers: dict[str, str] | None = None, max_examples: int = 25,
+    exclude: Callable[[str], bool] = lambda label: False,
+) -> list[str]:
+    """Schemathesis over every operation of a running service: no 5xx, and every documented
+    response conforms to its schema. Returns the failures (empty when all is well)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if exclude(operation.label) or operation.label == "GET /readyz":  # 503 is its documented answer
+            continue
+
+        @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def run(case: Any) -> None:
+            case.call_and_validate(base_url=base_url, headers=headers or {},
+                                   checks=[not_a_server_error, response_schema_conformance])
+
+        try:
+            run()
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected and reported together
+            failures.append(f"{operation.label}: {str(exc)[:1500]}")
+    return failures

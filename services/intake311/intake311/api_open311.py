@@ -259,9 +259,9 @@ async def post_request(request: Request, fmt: str, uow: UoW) -> Response:
             radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours,
         )
         doc = [post_response_item(req)]
-        await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
-                       body=orjson.dumps(doc), media_type="application/json")
         try:
+            await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
+                           body=orjson.dumps(doc), media_type="application/json")
             await uow.commit()
         except IntegrityError:
             await uow.rollback()

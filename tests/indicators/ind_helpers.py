@@ -1,0 +1,63 @@
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from citystat_common.testing import auth
+
+W = auth("analyst")
+CITY = ZoneInfo("America/New_York")
+
+
+def month(k: int) -> str:
+    """The label of the month k months before the current one (city time)."""
+    today = datetime.now(UTC).astimezone(CITY).date()
+    idx = today.year * 12 + today.month - 1 - k
+    return f"{idx // 12}-{idx % 12 + 1:02d}"
+
+
+def month_start(k: int) -> date:
+    y, m = month(k).split("-")
+    return date(int(y), int(m), 1)
+
+
+def indicator(code="STREETS.potholes", **kw):
+    body = {
+        "code": code, "name": "Potholes repaired within 3 days", "department_code": "STREETS", "unit": "percentage",
+        "kind": "quality", "direction": "up", "frequency": "monthly", "description": "Share of pothole requests "
+        "repaired within three days.", "critical": True, "function_tag": "performance",
+    }
+    body.update(kw)
+    return body
+
+
+async def create(client, **kw):
+    r = await client.post("/indicators", json=indicator(**kw), headers=W)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def target(client, code, value, period=None, fiscal_year=None):
+    t = {"value": value}
+    if fiscal_year:
+        t["fiscal_year"] = fiscal_year
+    else:
+        t["period"] = period or "2000-01"
+    r = await client.put(f"/indicators/{code}/targets", json={"targets": [t]}, headers=W)
+    assert r.status_code == 200, r.text
+
+
+async def observe(client, code, period, value, **kw):
+    r = await client.post(f"/indicators/{code}/observations", json={"period": period, "value": value, **kw}, headers=W)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def outbox_events(app, indicator_id=None):
+    import sqlalchemy as sa
+
+    from citystat_common.events import parse_event
+
+    ob = app.state.ctx.tables.outbox
+    async with app.state.ctx.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(ob.c.payload).order_by(ob.c.id))).scalars().all()
+    out = [parse_event(r) for r in rows]
+    return [(e, p) for e, p in out if indicator_id is None or e.subject == indicator_id]
