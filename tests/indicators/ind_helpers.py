@@ -61,3 +61,25 @@ async def outbox_events(app, indicator_id=None):
         rows = (await conn.execute(sa.select(ob.c.payload).order_by(ob.c.id))).scalars().all()
     out = [parse_event(r) for r in rows]
     return [(e, p) for e, p in out if indicator_id is None or e.subject == indicator_id]
+
+
+async def feed(app, code, seq):
+    """Record (months_ago, value) pairs as if each arrived the day after its month ended, so the
+    indicator is current (not missing) at each step: real-time order, simulated clock."""
+    from datetime import timedelta
+
+    from indicators import service
+    from indicators.periods import local_midnight
+
+    ctx = app.state.ctx
+    out = []
+    for k, v in seq:
+        async with ctx.uow() as uow:
+            ind = await service.get_indicator(uow, code)
+            p = service._period_cached(ind.frequency, month(k), ctx.settings.fiscal_year_start_month)
+            now = local_midnight(p.end + timedelta(days=1), CITY) + timedelta(hours=1)
+            await service.record_observations(uow, ctx.settings, [service.ObsIn(ind, p, v)], actor="test",
+                                              source="api", now=now)
+            out.append(ind.status)
+            await uow.commit()
+    return out

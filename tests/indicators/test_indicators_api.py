@@ -7,7 +7,7 @@ import pytest
 
 from citystat_common.testing import auth
 from indicators import service
-from ind_helpers import W, create, indicator, month, month_start, observe, outbox_events, target
+from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
 
 async def test_create_and_read_indicator_with_versioned_description(client):
@@ -148,10 +148,10 @@ async def test_prior_period_basis_and_reevaluation_when_rules_change(client):
 async def test_persistence_and_hysteresis_through_the_api_with_events(client, app):
     ind = await create(client, persistence=2, recovery_within=0.02)
     await target(client, "STREETS.potholes", 100)
-    statuses = []
-    for k, v in [(6, 100), (5, 85), (4, 85), (3, 93), (2, 97), (1, 99)]:
-        statuses.append((await observe(client, "STREETS.potholes", month(k), v))["status"])
+    statuses = await feed(app, "STREETS.potholes", [(6, 100), (5, 85), (4, 85), (3, 93), (2, 97), (1, 99)])
     assert statuses == ["green", "yellow", "red", "red", "red", "green"]
+    series = (await client.get("/indicators/STREETS.potholes/observations")).json()
+    assert [s["status"] for s in series] == statuses
     events = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
     types = [t for t, _ in events]
     assert types == [
@@ -170,10 +170,9 @@ async def test_persistence_and_hysteresis_through_the_api_with_events(client, ap
 async def test_one_breach_episode_until_recovery(client, app):
     ind = await create(client)
     await target(client, "STREETS.potholes", 100)
-    for k, v in [(4, 70), (3, 60), (2, 75)]:  # red, red, red: one episode
-        await observe(client, "STREETS.potholes", month(k), v)
-    await observe(client, "STREETS.potholes", month(1), 100)  # recovered
-    await observe(client, "STREETS.potholes", month(0), 50)  # a new episode
+    # red, red, red: one episode; recovered; red again: a new episode
+    assert await feed(app, "STREETS.potholes", [(4, 70), (3, 60), (2, 75), (1, 100), (0, 50)]) == [
+        "red", "red", "red", "green", "red"]
     evs = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
     breaches = [p for t, p in evs if t.endswith("breached")]
     recoveries = [p for t, p in evs if t.endswith("recovered")]

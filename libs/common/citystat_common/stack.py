@@ -22,6 +22,16 @@ from citystat_common.testing import TEST_KEY_ENTRIES
 ALL_SERVICES = ("directory", "intake311", "indicators", "escalation")
 
 
+def available_services() -> list[str]:
+    """Services whose package has an app factory and a worker (all four once built)."""
+    import importlib.util
+
+    return [
+        name for name in ALL_SERVICES
+        if importlib.util.find_spec(f"{name}.main") and importlib.util.find_spec(f"{name}.worker")
+    ]
+
+
 @dataclass
 class ServiceProcs:
     name: str
