@@ -78,6 +78,8 @@ class ConsumerRunner:
                         metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
                     else:
                         metrics.EVENTS_CONSUMED.labels(self.service, envelope.type).inc()
+                    # carries the event's correlation id (bound above), so a chain can be followed in logs
+                    log.info("event_processed", type=envelope.type, event_id=envelope.id, outcome=outcome)
                     return outcome
                 except Exception as exc:
                     last_error = exc

@@ -25,6 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from citystat_common.logging import get_logger  # noqa: E402
+
+_log = get_logger("citystat.access")
+
 HTTP_REQUESTS = Counter(
     "citystat_http_requests_total", "HTTP requests by route template", ["service", "method", "route", "status"]
 )
@@ -81,9 +85,10 @@ def _route_template(scope: Scope) -> str:
 class MetricsMiddleware:
     """Counts and times requests, labelled by route template (``/departments/{code}``), not raw path."""
 
-    def __init__(self, app: ASGIApp, service: str):
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = True):
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,5 +107,9 @@ class MetricsMiddleware:
         finally:
             route = _route_template(scope)
             method = scope.get("method", "GET")
+            elapsed = time.perf_counter() - start
             HTTP_REQUESTS.labels(self.service, method, route, str(status["code"])).inc()
-            HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - start)
+            HTTP_LATENCY.labels(self.service, method, route).observe(elapsed)
+            if self.access_log and route not in ("/metrics", "/healthz"):
+                # One structured line per request, with the correlation id, so a chain can be followed.
+                _log.info("http_request", method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))

@@ -56,6 +56,7 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
+    access_log: bool = True  # one structured line per request (method, route, status, ms, correlation id)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # Writes per API key (or client address without a key) per minute; 0 turns limiting off.
     rate_limit_per_minute: int = Field(6000, ge=0)

@@ -66,6 +66,7 @@ def _run(coro: Any) -> None:
 
 
 _templates: dict[str, str] = {}
+_created: set[str] = set()  # PostgreSQL databases made by this process: the only ones it drops
 
 
 def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
@@ -81,10 +82,12 @@ def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
     if package not in _templates:
         template = f"tmpl_{package}_{uuid.uuid4().hex[:8]}"
         _run(_pg_exec(admin, f'DROP DATABASE IF EXISTS "{template}"', f'CREATE DATABASE "{template}"'))
+        _created.add(template)
         upgrade(package, _with_db(admin, template))
         _templates[package] = template
     name = f"t_{package}_{uuid.uuid4().hex[:10]}"
     _run(_pg_exec(admin, f'CREATE DATABASE "{name}" TEMPLATE "{_templates[package]}"'))
+    _created.add(name)
     return _with_db(admin, name)
 
 
@@ -95,13 +98,15 @@ def empty_database(kind: str, tmp_path: Any) -> str:
     assert admin
     name = f"e_{uuid.uuid4().hex[:10]}"
     _run(_pg_exec(admin, f'CREATE DATABASE "{name}"'))
+    _created.add(name)
     return _with_db(admin, name)
 
 
 def drop_test_databases() -> None:
-    """Drop every database this run created (t_*, e_*, tmpl_*)."""
+    """Drop every database this run created (t_*, e_*, tmpl_*), and only those: test runs that
+    share the server (several sessions at once) must not drop each other's databases."""
     admin = postgres_admin_url()
-    if not admin:
+    if not admin or not _created:
         return
 
     async def run() -> None:
@@ -111,7 +116,8 @@ def drop_test_databases() -> None:
                 "SELECT datname FROM pg_database WHERE datname ~ '^(t|e|tmpl)_[a-z0-9]+_?[a-z0-9]*$'"
             )
             for r in rows:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{r["datname"]}" WITH (FORCE)')
+                if r["datname"] in _created:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{r["datname"]}" WITH (FORCE)')
         finally:
             await conn.close()
 

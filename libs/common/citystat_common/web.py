@@ -218,7 +218,7 @@ def build_app(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.add_middleware(MetricsMiddleware, service=settings.service_name, access_log=settings.access_log)
     app.add_middleware(CorrelationMiddleware)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health_router(readiness))
