@@ -9,10 +9,11 @@ SERVICES := directory intake311 indicators escalation
 EDITABLES := -e libs/common $(foreach s,$(SERVICES),-e services/$(s))
 export UV_LINK_MODE := copy
 
-.PHONY: help install lock run demo test test-fast lint migrate bench clean system-deps keys
+.PHONY: help install lock run run-demo demo test test-fast lint migrate bench clean system-deps keys
 
 help:
 	@echo "make run      set up and start broker + services + demo data"
+	@echo "make run-demo the same with demo timings and the city simulator; make demo  simulator only"
 	@echo "make test     set up and run the whole suite (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
 	@echo "make lint     ruff + mypy;  make migrate   alembic upgrade head for every service"
 	@echo "make bench    benchmarks (not part of make test);  make lock   refresh requirements.lock"
@@ -71,3 +72,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The stack with demo timings (tickets climb within minutes, daily 311 indicators) and the simulator.
+run-demo: install keys
+	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s))
+	@set -a; . deploy/local.env; . deploy/demo.env; set +a; exec $(BIN)/honcho -f deploy/Procfile.demo start

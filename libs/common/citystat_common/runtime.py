@@ -106,7 +106,18 @@ async def _run_worker(settings: ServiceSettings, build: Callable[[ServiceSetting
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if settings.create_topics:
-        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, attempts=1_000_000)
+        # Wait for the broker, but stay stoppable: SIGTERM while waiting ends the worker at once.
+        creating = asyncio.create_task(
+            ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, attempts=1_000_000)
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({creating, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            creating.cancel()
+            await parts.engine.dispose()
+            return
+        stopping.cancel()
+        creating.result()
     try:
         await run_until_stopped(parts.components(), stop)
     finally:
