@@ -591,7 +591,7 @@ def indicators() -> dict:
         ),
         timeseries(
             "Evaluations per hour, by resulting status",
-            [(f"sum by (status) (increase(citystat_indicators_evaluations_total[1h]))", "{{status}}")],
+            [("sum by (status) (increase(citystat_indicators_evaluations_total[1h]))", "{{status}}")],
             stack=True,
             w=12,
         ),

@@ -64,7 +64,7 @@ def exported_series(name: str) -> dict[str, frozenset[str]]:
     return {name: labels}
 
 
-EXPORTED: dict[str, frozenset[str]] = {s: l for n in METRICS for s, l in exported_series(n).items()}
+EXPORTED: dict[str, frozenset[str]] = {s: labels for n in METRICS for s, labels in exported_series(n).items()}
 
 
 def metric_names(expr: str) -> set[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import json
+import os
 import re
 from pathlib import Path
 
@@ -134,6 +134,10 @@ def test_api_and_worker_share_one_image_and_differ_by_command(compose, svc):
     assert worker["depends_on"][f"{svc}-api"]["condition"] == "service_healthy"  # the api migrates first
     assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert api["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for process in (api, worker):
+        assert process["read_only"] is True and process["init"] is True
+        assert process["cap_drop"] == ["ALL"] and "no-new-privileges:true" in process["security_opt"]
+        assert "user" not in process, "the image's unprivileged user (uid 10001) must not be overridden"
 
 
 @pytest.mark.parametrize("svc", SERVICES)

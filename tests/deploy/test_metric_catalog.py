@@ -8,9 +8,8 @@ import importlib
 import pkgutil
 
 import pytest
-from prometheus_client import REGISTRY
-
 from metric_catalog import COUNTER, GAUGE, HISTOGRAM, METRICS, SHARED, exported_series, problems
+from prometheus_client import REGISTRY
 
 _KIND = {"counter": COUNTER, "gauge": GAUGE, "histogram": HISTOGRAM}
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from metric_catalog import problems, summed_gauges
 
 ROOT = Path(__file__).resolve().parents[2]
