@@ -20,8 +20,8 @@ def make_stack(tmp_path_factory, broker, services, extra_env=None, name="stack")
 def stack_factory(tmp_path_factory, broker):
     stacks: list[ProcessStack] = []
 
-    def factory(services, extra_env=None):
-        stack = make_stack(tmp_path_factory, broker, services, extra_env)
+    def factory(services, extra_env=None, own_broker=None):
+        stack = make_stack(tmp_path_factory, own_broker or broker, services, extra_env)
         stacks.append(stack)
         stack.start_all()
         return stack
