@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from citystat_common.stack import ALL_SERVICES, ProcessStack
+from citystat_common.stack import ProcessStack
 from citystat_common.testing import fresh_database, postgres_admin_url
 
 
