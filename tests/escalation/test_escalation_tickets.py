@@ -6,11 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 import sqlalchemy as sa
-
-from escalation.models import Ticket
-from escalation.routing import CircuitBreaker
-
 from esc_helpers import OPS, breach, person, recovery
+
+from escalation.models import PLUMBING, Ticket
+from escalation.routing import CircuitBreaker, CircuitOpen
 
 TAG_ROLE = {
     "technology": "oit_partner",
@@ -39,9 +38,6 @@ async def test_breach_routes_to_the_partner_of_each_function_tag(harness):
     routed = next(e for e in detail["timeline"] if e["kind"] == "routed")
     assert person("STREETS", "oit_partner") in routed["text"]
     # ticket.opened goes out through the outbox, with the assignee
-    ob = harness.settings  # noqa: F841
-    from escalation.models import PLUMBING
-
     rows = await harness.rows(sa.select(PLUMBING.outbox.c.payload).where(PLUMBING.outbox.c.event_type == "escalation.ticket.opened"))
     opened = [orjson.loads(r[0]) for r in rows]
     assert len(opened) == 5
@@ -169,7 +165,7 @@ def test_circuit_breaker_opens_half_opens_and_closes():
     assert b.state == "closed"
     b.failure()
     assert b.state == "open"
-    with pytest.raises(Exception):
+    with pytest.raises(CircuitOpen):
         b.before_call()
     now[0] = 10.0
     assert b.state == "half_open"
@@ -180,3 +176,38 @@ def test_circuit_breaker_opens_half_opens_and_closes():
     b.before_call()
     b.success()
     assert b.state == "closed" and b.failures == 0
+
+
+async def test_directory_client_retries_then_opens_the_breaker():
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from escalation.routing import DirectoryClient, DirectoryUnavailable
+
+    calls = {"n": 0}
+    mode = {"answer": "500"}
+
+    async def routing(request):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if mode["answer"] == "500":
+            return JSONResponse({"detail": "boom"}, status_code=500)
+        return PlainTextResponse("<html>proxy error page</html>")
+
+    transport = httpx.ASGITransport(app=Starlette(routes=[Route("/routing", routing)]))
+    client = DirectoryClient("http://directory", retries=2, breaker=CircuitBreaker(failures=2, reset_seconds=60),
+                             transport=transport)
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            await client.routing("STREETS", "technology")
+        assert calls["n"] == 3  # one call and two retries
+        mode["answer"] = "garbage"
+        with pytest.raises(DirectoryUnavailable, match="unreadable"):
+            await client.routing("STREETS", "technology")
+        assert calls["n"] == 6 and client.breaker.state == "open"
+        with pytest.raises(CircuitOpen):
+            await client.routing("STREETS", "technology")
+        assert calls["n"] == 6  # an open breaker does not call
+    finally:
+        await client.aclose()

@@ -222,3 +222,24 @@ async def test_demo_scale_makes_the_chain_climb_in_minutes(db_factory, directory
     finally:
         await deps.directory.aclose()
         await engine.dispose()
+
+
+async def test_top_level_repeats_reminders_then_stops(harness, directory):
+    from datetime import datetime
+
+    h = harness
+    await h.feed_directory_changes(directory.database_url)
+    t = await _open(h, magnitude=0.6, department="ZOO", indicator="zoo", episode="zoo")
+    assert t["level"] == 3 and t["assignee"]["name"] == person("STREETS", "managing_director")
+    outcomes = []
+    for _ in range(4):
+        due = (await h.ticket(t["id"]))["next_escalation_at"]
+        if due is None:
+            break
+        h.clock.set(datetime.fromisoformat(due.replace("Z", "+00:00")))
+        outcomes += [o.split(":", 1)[1] for o in await h.scheduler().run_once()]
+    assert outcomes == ["reminded", "reminded", "top"]
+    d = await h.ticket(t["id"])
+    assert d["next_escalation_at"] is None and d["level"] == 3 and d["escalations"] == []
+    reminders = [e["text"] for e in d["timeline"] if e["kind"] == "reminder"]
+    assert len(reminders) == 2 and person("STREETS", "managing_director") in reminders[0]

@@ -41,7 +41,7 @@ def age_text(hours: float) -> str:
 
 
 def _when(dt: datetime | None, tz) -> str:  # type: ignore[no-untyped-def]
-    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M") if dt else ""
+    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
 
 
 @router.get("/board", response_class=HTMLResponse, summary="Ticket board (HTML)")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from citystat_common.http import correlated_client
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from escalation.models import SeniorTeamCopy
@@ -103,7 +104,8 @@ class DirectoryClient:
         self.timeout = timeout
         self.retries = retries
         self.breaker = breaker or CircuitBreaker()
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        # carries the correlation id of the event or request being handled into the directory's logs
+        self._client = correlated_client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -117,16 +119,24 @@ class DirectoryClient:
             except (httpx.TransportError, OSError) as exc:
                 last = exc
             else:
-                if r.status_code == 200:
-                    self.breaker.success()
-                    return r.json()
                 if r.status_code == 404:
                     self.breaker.success()  # the directory answered: it does not know the department
                     raise DepartmentUnknown(department)
-                last = DirectoryUnavailable(f"directory answered {r.status_code}")
-                if r.status_code < 500:
-                    self.breaker.success()
-                    raise last
+                if r.status_code == 200:
+                    try:
+                        doc = r.json()
+                        if not isinstance(doc, dict) or "chain" not in doc or "department" not in doc:
+                            raise ValueError("missing chain or department")
+                    except ValueError as exc:
+                        last = DirectoryUnavailable(f"unreadable routing document: {exc}")
+                    else:
+                        self.breaker.success()
+                        return doc
+                elif 400 <= r.status_code < 500:
+                    self.breaker.success()  # our request is wrong (e.g. an unknown function): no retry helps
+                    raise DirectoryUnavailable(f"directory answered {r.status_code}")
+                else:
+                    last = DirectoryUnavailable(f"directory answered {r.status_code}")
             if attempt < self.retries:
                 await asyncio.sleep(0.05 * (2**attempt))
         self.breaker.failure()

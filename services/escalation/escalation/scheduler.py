@@ -87,17 +87,29 @@ async def refresh_gauges(uow: UnitOfWork, *, now: datetime) -> None:
         sa.select(Ticket.department_code, Ticket.level, Ticket.severity, sa.func.count())
         .where(Ticket.status.in_(OPEN_STATUSES)).group_by(Ticket.department_code, Ticket.level, Ticket.severity)
     )).all()
-    metrics.OPEN_TICKETS.clear()
-    for dept, level, sev, n in rows:
-        metrics.OPEN_TICKETS.labels(dept, str(level), str(sev)).set(n)
+    open_now = {(dept, str(level), str(sev)): n for dept, level, sev, n in rows}
     overdue = (await uow.session.execute(
         sa.select(Ticket.department_code, sa.func.count())
         .where(Ticket.status == "open", Ticket.ack_due_at.is_not(None), Ticket.ack_due_at < now)
         .group_by(Ticket.department_code)
     )).all()
-    metrics.OVERDUE_TICKETS.clear()
-    for dept, n in overdue:
-        metrics.OVERDUE_TICKETS.labels(dept).set(n)
+    overdue_now = {(dept,): n for dept, n in overdue}
+    # Label sets that emptied are set to 0 rather than removed: in multiprocess mode a removed
+    # child would keep its last value in this process's file.
+    for labels in _seen_open - open_now.keys():
+        metrics.OPEN_TICKETS.labels(*labels).set(0)
+    for labels, n in open_now.items():
+        metrics.OPEN_TICKETS.labels(*labels).set(n)
+    for labels in _seen_overdue - overdue_now.keys():
+        metrics.OVERDUE_TICKETS.labels(*labels).set(0)
+    for labels, n in overdue_now.items():
+        metrics.OVERDUE_TICKETS.labels(*labels).set(n)
+    _seen_open.update(open_now)
+    _seen_overdue.update(overdue_now)
+
+
+_seen_open: set[tuple[str, ...]] = set()
+_seen_overdue: set[tuple[str, ...]] = set()
 
 
 class GaugeRefresher:

@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from citystat_common.calendar import BusinessCalendar
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
+    DepartmentUpserted,
     IndicatorBreached,
     IndicatorRecovered,
     PersonRef,
     SeniorTeamChanged,
-    DepartmentUpserted,
     TicketAcknowledged,
     TicketEscalated,
     TicketOpened,
@@ -128,10 +128,13 @@ async def ensure_default_policy(uow: UnitOfWork) -> Policy:
     if p is None:
         p = (await uow.session.execute(sa.select(Policy).where(Policy.name == "default"))).scalar_one_or_none()
         if p is None:
-            doc = default_policy()
-            p = Policy(**doc)
-            uow.session.add(p)
-            await uow.flush()
+            try:
+                async with uow.session.begin_nested():  # the api and the worker may both seed it at start
+                    p = Policy(**default_policy())
+                    uow.session.add(p)
+                    await uow.flush()
+            except IntegrityError:
+                p = (await uow.session.execute(sa.select(Policy).where(Policy.name == "default"))).scalar_one()
         else:
             p.is_default = True
     return p
@@ -727,6 +730,8 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
         return "top"
     cond = "acknowledged" if spec["condition"] == "not_acknowledged" else "resolved"
     reason = f"not {cond} within {delay['amount']:g} {delay['unit'].replace('_', ' ')} at level {t.level}"
+    if deps.settings.delay_scale != 1.0:
+        reason += f" (delays scaled by {deps.settings.delay_scale:g} for the demo)"
     await escalate(uow, deps, t, to_level=to, reason=reason, chain=chain, now=now)
     return f"escalated:{to}"
 
