@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 import sqlalchemy as sa
+from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, post, xml
 
 from citystat_common.demo import directory_rows
 from citystat_common.events import parse_event
@@ -17,7 +18,6 @@ from citystat_common.testing import auth
 from intake311 import metrics, service
 from intake311.models import PLUMBING
 from intake311.open311 import NewRequest
-from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, post, xml
 
 NY = ZoneInfo("America/New_York")
 W = auth("call_center")
@@ -292,3 +292,23 @@ async def test_public_get_shape_after_transfer_keeps_spec_fields(client):
     await client.post(f"/staff/requests/{rid}/transfer", json={"department_code": "WATER"}, headers=W)
     doc = (await client.get(f"/requests/{rid}.json")).json()[0]
     assert list(doc) == REQUEST_FIELDS and doc["agency_responsible"] == "Water Department"
+
+
+async def test_duplicate_window_and_radius_are_settings(uow_factory):
+    async with uow_factory() as uow:
+        pothole = await service.get_service(uow, "POTHOLE")
+        data = NewRequest(service_code="POTHOLE", lat=39.95, long=-75.16, attributes={"SIZE": "small"})
+        kw = {"service": pothole, "channel": "web", "author": "t", "timezone": "America/New_York"}
+        old = await service.create_request(uow, data=data, radius_m=50, window_hours=72,
+                                           now=datetime(2026, 11, 1, 9, tzinfo=NY), **kw)
+        late = await service.create_request(uow, data=data, radius_m=50, window_hours=72,
+                                            now=datetime(2026, 11, 5, 9, tzinfo=NY), **kw)
+        assert late.duplicate_of is None  # 96 hours later: outside the 72-hour window
+        wide = await service.create_request(uow, data=data, radius_m=50, window_hours=24 * 7,
+                                            now=datetime(2026, 11, 5, 10, tzinfo=NY), **kw)
+        assert wide.duplicate_of == old.id  # the oldest open original, never a duplicate of a duplicate
+        near = NewRequest(service_code="POTHOLE", lat=39.9504, long=-75.16, attributes={"SIZE": "small"})  # ~45 m
+        assert (await service.create_request(uow, data=near, radius_m=50, window_hours=72,
+                                             now=datetime(2026, 11, 5, 11, tzinfo=NY), **kw)).duplicate_of == late.id
+        assert (await service.create_request(uow, data=near, radius_m=30, window_hours=72,
+                                             now=datetime(2026, 11, 5, 12, tzinfo=NY), **kw)).duplicate_of is None

@@ -3,10 +3,6 @@
 from datetime import datetime
 
 import pytest
-
-from citystat_common.testing import TEST_KEYS
-from intake311 import service
-from intake311.main import create_app  # noqa: F401 - the app under test comes from the client fixture
 from intake311_helpers import (
     ATTRIBUTE_FIELDS,
     POTHOLE,
@@ -18,6 +14,9 @@ from intake311_helpers import (
     tags,
     xml,
 )
+
+from citystat_common.testing import TEST_KEYS
+from intake311 import service
 
 PREFIXES = ["", "/open311/v2"]
 REQUIRED_SERVICES = {

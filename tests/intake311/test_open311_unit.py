@@ -143,3 +143,11 @@ def test_expected_time_across_weekend_and_holiday():
     # Calendar hours ignore the calendar
     got = service.expected_datetime(_service(8, "calendar_hours"), datetime(2026, 11, 26, 22, tzinfo=NY), "America/New_York")
     assert got == datetime(2026, 11, 27, 6, tzinfo=NY)
+
+
+def test_request_ids_are_ascii_digits_only():
+    assert service.request_id("42") == 42 and service.request_id(" 7 ") == 7
+    for bad in ("²", "٣", "1e3", "-1", "", "9" * 18):
+        assert service.request_id(bad) is None, bad
+    s, _ = parse_search(params_from([("service_request_id", "²,5")]), NOW, NY, 1000)
+    assert s.ids == [5]

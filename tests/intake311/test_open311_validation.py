@@ -2,9 +2,9 @@
 right status, several errors at once where several things are wrong; never a 500."""
 
 import pytest
-
-from citystat_common.testing import TEST_KEYS
 from intake311_helpers import POTHOLE, assert_error_doc, post
+
+from citystat_common.testing import TEST_KEYS, auth
 
 CASES = [
     ("bad lat", {**POTHOLE, "lat": "95"}, 400, "lat must be between -90 and 90"),
@@ -36,9 +36,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("fmt", ["xml", "json"])
-@pytest.mark.parametrize("name,fields,status,message", CASES, ids=[c[0] for c in CASES])
-async def test_post_validation(client, fmt, name, fields, status, message):
-    assert_error_doc(await post(client, fields, fmt=fmt), status, fmt, contains=message)
+async def test_post_validation(client, fmt):
+    # one database for all the cases: each case is its own request, reported by name on failure
+    for name, fields, status, message in CASES:
+        r = await post(client, fields, fmt=fmt)
+        try:
+            assert_error_doc(r, status, fmt, contains=message)
+        except AssertionError as exc:
+            raise AssertionError(f"case {name!r}: {exc}") from exc
+    assert (await client.get("/staff/requests", headers=auth("staff"))).json()["total"] == 0
 
 
 async def test_exactly_4000_characters_is_fine(client):
@@ -54,40 +60,43 @@ async def test_several_errors_at_once(client, fmt):
     assert all(e["code"] == 400 for e in errors)
 
 
+GET_CASES = [
+    ({"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-05-01T00:00:00Z"}, "more than 90 days"),
+    ({"start_date": "2026-03-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"}, "must not be before"),
+    ({"start_date": "yesterday"}, "start_date must be an ISO 8601"),
+    ({"status": "pending"}, "status must be"),
+    ({"page_size": "0"}, "page_size"),
+    ({"page": "x"}, "page must be"),
+    ({"bbox": "1,2"}, "bbox"),
+    ({"lat": "39.9"}, "radius"),
+    ({"extensions": "maybe"}, "extensions"),
+]
+
+
 @pytest.mark.parametrize("fmt", ["xml", "json"])
-@pytest.mark.parametrize(
-    "params,message",
-    [
-        ({"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-05-01T00:00:00Z"}, "more than 90 days"),
-        ({"start_date": "2026-03-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"}, "must not be before"),
-        ({"start_date": "yesterday"}, "start_date must be an ISO 8601"),
-        ({"status": "pending"}, "status must be"),
-        ({"page_size": "0"}, "page_size"),
-        ({"page": "x"}, "page must be"),
-        ({"bbox": "1,2"}, "bbox"),
-        ({"lat": "39.9"}, "radius"),
-        ({"extensions": "maybe"}, "extensions"),
-    ],
-)
-async def test_get_requests_validation(client, fmt, params, message):
-    assert_error_doc(await client.get(f"/requests.{fmt}", params=params), 400, fmt, contains=message)
+async def test_get_requests_validation(client, fmt):
+    for params, message in GET_CASES:
+        assert_error_doc(await client.get(f"/requests.{fmt}", params=params), 400, fmt, contains=message)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
-        {"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}},
-        {"content": b'{"service_code": {"a": 1}, "lat": [1]}', "headers": {"Content-Type": "application/json"}},
-        {"content": b"service_code=\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-        {"content": b"<request/>", "headers": {"Content-Type": "application/xml"}},
-        {"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
-        {"content": b"attribute[SIZE][][]=1&attribute[=2&lat=1e999&long=-1e999&service_code=POTHOLE"},
-    ],
-)
-async def test_junk_input_is_a_400_not_a_500(client, kwargs):
-    r = await client.post("/requests.json", params={"api_key": TEST_KEYS["call_center"]}, **kwargs)
-    assert_error_doc(r, 400, "json")
+JUNK = [
+    {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+    {"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}},
+    {"content": b'{"service_code": {"a": 1}, "lat": [1]}', "headers": {"Content-Type": "application/json"}},
+    {"content": b"service_code=\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    {"content": b"<request/>", "headers": {"Content-Type": "application/xml"}},
+    {"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+    {"content": b"attribute[SIZE][][]=1&attribute[=2&lat=1e999&long=-1e999&service_code=POTHOLE"},
+]
+
+
+async def test_junk_input_is_a_400_not_a_500(client):
+    for kwargs in JUNK:
+        r = await client.post("/requests.json", params={"api_key": TEST_KEYS["call_center"]}, **kwargs)
+        try:
+            assert_error_doc(r, 400, "json")
+        except AssertionError as exc:
+            raise AssertionError(f"{kwargs['content']!r}: {exc}") from exc
 
 
 async def test_multipart_form_is_accepted(client):
@@ -99,3 +108,18 @@ async def test_get_routes_ignore_unknown_and_junk_parameters(client):
     for path in ("/services.json", "/services/POTHOLE.json", "/discovery.json", "/requests.json"):
         r = await client.get(path, params={"foo": "bar", "api_key": "anything", "jurisdiction_id": ""})
         assert r.status_code == 200, (path, r.text)
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+async def test_database_down_is_a_503_error_document(fmt):
+    from citystat_common.testing import TEST_KEY_ENTRIES, app_client
+    from intake311.config import Settings
+    from intake311.main import create_app
+
+    settings = Settings(database_url="postgresql+asyncpg://postgres@127.0.0.1:9/nowhere", api_keys=TEST_KEY_ENTRIES,
+                        kafka_bootstrap="127.0.0.1:9")
+    async with app_client(create_app(settings)) as client:
+        assert_error_doc(await client.get(f"/services.{fmt}"), 503, fmt, contains="unavailable")
+        r = await post(client, POTHOLE, fmt=fmt)
+        assert_error_doc(r, 503, fmt)
+        assert r.headers["Retry-After"] == "5"

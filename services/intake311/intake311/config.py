@@ -26,6 +26,9 @@ class Settings(ServiceSettings):
     duplicate_radius_m: float = Field(50.0, ge=0, le=5000)
     duplicate_window_hours: float = Field(72.0, ge=0, le=24 * 365)
 
+    # The consumer group of the directory.changes consumer (the local department copy).
+    consumer_group: str = "intake311"
+
     # Worker schedulers
     gauge_interval: float = Field(15.0, gt=0)
     batch_interval: float = Field(2.0, gt=0)

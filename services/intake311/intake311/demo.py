@@ -4,6 +4,7 @@ channels, some moved along their lifecycle. Idempotent: nothing is posted when r
 from __future__ import annotations
 
 import os
+from urllib.parse import urlencode
 
 import httpx
 
@@ -46,7 +47,10 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
         return f"intake311 already has {existing.json()['total']} requests"
     ids: list[str] = []
     for role, fields in DEMO_REQUESTS:
-        r = await client.post(f"{BASE}/open311/v2/requests.json", params={"api_key": keys[role]}, data=fields)
+        r = await client.post(  # form-encoded, as a stock Open311 client sends it (repeated attribute[X][] keys)
+            f"{BASE}/open311/v2/requests.json", params={"api_key": keys[role]}, content=urlencode(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         r.raise_for_status()
         ids.append(r.json()[0].get("service_request_id", ""))
     writer = {"X-API-Key": keys["call_center"]}

@@ -7,8 +7,6 @@ from citystat_common.events import DepartmentUpserted, Envelope
 from citystat_common.uow import UnitOfWork
 from intake311 import service
 
-GROUP_ID = "intake311"
-
 
 async def on_department_upserted(uow: UnitOfWork, envelope: Envelope, payload: DepartmentUpserted) -> None:
     await service.upsert_department(uow, payload)

@@ -10,7 +10,6 @@ from citystat_common.web import ServiceContext, build_app, check_broker, check_c
 from intake311.api import router as staff_router
 from intake311.api_open311 import router as open311_router
 from intake311.config import Settings
-from intake311.handlers import GROUP_ID
 from intake311.models import PLUMBING
 
 
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
         routers=[staff_router],
-        readiness=[check_database, check_broker, check_consumer(GROUP_ID)],
+        readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,
     )

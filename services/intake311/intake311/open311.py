@@ -458,7 +458,7 @@ def parse_search(params: Params, now: datetime, tz: ZoneInfo, max_results: int) 
         # The spec: service_request_id overrides every other parameter.
         parsed = []
         for part in _csv(ids):
-            if part.isdigit() and len(part) < 18:
+            if part.isascii() and part.isdigit() and len(part) < 18:
                 parsed.append(int(part))
             else:
                 s.unknown_ids = True

@@ -185,7 +185,7 @@ async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Depart
 
 def request_id(value: str) -> int | None:
     value = value.strip()
-    return int(value) if value.isdigit() and len(value) < 18 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 18 else None
 
 
 def event_data(req: ServiceRequest, service_name: str, change: str, previous_department: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 from intake311 import metrics, service
 from intake311.config import Settings
-from intake311.handlers import GROUP_ID, HANDLERS
+from intake311.handlers import HANDLERS
 from intake311.models import PLUMBING
 
 log = get_logger(__name__)
@@ -55,7 +55,7 @@ def build_worker(settings: ServiceSettings) -> WorkerParts:
     return WorkerParts(
         engine=engine,
         relay=make_relay(settings, engine, PLUMBING),
-        consumers=[make_consumer(settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_DIRECTORY], handlers=HANDLERS)],
+        consumers=[make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=[TOPIC_DIRECTORY], handlers=HANDLERS)],
         schedulers=[
             _every(settings.gauge_interval, "gauges", refresh_gauges),
             _every(settings.batch_interval, "batch_accept", accept_batch),

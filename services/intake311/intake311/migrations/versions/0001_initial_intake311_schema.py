@@ -4,13 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-24 10:34:01.967221
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import citystat_common.db
-
-import citystat_common.db
-
 
 revision = '0001'
 down_revision = None
