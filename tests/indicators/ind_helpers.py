@@ -1,6 +1,7 @@
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from citystat_common.events import DepartmentUpserted
 from citystat_common.testing import auth
 
 W = auth("analyst")
@@ -83,3 +84,28 @@ async def feed(app, code, seq):
             out.append(ind.status)
             await uow.commit()
     return out
+
+
+DEMO_DEPTS = [
+    ("STREETS", "Streets Department", "OPERATIONS", "Operations & Infrastructure"),
+    ("WATER", "Water Department", "OPERATIONS", "Operations & Infrastructure"),
+    ("POLICE", "Police Department", "SAFETY", "Public Safety"),
+    ("HEALTH", "Department of Public Health", "HEALTH_HS", "Health & Human Services"),
+]
+
+
+async def preload_departments(app, rows=None):
+    """What directory.department.upserted events would have stored: call the handler's service function."""
+    from citystat_common.events import make_event
+    from indicators.handlers import make_handlers
+
+    handler = make_handlers(app.state.ctx.settings)["directory.department.upserted"]
+    rows = DEMO_DEPTS if rows is None else rows
+    async with app.state.ctx.uow() as uow:
+        for code, name, ccode, cname in rows:
+            payload = DepartmentUpserted(department_id=f"id-{code}", code=code, name=name, cluster_code=ccode,
+                                         cluster_name=cname)
+            await handler(uow, make_event(payload, subject=payload.department_id), payload)
+        await uow.commit()
+
+

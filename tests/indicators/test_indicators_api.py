@@ -4,10 +4,10 @@ formulas, events in the outbox: on SQLite and PostgreSQL."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
 from citystat_common.testing import auth
 from indicators import service
-from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
 
 async def test_create_and_read_indicator_with_versioned_description(client):
@@ -101,9 +101,10 @@ async def test_values_are_validated_against_the_unit(client, unit, value, ok):
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "value"
 
 
-async def test_bad_period_names_the_field(client):
+@pytest.mark.parametrize("period", ["FY2026", "2026-13", "soon", month(-2)])
+async def test_bad_or_future_period_names_the_field(client, period):
     await create(client)
-    r = await client.post("/indicators/STREETS.potholes/observations", json={"period": "FY2026", "value": 5}, headers=W)
+    r = await client.post("/indicators/STREETS.potholes/observations", json={"period": period, "value": 5}, headers=W)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "period"
 
 
@@ -127,7 +128,7 @@ async def test_series_statuses_ytd_and_last_year(client):
     from indicators.periods import fiscal_year, fiscal_year_start
 
     fy_first = fiscal_year_start(fiscal_year(month_start(1), 7), 7)
-    ytd = [v for m, v in values.items() if month_start(int(0)) and fy_first.isoformat()[:7] <= m <= month(1)]
+    ytd = [v for m, v in values.items() if month_start(0) and fy_first.isoformat()[:7] <= m <= month(1)]
     assert summary["ytd_method"] == "sum" and summary["ytd_value"] == sum(ytd) and summary["ytd_periods"] == len(ytd)
 
 
@@ -265,6 +266,9 @@ async def test_efficiency_formula_recomputed_when_either_input_arrives(client):
     r = await client.post("/indicators/SANIT.cost_per_ton/observations", json={"period": month(1), "value": 3}, headers=W)
     assert r.status_code == 422
     assert (await client.get("/indicators/SANIT.spend")).json()["linked_outcome_code"] == "SANIT.clean"
+    spend = (await client.get("/dashboard/indicators/SANIT.spend")).text
+    assert "Buys the outcome" in spend and 'href="/dashboard/indicators/SANIT.cost_per_ton"' in spend
+    assert "Computed:" in (await client.get("/dashboard/indicators/SANIT.cost_per_ton")).text
 
 
 async def test_department_check_falls_back_to_the_directory(client, app):
@@ -285,6 +289,10 @@ async def test_dashboard_csv_and_report(client):
     assert "Operations &amp; Infrastructure" in html and "Public Safety" in html
     only = (await client.get("/dashboard", params={"critical": "true"})).text
     assert "POLICE.crime" not in only and "STREETS.potholes" in only
+    assert "No indicators match" in (await client.get("/dashboard", params={"source": "311"})).text
+    assert "POLICE.crime" in (await client.get("/dashboard", params={"source": "reported", "cluster": "SAFETY"})).text
+    assert "STREETS.potholes" not in (await client.get("/dashboard", params={"cluster": "SAFETY"})).text
+    assert "POLICE.crime" not in (await client.get("/dashboard", params={"kind": "quality"})).text
     csv_text = (await client.get("/dashboard.csv", params={"department": "STREETS"})).text
     lines = csv_text.strip().splitlines()
     assert len(lines) == 2 and ",red," in lines[1] and "95 70" in lines[1]

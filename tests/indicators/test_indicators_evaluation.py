@@ -2,7 +2,7 @@
 properties (never raises; status monotonic in the size of the miss). Pure functions, no I/O."""
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -168,6 +168,14 @@ def test_hysteresis_no_flapping_at_the_line():
 def test_hysteresis_holds_red_for_a_down_indicator_too():
     cfg = EvalConfig(direction="down", basis="target", recovery_within=0.02)
     assert run([112, 105, 101], cfg, targets=[100] * 3) == ["red", "red", "green"]
+
+
+def test_hysteresis_within_a_running_period():
+    cfg = EvalConfig(direction="up", basis="target", recovery_within=0.05)
+    ref = reference_for(cfg, target=80)
+    assert evaluate(72, ref, cfg).status == "yellow"  # first value of the period: 10% worse
+    assert evaluate(72, ref, cfg, was_red=True).status == "red"  # revised after it had been red
+    assert evaluate(77, ref, cfg, was_red=True).status == "green"  # 3.75% worse: recovered
 
 
 # --- missing data -------------------------------------------------------------------------------

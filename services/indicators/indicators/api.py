@@ -36,6 +36,11 @@ Writer = Annotated[Principal, require_scope("indicators:write")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
 
 
+def _today(settings: Settings) -> date:
+    """Today in the city's time zone: a period that has not started cannot be observed."""
+    return service.local_date(utcnow(), service.tz_of(settings))
+
+
 def _settings(ctx: Any) -> Settings:
     return ctx.settings  # type: ignore[no-any-return]
 
@@ -124,8 +129,15 @@ async def list_indicators(
         stmt = stmt.where(sa.or_(sa.func.lower(Indicator.code).like(like), sa.func.lower(Indicator.name).like(like)))
     items, total = await paginate(uow.session, stmt, paging)
     now = utcnow()
-    overrides = await service.active_overrides(uow, [i.id for i in items], now)
-    out = [await indicator_read(uow, _settings(ctx), i, overrides.get(i.id), now=now) for i in items]
+    ids = [i.id for i in items]
+    overrides = await service.active_overrides(uow, ids, now)
+    texts = dict((await uow.session.execute(
+        sa.select(IndicatorDescription.indicator_id, IndicatorDescription.text)
+        .where(IndicatorDescription.indicator_id.in_(ids), IndicatorDescription.valid_to.is_(None))
+        .order_by(IndicatorDescription.id)
+    )).all()) if ids else {}
+    out = [await indicator_read(uow, _settings(ctx), i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
+           for i in items]
     return Page(items=out, total=total, page=paging.page, page_size=paging.page_size)
 
 
@@ -205,6 +217,8 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, ctx
         p = service._period_cached(ind.frequency, data.period, settings.fiscal_year_start_month)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
+    if p.start > _today(settings):
+        raise Invalid(f"{p.label} has not started yet", field="period")
     if (err := service.validate_value(ind.unit, data.value)) is not None:
         raise Invalid(err, field="value")
     await service.record_observations(uow, settings, [service.ObsIn(ind, p, data.value, data.note)],
@@ -340,26 +354,33 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
         for ind in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(code_list[i : i + 500])))).scalars():
             inds[ind.code] = ind
     fy0 = settings.fiscal_year_start_month
+    # plain attributes once per indicator: the loop below runs once per row
+    facts = {code: (ind, ind.frequency, ind.unit, bool(ind.formula)) for code, ind in inds.items()}
+    allowed = {"indicator_code", "period", "value", "note"}
+    today = _today(settings)
     items: list[service.ObsIn] = []
     for n, d in enumerate(docs, start=1):
         if not isinstance(d, dict):
             errors.append({"row": n, "field": "row", "message": "must be an object"})
             continue
-        extra = set(d) - {"indicator_code", "period", "value", "note"}
-        if extra:
-            errors.append({"row": n, "field": sorted(extra)[0], "message": "unknown field"})
+        if len(d) > 4 or not allowed.issuperset(d):
+            errors.append({"row": n, "field": sorted(set(d) - allowed or {"row"})[0], "message": "unknown field"})
             continue
-        ind = inds.get(d.get("indicator_code"))  # type: ignore[arg-type]
-        if ind is None:
+        fact = facts.get(d.get("indicator_code"))  # type: ignore[arg-type]
+        if fact is None:
             errors.append({"row": n, "field": "indicator_code", "message": f"no indicator {d.get('indicator_code')!r}"})
             continue
-        if ind.formula:
+        ind, frequency, unit, is_formula = fact
+        if is_formula:
             errors.append({"row": n, "field": "indicator_code", "message": "computed by its formula"})
             continue
         try:
-            p = service._period_cached(ind.frequency, str(d.get("period", "")), fy0)
+            p = service._period_cached(frequency, str(d.get("period", "")), fy0)
         except ValueError as exc:
             errors.append({"row": n, "field": "period", "message": str(exc)})
+            continue
+        if p.start > today:
+            errors.append({"row": n, "field": "period", "message": f"{p.label} has not started yet"})
             continue
         value = d.get("value")
         if isinstance(value, str):
@@ -370,7 +391,7 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append({"row": n, "field": "value", "message": "must be a number"})
             continue
-        if (err := service.validate_value(ind.unit, value)) is not None:
+        if (err := service.validate_value(unit, value)) is not None:
             errors.append({"row": n, "field": "value", "message": err})
             continue
         note = d.get("note") or None

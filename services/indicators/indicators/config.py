@@ -45,7 +45,8 @@ class Settings(ServiceSettings):
     scheduler_batch: int = Field(500, ge=1)
 
     # Bulk ingest.
-    bulk_max_rows: int = Field(200_000, ge=1)
+    bulk_max_rows: int = Field(500_000, ge=1)
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # bulk ingest: ~1,000,000 CSV rows per call
     bulk_chunk_rows: int = Field(5_000, ge=100)
 
     dashboard_refresh_seconds: int = Field(60, ge=0)

@@ -29,7 +29,7 @@ from citystat_common.db import utcnow
 from citystat_common.web import Context, UoW
 from indicators import service
 from indicators.evaluation import default_rules, validate_rules
-from indicators.models import Department, Indicator, StatusChange, observations
+from indicators.models import Department, FormulaInput, Indicator, StatusChange, observations
 from indicators.periods import period_of
 
 router = APIRouter(tags=["dashboard"])
@@ -51,8 +51,9 @@ select,button,input{font-size:1rem;padding:.3rem}
 main{padding:0 1rem 2rem}
 h2.cluster{font-size:1.5rem;margin:1.2rem 0 .3rem;border-bottom:3px solid #0b2545}
 h3.dept{font-size:1.2rem;margin:.8rem 0 .4rem}
-.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:.7rem;list-style:none;margin:0;padding:0}
-a.tile{display:block;border-radius:8px;padding:.6rem .7rem;text-decoration:none;border:3px solid transparent;min-height:9rem}
+.depts{display:flex;flex-wrap:wrap;gap:.2rem 2rem}
+.tiles{display:flex;flex-wrap:wrap;gap:.7rem;list-style:none;margin:0;padding:0}
+a.tile{display:block;width:250px;border-radius:8px;padding:.6rem .7rem;text-decoration:none;border:3px solid transparent;min-height:9rem}
 a.tile:focus,a.tile:hover{outline:4px solid #1a73e8;outline-offset:2px;border-color:#000}
 .status-red{background:var(--red);color:#fff}.status-yellow{background:var(--yellow);color:#000}
 .status-green{background:var(--green);color:#fff}.status-grey{background:var(--grey);color:#fff}
@@ -106,7 +107,7 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "currency":
         return f"${value:,.2f}" if abs(value) < 100 else f"${value:,.0f}"
     if unit == "duration":
-        return f"{value:.1f} d"
+        return f"{value:,.1f}"
     if unit == "score":
         return f"{value:.2f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
@@ -148,7 +149,7 @@ class Tile:
 
 
 async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: str | None, kind: str | None,
-                 critical: bool, include_derived: bool = True) -> list[Tile]:
+                 critical: bool, source: str | None = None) -> list[Tile]:
     stmt = (
         sa.select(Indicator, Department.name, Department.cluster_code, Department.cluster_name)
         .outerjoin(Department, Department.code == Indicator.department_code)
@@ -163,8 +164,10 @@ async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: st
         stmt = stmt.where(Indicator.kind == kind)
     if critical:
         stmt = stmt.where(Indicator.critical.is_(True))
-    if not include_derived:
+    if source == "reported":
         stmt = stmt.where(Indicator.derived_from.is_(None))
+    elif source == "311":
+        stmt = stmt.where(Indicator.derived_from == "311")
     rows = (await uow.session.execute(stmt)).all()
     ids = [r[0].id for r in rows]
     now = utcnow()
@@ -237,14 +240,15 @@ def _board_html(tiles: list[Tile]) -> str:
         f'<span>{STATUS_SYMBOL[s]} {STATUS_LABEL[s]}: {counts[s]}</span>' for s in ("red", "yellow", "green", "grey")
     ) + "</p>")
     for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: (kv[0][0] == "_none", kv[0][1])):
-        out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>')
+        out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>'
+                   '<div class="depts">')
         for (dcode, dname), ts in sorted(depts.items()):
             out.append(
                 f'<section aria-labelledby="d-{escape(dcode)}"><h3 class="dept" id="d-{escape(dcode)}">{escape(dname)} '
                 f'<a class="muted noprint" href="/dashboard/departments/{escape(dcode)}/report">printable report</a></h3>'
                 f'<ul class="tiles">{"".join(_tile_html(t) for t in ts)}</ul></section>'
             )
-        out.append("</section>")
+        out.append("</div></section>")
     return "".join(out)
 
 
@@ -255,8 +259,9 @@ def _select(name: str, label: str, options: list[tuple[str, str]], current: str 
     return f'<label for="f-{name}">{label}<select id="f-{name}" name="{name}">{"".join(opts)}</select></label>'
 
 
-def _filters(cluster: str | None, department: str | None, kind: str | None, critical: bool) -> dict[str, str]:
-    q = {"cluster": cluster or "", "department": department or "", "kind": kind or ""}
+def _filters(cluster: str | None, department: str | None, kind: str | None, critical: bool,
+             source: str | None = None) -> dict[str, str]:
+    q = {"cluster": cluster or "", "department": department or "", "kind": kind or "", "source": source or ""}
     if critical:
         q["critical"] = "true"
     return {k: v for k, v in q.items() if v}
@@ -269,11 +274,13 @@ async def dashboard(
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     critical: bool = False,
+    source: Annotated[str | None, Query(pattern="^(|reported|311)$", description="reported or 311 (derived)")] = None,
     refresh: Annotated[int | None, Query(ge=0, le=3600)] = None,
 ) -> HTMLResponse:
     settings = ctx.settings
-    cluster, department, kind = cluster or None, (department or "").upper() or None, kind or None
-    tiles = await _tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical)
+    cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
+    tiles = await _tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
+                         source=source)
     board = _board_html(tiles)
     if request.headers.get("x-partial") == "board":
         return HTMLResponse(board)
@@ -283,7 +290,7 @@ async def dashboard(
     dept_opts = [(d.code, d.name) for d in depts] + [(c, c) for c in sorted(set(extra) - known)]
     cl_opts = sorted({(d.cluster_code, d.cluster_name or d.cluster_code) for d in depts if d.cluster_code}, key=lambda x: x[1])
     kinds = [(k, k) for k in ("input", "output", "outcome", "efficiency", "quality")]
-    q = urlencode(_filters(cluster, department, kind, critical))
+    q = urlencode(_filters(cluster, department, kind, critical, source))
     body = (
         '<header><h1>CityStat performance dashboard</h1>'
         '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
@@ -294,6 +301,7 @@ async def dashboard(
         + _select("cluster", "Cluster", cl_opts, cluster)  # type: ignore[arg-type]
         + _select("department", "Department", dept_opts, department)
         + _select("kind", "Kind", kinds, kind)
+        + _select("source", "Source", [("reported", "Reported by departments"), ("311", "Derived from 311")], source)
         + f'<label for="f-critical">Critical only<input id="f-critical" type="checkbox" name="critical" value="true"'
         f'{" checked" if critical else ""}></label><button type="submit">Apply</button></form>'
         f'<main id="board" aria-live="off">{board}</main>'
@@ -309,9 +317,10 @@ async def dashboard_csv(
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     critical: bool = False,
+    source: Annotated[str | None, Query(pattern="^(|reported|311)$")] = None,
 ) -> Response:
     tiles = await _tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
-                         kind=kind or None, critical=critical)
+                         kind=kind or None, critical=critical, source=source or None)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["cluster", "department_code", "department", "indicator_code", "indicator", "kind", "unit", "critical",
@@ -418,6 +427,7 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
     rules = ind.rules or [{"status": r.status, "max_miss": r.max_miss}
                           for r in default_rules(settings.green_within, settings.yellow_within)]
     validate_rules(rules)
+    links = await _links(uow, ind)
     rule_text = "; ".join(
         f"{r['status']} within {r['max_miss'] * 100:g}%" if r.get("max_miss") is not None else f"{r['status']} beyond"
         for r in rules)
@@ -440,7 +450,8 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
         f'&middot; {ind.frequency} &middot; direction {ind.direction} &middot; basis {ind.basis} &middot; rules: {escape(rule_text)}'
         + (" &middot; CRITICAL" if ind.critical else "") + "</p>"
         f'<p>{escape(desc.text if desc else "")}</p>'
-        f'<figure id="history-chart">{history_chart(ind, rows, rules, ind.band_tolerance)}</figure>'
+        + links
+        + f'<figure id="history-chart">{history_chart(ind, rows, rules, ind.band_tolerance)}</figure>'
         '<h2>Values</h2><table><caption class="muted">newest first</caption><thead><tr><th scope="col">Period</th>'
         '<th scope="col">Value</th><th scope="col">Target</th><th scope="col">Reference</th><th scope="col">Status</th>'
         f'<th scope="col">Why</th><th scope="col">Revision</th></tr></thead><tbody>{table}</tbody></table>'
@@ -449,6 +460,27 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
         f'<th scope="col">By</th></tr></thead><tbody>{htable}</tbody></table></main>'
     )
     return HTMLResponse(_page(f"{ind.name} - CityStat", body))
+
+
+async def _links(uow: Any, ind: Indicator) -> str:
+    """Formula inputs and the outcome a spending indicator buys, as links."""
+    parts = []
+    if ind.formula:
+        parts.append(f'Computed: <a href="/dashboard/indicators/{escape(ind.formula["numerator"])}">'
+                     f'{escape(ind.formula["numerator"])}</a> &divide; <a href="/dashboard/indicators/'
+                     f'{escape(ind.formula["denominator"])}">{escape(ind.formula["denominator"])}</a> for the same period.')
+    if ind.linked_outcome_code:
+        other = (await uow.session.execute(sa.select(Indicator).where(Indicator.code == ind.linked_outcome_code))
+                 ).scalar_one_or_none()
+        state = f" (now {_pill(other.status)} {fmt(other.latest_value, other.unit)})" if other else " (not registered yet)"
+        parts.append(f'Buys the outcome <a href="/dashboard/indicators/{escape(ind.linked_outcome_code)}">'
+                     f'{escape(ind.linked_outcome_code)}</a>{state}.')
+    users = (await uow.session.execute(
+        sa.select(Indicator.code).join(FormulaInput, FormulaInput.formula_indicator_id == Indicator.id)
+        .where(FormulaInput.input_indicator_id == ind.id))).scalars().all()
+    if users:
+        parts.append("Used by: " + ", ".join(f'<a href="/dashboard/indicators/{escape(c)}">{escape(c)}</a>' for c in users))
+    return "".join(f"<p>{p}</p>" for p in parts)
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")

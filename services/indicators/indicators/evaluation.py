@@ -17,7 +17,8 @@
    {"max_miss": .10, "status": "yellow"}, {"max_miss": null, "status": "red"}]``.
 4. **Persistence**: a raw red counts as red only after ``persistence`` consecutive raw-red
    periods; before that it shows yellow. **Hysteresis**: once red, the indicator stays red
-   until the miss is back within ``recovery_within``.
+   until the miss is back within ``recovery_within`` (across periods, and within a period
+   whose value is revised while it runs).
 5. No value, a value that is not a finite number, or no reference → **grey** (cannot judge).
 """
 
@@ -135,11 +136,12 @@ def reference_for(
         points = [f for f in (_as_float(h) for h in history) if f is not None][-cfg.history_window:]
         if len(points) < max(2, cfg.history_min_points):
             return None
-        mean = math.fsum(points) / len(points)
-        if not math.isfinite(mean):
+        try:
+            mean = math.fsum(points) / len(points)
+            sd = math.sqrt(math.fsum((p - mean) * (p - mean) for p in points) / len(points))
+        except (OverflowError, ValueError):  # fsum refuses sums beyond the float range
             return None
-        sd = math.sqrt(math.fsum((p - mean) * (p - mean) for p in points) / len(points))
-        if not math.isfinite(sd):
+        if not (math.isfinite(mean) and math.isfinite(sd)):
             return None
         spread = cfg.history_k * sd
         return Reference("history", mean, mean - spread, mean + spread)
@@ -184,8 +186,14 @@ def classify(miss: float, rules: Sequence[Rule]) -> str:
     return "red"
 
 
-def evaluate(value: float | None, ref: Reference | None, cfg: EvalConfig, prev: PrevState | None = None) -> Evaluation:
-    """One period's status, given the previous period's state (for persistence and hysteresis)."""
+def evaluate(
+    value: float | None, ref: Reference | None, cfg: EvalConfig, prev: PrevState | None = None, *, was_red: bool = False
+) -> Evaluation:
+    """One period's status, given the previous period's state (for persistence and hysteresis).
+
+    ``was_red``: this same period was already red before its value changed (a running period
+    revised as data arrives, such as today's 311 figures): hysteresis applies within the period
+    too, so a value hovering at the line does not flap between red and yellow."""
     value = _as_float(value)
     if value is None:
         return Evaluation("grey", "grey", None, 0, ref, "no value for the period")
@@ -205,7 +213,7 @@ def evaluate(value: float | None, ref: Reference | None, cfg: EvalConfig, prev: 
     if raw == "red" and streak < cfg.persistence:
         status = "yellow"
         reason = f"breaching {streak} of {cfg.persistence} periods needed for red ({_pct(miss)} worse)"
-    if prev is not None and prev.status == "red" and status != "red" and miss > cfg.recovery_within:
+    if ((prev is not None and prev.status == "red") or was_red) and status != "red" and miss > cfg.recovery_within:
         status = "red"
         reason = f"still red: {_pct(miss)} worse; recovery needs {_pct(cfg.recovery_within)} or better"
     return Evaluation(status, raw, miss, streak, ref, reason)

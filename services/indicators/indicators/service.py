@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
@@ -38,7 +39,15 @@ from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from indicators import metrics, schemas
 from indicators.config import Settings
-from indicators.evaluation import EvalConfig, Evaluation, PrevState, default_rules, evaluate, reference_for, validate_rules
+from indicators.evaluation import (
+    EvalConfig,
+    Evaluation,
+    PrevState,
+    default_rules,
+    evaluate,
+    reference_for,
+    validate_rules,
+)
 from indicators.models import (
     Department,
     FormulaInput,
@@ -357,12 +366,41 @@ def _upsert_stmt(dialect: str, table: sa.Table, keys: list[str]) -> Any:
     )
 
 
+COPY_THRESHOLD = 2000
+
+
 async def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[dict[str, Any]], keys: list[str], chunk: int = 5000) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE in batches (executemany). On PostgreSQL, large batches go
+    through COPY into a temporary staging table and one INSERT ... SELECT ... ON CONFLICT."""
     if not rows:
         return
-    stmt = _upsert_stmt(uow.session.bind.dialect.name, table, keys)
+    dialect = uow.session.bind.dialect.name
+    if dialect == "postgresql" and table is observations and len(rows) >= COPY_THRESHOLD:
+        await _pg_copy_upsert(uow, table, rows, keys)
+        return
+    stmt = _upsert_stmt(dialect, table, keys)
     for i in range(0, len(rows), chunk):
         await uow.session.execute(stmt, rows[i : i + chunk])
+
+
+async def _pg_copy_upsert(uow: UnitOfWork, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    conn = await uow.session.connection()  # inside the unit of work's transaction
+    raw = await conn.get_raw_connection()
+    apg: Any = raw.driver_connection
+    cols = [c.name for c in table.c]
+    stage = f"_stage_{table.name}"
+    await apg.execute(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+    )
+    await apg.execute(f'TRUNCATE "{stage}"')
+    await apg.copy_records_to_table(stage, records=[tuple(r[c] for c in cols) for r in rows], columns=cols)
+    col_list = ", ".join(f'"{c}"' for c in cols)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in cols if c not in keys)
+    await apg.execute(
+        f'INSERT INTO "{table.name}" ({col_list}) SELECT {col_list} FROM "{stage}" '
+        f'ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates}'
+    )
+    await apg.execute(f'TRUNCATE "{stage}"')
 
 
 async def record_observations(
@@ -422,6 +460,7 @@ async def record_observations(
             first_changed: date | None = forced.get(iid)
             changed_periods: list[Period] = []
             dirty: set[date] = set()
+            was_red: set[date] = set()  # periods already red whose value is being revised
             for start, it in by_ind[iid].items():
                 old = rows.get(start)
                 value = float(it.value)
@@ -438,6 +477,8 @@ async def record_observations(
                     }
                 else:
                     result.updated += 1
+                    if old["status"] == "red":
+                        was_red.add(start)
                     if old["value"] != value:
                         revisions.append({
                             "indicator_id": iid, "period_start": start, "old_value": old["value"], "new_value": value,
@@ -455,6 +496,7 @@ async def record_observations(
                 await _refresh_state(uow, settings, ind, None, overrides.get(iid), now, actor)
                 continue
             metrics.OBSERVATIONS.labels(ind.department_code).inc(len(dirty))
+            evaluated: dict[str, int] = defaultdict(int)
             result.changed_periods[iid] = changed_periods
             cfg = eval_config(ind, settings)
             series = sorted(rows)
@@ -467,7 +509,7 @@ async def record_observations(
                 p = _period_at(ind.frequency, s, fy0)
                 prev_row = rows[series[k - 1]] if k > 0 else None
                 prior = rows.get(_prev_start(p, fy0))
-                last_year = rows.get(same_period_last_year(p, fy0).start)
+                last_year = rows.get(_last_year_start(p, fy0))
                 target = target_at(tseries, s)
                 ref = reference_for(
                     cfg, target=target, prior=prior["value"] if prior else None,
@@ -475,12 +517,14 @@ async def record_observations(
                     history=values[max(0, k - cfg.history_window) : k],
                 )
                 prev = PrevState(prev_row["status"], prev_row["streak"]) if prev_row else None
-                ev = evaluate(row["value"], ref, cfg, prev)
+                ev = evaluate(row["value"], ref, cfg, prev, was_red=s in was_red)
                 new = _eval_fields(ev, target)
                 if s in dirty or any(row[c] != new[c] for c in EVAL_COLS):
                     row.update(new)
                     dirty.add(s)
-                    metrics.EVALUATIONS.labels(ev.status).inc()
+                    evaluated[ev.status] += 1
+            for st, n in evaluated.items():
+                metrics.EVALUATIONS.labels(st).inc(n)
             writes.extend(rows[s] for s in dirty)
             latest = rows[series[-1]] if series else None
             await _refresh_state(uow, settings, ind, latest, overrides.get(iid), now, actor)
@@ -500,8 +544,17 @@ def _safe_minus(d: date, days: int) -> date:
         return date.min
 
 
+@functools.lru_cache(maxsize=200_000)
 def _prev_start(p: Period, fy0: int) -> date:
     return _period_at(p.frequency, p.start - timedelta(days=1), fy0).start if p.start > date.min else p.start
+
+
+@functools.lru_cache(maxsize=200_000)
+def _last_year_start(p: Period, fy0: int) -> date:
+    try:
+        return same_period_last_year(p, fy0).start
+    except (ValueError, OverflowError):
+        return date.min
 
 
 def _eval_fields(ev: Evaluation, target: float | None) -> dict[str, Any]:
@@ -562,6 +615,15 @@ async def apply_effective(
     note: str | None = None,
 ) -> bool:
     """Publish a change of the indicator's effective status; True if it changed."""
+    if uow.session.bind.dialect.name == "postgresql":
+        # Lock the indicator and read its published state as committed: two transactions
+        # evaluating it at once (consumer, scheduler, api) publish one breach, not two.
+        # (SQLite needs none: BEGIN IMMEDIATE already serializes the writers.)
+        row = (await uow.session.execute(
+            sa.select(Indicator.status, Indicator.episode_id).where(Indicator.id == ind.id).with_for_update()
+        )).one()
+        set_committed_value(ind, "status", row.status)
+        set_committed_value(ind, "episode_id", row.episode_id)
     status, overridden, override_reason, reason = effective_status(ind, override, now)
     previous = ind.status
     if status == previous and note is None:
@@ -666,7 +728,7 @@ async def recompute_formula(
         role = "numerator" if iid == inputs["numerator"] else "denominator"
         got[start][role] = (value, Period(start, end, label, formula_ind.frequency))
     items = []
-    for start, parts in got.items():
+    for parts in got.values():
         if len(parts) == 2 and parts["denominator"][0] != 0:
             value = parts["numerator"][0] / parts["denominator"][0]
             if math.isfinite(value) and validate_value(formula_ind.unit, value) is None:

@@ -4,11 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-24 10:40:07.406904
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import citystat_common.db
-
 
 revision = '0001'
 down_revision = None
