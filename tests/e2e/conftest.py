@@ -16,8 +16,9 @@ def make_stack(tmp_path_factory, broker, services, extra_env=None, name="stack")
     return ProcessStack(folder, urls, broker, extra_env=extra_env)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack_factory(tmp_path_factory, broker):
+    """Stacks live for one test: two stacks on one broker would share consumer groups."""
     stacks: list[ProcessStack] = []
 
     def factory(services, extra_env=None, own_broker=None):
