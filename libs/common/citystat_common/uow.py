@@ -11,12 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
+
+# Wakes the outbox relay at once on PostgreSQL (delivered at commit, folded to one per transaction).
+_NOTIFY_RELAY = text("SELECT pg_notify('citystat_outbox', '')")
 
 
 class UnitOfWork:
@@ -56,6 +59,8 @@ class UnitOfWork:
         if self.events:
             now = utcnow()
             await self.session.execute(insert(self.tables.outbox), [_outbox_row(e, now) for e in self.events])
+            if self.session.get_bind().dialect.name == "postgresql":
+                await self.session.execute(_NOTIFY_RELAY)
         await self.session.commit()
         self.events = []
 

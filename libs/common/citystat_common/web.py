@@ -140,18 +140,21 @@ async def check_broker(ctx: ServiceContext) -> str | None:
 
 
 def check_consumer(group_id: str, max_age: timedelta = timedelta(seconds=30)) -> ReadinessCheck:
+    """Ready when some replica of the group reported, recently, an assignment of partitions."""
+
     async def check(ctx: ServiceContext) -> str | None:
         hb = ctx.tables.heartbeat
         try:
             async with ctx.engine.connect() as conn:
-                row = (await conn.execute(sa.select(hb).where(hb.c.component == f"consumer:{group_id}"))).first()
+                rows = (await conn.execute(sa.select(hb).where(hb.c.component.like(f"consumer:{group_id}:%")))).all()
         except Exception as exc:  # noqa: BLE001
             return f"database unreachable: {type(exc).__name__}"
-        if row is None:
+        fresh = [r for r in rows if utcnow() - r.updated_at <= max_age]
+        if not rows:
             return f"consumer {group_id} has not reported"
-        if utcnow() - row.updated_at > max_age:
-            return f"consumer {group_id} silent since {row.updated_at.isoformat()}"
-        if not row.details.get("assigned"):
+        if not fresh:
+            return f"consumer {group_id} silent since {max(r.updated_at for r in rows).isoformat()}"
+        if not any(r.details.get("assigned") for r in fresh):
             return f"consumer {group_id} has no partitions assigned"
         return None
 
