@@ -100,10 +100,14 @@ class City:
             tickets = await self.tickets_per_indicator()
             return opened == len(self.requests) and tickets == dict.fromkeys(self.indicators, 1)
         try:
-            await eventually(settled, timeout=90, interval=0.5)
-        finally:
+            await eventually(settled, timeout=150, interval=0.5)
+        except AssertionError:
             print("opened", await self.opened_today(), "posted", len(self.requests),
                   "tickets", await self.tickets_per_indicator())
+            for name in ("intake311", "indicators"):
+                lines = [ln for ln in self.stack.logs(name).splitlines() if '"level": "warning"' in ln or "error" in ln]
+                print(name, "warnings:", *lines[-15:], sep="\n")
+            raise
 
 
 def replay_all(stack, since):
