@@ -199,10 +199,11 @@ class City:
                 for _ in range(self._poisson(expected)):
                     await self.post_request(clients, now, t)
                 await self.due_actions(clients, now)
-                month = self._month(t - timedelta(days=30))  # a month is reported once it is over
-                if month not in self.reported_months and t - timedelta(days=30) >= self.sim_start:
-                    self.reported_months.add(month)
-                    await self.report_month(clients, month, months_done)
+                # departments report a month once it is over (and the month before the start at once)
+                previous = self._month(t.replace(day=1) - timedelta(days=1))
+                if previous not in self.reported_months:
+                    self.reported_months.add(previous)
+                    await self.report_month(clients, previous, months_done)
                     months_done += 1
                 if now >= next_staff:
                     next_staff = now + 10
