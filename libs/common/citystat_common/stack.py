@@ -54,7 +54,7 @@ class ProcessStack:
         self.broker = broker
         self.extra_env = extra_env or {}
         self.services = {name: ServiceProcs(name, free_port(), url) for name, url in database_urls.items()}
-        keys = [{k: v for k, v in e.items() if k != "key"} | {"sha256": hash_key(e["key"])} for e in TEST_KEY_ENTRIES]
+        keys = [{k: v for k, v in e.items() if k != "key"} | {"sha256": hash_key(str(e["key"]))} for e in TEST_KEY_ENTRIES]
         self.keys_file = self.folder / "api-keys.json"
         self.keys_file.write_text(json.dumps({"keys": keys}))
 
