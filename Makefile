@@ -64,11 +64,13 @@ test-fast: install
 	$(BIN)/python -m pytest -x -q -m "not browser"
 
 lint: install
-	$(BIN)/ruff check libs services tests scripts
+	$(BIN)/ruff check libs services tests scripts bench
 	$(BIN)/mypy libs/common/citystat_common
 
 bench: install
-	$(BIN)/python -m bench.run
+	@command -v wrk >/dev/null || { echo "installing Debian package: wrk"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from citystat_common.db import PlumbingTables, utcnow
@@ -19,7 +19,9 @@ from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
 
 # Wakes the outbox relay at once on PostgreSQL (delivered at commit, folded to one per transaction).
-_NOTIFY_RELAY = text("SELECT pg_notify('citystat_outbox', '')")
+_CHANNEL = "citystat_outbox"  # outbox.NOTIFY_CHANNEL
+_NOTIFY_RELAY = text(f"SELECT pg_notify('{_CHANNEL}', '')")
+_NOTIFY_INLINE_MAX = 50  # up to this many events: one INSERT ... VALUES (...), (...) with the NOTIFY
 
 
 class UnitOfWork:
@@ -58,8 +60,15 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self.events:
             now = utcnow()
-            await self.session.execute(insert(self.tables.outbox), [_outbox_row(e, now) for e in self.events])
-            if self.session.get_bind().dialect.name == "postgresql":
+            rows = [_outbox_row(e, now) for e in self.events]
+            if self.session.get_bind().dialect.name != "postgresql":
+                await self.session.execute(insert(self.tables.outbox), rows)
+            elif len(rows) <= _NOTIFY_INLINE_MAX:
+                # One round trip: the rows and the relay's wake-up in one statement.
+                ins = insert(self.tables.outbox).values(rows).returning(self.tables.outbox.c.id).cte("ins")
+                await self.session.execute(select(func.pg_notify(_CHANNEL, "")).select_from(ins).limit(1))
+            else:
+                await self.session.execute(insert(self.tables.outbox), rows)
                 await self.session.execute(_NOTIFY_RELAY)
         await self.session.commit()
         self.events = []

@@ -111,6 +111,8 @@ class ServiceRequest(Base):
     __table_args__ = (
         sa.Index("ix_service_requests_open_nearby", "service_code", "status", "requested_datetime"),
         sa.Index("ix_service_requests_dept_status", "department_code", "status"),
+        # area searches (bbox, lat/long/radius) and duplicate detection narrow by position first
+        sa.Index("ix_service_requests_location", "lat", "long"),
     )
 
 

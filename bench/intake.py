@@ -1,0 +1,135 @@
+"""Benchmark 1 (intake throughput) and the intake part of 6 (memory): sustained Open311
+POST /requests.json with wrk against the full intake311 service (database + outbox, worker
+relaying to the broker) on PostgreSQL and SQLite, and against the bare baseline app, all under
+the same launcher (same uvicorn kwargs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.common import (
+    ROOT,
+    BareServer,
+    BenchStack,
+    Databases,
+    RssSampler,
+    log,
+    ratio,
+    rss_mb,
+    run_wrk,
+)
+from bench.launcher import SERVER_KWARGS
+from citystat_common.db import create_engine
+from citystat_common.localbroker import LocalBroker
+from citystat_common.migrate import upgrade
+from citystat_common.testing import TEST_KEYS
+
+POST_SCRIPT = ROOT / "wrk_post.lua"
+SERVICE_CODE = "POTHOLE"
+EXTRA_FIELDS = "attribute%5BSIZE%5D=large"
+
+
+def _post_args() -> list[str]:
+    return [TEST_KEYS["web"], SERVICE_CODE, EXTRA_FIELDS]
+
+
+def _check_post(base: str) -> dict[str, Any]:
+    body = {"api_key": TEST_KEYS["web"], "service_code": SERVICE_CODE, "lat": "39.95", "long": "-75.16",
+            "attribute[SIZE]": "large", "description": "Benchmark request", "address_string": "1400 JFK Blvd"}
+    r = httpx.post(f"{base}/requests.json", data=body, timeout=10)
+    if r.status_code != 201:
+        raise RuntimeError(f"POST /requests.json answered {r.status_code}: {r.text[:500]}")
+    return r.json()[0]
+
+
+async def _counts(url: str) -> tuple[int, int]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            n = (await conn.execute(sa.text("SELECT count(*) FROM service_requests"))).scalar_one()
+            pending = (await conn.execute(sa.text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar_one()
+        return int(n), int(pending)
+    finally:
+        await engine.dispose()
+
+
+def _wait_drained(url: str, timeout: float) -> tuple[float | None, int, int]:
+    t0 = time.monotonic()
+    while True:
+        n, pending = asyncio.run(_counts(url))
+        if pending == 0:
+            return round(time.monotonic() - t0, 2), n, 0
+        if time.monotonic() - t0 > timeout:
+            return None, n, pending
+        time.sleep(0.5)
+
+
+def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"server_settings": SERVER_KWARGS, "duration_s": cfg.intake_duration,
+                           "connections": cfg.connections, "wrk_threads": cfg.wrk_threads,
+                           "body": f"service_code={SERVICE_CODE}&lat&long (random)&{EXTRA_FIELDS}&description&address_string&api_key"}
+    load = dict(duration=cfg.intake_duration, connections=cfg.connections, threads=cfg.wrk_threads)
+    warm = dict(duration=cfg.warmup, connections=cfg.connections, threads=cfg.wrk_threads)
+
+    log("intake: bare baseline")
+    with BareServer(folder) as bare:
+        assert bare.proc is not None
+        bare_pids = [bare.proc.pid]
+        run_wrk(f"{bare.url}/ping", **warm)
+        out["wrk_ceiling_get"] = run_wrk(f"{bare.url}/ping", server_pids=bare_pids, **load)
+        run_wrk(f"{bare.url}/requests.json", script=POST_SCRIPT, script_args=_post_args(), **warm)
+        out["baseline"] = run_wrk(f"{bare.url}/requests.json", script=POST_SCRIPT, script_args=_post_args(),
+                                  server_pids=bare_pids, **load)
+        out["baseline"]["rss_mb"] = rss_mb(bare.proc.pid)
+    base = out["baseline"]
+    log(f"intake: baseline {base['rps']} req/s p99 {base['p99_ms']} ms; GET ceiling {out['wrk_ceiling_get']['rps']} req/s")
+
+    if "postgresql" in cfg.intake_backends and cfg.naive_reference:
+        log("intake: naive reference (insert a row and an outbox row) on PostgreSQL")
+        with BareServer(folder, "bench.bareapp:create_naive_app", {"BENCH_NAIVE_DATABASE_URL": dbs.pg("naive")}) as naive:
+            assert naive.proc is not None
+            run_wrk(f"{naive.url}/requests.json", script=POST_SCRIPT, script_args=_post_args(), **warm)
+            ref = run_wrk(f"{naive.url}/requests.json", script=POST_SCRIPT, script_args=_post_args(),
+                          server_pids=[naive.proc.pid], **load)
+        ref["ratio_rps_vs_baseline"] = ratio(ref["ok_rps"], base["rps"])
+        ref["ratio_p99_vs_baseline"] = ratio(ref["p99_ms"], base["p99_ms"], 2)
+        out["naive_reference_postgresql"] = ref
+        log(f"intake naive reference: {ref['ok_rps']} req/s ({ref['ratio_rps_vs_baseline']} of baseline)")
+
+    for backend in cfg.intake_backends:
+        url = dbs.pg("intake") if backend == "postgresql" else dbs.sqlite("intake")
+        upgrade("intake311", url)
+        stack = BenchStack(folder / f"intake-{backend}", {"intake311": url}, broker,
+                           extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"})
+        res: dict[str, Any] = {}
+        try:
+            stack.start("intake311")
+            stack.wait_healthy(timeout=90)
+            time.sleep(3)
+            pids = stack.pids("intake311")
+            res["rss_idle_mb"] = {k: rss_mb(p) for k, p in pids.items()}
+            _check_post(stack.url("intake311"))
+            run_wrk(f"{stack.url('intake311')}/requests.json", script=POST_SCRIPT, script_args=_post_args(), **warm)
+            with RssSampler(pids) as sampler:
+                res.update(run_wrk(f"{stack.url('intake311')}/requests.json", script=POST_SCRIPT,
+                                   script_args=_post_args(), server_pids=pids.values(), **load))
+            res["rss_load_peak_mb"] = dict(sampler.peak)
+            res["api_server_cpu_note"] = "server_cpu_cores sums the api and worker processes"
+            drained, rows, pending = _wait_drained(url, timeout=60)
+            res["stored_requests"] = rows
+            res["outbox_drain_after_load_s"] = drained
+            res["outbox_pending_after_drain_wait"] = pending
+        finally:
+            stack.stop_all()
+        res["ratio_rps_vs_baseline"] = ratio(res.get("ok_rps"), base["rps"])
+        res["ratio_p99_vs_baseline"] = ratio(res.get("p99_ms"), base["p99_ms"], 2)
+        out[backend] = res
+        log(f"intake {backend}: {res.get('ok_rps')} req/s ({res['ratio_rps_vs_baseline']} of baseline), "
+            f"p99 {res.get('p99_ms')} ms ({res['ratio_p99_vs_baseline']}x), errors {res.get('error_total')}")
+    return out

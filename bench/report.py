@@ -1,0 +1,150 @@
+"""Targets from the issue, checked against a run's results, and the short stdout table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target: name, measured value, limit, met (True/False/None when not measured)."""
+    t: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, limit: str, ok: bool | None) -> None:
+        t.append({"target": name, "value": value, "limit": limit, "met": ok})
+
+    rps = _get(r, "intake", "postgresql", "ratio_rps_vs_baseline")
+    add("intake throughput on PostgreSQL vs bare", rps, ">= 0.25", None if rps is None else rps >= 0.25)
+    p99 = _get(r, "intake", "postgresql", "ratio_p99_vs_baseline")
+    add("intake p99 on PostgreSQL vs bare", p99, "<= 4x", None if p99 is None else p99 <= 4)
+    b = _get(r, "breach", "ratio_p99_vs_broker")
+    add("breach-to-ticket p99 vs broker round trip", b, "<= 20x", None if b is None else b <= 20)
+    bulk = _get(r, "bulk", "ratio_vs_copy")
+    add("bulk ingest vs COPY", bulk, ">= 0.30", None if bulk is None else bulk >= 0.30)
+    q = _get(r, "query", "postgresql", "worst_filtered_ratio")
+    add("query at large vs small size (PostgreSQL, worst filtered shape)", q, "<= 2x", None if q is None else q <= 2)
+    e = _get(r, "evalscale", "ratio_median")
+    add("evaluation with many vs few indicators", e, "<= 1.5x", None if e is None else e <= 1.5)
+    idle = _get(r, "memory", "idle_max_mb")
+    add("each service idle resident memory (largest process)", idle, "< 150 MB", None if idle is None else idle < 150)
+    return t
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    return str(v)
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = _rows(report)
+    lines = [f"CityStat benchmarks, {report['started']} ({report['elapsed_s']} s, {report['machine'].get('cpus')} CPUs)", ""]
+    w = [max(len(x[i]) for x in rows) if rows else 0 for i in range(4)]
+    lines.append(f"{'benchmark':<{w[0]}}  {'figure':<{w[1]}}  {'detail':<{w[2]}}  ratio")
+    for row in rows:
+        lines.append(f"{row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:<{w[2]}}  {row[3]}")
+    lines += ["", "targets:"]
+    for t in report.get("targets", []):
+        mark = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
+        lines.append(f"  [{mark}] {t['target']}: {_fmt(t['value'])} (target {t['limit']})")
+    if report.get("errors"):
+        lines += ["", "errors: " + ", ".join(report["errors"])]
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The same figures as Markdown tables, for docs/performance.md."""
+    out = [f"Run `{report['started']}` ({report['elapsed_s']} s).", "",
+           "| benchmark | figure | detail | ratio |", "|---|---|---|---|"]
+    out += [f"| {a.strip()} | {b} | {c} | {d} |" for a, b, c, d in _rows(report)]
+    out += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
+    for t in report.get("targets", []):
+        out.append(f"| {t['target']} | {_fmt(t['value'])} | {t['limit']} | "
+                   f"{ {True: 'yes', False: '**no**', None: 'not measured'}[t['met']] } |")
+    return "\n".join(out)
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    r = report["results"]
+    rows: list[tuple[str, str, str, str]] = []
+    it = r.get("intake") or {}
+    if "baseline" in it:
+        b = it["baseline"]
+        rows.append(("intake bare baseline", f"{_fmt(b['rps'])} req/s",
+                     f"p50/95/99 {b['p50_ms']}/{b['p95_ms']}/{b['p99_ms']} ms (wrk used {b['wrk_cpu_cores']} cores)", "1.0"))
+        c = it.get("wrk_ceiling_get") or {}
+        if c:
+            rows.append(("  load generator check: GET /ping", f"{_fmt(c['rps'])} req/s",
+                         f"wrk used {c['wrk_cpu_cores']} cores, server {c['server_cpu_cores']}", ""))
+        nv = it.get("naive_reference_postgresql")
+        if nv:
+            rows.append(("  naive insert+outbox (PG)", f"{_fmt(nv['ok_rps'])} req/s",
+                         f"p50/95/99 {nv['p50_ms']}/{nv['p95_ms']}/{nv['p99_ms']} ms",
+                         f"{_fmt(nv['ratio_rps_vs_baseline'])} (p99 {_fmt(nv['ratio_p99_vs_baseline'])}x)"))
+        for backend in ("postgresql", "sqlite"):
+            s = it.get(backend)
+            if s and "rps" in s:
+                rows.append((f"intake {backend}", f"{_fmt(s['ok_rps'])} req/s",
+                             f"p50/95/99 {s['p50_ms']}/{s['p95_ms']}/{s['p99_ms']} ms",
+                             f"{_fmt(s['ratio_rps_vs_baseline'])} (p99 {_fmt(s['ratio_p99_vs_baseline'])}x)"))
+    for backend, q in (r.get("query") or {}).items():
+        if isinstance(q, dict) and "shapes" in q:
+            for shape, v in q["shapes"].items():
+                rows.append((f"query {backend} {shape}", f"{_fmt(v['small']['p50_ms'])} -> {_fmt(v['large']['p50_ms'])} ms",
+                             f"{q['small_rows']:,} -> {q['large_rows']:,} rows", f"{_fmt(v['ratio_p50'])}x"))
+    bk = r.get("bulk") or {}
+    if "api_rows_per_s" in bk:
+        rows.append(("bulk ingest API", f"{_fmt(bk['api_rows_per_s'])} rows/s", f"COPY {_fmt(bk['copy_rows_per_s'])} rows/s",
+                     _fmt(bk["ratio_vs_copy"])))
+    br = r.get("breach") or {}
+    if "ticket" in br:
+        rows.append(("breach -> ticket", f"p50/95/99 {br['ticket']['p50_ms']}/{br['ticket']['p95_ms']}/{br['ticket']['p99_ms']} ms",
+                     f"broker RTT p50/99 {br['broker_rtt']['p50_ms']}/{br['broker_rtt']['p99_ms']} ms", f"{_fmt(br['ratio_p99_vs_broker'])}x (p99)"))
+        st = br.get("stages") or {}
+        if st:
+            a, z = st.get("outbox_to_published") or {}, st.get("published_to_ticket_opened") or {}
+            rows.append(("  stages p50/p99", f"relay {a.get('p50_ms')}/{a.get('p99_ms')} ms",
+                         f"bus+consumer {z.get('p50_ms')}/{z.get('p99_ms')} ms", ""))
+    ev = r.get("evalscale") or {}
+    if "ratio_median" in ev:
+        rows.append(("evaluation scaling", f"{_fmt(ev['small']['p50_ms'])} -> {_fmt(ev['large']['p50_ms'])} ms",
+                     f"{ev['small_indicators']:,} -> {ev['large_indicators']:,} indicators", f"{_fmt(ev['ratio_median'])}x"))
+    mem = r.get("memory") or {}
+    def _mb(d: dict[str, Any] | None) -> str:
+        return " / ".join(f"{k} {v}" for k, v in (d or {}).items())
+
+    for svc, v in (mem.get("services") or {}).items():
+        rows.append((f"memory {svc} (MB)", f"idle {_mb(v.get('idle_mb'))}", f"under intake load {_mb(v.get('load_peak_mb'))}", ""))
+    if mem.get("idle_cpu_cores"):
+        total = sum(mem["idle_cpu_cores"].values())
+        top = max(mem["idle_cpu_cores"].items(), key=lambda kv: kv[1])
+        rows.append(("idle CPU, all 8 processes", f"{total:.3f} cores", f"largest {top[0]} {top[1]}", ""))
+    for backend in ("postgresql", "sqlite"):
+        s = it.get(backend) or {}
+        if s.get("rss_idle_mb"):
+            rows.append((f"memory intake311 bench {backend} (MB)", f"idle {_mb(s['rss_idle_mb'])}",
+                         f"under load {_mb(s.get('rss_load_peak_mb'))}", ""))
+    return rows
+
+
+def main() -> None:
+    """``python -m bench.report bench/results/<file>.json [--markdown]``: print a saved run again."""
+    import json
+    import sys
+
+    report = json.loads(open(sys.argv[1]).read())
+    report["targets"] = evaluate_targets(report["results"])
+    print(markdown(report) if "--markdown" in sys.argv else table(report))
+
+
+if __name__ == "__main__":
+    main()
