@@ -116,17 +116,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled_error", exc_info=exc)
         return problem(500, "Internal error", "an unexpected error; it has been logged")
 
-    # Registered by class (not only as the catch-all) so they are answered without a re-raise.
-    for exc_class in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError, TimeoutError):
+    # The database errors are registered by class, not only as the catch-all Exception, so they are
+    # answered without the re-raise Starlette does for the catch-all.
+    db_errors = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError, TimeoutError)
+    for exc_class in (*db_errors, Exception):
         app.add_exception_handler(exc_class, _maybe_down)  # type: ignore[arg-type]
-
-    @app.exception_handler(Exception)
-    async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
-        if is_database_down(exc):
-            log.error("database_unavailable", error=str(exc))
-            return problem(503, "Service unavailable", "the database is unreachable; retry shortly")
-        log.exception("unhandled_error")
-        return problem(500, "Internal error", "an unexpected error; it has been logged")
 
 
 def _title(status: int) -> str:

@@ -206,6 +206,16 @@ SENIOR_ROLES: tuple[str, ...] = (
 )
 
 
+# Routing (design.md): the senior-team partner that answers for a problem of each function.
+FUNCTION_ROLE: dict[str, str] = {
+    "technology": "oit_partner",
+    "staffing": "hr_partner",
+    "spending": "budget_partner",
+    "customer_service": "customer_service_officer",
+    "performance": "stat_partner",
+}
+
+
 class SeniorTeamChanged(Payload):
     """The department's whole current chain, so a consumer replaces its copy in one step."""
 

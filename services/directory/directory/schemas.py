@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from citystat_common.events import SENIOR_ROLES
+from citystat_common.events import FUNCTION_ROLE, SENIOR_ROLES
 
 CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 
@@ -36,14 +36,8 @@ SeniorRole = Literal[
 ]
 Function = Literal["technology", "staffing", "spending", "customer_service", "performance"]
 assert set(SeniorRole.__args__) == set(SENIOR_ROLES)  # type: ignore[attr-defined]
+assert set(Function.__args__) == set(FUNCTION_ROLE)  # type: ignore[attr-defined]
 
-FUNCTION_ROLE: dict[str, str] = {
-    "technology": "oit_partner",
-    "staffing": "hr_partner",
-    "spending": "budget_partner",
-    "customer_service": "customer_service_officer",
-    "performance": "stat_partner",
-}
 
 
 class Strict(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from citystat_common.events import FUNCTION_ROLE
 from citystat_common.http import correlated_client
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
@@ -20,13 +21,6 @@ from escalation.models import SeniorTeamCopy
 
 log = get_logger(__name__)
 
-FUNCTION_ROLE: dict[str, str] = {
-    "technology": "oit_partner",
-    "staffing": "hr_partner",
-    "spending": "budget_partner",
-    "customer_service": "customer_service_officer",
-    "performance": "stat_partner",
-}
 CHAIN_ROLES = ("department_head", "deputy_mayor", "managing_director")
 
 
