@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import BenchStack, Databases, run_wrk
 from bench.intake import POST_SCRIPT, _check_post, _post_args
+from bench.query import _load
 from citystat_common.localbroker import LocalBroker
 from citystat_common.migrate import upgrade
 
@@ -51,6 +54,26 @@ def summarize(raw: Path, top: int = 40, filter_idle: bool = True) -> str:
     return "\n".join(out)
 
 
+@contextlib.contextmanager
+def _scratch() -> Iterator[tuple[Path, Databases, LocalBroker]]:
+    """A folder, bench databases and a broker, all removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="citystat-prof-"))
+    dbs = Databases()
+    broker = LocalBroker().start()
+    try:
+        yield folder, dbs, broker
+    finally:
+        broker.close()
+        dbs.drop_all()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pyspy(args: argparse.Namespace, pid: int, raw: Path) -> list[str]:
+    # --gil: samples of the thread running Python only, so waiting on the database is not "busy"
+    return [args.pyspy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--rate", "200",
+            "--format", "raw", "--output", str(raw), "--nonblocking", "--gil"]
+
+
 def profile_bulk(args: argparse.Namespace) -> None:
     import httpx
     import orjson
@@ -58,10 +81,7 @@ def profile_bulk(args: argparse.Namespace) -> None:
     from bench.bulk import FIRST_DAY, _rows
     from bench.indsetup import ANALYST, clone_indicators, create_template, seed_department
 
-    folder = Path(tempfile.mkdtemp(prefix="citystat-prof-"))
-    dbs = Databases()
-    broker = LocalBroker().start()
-    try:
+    with _scratch() as (folder, dbs, broker):
         url = dbs.pg("prof")
         upgrade("indicators", url)
         seed_department(url)
@@ -77,9 +97,7 @@ def profile_bulk(args: argparse.Namespace) -> None:
                       for i in range(0, len(rows), 10_000)]
             pid = stack.pids("indicators")["api"]
             raw = Path(args.out or folder / "raw.txt")
-            spy = subprocess.Popen([args.pyspy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
-                                    "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(_pyspy(args, pid, raw), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             with httpx.Client(base_url=base, headers=ANALYST | {"Content-Type": "application/json"}, timeout=600) as c:
                 for body in chunks:
                     c.post("/observations/bulk", content=body)
@@ -89,10 +107,6 @@ def profile_bulk(args: argparse.Namespace) -> None:
             print(summarize(raw))
         finally:
             stack.stop_all()
-    finally:
-        broker.close()
-        dbs.drop_all()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -108,12 +122,10 @@ def main() -> None:
     if args.target == "bulk":
         profile_bulk(args)
         return
-    folder = Path(tempfile.mkdtemp(prefix="citystat-prof-"))
-    dbs = Databases()
-    broker = LocalBroker().start()
-    try:
+    with _scratch() as (folder, dbs, broker):
         url = dbs.pg("prof") if args.backend == "postgresql" else dbs.sqlite("prof")
         upgrade("intake311", url)
+        _load(args.backend, url, 1, 20_000)  # as the intake benchmark: a database with history and statistics
         stack = BenchStack(folder, {"intake311": url}, broker, extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"})
         try:
             stack.start("intake311")
@@ -126,17 +138,11 @@ def main() -> None:
                 script_args=_post_args()))
             load.start()
             time.sleep(2)
-            subprocess.run([args.pyspy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
-                            "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
-                           check=True, capture_output=True)
+            subprocess.run(_pyspy(args, pid, raw), check=True, capture_output=True)
             load.join()
             print(summarize(raw))
         finally:
             stack.stop_all()
-    finally:
-        broker.close()
-        dbs.drop_all()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

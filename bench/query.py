@@ -21,12 +21,20 @@ import httpx
 from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, summary_ms
 from citystat_common.localbroker import LocalBroker
 from citystat_common.migrate import upgrade
+from intake311.models import CELL_DEG, CELL_ROW, grid_cell
 
 SPAN_DAYS = 80  # rows spread over the last 80 days: inside Open311's default 90-day window
 
 COLUMNS = ("pending, service_code, department_code, channel, status, detailed_status, closure_reason, "
            "first_contact_resolution, description, lat, long, address_string, attributes, service_notice, "
-           "requested_datetime, updated_datetime, expected_datetime, closed_datetime, created_by")
+           "requested_datetime, updated_datetime, expected_datetime, closed_datetime, created_by, cell")
+
+# intake311.models.grid_cell (the service's column default) in SQL, as in its migration 0004:
+# floor((clamped coordinate + bound) / CELL_DEG), row * CELL_ROW + column; _check_cells compares.
+PG_CELL = (f"floor((LEAST(90::float8, GREATEST(-90::float8, p.lat)) + 90::float8) / {CELL_DEG}::float8)::bigint"
+           f" * {CELL_ROW} + floor((LEAST(180::float8, GREATEST(-180::float8, p.lng)) + 180::float8) / {CELL_DEG}::float8)::bigint")
+SQLITE_CELL = (f"CAST((min(90.0, max(-90.0, lat)) + 90.0) / {CELL_DEG} AS INTEGER) * {CELL_ROW}"
+               f" + CAST((min(180.0, max(-180.0, lng)) + 180.0) / {CELL_DEG} AS INTEGER)")
 
 PG_INSERT = f"""
 INSERT INTO service_requests ({COLUMNS})
@@ -35,30 +43,34 @@ SELECT false, s.service_code, s.department_code,
        CASE WHEN g % 10 < 3 THEN 'open' ELSE 'closed' END,
        CASE WHEN g % 10 < 3 THEN 'open' ELSE 'closed' END,
        CASE WHEN g % 10 < 3 THEN NULL ELSE 'fixed' END,
-       false, 'Benchmark row ' || g, 39.87 + random() * 0.16, -75.25 + random() * 0.20,
+       false, 'Benchmark row ' || g, p.lat, p.lng,
        (g % 9000)::text || ' Market St', '{{}}'::json, NULL,
-       r.t, r.t, r.t + interval '3 days', CASE WHEN g % 10 < 3 THEN NULL ELSE r.t + interval '2 days' END, 'bench'
+       r.t, r.t, r.t + interval '3 days', CASE WHEN g % 10 < 3 THEN NULL ELSE r.t + interval '2 days' END, 'bench',
+       {PG_CELL}
 FROM generate_series($1::bigint, $2::bigint) AS g
 JOIN (SELECT service_code, department_code, (row_number() OVER (ORDER BY service_code)) - 1 AS k,
              count(*) OVER () AS n FROM services WHERE active) s ON s.k = g % s.n
 CROSS JOIN LATERAL (SELECT now() - (random() + g * 0) * interval '{SPAN_DAYS} days' AS t) r
+CROSS JOIN LATERAL (SELECT 39.87 + (random() + g * 0) * 0.16 AS lat, -75.25 + (random() + g * 0) * 0.20 AS lng) p
 """
 
 SQLITE_INSERT = f"""
 WITH RECURSIVE g(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM g WHERE x < ?),
 s AS (SELECT service_code, department_code, (row_number() OVER (ORDER BY service_code)) - 1 AS k,
              count(*) OVER () AS n FROM services WHERE active),
-r AS (SELECT x, strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', abs(random()) % ({SPAN_DAYS} * 86400))) AS t FROM g)
+r AS MATERIALIZED (SELECT x, strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%d seconds', abs(random()) % ({SPAN_DAYS} * 86400))) AS t,
+             39.87 + (abs(random()) % 1000000) / 1000000.0 * 0.16 AS lat,
+             -75.25 + (abs(random()) % 1000000) / 1000000.0 * 0.20 AS lng FROM g)
 INSERT INTO service_requests ({COLUMNS})
 SELECT 0, s.service_code, s.department_code,
        CASE x % 4 WHEN 0 THEN 'phone' WHEN 1 THEN 'web' WHEN 2 THEN 'mobile_app' ELSE 'sms' END,
        CASE WHEN x % 10 < 3 THEN 'open' ELSE 'closed' END,
        CASE WHEN x % 10 < 3 THEN 'open' ELSE 'closed' END,
        CASE WHEN x % 10 < 3 THEN NULL ELSE 'fixed' END,
-       0, 'Benchmark row ' || x, 39.87 + (abs(random()) % 1000000) / 1000000.0 * 0.16,
-       -75.25 + (abs(random()) % 1000000) / 1000000.0 * 0.20,
+       0, 'Benchmark row ' || x, lat, lng,
        (x % 9000) || ' Market St', '{{}}', NULL,
-       t, t, datetime(t, '+3 days'), CASE WHEN x % 10 < 3 THEN NULL ELSE datetime(t, '+2 days') END, 'bench'
+       t, t, datetime(t, '+3 days'), CASE WHEN x % 10 < 3 THEN NULL ELSE datetime(t, '+2 days') END, 'bench',
+       {SQLITE_CELL}
 FROM r JOIN s ON s.k = r.x % s.n
 """
 
@@ -82,6 +94,16 @@ def _shapes(now: datetime) -> dict[str, dict[str, str]]:
     }
 
 
+CHECK_SQL = "SELECT lat, long, cell FROM service_requests ORDER BY id DESC LIMIT 5000"
+
+
+def _check_cells(rows: Any) -> None:
+    """The loader's SQL cell must be the one the service computes (intake311.models.grid_cell)."""
+    bad = [tuple(r) for r in rows if r[2] != grid_cell(r[0], r[1])]
+    if bad or not rows:
+        raise RuntimeError(f"bulk-loaded cells differ from grid_cell: {bad[:3]}")
+
+
 async def _load_pg(url: str, lo: int, hi: int) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -89,6 +111,7 @@ async def _load_pg(url: str, lo: int, hi: int) -> None:
         for a in range(lo, hi + 1, step):
             await conn.execute(PG_INSERT, a, min(hi, a + step - 1))
         await conn.execute("ANALYZE service_requests")
+        _check_cells(await conn.fetch(CHECK_SQL))
     finally:
         await conn.close()
 
@@ -103,6 +126,7 @@ def _load_sqlite(url: str, lo: int, hi: int) -> None:
             conn.commit()
         conn.execute("ANALYZE")
         conn.commit()
+        _check_cells(conn.execute(CHECK_SQL).fetchall())
     finally:
         conn.close()
 

@@ -33,6 +33,8 @@ ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("intake_duration", float, 20.0, 5.0, "seconds of measured wrk load per intake target"),
+    ("intake_rounds", int, 3, 1, "rounds of (bare endpoint, service) back to back; the median round is reported"),
+    ("intake_preload", int, 20_000, 5_000, "requests already stored (and ANALYZEd) before the intake load, as in a city's database"),
     ("naive_reference", int, 1, 1, "1: also measure the issue's naive insert+outbox endpoint on PostgreSQL"),
     ("warmup", float, 3.0, 2.0, "seconds of wrk warm-up before each measurement"),
     ("connections", int, 32, 16, "wrk connections (concurrent clients)"),

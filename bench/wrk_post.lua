@@ -3,6 +3,9 @@
 -- api_key in the body. Args (after --): api_key, service_code, extra form fields (already encoded).
 local threads = {}
 
+-- done(): the one JSON line the bench parses, shared with the plain GET runs
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
+
 function setup(thread)
   thread:set("tid", #threads + 1)
   table.insert(threads, thread)
@@ -24,13 +27,4 @@ request = function()
     "api_key=%s&service_code=%s&lat=%.6f&long=%.6f&%s&description=Benchmark+request&address_string=1400+JFK+Blvd",
     api_key, service_code, lat, long, extra)
   return wrk.format("POST", nil, headers, body)
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"p50":%d,"p95":%d,"p99":%d,"max":%d,"mean":%f,' ..
-    '"errors_status":%d,"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_timeout":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99),
-    latency.max, latency.mean, e.status, e.connect, e.read, e.write, e.timeout))
 end

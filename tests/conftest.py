@@ -15,6 +15,8 @@ DB_KINDS = ["sqlite", "postgres"]
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("LOG_FORMAT", "console")
+    # One test process builds hundreds of apps: frozen heaps would never be collected.
+    os.environ.setdefault("GC_FREEZE", "false")
 
 
 @pytest.fixture(params=DB_KINDS)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from citystat_common.db import create_engine
 from citystat_common.localbroker import LocalBroker, free_port
+from citystat_common.outbox import TOPIC_CHECK_SECONDS, OutboxRelay
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, collect_events, eventually
 from directory.config import Settings
 from directory.main import create_app
@@ -62,6 +63,42 @@ async def test_broker_outage_loses_nothing(db_factory, tmp_path):
         await relay
         await engine.dispose()
         await parts.engine.dispose()
+        broker.close()
+
+
+async def test_relay_recreates_topics_a_restarted_broker_lost(db_factory, tmp_path):
+    """A broker restart between two batches need not fail a publish: the relay's producer reconnects
+    with its metadata cached, and a memory-only Tansu takes records for a topic it no longer has (no
+    consumer could then commit there). Before it publishes, the relay notices the topics are gone
+    and creates them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from citystat_common.events import ALL_TOPICS
+
+    async def topics_on_broker():
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    broker = LocalBroker(free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    engine = create_engine(db_factory("directory"))
+    relay = OutboxRelay(service="test", engine=engine, tables=PLUMBING, bootstrap=broker.bootstrap, topic_partitions=2)
+    try:
+        producer = await relay._ensure_producer()  # a new producer creates the topics
+        assert set(ALL_TOPICS) <= await topics_on_broker()
+        broker.stop(kill=True)
+        broker.start()
+        assert not await topics_on_broker()
+        await asyncio.sleep(TOPIC_CHECK_SECONDS)
+        assert await relay._ensure_producer() is producer  # the same producer, no failure seen
+        assert set(ALL_TOPICS) <= await topics_on_broker()
+    finally:
+        await relay._drop_producer()
+        await engine.dispose()
         broker.close()
 
 

@@ -277,3 +277,51 @@ def test_with_state_a_bigger_miss_is_never_milder(misses, persistence, rec):
 
 def test_default_rules_match_the_city_defaults():
     assert default_rules() == (Rule("green", 0.05), Rule("yellow", 0.10), Rule("red", None))
+
+
+# --- evaluate_run: the bulk path's loop gives exactly evaluate's results ----------------------
+
+_num = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.just(0.0),
+                 st.just(-0.0), st.sampled_from([94.9, 95.0, 100.0, 105.0, 110.0, 120.0]))
+
+
+@st.composite
+def _runs(draw):
+    from indicators.evaluation import Reference
+
+    basis = draw(st.sampled_from(["target", "prior_period", "same_period_last_year", "history", "nonsense"]))
+    direction = draw(st.sampled_from(["up", "down", "band"]))
+    g = draw(st.floats(0, 0.3))
+    rules = draw(st.sampled_from([default_rules(), default_rules(g, g + 0.05),
+                                  (Rule("green", 0.0), Rule("red", None)), (Rule("red", None),)]))
+    cfg = EvalConfig(direction=direction, basis=basis, rules=rules, persistence=draw(st.integers(1, 4)),
+                     recovery_within=draw(st.floats(0, 0.2)), history_min_points=draw(st.integers(2, 4)))
+    n = draw(st.integers(0, 25))
+    values = draw(st.lists(_num, min_size=n, max_size=n))
+    refs = []
+    for _ in range(n):
+        c = draw(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just(0.0), st.just(100.0)))
+        spread = draw(st.floats(0, 50))
+        refs.append(None if c is None else Reference(basis, c, c - spread, c + spread))
+    prev = draw(st.one_of(st.none(), st.builds(PrevState, st.sampled_from(["green", "yellow", "red", "grey"]),
+                                               st.integers(0, 5))))
+    was_red = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=n, max_size=n)))
+    return cfg, values, refs, prev, was_red
+
+
+@settings(max_examples=400, deadline=None)
+@given(_runs())
+def test_evaluate_run_equals_evaluate_period_by_period(case):
+    from indicators.evaluation import evaluate_run
+
+    cfg, values, refs, prev, was_red = case
+    want = []
+    for k, (v, ref) in enumerate(zip(values, refs, strict=True)):
+        ev = evaluate(v, ref, cfg, prev, was_red=bool(was_red and was_red[k]))
+        want.append((ev.status, ev.raw_status, ev.miss, ev.streak, ev.reason))
+        prev = PrevState(ev.status, ev.streak)
+    got = evaluate_run(values, refs, cfg, case[3], was_red)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g[:2] == w[:2] and g[3:] == w[3:], (g, w)
+        assert g[2] == w[2] or (g[2] != g[2] and w[2] != w[2]), (g, w)  # same miss (NaN never stored)

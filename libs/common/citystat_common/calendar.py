@@ -6,6 +6,7 @@ Shared by intake311 (a request's expected time from its service level) and escal
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -32,7 +33,8 @@ def _observed(d: date) -> date:
     return d
 
 
-def us_federal_holidays(year: int) -> set[date]:
+@functools.lru_cache(maxsize=64)  # asked for on every expected-time computation; a year's list never changes
+def us_federal_holidays(year: int) -> frozenset[date]:
     fixed = [date(year, 1, 1), date(year, 6, 19), date(year, 7, 4), date(year, 11, 11), date(year, 12, 25)]
     floating = [
         _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
@@ -42,7 +44,7 @@ def us_federal_holidays(year: int) -> set[date]:
         _nth_weekday(year, 10, 0, 2),  # Indigenous Peoples' / Columbus Day
         _nth_weekday(year, 11, 3, 4),  # Thanksgiving
     ]
-    return {_observed(d) for d in fixed} | set(floating)
+    return frozenset({_observed(d) for d in fixed} | set(floating))
 
 
 @dataclass(frozen=True)

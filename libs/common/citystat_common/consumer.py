@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.exc import IntegrityError
 
 from citystat_common import metrics
-from citystat_common.bus import make_producer
+from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
 from citystat_common.logging import correlation_id_var, get_logger
@@ -51,6 +51,8 @@ class ConsumerRunner:
         enable_idempotence: bool = False,
         max_retries: int = 3,
         retry_backoff: float = 0.2,
+        topic_partitions: int | None = None,
+        commit_timeout: float = 15.0,
     ):
         self.service = service
         self.group_id = group_id
@@ -62,6 +64,9 @@ class ConsumerRunner:
         self.enable_idempotence = enable_idempotence
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        # Local broker only: recreate lost topics before rejoining (see _poll_loop).
+        self.topic_partitions = topic_partitions
+        self.commit_timeout = commit_timeout
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
 
@@ -192,6 +197,12 @@ class ConsumerRunner:
                 log.warning("consumer_error", group=self.group_id, error=repr(exc), retry_in=backoff)
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, 10)
+                if self.topic_partitions:
+                    try:
+                        topics = tuple(self.topics) + tuple(dlq_topic(t) for t in self.topics)
+                        await ensure_topics(self.bootstrap, self.topic_partitions, topics, attempts=1)
+                    except Exception as topics_exc:  # noqa: BLE001 - broker still away: the next start fails and retries
+                        log.warning("topics_not_ready", error=repr(topics_exc))
             finally:
                 if self.consumer is not None:
                     try:
@@ -213,7 +224,12 @@ class ConsumerRunner:
                 for record in records:
                     await self.process(record)
                 # Commit after the batch's transactions: a crash before this replays them into the inbox.
-                await consumer.commit({tp: records[-1].offset + 1})
+                # Bounded: aiokafka retries a refused commit forever (a restarted memory-only Tansu
+                # refuses them on a topic it lost); a fresh member re-reads, and the inbox skips repeats.
+                try:
+                    await asyncio.wait_for(consumer.commit({tp: records[-1].offset + 1}), self.commit_timeout)
+                except TimeoutError:
+                    raise RuntimeError(f"offset commit on {tp.topic}:{tp.partition} not accepted in time") from None
             self.assigned = set(consumer.assignment())
             if loop.time() - last_beat > 2:
                 last_beat = loop.time()

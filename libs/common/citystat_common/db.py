@@ -109,6 +109,10 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+# PostgreSQL: a commit that wrote outbox rows notifies this channel; the outbox relay listens.
+OUTBOX_NOTIFY_CHANNEL = "citystat_outbox"
+
+
 @dataclass(frozen=True)
 class PlumbingTables:
     outbox: sa.Table

@@ -45,9 +45,7 @@ async def remember(
 ) -> None:
     if not key:
         return
-    await uow.session.execute(
-        sa.insert(uow.tables.idempotency).values(
-            key=key, scope=scope, request_hash=fingerprint, status_code=status_code, body=body,
-            media_type=media_type, created_at=utcnow(),
-        )
-    )
+    await uow.insert(uow.tables.idempotency, [{
+        "key": key, "scope": scope, "request_hash": fingerprint, "status_code": status_code, "body": body,
+        "media_type": media_type, "created_at": utcnow(),
+    }])

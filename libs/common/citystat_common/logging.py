@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 import structlog
 
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -29,8 +30,13 @@ def _add_correlation(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+def _orjson_dumps(obj: Any, **kw: Any) -> str:
+    # a line per request: orjson renders it several times faster than the json module
+    return orjson.dumps(obj, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps) if fmt == "json" else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

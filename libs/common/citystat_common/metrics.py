@@ -89,6 +89,7 @@ class MetricsMiddleware:
         self.app = app
         self.service = service
         self.access_log = access_log
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # bounded: route templates x statuses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,8 +109,15 @@ class MetricsMiddleware:
             route = _route_template(scope)
             method = scope.get("method", "GET")
             elapsed = time.perf_counter() - start
-            HTTP_REQUESTS.labels(self.service, method, route, str(status["code"])).inc()
-            HTTP_LATENCY.labels(self.service, method, route).observe(elapsed)
+            key = (method, route, status["code"])
+            children = self._children.get(key)
+            if children is None:  # labels() per request costs more than the increment itself
+                children = self._children[key] = (
+                    HTTP_REQUESTS.labels(self.service, method, route, str(status["code"])),
+                    HTTP_LATENCY.labels(self.service, method, route),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
             if self.access_log and route not in ("/metrics", "/healthz"):
                 # One structured line per request, with the correlation id, so a chain can be followed.
                 _log.info("http_request", method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))

@@ -1,9 +1,11 @@
 """The outbox relay: publishes outbox rows in order, marks them sent, keeps them for replay.
 
 Runs in a service's worker process only (never in the web lifespan, which runs once per
-web worker). Rows are claimed with a lease token so a crashed relay's claim expires; on
-PostgreSQL an advisory lock keeps one active relay per database so events of one key
-never overtake each other. While the broker is down the relay backs off and rows wait.
+web worker). On PostgreSQL an advisory lock keeps one active relay per database, so events of
+one key never overtake each other; it reads pending rows on the lock's own connection and
+needs no lease (a crash before marking only means they are published again, and consumers
+deduplicate). On SQLite (one worker per file) rows are claimed with a lease token that expires.
+While the broker is down the relay backs off and rows wait.
 
 On PostgreSQL a commit that wrote outbox rows also sends ``NOTIFY citystat_outbox`` (see
 ``UnitOfWork.commit``) and the relay LISTENs on a connection of its own, so an event leaves
@@ -24,15 +26,35 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from citystat_common import metrics
 from citystat_common.bus import ensure_topics, make_producer
-from citystat_common.db import PlumbingTables, utcnow
+from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, utcnow
+from citystat_common.events import ALL_TOPICS
 from citystat_common.logging import get_logger
 
 log = get_logger(__name__)
 
 LEASE_SECONDS = 30
 RELAY_LOCK_ID = 731_311  # pg advisory lock key: one active relay per service database
-NOTIFY_CHANNEL = "citystat_outbox"  # UnitOfWork.commit notifies it on PostgreSQL
 LISTEN_RETRY_SECONDS = 10.0
+LOCK_RECHECK_SECONDS = 5.0  # how often a relay that holds the lock asks the database again
+TOPIC_CHECK_SECONDS = 1.0  # local broker: how often the relay asks whether its topics still exist
+
+# PostgreSQL statements of fixed text: prepared once per connection, no SQL built per batch.
+# No lease on PostgreSQL: the advisory lock makes this relay the only one, and it reads on the
+# lock's own connection, so a lease would only double the updates (every outbox row was written
+# three times: insert, lease, sent; the dead versions piled up faster than autovacuum came round).
+_PG_CLAIM = sa.text("""
+SELECT id, event_id, topic, key, event_type, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT :n
+""")
+_PG_MARK_SENT = sa.text("""
+UPDATE outbox SET sent_at = CAST(:now AS TIMESTAMPTZ), lease_token = NULL, lease_until = NULL, attempts = attempts + 1
+WHERE id = ANY(CAST(:ids AS BIGINT[]))
+""")
+# Holds already (re-entrant stacking avoided) or takes it now.
+_PG_TRY_LOCK = sa.text("""
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+               AND objid = CAST(:k AS INTEGER) AND granted)
+       OR pg_try_advisory_lock(CAST(:k AS BIGINT))
+""")
 
 
 class OutboxRelay:
@@ -65,10 +87,13 @@ class OutboxRelay:
         self.topic_partitions = topic_partitions
         self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._lock_checked_at = float("-inf")
         self._lock_conn: Any = None
         self._listen_conn: Any = None
         self._listen_retry_at = 0.0
         self._wake = asyncio.Event()
+        self._topics_checked_at = float("-inf")
         self.broker_up = False
 
     # -- producer -------------------------------------------------------------------
@@ -83,7 +108,26 @@ class OutboxRelay:
                 await _quiet_stop(producer)
                 raise
             self._producer = producer
+            self._topics_checked_at = asyncio.get_running_loop().time()
+        elif self.topic_partitions:
+            await self._recreate_lost_topics(self._producer)
         return self._producer
+
+    async def _recreate_lost_topics(self, producer: AIOKafkaProducer) -> None:
+        """Local broker only: a memory-only Tansu that restarted has no topics, yet it accepts
+        records for a topic it does not know from a producer whose metadata is cached, and then
+        refuses every offset commit on it (a consumer would retry forever). So at most every
+        second the relay asks for the topic list (one metadata request on its open connection)
+        and creates what is missing before it publishes."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._topics_checked_at < TOPIC_CHECK_SECONDS:
+            return
+        self._topics_checked_at = loop.time()
+        assert self.topic_partitions
+        cluster = await producer.client.fetch_all_metadata()
+        if not set(ALL_TOPICS) <= set(cluster.topics()):
+            log.warning("topics_missing_on_broker", recreating=sorted(set(ALL_TOPICS) - set(cluster.topics())))
+            await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
 
     async def _drop_producer(self) -> None:
         if self._producer is not None:
@@ -92,6 +136,11 @@ class OutboxRelay:
 
     # -- claiming ---------------------------------------------------------------------
     async def _claim(self) -> list[sa.Row[Any]]:
+        if self.engine.dialect.name == "postgresql":
+            # One statement of fixed text (prepared once) reads the batch, in autocommit on the
+            # lock's connection: one round trip, no BEGIN/COMMIT around it.
+            res = await self._on_lock_conn(_PG_CLAIM, {"n": self.batch_size})
+            return list(res.all())
         token = str(uuid.uuid4())
         now = utcnow()
         o = self.outbox
@@ -101,17 +150,6 @@ class OutboxRelay:
             .order_by(o.c.id)
             .limit(self.batch_size)
         )
-        if self.engine.dialect.name == "postgresql":
-            # One statement claims the batch and returns its rows: one round trip instead of three.
-            claim = (
-                sa.update(o)
-                .where(o.c.id.in_(pending.with_for_update(skip_locked=True)))
-                .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-                .returning(*o.c)
-            )
-            async with self.engine.begin() as conn:
-                claimed = list((await conn.execute(claim)).all())
-            return sorted(claimed, key=lambda r: r.id)
         async with self.engine.begin() as conn:
             ids = [r[0] for r in (await conn.execute(pending)).all()]
             if not ids:
@@ -128,12 +166,45 @@ class OutboxRelay:
     async def _acquire_relay_lock(self) -> bool:
         if self.engine.dialect.name != "postgresql":
             return True  # SQLite: exactly one worker process per database file, by deployment
-        if self._lock_conn is None:
-            self._lock_conn = await self.engine.connect()
-        got = (await self._lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_ID})).scalar()
+        loop = asyncio.get_running_loop()
+        if self._lock_conn is not None and loop.time() - self._lock_checked_at < LOCK_RECHECK_SECONDS:
+            return True  # held (a session lock lasts as long as its connection; checked again soon)
+        try:
+            if self._lock_conn is None:
+                # autocommit: a session-level lock needs no transaction, and none stays open
+                self._lock_conn = await self._autocommit.connect()
+            got = (await self._lock_conn.execute(_PG_TRY_LOCK, {"k": RELAY_LOCK_ID})).scalar()
+        except Exception as exc:  # database down: not the active relay until it answers again
+            log.warning("outbox_relay_lock_failed", error=repr(exc))
+            await self._release_lock_conn()
+            return False
         if not got:
-            await self._lock_conn.rollback()
-        return bool(got)
+            await self._release_lock_conn()
+            return False
+        self._lock_checked_at = loop.time()
+        return True
+
+    async def _on_lock_conn(self, stmt: Any, params: dict[str, Any]) -> Any:
+        """PostgreSQL: claims and marks run on the connection that holds the relay lock (autocommit),
+        so a relay whose lock session is gone (database restart, terminated backend) fails at its
+        next statement instead of publishing beside the replica that took the lock over."""
+        if self._lock_conn is None and not await self._acquire_relay_lock():
+            raise RuntimeError("another relay holds the outbox lock")
+        try:
+            return await self._lock_conn.execute(stmt, params)
+        except Exception:
+            await self._release_lock_conn()
+            raise
+
+    async def _release_lock_conn(self) -> None:
+        if self._lock_conn is not None:
+            conn, self._lock_conn = self._lock_conn, None
+            try:
+                # Invalidate, not close: a pooled connection returned to the pool would keep the
+                # session's advisory lock, and no relay could take it until the pool reused it.
+                await conn.invalidate()
+            except Exception:  # noqa: BLE001 - a connection the database already dropped
+                pass
 
     async def _ensure_listener(self) -> None:
         """PostgreSQL: LISTEN on a dedicated connection (outside the pool, never in a transaction,
@@ -152,7 +223,7 @@ class OutboxRelay:
         conn = None
         try:
             conn = await asyncpg.connect(url, timeout=5)
-            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+            await conn.add_listener(OUTBOX_NOTIFY_CHANNEL, self._notified)
             self._listen_conn = conn
         except Exception as exc:  # noqa: BLE001 - polling still works
             log.warning("outbox_listen_failed", error=repr(exc))
@@ -190,8 +261,10 @@ class OutboxRelay:
         sent = [row for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
         failed = [row for row, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
         now = utcnow()
-        async with self.engine.begin() as conn:
-            if sent:
+        if sent and self.engine.dialect.name == "postgresql":
+            await self._on_lock_conn(_PG_MARK_SENT, {"now": now, "ids": [r.id for r in sent]})
+        elif sent:
+            async with self.engine.begin() as conn:
                 await conn.execute(
                     sa.update(o)
                     .where(o.c.id.in_([r.id for r in sent]))
@@ -274,8 +347,11 @@ class OutboxRelay:
                     sent = await self.publish_once()
                     self.broker_up = True
                     backoff = 0.0
-                    if sent:
+                    listening = self._listen_conn is not None and not self._listen_conn.is_closed()
+                    if sent >= self.batch_size or (sent and not listening):
                         continue  # drain a backlog without sleeping
+                    # A partial batch was all there was: a commit since the claim has notified
+                    # (the wait below returns at once), so another claim now would find nothing.
                 except Exception as exc:
                     self.broker_up = False
                     metrics.BROKER_UP.labels(self.service).set(0)
@@ -288,9 +364,7 @@ class OutboxRelay:
         finally:
             await self._drop_producer()
             await self._close_listener()
-            if self._lock_conn is not None:
-                await self._lock_conn.close()
-                self._lock_conn = None
+            await self._release_lock_conn()
             log.info("outbox_relay_stopped")
 
 

@@ -82,6 +82,7 @@ def make_consumer(
         enable_idempotence=settings.kafka_enable_idempotence,
         max_retries=settings.consumer_max_retries,
         retry_backoff=settings.consumer_retry_backoff,
+        topic_partitions=settings.topic_partitions if settings.create_topics else None,
     )
 
 
@@ -125,6 +126,9 @@ async def _run_worker(settings: ServiceSettings, build: Callable[[ServiceSetting
 
 
 async def _replay(settings: ServiceSettings, tables: PlumbingTables, since: datetime) -> int:
+    if settings.create_topics:
+        # After a broker loss the topics must exist again before anything is re-published.
+        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, attempts=30)
     engine = create_engine(settings.database_url)
     try:
         return await replay(engine, tables, since)

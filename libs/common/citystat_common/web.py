@@ -5,6 +5,7 @@ service's ``create_app`` (its composition root); nothing here runs at import tim
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,8 +40,8 @@ class ServiceContext:
     keystore: KeyStore
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions, self.tables)
+    def uow(self, *, single_statement: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables, single_statement=single_statement)
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -206,6 +207,11 @@ def build_app(
         app.state.keystore = ctx.keystore
         if on_startup:
             await on_startup(ctx)
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
+            gen0, gen1, gen2 = gc.get_threshold()
+            gc.set_threshold(max(gen0, settings.gc_gen0_threshold), gen1, gen2)
         try:
             yield
         finally:

@@ -344,58 +344,75 @@ def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict
     return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
 
 
+_UNIT_RANGE = {"percentage": (0.0, 100.0), "count": (0.0, math.inf), "duration": (0.0, math.inf),
+               "score": (0.0, math.inf)}  # the values validate_value accepts without a message
+
+
 async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
-    codes = {d.get("indicator_code") for d in docs if isinstance(d, dict)}
-    codes.discard(None)
+    code_list = list({c for d in docs if isinstance(d, dict) and isinstance(c := d.get("indicator_code"), str)})
     inds: dict[str, Indicator] = {}
-    code_list = [c for c in codes if isinstance(c, str)]
     for i in range(0, len(code_list), 500):
         for ind in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(code_list[i : i + 500])))).scalars():
             inds[ind.code] = ind
     fy0 = settings.fiscal_year_start_month
-    # plain attributes once per indicator: the loop below runs once per row
-    facts = {code: (ind, ind.frequency, ind.unit, bool(ind.formula)) for code, ind in inds.items()}
+    # Per indicator once (the loop below runs once per row): its plain attributes, the accepted
+    # value range of its unit, and its parsed periods (text -> Period, or the error message).
+    facts: dict[str, tuple[Indicator, str, str, bool, float, float, dict[str, Any]]] = {}
+    periods: dict[str, dict[str, Any]] = {}
+    for code, ind in inds.items():
+        lo, hi = _UNIT_RANGE.get(ind.unit, (-math.inf, math.inf))
+        facts[code] = (ind, ind.frequency, ind.unit, bool(ind.formula), lo, hi, periods.setdefault(ind.frequency, {}))
     allowed = {"indicator_code", "period", "value", "note"}
     today = _today(settings)
+    isfinite = math.isfinite
+    ObsIn = service.ObsIn
     items: list[service.ObsIn] = []
     for n, d in enumerate(docs, start=1):
         if not isinstance(d, dict):
             errors.append({"row": n, "field": "row", "message": "must be an object"})
             continue
-        if len(d) > 4 or not allowed.issuperset(d):
+        if len(d) > 4 or not d.keys() <= allowed:
             errors.append({"row": n, "field": sorted(set(d) - allowed or {"row"})[0], "message": "unknown field"})
             continue
-        fact = facts.get(d.get("indicator_code"))  # type: ignore[arg-type]
+        code = d.get("indicator_code")
+        fact = facts.get(code) if isinstance(code, str) else None
         if fact is None:
-            errors.append({"row": n, "field": "indicator_code", "message": f"no indicator {d.get('indicator_code')!r}"})
+            errors.append({"row": n, "field": "indicator_code", "message": f"no indicator {code!r}"})
             continue
-        ind, frequency, unit, is_formula = fact
+        ind, frequency, unit, is_formula, lo, hi, known = fact
         if is_formula:
             errors.append({"row": n, "field": "indicator_code", "message": "computed by its formula"})
             continue
-        try:
-            p = service._period_cached(frequency, str(d.get("period", "")), fy0)
-        except ValueError as exc:
-            errors.append({"row": n, "field": "period", "message": str(exc)})
-            continue
-        if p.start > today:
-            errors.append({"row": n, "field": "period", "message": f"{p.label} has not started yet"})
+        text = d.get("period", "")
+        if type(text) is not str:
+            text = str(text)
+        if (p := known.get(text)) is None:
+            try:
+                p = service._period_cached(frequency, text, fy0)
+                if p.start > today:
+                    p = f"{p.label} has not started yet"
+            except ValueError as exc:
+                p = str(exc)
+            known[text] = p
+        if type(p) is str:
+            errors.append({"row": n, "field": "period", "message": p})
             continue
         value = d.get("value")
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                value = math.nan
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append({"row": n, "field": "value", "message": "must be a number"})
-            continue
-        if (err := service.validate_value(unit, value)) is not None:
+        if type(value) is not float:
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    value = math.nan
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                errors.append({"row": n, "field": "value", "message": "must be a number"})
+                continue
+        if not (lo <= value <= hi and isfinite(value)) and (err := service.validate_value(unit, value)) is not None:
             errors.append({"row": n, "field": "value", "message": err})
             continue
         note = d.get("note") or None
-        items.append(service.ObsIn(ind, p, float(value), str(note)[:2000] if note else None))
+        items.append(ObsIn(ind, p, float(value), str(note)[:2000] if note else None))
     return items, errors
 
 

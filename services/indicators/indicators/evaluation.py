@@ -119,10 +119,6 @@ def _as_float(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _finite(x: Any) -> bool:
-    return _as_float(x) is not None
-
-
 def reference_for(
     cfg: EvalConfig,
     *,
@@ -160,21 +156,24 @@ def miss_of(value: float, ref: Reference, direction: str) -> float | None:
     value = _as_float(value)  # type: ignore[assignment]
     if value is None:
         return None
-    scale = abs(ref.centre) if abs(ref.centre) > 1e-12 else 1.0
+    m = _raw_miss(value, ref, direction)
+    return None if math.isnan(m) else m
+
+
+def _raw_miss(value: float, ref: Reference, direction: str) -> float:
+    """miss_of for a float value; NaN when it cannot be computed (evaluate_run's hot loop calls it)."""
+    centre = ref.centre
+    scale = abs(centre) if abs(centre) > 1e-12 else 1.0
     try:
         if direction == "up":
-            m = (ref.low - value) / scale
-        elif direction == "down":
-            m = (value - ref.high) / scale
-        elif direction == "band":
-            m = max(ref.low - value, value - ref.high) / scale
-        else:
-            raise ValueError(f"unknown direction {direction!r}")
+            return (ref.low - value) / scale
+        if direction == "down":
+            return (value - ref.high) / scale
+        if direction == "band":
+            return max(ref.low - value, value - ref.high) / scale
     except (OverflowError, ZeroDivisionError):
-        return None
-    if math.isnan(m):
-        return None
-    return m
+        return math.nan
+    raise ValueError(f"unknown direction {direction!r}")
 
 
 def classify(miss: float, rules: Sequence[Rule]) -> str:
@@ -231,3 +230,63 @@ def _describe(status: str, miss: float) -> str:
 
 def rank(status: str) -> int:
     return SEVERITY.get(status, -1)
+
+
+_GREY_WHY = {
+    "target": "no target set", "prior_period": "no value for the prior period",
+    "same_period_last_year": "no value for the same period last year",
+}
+
+# (status, raw_status, miss, streak, reason): one period's result, as ``evaluate`` gives it.
+RunResult = tuple[str, str, float | None, int, str]
+
+
+def evaluate_run(
+    values: Sequence[float | None], refs: Sequence[Reference | None], cfg: EvalConfig, prev: PrevState | None = None,
+    was_red: Sequence[bool] | None = None,
+) -> list[RunResult]:
+    """``evaluate`` over consecutive periods, each period's state feeding the next: the same
+    results (tested against it) without an ``Evaluation`` object per period, for bulk series."""
+    rules = [(r.max_miss, r.status) for r in cfg.rules]
+    direction, persistence, recovery = cfg.direction, cfg.persistence, cfg.recovery_within
+    no_ref = _GREY_WHY.get(cfg.basis, "no comparison basis")
+    if cfg.basis == "history":
+        no_ref = f"fewer than {cfg.history_min_points} earlier observations"
+    prev_status = prev.status if prev is not None else None
+    prev_streak = prev.streak if prev is not None else 0
+    isfinite = math.isfinite
+    out: list[RunResult] = []
+    append = out.append
+    for k, value in enumerate(values):
+        if type(value) is not float:  # ints and odd types: evaluate's own coercion
+            value = _as_float(value)
+        if value is None or not isfinite(value):
+            r: RunResult = ("grey", "grey", None, 0, "no value for the period")
+        elif (ref := refs[k]) is None:
+            r = ("grey", "grey", None, 0, no_ref)
+        else:
+            m = _raw_miss(value, ref, direction)
+            if m != m:
+                r = ("grey", "grey", None, 0, "the miss cannot be computed")
+            else:
+                if m <= 0:
+                    raw = "green"
+                else:
+                    raw = "red"
+                    for bound, st in rules:
+                        if bound is None or m <= bound:
+                            raw = st
+                            break
+                streak = prev_streak + 1 if raw == "red" else 0
+                status = raw
+                reason = None
+                if raw == "red" and streak < persistence:
+                    status = "yellow"
+                    reason = f"breaching {streak} of {persistence} periods needed for red ({_pct(m)} worse)"
+                if (prev_status == "red" or (was_red is not None and was_red[k])) and status != "red" and m > recovery:
+                    status = "red"
+                    reason = f"still red: {_pct(m)} worse; recovery needs {_pct(recovery)} or better"
+                r = (status, raw, m, streak, reason if reason is not None else _describe(raw, m))
+        append(r)
+        prev_status, prev_streak = r[0], r[3]
+    return out

@@ -4,7 +4,8 @@ the status history and emit events, and never commit (the caller does).
 The one path every value takes (API, bulk, 311 derivation, formulas) is
 ``record_observations``: it merges the new values with the indicator's own stored rows,
 re-evaluates that indicator's series from the earliest changed period forward, upserts the
-changed rows in batches (``INSERT ... ON CONFLICT``), records revisions, recomputes the
+changed rows in batches (``INSERT ... ON CONFLICT``; on PostgreSQL the indicators are locked
+first and many new rows are COPYed straight in), records revisions, recomputes the
 formulas that use the indicator, and publishes a status change if the indicator's effective
 status moved. Nothing else is evaluated: cost follows the indicators touched, not the
 number of indicators.
@@ -17,7 +18,7 @@ import functools
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -41,10 +42,9 @@ from indicators import metrics, schemas
 from indicators.config import Settings
 from indicators.evaluation import (
     EvalConfig,
-    Evaluation,
     PrevState,
     default_rules,
-    evaluate,
+    evaluate_run,
     reference_for,
     validate_rules,
 )
@@ -334,7 +334,7 @@ def target_at(series: Sequence[tuple[date, float]], start: date) -> float | None
 # --- observations: the one write path ---------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ObsIn:
     indicator: Indicator
     period: Period
@@ -403,6 +403,43 @@ async def _pg_copy_upsert(uow: UnitOfWork, table: sa.Table, rows: list[dict[str,
     await apg.execute(f'TRUNCATE "{stage}"')
 
 
+# Positions in OBS_COLS: the write path handles a stored row as a list in column order.
+_C = {c: i for i, c in enumerate(OBS_COLS)}
+VALUE, STATUS, STREAK, NOTE, REVISION = _C["value"], _C["status"], _C["streak"], _C["note"], _C["revision"]
+EV0, EV1 = _C["status"], _C["reason"] + 1  # the evaluated columns, contiguous: status .. reason
+assert tuple(OBS_COLS[EV0:EV1]) == EVAL_COLS
+NEW_ROWS_COPY_MIN = 500  # fewer new rows: one executemany costs less than COPY's extra round trips
+
+
+@dataclass
+class _Plan:
+    """One indicator's merged series within a ``record_observations`` call."""
+
+    ind: Indicator
+    rows: dict[date, list[Any]]
+    first_changed: date | None
+    dirty: set[date]  # periods whose value or note changed (always written)
+    fresh: set[date]  # of those, the ones not stored yet
+    was_red: set[date]  # periods already red whose value is being revised
+    latest: list[Any] | None = None
+
+
+async def _lock_indicators(uow: UnitOfWork, inds: dict[str, Indicator]) -> None:
+    """PostgreSQL: lock the indicators (sorted, so two writers never deadlock) before their stored
+    rows are read: a concurrent writer of the same indicator waits for our commit and then reads
+    our rows, so new rows are really new (COPY needs no ON CONFLICT) and revisions are not lost.
+    The published status is read as committed here, for ``apply_effective``."""
+    ids = sorted(inds)
+    for i in range(0, len(ids), CHUNK_INDICATORS):
+        res = await uow.session.execute(
+            sa.select(Indicator.id, Indicator.status, Indicator.episode_id)
+            .where(Indicator.id.in_(ids[i : i + CHUNK_INDICATORS])).order_by(Indicator.id).with_for_update()
+        )
+        for iid, status, episode_id in res:
+            set_committed_value(inds[iid], "status", status)
+            set_committed_value(inds[iid], "episode_id", episode_id)
+
+
 async def record_observations(
     uow: UnitOfWork,
     settings: Settings,
@@ -419,13 +456,20 @@ async def record_observations(
     ``reevaluate``: indicator id -> first period start to re-evaluate even without a new value
     (after a target or a rule changes)."""
     now = now or utcnow()
-    fy0 = settings.fiscal_year_start_month
     result = RecordResult()
-    by_ind: dict[str, dict[date, ObsIn]] = defaultdict(dict)
+    by_ind: dict[str, dict[date, ObsIn]] = {}
     inds: dict[str, Indicator] = {}
+    last: Indicator | None = None
+    group: dict[date, ObsIn] = {}
     for it in items:
-        by_ind[it.indicator.id][it.period.start] = it  # the last value for a period wins
-        inds[it.indicator.id] = it.indicator
+        if it.indicator is not last:  # bulk rows come indicator by indicator
+            last = it.indicator
+            iid = last.id
+            if (g := by_ind.get(iid)) is None:
+                g = by_ind[iid] = {}
+            group = g
+            inds[iid] = last
+        group[it.period.start] = it  # the last value for a period wins
     forced = dict(reevaluate or {})
     if forced:
         missing = [i for i in forced if i not in inds]
@@ -434,6 +478,9 @@ async def record_observations(
                 inds[ind.id] = ind
     ids = list(inds)
     result.indicators = len(ids)
+    pg = uow.session.bind.dialect.name == "postgresql"
+    if pg and ids:
+        await _lock_indicators(uow, inds)
     overrides = await active_overrides(uow, ids, now)
     for i in range(0, len(ids), CHUNK_INDICATORS):
         chunk = ids[i : i + CHUNK_INDICATORS]
@@ -441,100 +488,185 @@ async def record_observations(
         lows: dict[str, date] = {}
         for iid in chunk:
             ind = inds[iid]
-            first = min([*by_ind[iid].keys(), *([forced[iid]] if iid in forced else [])])
+            first = min([*by_ind.get(iid, {}).keys(), *([forced[iid]] if iid in forced else [])])
             window = (ind.history_window or settings.history_window) + 1
             lows[iid] = _safe_minus(first, 366 + window * PERIOD_DAYS[ind.frequency])
         low = min(lows.values())
-        existing: dict[str, dict[date, dict[str, Any]]] = defaultdict(dict)
+        existing: dict[str, dict[date, list[Any]]] = defaultdict(dict)
         res = await uow.session.execute(
             sa.select(observations).where(observations.c.indicator_id.in_(chunk), observations.c.period_start >= low)
         )
-        for row in res.mappings():
-            existing[row["indicator_id"]][row["period_start"]] = dict(row)
+        for row in res:
+            existing[row[0]][row[1]] = list(row)
         targets = await load_targets(uow, chunk)
-        writes: list[dict[str, Any]] = []
-        revisions: list[dict[str, Any]] = []
-        for iid in chunk:
-            ind = inds[iid]
-            rows = existing[iid]
-            first_changed: date | None = forced.get(iid)
-            changed_periods: list[Period] = []
-            dirty: set[date] = set()
-            was_red: set[date] = set()  # periods already red whose value is being revised
-            for start, it in by_ind[iid].items():
-                old = rows.get(start)
-                value = float(it.value)
-                if old is not None and old["value"] == value and (it.note is None or it.note == old["note"]):
-                    result.unchanged += 1
-                    continue
-                if old is None:
-                    result.inserted += 1
-                    rows[start] = {
-                        "indicator_id": iid, "period_start": start, "period_end": it.period.end,
-                        "period_label": it.period.label, "value": value, "status": "grey", "raw_status": "grey",
-                        "miss": None, "reference": None, "streak": 0, "reason": None, "revision": 1,
-                        "note": it.note, "source": source, "updated_by": actor, "updated_at": now,
-                    }
-                else:
-                    result.updated += 1
-                    if old["status"] == "red":
-                        was_red.add(start)
-                    if old["value"] != value:
-                        revisions.append({
-                            "indicator_id": iid, "period_start": start, "old_value": old["value"], "new_value": value,
-                            "changed_by": actor, "changed_at": now, "source": source,
-                        })
-                    rows[start] = {**old, "value": value, "revision": old["revision"] + 1, "source": source,
-                                   "updated_by": actor, "updated_at": now,
-                                   "note": it.note if it.note is not None else old["note"]}
-                dirty.add(start)
-                changed_periods.append(it.period)
-                first_changed = start if first_changed is None else min(first_changed, start)
-            if first_changed is None:
-                continue
-            if not rows:
-                await _refresh_state(uow, settings, ind, None, overrides.get(iid), now, actor)
-                continue
-            metrics.OBSERVATIONS.labels(ind.department_code).inc(len(dirty))
-            evaluated: dict[str, int] = defaultdict(int)
-            result.changed_periods[iid] = changed_periods
-            cfg = eval_config(ind, settings)
-            series = sorted(rows)
-            values = [rows[s]["value"] for s in series]
-            start_idx = bisect.bisect_left(series, first_changed)
-            tseries = targets.get(iid, [])
-            for k in range(start_idx, len(series)):
-                s = series[k]
-                row = rows[s]
-                p = _period_at(ind.frequency, s, fy0)
-                prev_row = rows[series[k - 1]] if k > 0 else None
-                prior = rows.get(_prev_start(p, fy0))
-                last_year = rows.get(_last_year_start(p, fy0))
-                target = target_at(tseries, s)
-                ref = reference_for(
-                    cfg, target=target, prior=prior["value"] if prior else None,
-                    last_year=last_year["value"] if last_year else None,
-                    history=values[max(0, k - cfg.history_window) : k],
-                )
-                prev = PrevState(prev_row["status"], prev_row["streak"]) if prev_row else None
-                ev = evaluate(row["value"], ref, cfg, prev, was_red=s in was_red)
-                new = _eval_fields(ev, target)
-                if s in dirty or any(row[c] != new[c] for c in EVAL_COLS):
-                    row.update(new)
-                    dirty.add(s)
-                    evaluated[ev.status] += 1
-            for st, n in evaluated.items():
-                metrics.EVALUATIONS.labels(st).inc(n)
-            writes.extend(rows[s] for s in dirty)
-            latest = rows[series[-1]] if series else None
-            await _refresh_state(uow, settings, ind, latest, overrides.get(iid), now, actor)
-        await _upsert(uow, observations, writes, ["indicator_id", "period_start"], settings.bulk_chunk_rows)
+        plans, revisions, n_fresh = _merge(chunk, inds, by_ind, existing, forced, result, actor, source, now)
+        updates: list[list[Any]] = []
+        counts: dict[str, int] = defaultdict(int)
+        evaluated = _evaluate_plans(plans, settings, targets, updates, counts)
+        if pg and n_fresh >= NEW_ROWS_COPY_MIN:
+            # The rows are evaluated while COPY streams the earlier ones to the server.
+            await _pg_copy_rows(uow, observations, evaluated)
+            writes = updates
+        else:
+            writes = [*evaluated, *updates]
+        for st, n in counts.items():
+            metrics.EVALUATIONS.labels(st).inc(n)
+        for plan in plans:
+            await _refresh_state(uow, settings, plan.ind, plan.latest, overrides.get(plan.ind.id), now, actor,
+                                 locked=pg)
+        await _upsert(uow, observations, [dict(zip(OBS_COLS, r, strict=True)) for r in writes],
+                      ["indicator_id", "period_start"], settings.bulk_chunk_rows)
         if revisions:
             for j in range(0, len(revisions), settings.bulk_chunk_rows):
                 await uow.session.execute(sa.insert(ObservationRevision.__table__), revisions[j : j + settings.bulk_chunk_rows])
+        for plan in plans:
+            if plan.rows:
+                result.changed_periods[plan.ind.id] = [
+                    it.period for s, it in by_ind.get(plan.ind.id, {}).items() if s in plan.dirty]
     if result.changed_periods and _depth < 3:
         await _recompute_formulas_for(uow, settings, result.changed_periods, actor=actor, now=now, depth=_depth)
     return result
+
+
+def _merge(
+    chunk: list[str], inds: dict[str, Indicator], by_ind: dict[str, dict[date, ObsIn]],
+    existing: dict[str, dict[date, list[Any]]], forced: dict[str, date], result: RecordResult, actor: str,
+    source: str, now: datetime,
+) -> tuple[list[_Plan], list[dict[str, Any]], int]:
+    """The new values merged into each indicator's stored rows; the indicators with nothing to do
+    are left out."""
+    plans: list[_Plan] = []
+    revisions: list[dict[str, Any]] = []
+    inserted = updated = unchanged = 0
+    for iid in chunk:
+        ind = inds[iid]
+        rows = existing[iid]
+        dirty: set[date] = set()
+        fresh: set[date] = set()
+        was_red: set[date] = set()
+        for start, it in by_ind.get(iid, {}).items():
+            old = rows.get(start)
+            value = float(it.value)
+            note = it.note
+            if old is None:
+                p = it.period
+                rows[start] = [iid, start, p.end, p.label, value, "grey", "grey", None, None, 0, None, 1, note, source,
+                               actor, now]
+                fresh.add(start)
+            elif old[VALUE] == value and (note is None or note == old[NOTE]):
+                unchanged += 1
+                continue
+            else:
+                updated += 1
+                if old[STATUS] == "red":
+                    was_red.add(start)
+                if old[VALUE] != value:
+                    revisions.append({
+                        "indicator_id": iid, "period_start": start, "old_value": old[VALUE], "new_value": value,
+                        "changed_by": actor, "changed_at": now, "source": source,
+                    })
+                old[VALUE], old[REVISION] = value, old[REVISION] + 1
+                old[_C["source"]], old[_C["updated_by"]], old[_C["updated_at"]] = source, actor, now
+                if note is not None:
+                    old[NOTE] = note
+            dirty.add(start)
+        inserted += len(fresh)
+        firsts = [*([min(dirty)] if dirty else []), *([forced[iid]] if iid in forced else [])]
+        if not firsts:
+            continue
+        if dirty:
+            metrics.OBSERVATIONS.labels(ind.department_code).inc(len(dirty))
+        plans.append(_Plan(ind, rows, min(firsts), dirty, fresh, was_red))
+    result.inserted += inserted
+    result.updated += updated
+    result.unchanged += unchanged
+    return plans, revisions, inserted
+
+
+def _evaluate_plans(
+    plans: list[_Plan], settings: Settings, targets: dict[str, list[tuple[date, float]]], updates: list[list[Any]],
+    counts: dict[str, int],
+) -> Iterator[list[Any]]:
+    """Re-evaluate each indicator's series from its first changed period forward. Yields the new
+    rows (for COPY, as they are ready); stored rows whose value or evaluation changed go to
+    ``updates``; ``counts`` gets the evaluations per status."""
+    fy0 = settings.fiscal_year_start_month
+    isfinite = math.isfinite
+    for plan in plans:
+        rows = plan.rows
+        if not rows:
+            continue
+        ind = plan.ind
+        cfg = eval_config(ind, settings)
+        series = sorted(rows)
+        srows = [rows[s] for s in series]
+        values = [r[VALUE] for r in srows]
+        k0 = bisect.bisect_left(series, plan.first_changed)
+        refs = _references(ind, cfg, series, values, rows, k0, targets.get(ind.id, []), fy0)
+        prev = PrevState(srows[k0 - 1][STATUS], srows[k0 - 1][STREAK]) if k0 > 0 else None
+        was_red = [s in plan.was_red for s in series[k0:]] if plan.was_red else None
+        dirty, fresh = plan.dirty, plan.fresh
+        for k, (status, raw, miss, streak, reason), ref in zip(
+            range(k0, len(series)), evaluate_run(values[k0:], refs, cfg, prev, was_red), refs, strict=True
+        ):
+            row = srows[k]
+            centre = ref.centre if ref is not None else None
+            new = [status, raw, miss if miss is not None and isfinite(miss) else None,
+                   centre if centre is not None and isfinite(centre) else None, streak, reason[:300]]
+            s = series[k]
+            if s in dirty:
+                row[EV0:EV1] = new
+            elif row[EV0:EV1] != new:
+                row[EV0:EV1] = new
+                updates.append(row)
+            else:
+                continue
+            counts[status] += 1
+            if s in fresh:
+                yield row
+            elif s in dirty:
+                updates.append(row)
+        plan.latest = srows[-1]
+
+
+def _references(
+    ind: Indicator, cfg: EvalConfig, series: list[date], values: list[float], rows: dict[date, list[Any]], k0: int,
+    tseries: list[tuple[date, float]], fy0: int,
+) -> list[Any]:
+    """The reference of each period from ``k0`` on; only the indicator's own basis is looked up."""
+    n = len(series)
+    if cfg.basis == "target":
+        # targets carry forward: walk them alongside the sorted periods, one Reference per target
+        tstarts = [s for s, _ in tseries]
+        j = bisect.bisect_right(tstarts, series[k0]) - 1 if k0 < n else -1
+        cache: dict[int, Any] = {}
+        out = []
+        for k in range(k0, n):
+            s = series[k]
+            while j + 1 < len(tstarts) and tstarts[j + 1] <= s:
+                j += 1
+            if j not in cache:
+                cache[j] = reference_for(cfg, target=tseries[j][1] if j >= 0 else None)
+            out.append(cache[j])
+        return out
+    if cfg.basis == "history":
+        w = cfg.history_window
+        return [reference_for(cfg, history=values[max(0, k - w) : k]) for k in range(k0, n)]
+    freq = ind.frequency
+    lookup = _prev_start if cfg.basis == "prior_period" else _last_year_start
+    out = []
+    for k in range(k0, n):
+        other = rows.get(lookup(_period_at(freq, series[k], fy0), fy0))
+        v = other[VALUE] if other is not None else None
+        out.append(reference_for(cfg, prior=v, last_year=v))
+    return out
+
+
+async def _pg_copy_rows(uow: UnitOfWork, table: sa.Table, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY straight into the table, inside the unit of work's transaction (new rows only)."""
+    conn = await uow.session.connection()
+    apg: Any = (await conn.get_raw_connection()).driver_connection
+    await apg.copy_records_to_table(table.name, records=rows, columns=[c.name for c in table.c])
 
 
 def _safe_minus(d: date, days: int) -> date:
@@ -557,40 +689,27 @@ def _last_year_start(p: Period, fy0: int) -> date:
         return date.min
 
 
-def _eval_fields(ev: Evaluation, target: float | None) -> dict[str, Any]:
-    ref = ev.reference.centre if ev.reference is not None else None
-    return {
-        "status": ev.status, "raw_status": ev.raw_status,
-        "miss": _clean(ev.miss), "reference": _clean(ref), "streak": ev.streak, "reason": ev.reason[:300],
-    }
-
-
-def _clean(x: float | None) -> float | None:
-    if x is None or not math.isfinite(x):
-        return None
-    return float(x)
-
-
 # --- state, status changes and events ----------------------------------------------------
 
 
 async def _refresh_state(
-    uow: UnitOfWork, settings: Settings, ind: Indicator, latest: dict[str, Any] | None, override: Override | None,
-    now: datetime, actor: str,
+    uow: UnitOfWork, settings: Settings, ind: Indicator, latest: list[Any] | None, override: Override | None,
+    now: datetime, actor: str, *, locked: bool = False,
 ) -> None:
     tz = tz_of(settings)
     fy0 = settings.fiscal_year_start_month
     if latest is not None:
-        ind.latest_period_start = latest["period_start"]
-        ind.latest_value = latest["value"]
-        ind.latest_reference = latest["reference"]
-        ind.latest_miss = latest["miss"]
-        ind.computed_status = latest["status"]
-        ind.status_reason = latest["reason"]
-        due = due_after(next_period(_period_at(ind.frequency, latest["period_start"], fy0), fy0), grace_days(ind), tz)
+        start = latest[_C["period_start"]]
+        ind.latest_period_start = start
+        ind.latest_value = latest[VALUE]
+        ind.latest_reference = latest[_C["reference"]]
+        ind.latest_miss = latest[_C["miss"]]
+        ind.computed_status = latest[STATUS]
+        ind.status_reason = latest[_C["reason"]]
+        due = due_after(next_period(_period_at(ind.frequency, start, fy0), fy0), grace_days(ind), tz)
         ind.next_due_at = due if due > now else None
         ind.missing = due <= now
-    await apply_effective(uow, settings, ind, override, now, actor)
+    await apply_effective(uow, settings, ind, override, now, actor, locked=locked)
 
 
 def missing_period(ind: Indicator, settings: Settings) -> Period:
@@ -612,10 +731,11 @@ def effective_status(ind: Indicator, override: Override | None, now: datetime) -
 
 async def apply_effective(
     uow: UnitOfWork, settings: Settings, ind: Indicator, override: Override | None, now: datetime, actor: str,
-    note: str | None = None,
+    note: str | None = None, *, locked: bool = False,
 ) -> bool:
-    """Publish a change of the indicator's effective status; True if it changed."""
-    if uow.session.bind.dialect.name == "postgresql":
+    """Publish a change of the indicator's effective status; True if it changed. ``locked``: the
+    caller already holds the row lock and read the published state (``_lock_indicators``)."""
+    if not locked and uow.session.bind.dialect.name == "postgresql":
         # Lock the indicator and read its published state as committed: two transactions
         # evaluating it at once (consumer, scheduler, api) publish one breach, not two.
         # (SQLite needs none: BEGIN IMMEDIATE already serializes the writers.)

@@ -80,6 +80,11 @@ async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True)
     return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
 
 
+def catalog_changed(request: Request) -> None:
+    """This process's POST path reads the catalog from memory: reload it after a catalog write."""
+    get_context(request).extras["catalog"].invalidate()
+
+
 @router.post("/admin/services", status_code=201, response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_create_service(
     data: schemas.ServiceCreate, uow: UoW, who: Admin, request: Request, key: IdemKey = None
@@ -94,6 +99,7 @@ async def admin_create_service(
     await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
     await uow.commit()
+    catalog_changed(request)
     log.info("service_created", service_code=s.service_code, by=who.name)
     return Response(body, status_code=201, media_type="application/json")
 
@@ -111,14 +117,16 @@ async def admin_update_service(
     s = await service.update_service(uow, code=service_code, data=data, department=dept)
     result = service_read(s)
     await uow.commit()
+    catalog_changed(request)
     return result
 
 
 @router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
-async def admin_retire_service(service_code: str, uow: UoW, _: Admin) -> Response:
+async def admin_retire_service(service_code: str, uow: UoW, _: Admin, request: Request) -> Response:
     await service.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None)
     await uow.commit()
+    catalog_changed(request)
     return Response(status_code=204)
 
 
@@ -135,11 +143,14 @@ async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
 
 @router.put("/admin/calendars/{code}", response_model=schemas.CalendarRead, tags=["catalog admin"],
             summary="Create or replace a business calendar (working hours, days, holidays)")
-async def admin_put_calendar(code: str, data: schemas.CalendarPut, uow: UoW, _: Admin) -> schemas.CalendarRead:
+async def admin_put_calendar(
+    code: str, data: schemas.CalendarPut, uow: UoW, _: Admin, request: Request
+) -> schemas.CalendarRead:
     if not schemas.DEPT_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
     result = calendar_read(await service.put_calendar(uow, code=code, data=data))
     await uow.commit()
+    catalog_changed(request)
     return result
 
 

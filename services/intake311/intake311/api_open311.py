@@ -9,7 +9,8 @@ collected, and anything unexpected still becomes an ``errors`` document.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,10 +25,11 @@ from citystat_common.auth import Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, is_database_down
 from citystat_common.idempotency import check_key, remember, replayed
-from citystat_common.logging import get_logger
+from citystat_common.logging import current_correlation_id, get_logger
+from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
 from intake311 import metrics, service
-from intake311.models import Department, Service, ServiceRequest, StatusNote
+from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
 from intake311.open311 import (
     FORMATS,
     Open311Error,
@@ -220,7 +222,7 @@ def authenticate(request: Request, params: Params) -> Principal:
     return principal
 
 
-def post_response_item(req: ServiceRequest) -> dict[str, Any]:
+def post_response_item(req: service.CreatedRequest) -> dict[str, Any]:
     item: dict[str, Any] = {}
     if req.pending:
         item["token"] = req.token
@@ -231,47 +233,70 @@ def post_response_item(req: ServiceRequest) -> dict[str, Any]:
     return item
 
 
+@dataclass
+class NewRequestItem:
+    """What the POST hands to the group commit: the draft and, with an Idempotency-Key, how to
+    remember the answer (in the same transaction as the request)."""
+
+    draft: service.RequestDraft
+    idempotency: tuple[str, str, str] | None = None  # key, scope, fingerprint
+
+
+async def write_new_requests(uow: UnitOfWork, items: Sequence[NewRequestItem], *, settings: Any,
+                             numbers: service.RequestNumbers | None = None) -> list[service.CreatedRequest]:
+    """The group commit's write: every waiting POST's request in one unit of work (the caller commits)."""
+    created = await service.create_requests(
+        uow, drafts=[i.draft for i in items], timezone=settings.city_timezone,
+        radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours, numbers=numbers,
+    )
+    for item, req in zip(items, created, strict=True):
+        if item.idempotency:
+            key, scope, fingerprint = item.idempotency
+            await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
+                           body=orjson.dumps([post_response_item(req)]), media_type="application/json")
+    return created
+
+
 @router.post("/requests.{fmt}", summary="Create a service request (POST Service Request)", status_code=201,
              description="Form-encoded (the spec) or JSON. api_key in the query, the body or X-API-Key. "
                          "Idempotency-Key header for safe retries.")
-async def post_request(request: Request, fmt: str, uow: UoW) -> Response:
+async def post_request(request: Request, fmt: str) -> Response:
     async def run() -> Response:
         pairs, raw, ctype = await body_params(request)
         params = params_from([*pairs, *request.query_params.multi_items()])
         principal = authenticate(request, params)
         check_jurisdiction(request, params)
-        settings = _settings(request)
+        ctx = get_context(request)
+        settings = ctx.settings
         key = check_key(request.headers.get("idempotency-key"))
         scope = f"open311:requests:{principal.name}"
-        fingerprint = hashlib.sha256(ctype.encode() + b"\n" + request.url.query.encode() + b"\n" + raw).hexdigest()
+        fingerprint = ""
         if key:
-            previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
+            fingerprint = hashlib.sha256(ctype.encode() + b"\n" + request.url.query.encode() + b"\n" + raw).hexdigest()
+            async with ctx.uow() as uow:
+                previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
             if previous is not None:
                 return _replay(fmt, previous)
         code = params.get("service_code")
-        svc = await service.get_service(uow, code) if code else None
+        svc = await ctx.extras["catalog"].get(code) if code else None
         data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone))
         if errors or data is None or svc is None:
             raise Open311Error(errors)
         channel = data.channel or principal.channel or settings.default_channel
-        req = await service.create_request(
-            uow, data=data, service=svc, channel=channel, author=principal.name, timezone=settings.city_timezone,
-            radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours,
-        )
-        doc = [post_response_item(req)]
+        draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name,
+                                     correlation_id=current_correlation_id())
         try:
-            await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
-                           body=orjson.dumps(doc), media_type="application/json")
-            await uow.commit()
+            req = await ctx.extras["intake"].submit(
+                NewRequestItem(draft=draft, idempotency=(key, scope, fingerprint) if key else None))
         except IntegrityError:
-            await uow.rollback()
             if key:  # a concurrent retry with the same key won the race: answer what it stored
-                previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
+                async with ctx.uow() as uow:
+                    previous = await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)
                 if previous is not None:
                     return _replay(fmt, previous)
             raise
         metrics.REQUESTS_CREATED.labels(svc.service_code, channel, svc.department_code).inc()
-        return render(fmt, "service_requests", doc, status=201)
+        return render(fmt, "service_requests", [post_response_item(req)], status=201)
 
     return await guarded(fmt, run)
 
@@ -358,35 +383,70 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
     )
     if s.ids is not None:
         return stmt.where(R.id.in_(s.ids or [-1])).order_by(R.id)
+    conds: list[Any] = []  # the filters on service_requests alone: also those of the per-cell queries below
     if s.service_codes is not None:
-        stmt = stmt.where(R.service_code.in_(s.service_codes or [""]))
+        conds.append(R.service_code.in_(s.service_codes or [""]))
     if s.start is not None:
-        stmt = stmt.where(R.requested_datetime >= s.start)
+        conds.append(R.requested_datetime >= s.start)
     if s.end is not None:
-        stmt = stmt.where(R.requested_datetime <= s.end)
+        conds.append(R.requested_datetime <= s.end)
     if s.statuses:
-        stmt = stmt.where(R.status.in_(s.statuses))
+        conds.append(R.status.in_(s.statuses))
     if s.updated_after is not None:
-        stmt = stmt.where(R.updated_datetime > s.updated_after)
+        conds.append(R.updated_datetime > s.updated_after)
     if s.updated_before is not None:
-        stmt = stmt.where(R.updated_datetime <= s.updated_before)
-    if s.agency:
-        stmt = stmt.where(sa.or_(R.department_code == s.agency.upper(), sa.func.lower(Department.name) == s.agency.lower()))
+        conds.append(R.updated_datetime <= s.updated_before)
+    cells: set[int] | None = None  # covering every area given; None: no area, or a large one
+
+    def also_in(more: list[int] | None) -> set[int] | None:
+        # bbox and lat/long/radius together: either cell list covers their intersection
+        return cells if more is None else set(more) if cells is None else cells & set(more)
+
     if s.bbox:
         min_long, min_lat, max_long, max_lat = s.bbox
-        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
+        conds += [R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long)]
+        cells = also_in(covering_cells(min_lat, max_lat, min_long, max_long))
     if s.near:
         lat, lon, radius = s.near
         kx = 111_320.0 * math.cos(math.radians(lat))
         ky = 110_574.0
         dlat, dlon = radius / ky, radius / max(1.0, kx)
-        stmt = stmt.where(
+        conds += [
             R.lat.between(lat - dlat, lat + dlat), R.long.between(lon - dlon, lon + dlon),
             ((R.lat - lat) * ky) * ((R.lat - lat) * ky) + ((R.long - lon) * kx) * ((R.long - lon) * kx) <= radius * radius,
-        )
+        ]
+        cells = also_in(covering_cells(lat - dlat, lat + dlat, lon - dlon, lon + dlon))
+    if s.agency:
+        # without the join (departments.code is unique), so the per-cell queries below can use it too
+        conds.append(sa.or_(R.department_code == s.agency.upper(), R.department_code.in_(
+            sa.select(Department.code).where(sa.func.lower(Department.name) == s.agency.lower()))))
+    stmt = stmt.where(*conds)
     if (s.updated_after or s.updated_before) and s.start is None and s.end is None:
         return stmt.order_by(R.updated_datetime, R.id)  # incremental sync: stable, oldest change first
-    return stmt.order_by(R.requested_datetime.desc(), R.id.desc())
+    order = (R.requested_datetime.desc(), R.id.desc())
+    wanted = s.page * s.page_size
+    if cells is not None and not cells:
+        return stmt.where(sa.false()).order_by(*order)  # the bbox and the circle do not meet
+    if cells is not None and wanted <= 1_000:  # deeper pages read the area through the plain predicates
+        # Area search: the newest `wanted` matches of each covering cell through the index on (cell,
+        # requested_datetime, id, ...), merged; the page is the newest `wanted` of those. Reads
+        # about `wanted` rows whatever the table size, where one index range over the area would
+        # read (and sort) every match in it. Built per request: Core columns, one shared WHERE and
+        # columns named as text, because SQLAlchemy's column collections of a many-armed union
+        # cost about a millisecond.
+        t, m = R.__table__.c, sa.literal_column
+        where = sa.and_(R.pending.is_(False), *conds)
+        per_cell = [sa.select(m("*")).select_from(
+                        sa.select(t.id, t.requested_datetime).where(t.cell == c, where)
+                        .order_by(t.requested_datetime.desc(), t.id.desc()).limit(wanted).subquery())
+                    for c in sorted(cells)]
+        merged = sa.union_all(*per_cell).subquery("merged") if len(per_cell) > 1 else per_cell[0].subquery("merged")
+        newest = (sa.select(m("merged.id")).select_from(merged)
+                  .order_by(m("merged.requested_datetime").desc(), m("merged.id").desc()).limit(wanted))
+        stmt = stmt.where(R.id.in_(newest))
+    elif cells is not None:
+        stmt = stmt.where(R.cell.in_(sorted(cells)))
+    return stmt.order_by(*order)
 
 
 async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:

@@ -26,6 +26,12 @@ class Settings(ServiceSettings):
     duplicate_radius_m: float = Field(50.0, ge=0, le=5000)
     duplicate_window_hours: float = Field(72.0, ge=0, le=24 * 365)
 
+    # The POST path: how long a process trusts its in-memory catalog (0: read it every time), and
+    # how many concurrent requests may share one transaction (group commit; 1: one each).
+    catalog_cache_seconds: float = Field(5.0, ge=0, le=300)
+    intake_max_batch: int = Field(100, ge=1, le=1000)
+    intake_concurrent_batches: int = Field(2, ge=1, le=16)  # transactions in flight (commits wait on the WAL)
+
     # The consumer group of the directory.changes consumer (the local department copy).
     consumer_group: str = "intake311"
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 from fastapi import FastAPI
 
+from citystat_common.batching import GroupCommit
 from citystat_common.runtime import api_main
 from citystat_common.web import ServiceContext, build_app, check_broker, check_consumer, check_database
 from intake311.api import router as staff_router
 from intake311.api_open311 import router as open311_router
+from intake311.api_open311 import write_new_requests
+from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.models import PLUMBING
+from intake311.service import RequestNumbers
 
 
 def create_app(settings: Settings | None = None, *, directory_client: httpx.AsyncClient | None = None) -> FastAPI:
@@ -21,8 +27,18 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
         ctx.extras["directory"] = directory_client or httpx.AsyncClient(
             base_url=settings.directory_url, timeout=settings.directory_timeout
         )
+        ctx.extras["catalog"] = CatalogCache(ctx.uow, timezone=settings.city_timezone, ttl=settings.catalog_cache_seconds)
+        ctx.extras["intake"] = GroupCommit(
+            # one statement per batch, no transaction round trips (see UnitOfWork single_statement)
+            uow_factory=partial(ctx.uow, single_statement=True), write=partial(write_new_requests, settings=settings, numbers=RequestNumbers(block=200)),
+            max_batch=settings.intake_max_batch,
+            # SQLite has one writer: a second transaction of this process would only wait for the lock
+            concurrency=1 if ctx.engine.dialect.name == "sqlite" else settings.intake_concurrent_batches,
+            name="intake311_requests",
+        )
 
     async def shutdown(ctx: ServiceContext) -> None:
+        await ctx.extras["intake"].close()
         if directory_client is None:
             await ctx.extras["directory"].aclose()
 
@@ -35,12 +51,12 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "under /open311/v2) with service levels and expected times, hand-off to the owning department, "
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
-        routers=[staff_router],
+        # Open311 first: the request path matches routes in order, and POST /requests.json is the hot one.
+        routers=[open311_router, staff_router],
         readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,
     )
-    app.include_router(open311_router)
     app.include_router(open311_router, prefix="/open311/v2")
     return app
 

@@ -3,11 +3,12 @@ copy of the directory's departments, service requests, their status notes and cu
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from citystat_common.db import make_base, plumbing_tables, utcnow
 
@@ -15,6 +16,44 @@ Base = make_base()
 PLUMBING = plumbing_tables(Base.metadata)
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+# Spatial grid for area searches: ~500 m cells (0.005 degrees of latitude and of longitude),
+# numbered row * CELL_ROW + column. An area becomes a short list of cells that an ordinary
+# B-tree index answers on PostgreSQL and SQLite alike; the exact lat/long predicates still decide.
+CELL_DEG = 0.005
+CELL_ROW = 200_000  # > 360 / CELL_DEG columns: the encoding is unique
+MAX_AREA_CELLS = 16  # larger areas use the plain lat/long predicates (see covering_cells)
+
+
+def _cell_index(value: float, bound: float) -> int:
+    # clamped so that every finite coordinate has a cell (monotonic, so covering_cells stays exact);
+    # the migration and the benchmark loader repeat this arithmetic in SQL, keep them in step
+    return math.floor((min(bound, max(-bound, value)) + bound) / CELL_DEG)
+
+
+def grid_cell(lat: float | None, long: float | None) -> int | None:
+    """The grid cell of a position; None without one (or for a non-finite coordinate)."""
+    if lat is None or long is None or not (math.isfinite(lat) and math.isfinite(long)):
+        return None
+    return _cell_index(lat, 90.0) * CELL_ROW + _cell_index(long, 180.0)
+
+
+def covering_cells(min_lat: float, max_lat: float, min_long: float, max_long: float,
+                   max_cells: int = MAX_AREA_CELLS) -> list[int] | None:
+    """Every cell a point with min_lat <= lat <= max_lat and min_long <= long <= max_long can have
+    (floor of a rounded division is monotonic, so the corner cells bound it); None when that is
+    more than max_cells: a big area holds enough rows that the plain predicates do better."""
+    rows = range(_cell_index(min_lat, 90.0), _cell_index(max_lat, 90.0) + 1)
+    cols = range(_cell_index(min_long, 180.0), _cell_index(max_long, 180.0) + 1)
+    if len(rows) * len(cols) > max_cells:
+        return None
+    return [r * CELL_ROW + c for r in rows for c in cols]
+
+
+def cell_default(ctx: Any) -> int | None:
+    """Column default: the cell of the inserted row's lat/long (Core inserts, bulk ORM inserts)."""
+    params = ctx.get_current_parameters()
+    return grid_cell(params.get("lat"), params.get("long"))
 
 
 class Department(Base):
@@ -77,8 +116,8 @@ class ServiceRequest(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token: Mapped[str | None] = mapped_column(sa.String(36), unique=True)
     pending: Mapped[bool] = mapped_column(default=False)
-    service_code: Mapped[str] = mapped_column(sa.ForeignKey("services.service_code"), index=True)
-    department_code: Mapped[str] = mapped_column(sa.String(40), index=True)
+    service_code: Mapped[str] = mapped_column(sa.ForeignKey("services.service_code"))
+    department_code: Mapped[str] = mapped_column(sa.String(40))
     channel: Mapped[str] = mapped_column(sa.String(20))
     status: Mapped[str] = mapped_column(sa.String(10), index=True)
     detailed_status: Mapped[str] = mapped_column(sa.String(20))
@@ -87,6 +126,8 @@ class ServiceRequest(Base):
     description: Mapped[str | None] = mapped_column(sa.Text)
     lat: Mapped[float | None] = mapped_column(sa.Float)
     long: Mapped[float | None] = mapped_column(sa.Float)
+    # grid_cell(lat, long): set by the default on insert and by _set_cell when lat/long change
+    cell: Mapped[int | None] = mapped_column(sa.BigInteger, default=cell_default)
     address_string: Mapped[str | None] = mapped_column(sa.String(500))
     address_id: Mapped[str | None] = mapped_column(sa.String(100))
     zipcode: Mapped[str | None] = mapped_column(sa.String(20))
@@ -111,9 +152,16 @@ class ServiceRequest(Base):
     __table_args__ = (
         sa.Index("ix_service_requests_open_nearby", "service_code", "status", "requested_datetime"),
         sa.Index("ix_service_requests_dept_status", "department_code", "status"),
-        # area searches (bbox, lat/long/radius) and duplicate detection narrow by position first
-        sa.Index("ix_service_requests_location", "lat", "long"),
+        # area searches: per cell newest first; the usual area filters are all in the index (no row
+        # read to reject one)
+        sa.Index("ix_service_requests_cell", "cell", "requested_datetime", "id", "status", "pending", "lat", "long"),
     )
+
+    @validates("lat", "long")
+    def _set_cell(self, key: str, value: float | None) -> float | None:
+        lat, long = (value, self.long) if key == "lat" else (self.lat, value)
+        self.cell = grid_cell(lat, long)
+        return value
 
 
 class StatusNote(Base):

@@ -4,7 +4,10 @@ status notes and emit events; they never commit (the caller does)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +26,16 @@ from citystat_common.events import (
 )
 from citystat_common.uow import UnitOfWork
 from intake311 import schemas
-from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
+from intake311.models import (
+    Calendar,
+    Department,
+    Feedback,
+    Service,
+    ServiceRequest,
+    StatusNote,
+    covering_cells,
+    grid_cell,
+)
 from intake311.open311 import CLOSURE_REASONS, NewRequest, box_around, haversine_m
 
 DETAILED = ("open", "acknowledged", "in_progress", "closed")
@@ -225,25 +237,115 @@ def note(uow: UnitOfWork, req: ServiceRequest, *, kind: str, author: str, text: 
     return n
 
 
-async def find_duplicate(uow: UnitOfWork, *, service_code: str, lat: float | None, long: float | None,
-                         address_id: str | None, now: datetime, radius_m: float, window_hours: float) -> int | None:
-    """The open request of the same service nearest to the new one, within the radius and window."""
-    if radius_m <= 0 or window_hours <= 0 or (lat is None and not address_id):
-        return None
-    R = ServiceRequest
-    stmt = sa.select(R.id, R.lat, R.long).where(
-        R.service_code == service_code, R.status == "open", R.pending.is_(False), R.duplicate_of.is_(None),
-        R.requested_datetime >= now - timedelta(hours=window_hours),
-    )
-    if lat is not None and long is not None:
-        min_lat, max_lat, min_long, max_long = box_around(lat, long, radius_m)
-        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
-    else:
-        stmt = stmt.where(R.address_id == address_id)
-    rows = (await uow.session.execute(stmt.order_by(R.requested_datetime).limit(50))).all()
+@dataclass(frozen=True)
+class ServiceEntry:
+    """A service type as creating a request needs it: a snapshot detached from any session (the
+    intake path keeps these in memory, see ``intake311.catalog``)."""
+
+    service_code: str
+    service_name: str
+    department_code: str
+    agency: str  # the department's name, for the service notice
+    type: str
+    sla_amount: float
+    sla_unit: str
+    service_notice: str | None
+    attributes: list[dict[str, Any]]
+    calendar: BusinessCalendar
+
+    @classmethod
+    def of(cls, s: Service, timezone: str) -> ServiceEntry:
+        return cls(
+            service_code=s.service_code, service_name=s.service_name, department_code=s.department_code,
+            agency=s.department.name if s.department else s.department_code, type=s.type,
+            sla_amount=float(s.sla_amount), sla_unit=s.sla_unit, service_notice=s.service_notice,
+            attributes=list(s.attributes or []), calendar=business_calendar(s.calendar, timezone),
+        )
+
+
+@dataclass
+class RequestDraft:
+    """One validated POST /requests, waiting to be written (possibly with others, see create_requests)."""
+
+    data: NewRequest
+    service: ServiceEntry
+    channel: str
+    author: str
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedRequest:
+    id: int
+    token: str | None
+    pending: bool
+    service_notice: str
+    account_id: str | None
+    duplicate_of: int | None
+
+
+class RequestNumbers:
+    """New request numbers, in order, before the rows exist (a duplicate in the same batch names its
+    original's number in its notice). PostgreSQL: drawn from the table's sequence in blocks, so a
+    process asks once per ``block`` requests (numbers of a block never used are skipped, as a
+    sequence always allows). SQLite: max + 1 under the transaction's write lock (BEGIN IMMEDIATE)."""
+
+    def __init__(self, block: int = 1):
+        self.block = block
+        self._pool: list[int] = []
+
+    async def take(self, uow: UnitOfWork, n: int) -> list[int]:
+        if uow.session.get_bind().dialect.name != "postgresql":
+            top = (await uow.session.execute(sa.select(sa.func.max(ServiceRequest.id)))).scalar() or 0
+            return list(range(top + 1, top + n + 1))
+        if len(self._pool) < n:
+            rows = await uow.session.execute(_PG_NEXT_IDS, {"n": max(n - len(self._pool), self.block)})
+            self._pool.extend(sorted(r[0] for r in rows))
+        taken, self._pool = self._pool[:n], self._pool[n:]
+        return taken
+
+
+_PG_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('service_requests', 'id')) FROM generate_series(1, :n)")
+
+# PostgreSQL: every draft's duplicate candidates in one statement of fixed text (prepared once):
+# the duplicate predicates (see _candidates), per (draft, grid cell) through lateral joins over arrays. No ORDER BY
+# ... LIMIT inside (it would tempt the planner to walk a time index instead of the cell one); a
+# 50 m circle holds few open requests, and Python keeps the first 50 in time order.
+_PG_CANDIDATES = sa.text("""
+SELECT q.i, r.id, r.lat, r.long, r.requested_datetime
+FROM unnest(CAST(:draft AS INTEGER[]), CAST(:codes AS VARCHAR[]), CAST(:cells AS BIGINT[]),
+            CAST(:min_lat AS FLOAT8[]), CAST(:max_lat AS FLOAT8[]), CAST(:min_long AS FLOAT8[]),
+            CAST(:max_long AS FLOAT8[]), CAST(:address_ids AS VARCHAR[]))
+     AS q(i, code, cell, min_lat, max_lat, min_long, max_long, address_id)
+CROSS JOIN LATERAL (
+  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
+   WHERE q.cell IS NOT NULL AND s.cell = q.cell AND s.status = 'open' AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ)
+     AND s.lat BETWEEN q.min_lat AND q.max_lat AND s.long BETWEEN q.min_long AND q.max_long
+     AND s.service_code = q.code AND NOT s.pending AND s.duplicate_of IS NULL LIMIT 2000)
+  UNION ALL
+  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
+   WHERE q.cell IS NULL AND q.min_lat IS NOT NULL
+     AND s.lat BETWEEN q.min_lat AND q.max_lat AND s.long BETWEEN q.min_long AND q.max_long
+     AND s.service_code = q.code AND s.status = 'open' AND NOT s.pending AND s.duplicate_of IS NULL
+     AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ) LIMIT 2000)
+  UNION ALL
+  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
+   WHERE q.min_lat IS NULL AND s.address_id = q.address_id
+     AND s.service_code = q.code AND s.status = 'open' AND NOT s.pending AND s.duplicate_of IS NULL
+     AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ) LIMIT 2000)
+) r
+""")  # the arrays are bound as they are: asyncpg encodes lists by the CASTs' types
+
+
+def _nearest(lat: float | None, long: float | None, candidates: list[tuple[int, float | None, float | None]],
+             radius_m: float) -> int | None:
+    """The choice among candidates in requested order: the nearest within the
+    radius (by position), else the first (same address id)."""
     best: tuple[float, int] | None = None
-    for rid, rlat, rlong in rows:
+    for rid, rlat, rlong in candidates[:50]:
         if lat is not None and long is not None:
+            if rlat is None or rlong is None:
+                continue
             d = haversine_m(lat, long, rlat, rlong)
             if d > radius_m:
                 continue
@@ -254,69 +356,159 @@ async def find_duplicate(uow: UnitOfWork, *, service_code: str, lat: float | Non
     return best[1] if best else None
 
 
-async def create_request(
-    uow: UnitOfWork, *, data: NewRequest, service: Service, channel: str, author: str, timezone: str,
-    radius_m: float, window_hours: float, now: datetime | None = None,
-) -> ServiceRequest:
-    """One transaction: the request row, its first status note and its event(s) in the outbox."""
+async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], ids: Sequence[int], now: datetime,
+                          radius_m: float, window_hours: float) -> list[int | None]:
+    """For each new request of a batch, in order, the open request of the same service it
+    duplicates: the nearest within the radius and window (an earlier request of the same batch
+    counts too: it was reported a moment before), or the first with the same address id."""
+    out: list[int | None] = [None] * len(drafts)
+    if radius_m <= 0 or window_hours <= 0:
+        return out
+    looked = [i for i, d in enumerate(drafts)
+              if not d.data.first_contact_resolution and (d.data.lat is not None or d.data.address_id)]
+    if not looked:
+        return out
+    since = now - timedelta(hours=window_hours)
+    stored: dict[int, list[tuple[int, float | None, float | None]]] = {i: [] for i in looked}
+    if uow.session.get_bind().dialect.name == "postgresql":
+        lookups: list[tuple[Any, ...]] = []  # (draft, code, cell, min_lat, max_lat, min_long, max_long, address_id)
+        for i in looked:
+            d, code = drafts[i].data, drafts[i].service.service_code
+            if d.lat is not None and d.long is not None:
+                box = box_around(d.lat, d.long, radius_m)
+                lookups += [(i, code, cell, *box, d.address_id) for cell in covering_cells(*box) or [None]]
+            else:
+                lookups.append((i, code, None, None, None, None, None, d.address_id))
+        names = ("draft", "codes", "cells", "min_lat", "max_lat", "min_long", "max_long", "address_ids")
+        q = {name: list(column) for name, column in zip(names, zip(*lookups, strict=True), strict=True)}
+        found: dict[int, list[tuple[datetime, int, float | None, float | None]]] = {i: [] for i in looked}
+        for i, rid, rlat, rlong, at in await uow.session.execute(_PG_CANDIDATES, q | {"since": since}):
+            found[i].append((at, rid, rlat, rlong))
+        for i, rows in found.items():
+            stored[i] = [(rid, rlat, rlong) for _, rid, rlat, rlong in sorted(rows)[:50]]
+    else:  # SQLite: in-process, a query per draft costs no round trip
+        for i in looked:
+            d = drafts[i].data
+            stored[i] = await _candidates(uow, service_code=drafts[i].service.service_code, lat=d.lat, long=d.long,
+                                          address_id=d.address_id, since=since, radius_m=radius_m)
+    for i in looked:
+        d, code = drafts[i].data, drafts[i].service.service_code
+        box = box_around(d.lat, d.long, radius_m) if d.lat is not None and d.long is not None else None
+        same_batch = []  # earlier drafts of this batch that are open originals themselves
+        for j in range(i):
+            o = drafts[j].data
+            if (out[j] is not None or o.first_contact_resolution or drafts[j].service.type == "batch"
+                    or drafts[j].service.service_code != code):
+                continue
+            if box is None:
+                near = o.address_id == d.address_id
+            else:
+                near = o.lat is not None and o.long is not None and box[0] <= o.lat <= box[1] and box[2] <= o.long <= box[3]
+            if near:
+                same_batch.append((ids[j], o.lat, o.long))
+        out[i] = _nearest(d.lat, d.long, stored[i] + same_batch, radius_m)
+    return out
+
+
+async def _candidates(uow: UnitOfWork, *, service_code: str, lat: float | None, long: float | None,
+                      address_id: str | None, since: datetime, radius_m: float) -> list[tuple[int, float | None, float | None]]:
+    R = ServiceRequest
+    stmt = sa.select(R.id, R.lat, R.long).where(
+        R.service_code == service_code, R.status == "open", R.pending.is_(False), R.duplicate_of.is_(None),
+        R.requested_datetime >= since,
+    )
+    if lat is not None and long is not None:
+        min_lat, max_lat, min_long, max_long = box_around(lat, long, radius_m)
+        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
+        cells = covering_cells(min_lat, max_lat, min_long, max_long)
+        if cells is not None:  # 1-4 cells of the index on (cell, requested_datetime, ...)
+            stmt = stmt.where(R.cell.in_(cells))
+    else:
+        stmt = stmt.where(R.address_id == address_id)
+    return [tuple(r) for r in (await uow.session.execute(stmt.order_by(R.requested_datetime).limit(50))).all()]  # type: ignore[misc]
+
+
+async def create_requests(
+    uow: UnitOfWork, *, drafts: Sequence[RequestDraft], timezone: str, radius_m: float, window_hours: float,
+    now: datetime | None = None, numbers: RequestNumbers | None = None,
+) -> list[CreatedRequest]:
+    """New requests, in one transaction with their first status notes and their events in the
+    outbox: rows written with one statement per table however many requests there are."""
     now = now or utcnow()
     tz = ZoneInfo(timezone)
-    expected = expected_datetime(service, now, timezone)
-    agency = service.department.name if service.department else service.department_code
-    batch = service.type == "batch"
-    duplicate_of = None
-    if not data.first_contact_resolution:
-        duplicate_of = await find_duplicate(
-            uow, service_code=service.service_code, lat=data.lat, long=data.long, address_id=data.address_id,
-            now=now, radius_m=radius_m, window_hours=window_hours,
-        )
-    notices = [n for n in (service.service_notice,) if n]
-    if data.first_contact_resolution:
-        notices.append("Resolved at first contact.")
-    else:
-        notices.append(commitment_text(expected, agency, tz))
-    if duplicate_of is not None:
-        notices.append(
-            f"This looks like request {duplicate_of}, already reported nearby; we linked yours to it "
-            "and will update both."
-        )
-    closed = data.first_contact_resolution
-    req = ServiceRequest(
-        token=str(uuid.uuid4()) if batch else None,
-        pending=batch,
-        service_code=service.service_code,
-        department_code=service.department_code,
-        channel=channel,
-        status="closed" if closed else "open",
-        detailed_status="closed" if closed else "open",
-        closure_reason=(data.closure_reason or "no_further_action") if closed else None,
-        first_contact_resolution=closed,
-        description=data.description,
-        lat=data.lat, long=data.long,
-        address_string=data.address_string, address_id=data.address_id, zipcode=data.zipcode,
-        media_url=data.media_url,
-        email=data.email, phone=data.phone, first_name=data.first_name, last_name=data.last_name,
-        device_id=data.device_id, account_id=data.account_id,
-        attributes=data.attributes,
-        service_notice=" ".join(notices),
-        status_notes=data.status_notes if closed else None,
-        duplicate_of=duplicate_of,
-        requested_datetime=now, updated_datetime=now, expected_datetime=expected,
-        closed_datetime=now if closed else None,
-        created_by=author,
-    )
-    uow.session.add(req)
-    await uow.flush()
-    text = f"Request received by {channel}." if not closed else (data.status_notes or "Resolved at first contact.")
-    note(uow, req, kind="created" if not closed else "closed", author=author, text=text, at=now, public=True)
-    if not closed:
-        req.status_notes = None
-    if duplicate_of is not None:
-        note(uow, req, kind="linked", author="intake311", text=f"Linked as a duplicate of request {duplicate_of}.", at=now)
-    if not batch:
-        emit(uow, RequestCreated, req, service.service_name, "created")
-        if closed:
-            emit(uow, RequestClosed, req, service.service_name, "closed")
+    ids = await (numbers or RequestNumbers()).take(uow, len(drafts))
+    duplicates = await find_duplicates(uow, drafts=drafts, ids=ids, now=now, radius_m=radius_m, window_hours=window_hours)
+    rows: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    created: list[CreatedRequest] = []
+    commitments: dict[str, tuple[datetime, str]] = {}  # one batch, one "now": one per service type
+    for draft, rid, duplicate_of in zip(drafts, ids, duplicates, strict=True):
+        data, svc = draft.data, draft.service
+        if svc.service_code not in commitments:
+            due = add_duration(svc.calendar, now, svc.sla_amount, svc.sla_unit)
+            commitments[svc.service_code] = (due, commitment_text(due, svc.agency, tz))
+        expected, commitment = commitments[svc.service_code]
+        batch = svc.type == "batch"
+        closed = data.first_contact_resolution
+        notices = [n for n in (svc.service_notice,) if n]
+        notices.append("Resolved at first contact." if closed else commitment)
+        if duplicate_of is not None:
+            notices.append(
+                f"This looks like request {duplicate_of}, already reported nearby; we linked yours to it "
+                "and will update both."
+            )
+        status = "closed" if closed else "open"
+        row = {
+            "id": rid, "token": str(uuid.uuid4()) if batch else None, "pending": batch,
+            "service_code": svc.service_code, "department_code": svc.department_code, "channel": draft.channel,
+            "status": status, "detailed_status": status,
+            "closure_reason": (data.closure_reason or "no_further_action") if closed else None,
+            "first_contact_resolution": closed, "description": data.description, "lat": data.lat, "long": data.long,
+            "cell": grid_cell(data.lat, data.long),
+            "address_string": data.address_string, "address_id": data.address_id, "zipcode": data.zipcode,
+            "media_url": data.media_url, "email": data.email, "phone": data.phone, "first_name": data.first_name,
+            "last_name": data.last_name, "device_id": data.device_id, "account_id": data.account_id,
+            "attributes": data.attributes, "service_notice": " ".join(notices),
+            "status_notes": (data.status_notes or "Resolved at first contact.") if closed else None,
+            "duplicate_of": duplicate_of, "requested_datetime": now, "updated_datetime": now,
+            "expected_datetime": expected, "closed_datetime": now if closed else None, "created_by": draft.author,
+        }
+        rows.append(row)
+        text = (data.status_notes or "Resolved at first contact.") if closed else f"Request received by {draft.channel}."
+        notes.append(_note_row(rid, kind="closed" if closed else "created", status=status, author=draft.author,
+                               text=text, at=now))
+        if duplicate_of is not None:
+            notes.append(_note_row(rid, kind="linked", status=status, author="intake311",
+                                   text=f"Linked as a duplicate of request {duplicate_of}.", at=now))
+        if not batch:
+            view = SimpleNamespace(**row)
+            uow.emit(RequestCreated(**event_data(view, svc.service_name, "created")),  # type: ignore[arg-type]
+                     subject=str(rid), correlation_id=draft.correlation_id)
+            if closed:
+                uow.emit(RequestClosed(**event_data(view, svc.service_name, "closed")),  # type: ignore[arg-type]
+                         subject=str(rid), correlation_id=draft.correlation_id)
+        created.append(CreatedRequest(id=rid, token=row["token"], pending=batch, service_notice=row["service_notice"],
+                                      account_id=data.account_id, duplicate_of=duplicate_of))
+    await uow.insert(ServiceRequest.__table__, rows)  # type: ignore[arg-type]
+    await uow.insert(StatusNote.__table__, notes)  # type: ignore[arg-type]
+    return created
+
+
+def _note_row(rid: int, *, kind: str, status: str, author: str, text: str | None, at: datetime) -> dict[str, Any]:
+    return {"request_id": rid, "at": at, "kind": kind, "status": status, "author": author, "text": text, "public": True}
+
+
+async def create_request(
+    uow: UnitOfWork, *, data: NewRequest, service: Service | ServiceEntry, channel: str, author: str, timezone: str,
+    radius_m: float, window_hours: float, now: datetime | None = None,
+) -> ServiceRequest:
+    """One new request (create_requests with a batch of one), loaded as its row."""
+    entry = service if isinstance(service, ServiceEntry) else ServiceEntry.of(service, timezone)
+    draft = RequestDraft(data=data, service=entry, channel=channel, author=author)
+    (created,) = await create_requests(uow, drafts=[draft], timezone=timezone, radius_m=radius_m,
+                                       window_hours=window_hours, now=now)
+    req = await uow.session.get(ServiceRequest, created.id)
+    assert req is not None
     return req
 
 

@@ -1,0 +1,52 @@
+"""UnitOfWork.insert in both modes, on the real databases: rows and the unit's fate go together."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from citystat_common.db import create_engine, session_factory, utcnow
+from citystat_common.uow import UnitOfWork
+from intake311.models import PLUMBING
+
+
+def _key(key: str) -> dict:
+    return {"key": key, "scope": "s", "request_hash": "h", "status_code": 201, "body": b"x", "media_type": "a",
+            "created_at": utcnow()}
+
+
+@pytest.fixture
+async def sessions(db_factory):
+    engine = create_engine(db_factory("intake311"))
+    yield engine, session_factory(engine)
+    await engine.dispose()
+
+
+async def _count(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(PLUMBING.idempotency))).scalar_one()
+
+
+@pytest.mark.parametrize("single", [False, True])
+async def test_rows_of_a_unit_that_is_not_committed_are_not_stored(sessions, single):
+    engine, factory = sessions
+    async with UnitOfWork(factory, PLUMBING, single_statement=single) as uow:
+        await uow.insert(PLUMBING.idempotency, [_key("first-statement-of-the-unit")])
+        await uow.rollback()
+    assert await _count(engine) == 0
+    async with UnitOfWork(factory, PLUMBING, single_statement=single) as uow:
+        await uow.insert(PLUMBING.idempotency, [_key("a"), _key("b")])
+        await uow.commit()
+    assert await _count(engine) == 2
+
+
+@pytest.mark.parametrize("single", [False, True])
+async def test_a_value_too_long_for_its_column_is_rejected_not_cut(sessions, single):
+    engine, factory = sessions
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    async with UnitOfWork(factory, PLUMBING, single_statement=single) as uow:
+        with pytest.raises(sa.exc.DBAPIError, match="too long"):  # at the insert, or at commit when held
+            await uow.insert(PLUMBING.idempotency, [_key("k" * 300)])  # the column holds 200
+            await uow.commit()
+    assert await _count(engine) == 0
