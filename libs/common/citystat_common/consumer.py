@@ -64,7 +64,7 @@ class ConsumerRunner:
         self.enable_idempotence = enable_idempotence
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
-        # Local broker only: recreate lost topics before rejoining (see _poll_loop).
+        # Local broker only: recreate lost topics before rejoining (see run and _poll_loop).
         self.topic_partitions = topic_partitions
         self.commit_timeout = commit_timeout
         self.consumer: AIOKafkaConsumer | None = None

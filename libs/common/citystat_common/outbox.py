@@ -124,9 +124,9 @@ class OutboxRelay:
             return
         self._topics_checked_at = loop.time()
         assert self.topic_partitions
-        cluster = await producer.client.fetch_all_metadata()
-        if not set(ALL_TOPICS) <= set(cluster.topics()):
-            log.warning("topics_missing_on_broker", recreating=sorted(set(ALL_TOPICS) - set(cluster.topics())))
+        missing = set(ALL_TOPICS) - (await producer.client.fetch_all_metadata()).topics()
+        if missing:
+            log.warning("topics_missing_on_broker", recreating=sorted(missing))
             await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
 
     async def _drop_producer(self) -> None:
