@@ -344,10 +344,6 @@ def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict
     return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
 
 
-_UNIT_RANGE = {"percentage": (0.0, 100.0), "count": (0.0, math.inf), "duration": (0.0, math.inf),
-               "score": (0.0, math.inf)}  # the values validate_value accepts without a message
-
-
 async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     code_list = list({c for d in docs if isinstance(d, dict) and isinstance(c := d.get("indicator_code"), str)})
@@ -361,7 +357,7 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
     facts: dict[str, tuple[Indicator, str, str, bool, float, float, dict[str, Any]]] = {}
     periods: dict[str, dict[str, Any]] = {}
     for code, ind in inds.items():
-        lo, hi = _UNIT_RANGE.get(ind.unit, (-math.inf, math.inf))
+        lo, hi = service.UNIT_RANGE.get(ind.unit, (-math.inf, math.inf))
         facts[code] = (ind, ind.frequency, ind.unit, bool(ind.formula), lo, hi, periods.setdefault(ind.frequency, {}))
     allowed = {"indicator_code", "period", "value", "note"}
     today = _today(settings)

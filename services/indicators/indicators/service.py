@@ -114,17 +114,21 @@ def grace_days(ind: Indicator) -> int:
     return ind.grace_days if ind.grace_days is not None else DEFAULT_GRACE_DAYS[ind.frequency]
 
 
+# The values each unit accepts (any finite number for a unit not listed); the bulk path reads it too.
+UNIT_RANGE = {"percentage": (0.0, 100.0), "count": (0.0, math.inf), "duration": (0.0, math.inf),
+              "score": (0.0, math.inf)}
+
+
 def validate_value(unit: str, value: float) -> str | None:
     """None when the value fits the unit, else what is wrong with it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "must be a finite number"
-    if unit == "percentage" and not 0 <= value <= 100:
+    lo, hi = UNIT_RANGE.get(unit, (-math.inf, math.inf))
+    if lo <= value <= hi:
+        return None
+    if unit == "percentage":
         return "a percentage must be between 0 and 100"
-    if unit in ("count", "duration") and value < 0:
-        return f"a {unit} cannot be negative"
-    if unit == "score" and value < 0:
-        return "a score cannot be negative"
-    return None
+    return f"a {unit} cannot be negative"
 
 
 async def get_indicator(uow: UnitOfWork, code: str) -> Indicator:

@@ -474,7 +474,7 @@ async def create_requests(
             "expected_datetime": expected, "closed_datetime": now if closed else None, "created_by": draft.author,
         }
         rows.append(row)
-        text = (data.status_notes or "Resolved at first contact.") if closed else f"Request received by {draft.channel}."
+        text = row["status_notes"] if closed else f"Request received by {draft.channel}."
         notes.append(_note_row(rid, kind="closed" if closed else "created", status=status, author=draft.author,
                                text=text, at=now))
         if duplicate_of is not None:
