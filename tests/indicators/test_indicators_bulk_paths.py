@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ind_helpers import W, create, outbox_events, target
 
 from indicators import service
-from indicators.models import Indicator, ObservationRevision, StatusChange, observations
+from indicators.models import Indicator, IndicatorDescription, ObservationRevision, StatusChange, observations
 
 DAYS = 300
 FIRST = date.today() - timedelta(days=DAYS)  # the last day is yesterday: the indicators are current
@@ -181,3 +181,27 @@ async def test_malformed_rows_get_a_row_error(client, app, row, field):
     assert [(e["row"], e["field"]) for e in r.json()["errors"]] == [(2, field)]
     async with app.state.ctx.engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(observations))).scalar_one() == 0
+
+
+async def test_an_indicator_with_observations_cannot_be_deleted_or_rekeyed(client, app):
+    """observations has no per-row foreign key (migration 0002); the trigger on indicators keeps
+    every stored observation's indicator in place instead, on both databases."""
+    for code in ("KEEP.OBS", "KEEP.EMPTY"):  # no targets: no other table's key is in the way
+        await create(client, code=code, unit="count", frequency="daily", kind="output")
+    await _post(client, [{"indicator_code": "KEEP.OBS", "period": (FIRST + timedelta(days=d)).isoformat(), "value": 5}
+                         for d in range(3)])
+    async with app.state.ctx.engine.connect() as conn:
+        observed = await conn.scalar(sa.select(Indicator.id).where(Indicator.code == "KEEP.OBS"))
+        # their descriptions' foreign key would refuse first: take it out of the way
+        await conn.execute(sa.delete(IndicatorDescription.__table__).where(IndicatorDescription.indicator_id.in_(
+            sa.select(Indicator.id).where(Indicator.code.like("KEEP.%")))))
+        for stmt in (sa.delete(Indicator.__table__).where(Indicator.id == observed),
+                     sa.update(Indicator.__table__).where(Indicator.id == observed).values(id="re-keyed")):
+            with pytest.raises(sa.exc.DBAPIError, match="retire it instead of deleting it"):
+                async with conn.begin_nested():
+                    await conn.execute(stmt)
+        # an indicator nobody observed yet has nothing to protect
+        await conn.execute(sa.delete(Indicator.__table__).where(Indicator.code == "KEEP.EMPTY"))
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(observations)
+                                 .where(observations.c.indicator_id == observed)) == 3
+        await conn.rollback()
