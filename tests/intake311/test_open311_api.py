@@ -244,3 +244,25 @@ async def test_batch_service_token(client, uow_factory, fmt):
         rid = item["service_request_id"]
         assert item["token"] == token
     assert (await client.get(f"/requests/{rid}.json")).json()[0]["service_code"] == "TREE_PLANTING"
+
+
+async def test_post_requests_takes_the_hot_route_and_stays_documented(settings):
+    """POST /requests.{fmt} is served by web.HotRoute, ahead of FastAPI's routing, at both prefixes;
+    the FastAPI route of the same path still documents it, and its metrics carry the route template."""
+    from citystat_common.testing import app_client
+    from citystat_common.web import HotRoute
+    from intake311.main import create_app
+
+    app = create_app(settings)
+    hot = [r for r in app.router.routes if isinstance(r, HotRoute)]
+    assert sorted(r.path for r in hot) == ["/open311/v2/requests.{fmt}", "/requests.{fmt}"]
+    assert app.router.routes[: len(hot)] == hot  # first: nothing in front of them
+    async with app_client(app) as client:
+        for prefix in PREFIXES:
+            r = await client.post(f"{prefix}/requests.json", params={"api_key": TEST_KEYS["call_center"]}, data=POTHOLE)
+            assert r.status_code == 201, r.text
+        spec = (await client.get("/openapi.json")).json()
+        assert "post" in spec["paths"]["/requests.{fmt}"] and "post" in spec["paths"]["/open311/v2/requests.{fmt}"]
+        text = (await client.get("/metrics")).text
+    for path in ("/requests.{fmt}", "/open311/v2/requests.{fmt}"):
+        assert f'method="POST",route="{path}",service="intake311",status="201"' in text, path

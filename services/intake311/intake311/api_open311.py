@@ -301,6 +301,11 @@ async def post_request(request: Request, fmt: str) -> Response:
     return await guarded(fmt, run)
 
 
+async def post_request_hot(request: Request) -> Response:
+    """POST /requests.{fmt} as ``web.HotRoute`` serves it: the same handler, without FastAPI's routing."""
+    return await post_request(request, request.path_params["fmt"])
+
+
 def _replay(fmt: str, previous: Response) -> Response:
     doc = orjson.loads(previous.body)
     return render(fmt, "service_requests", doc, status=previous.status_code, headers={"Idempotent-Replay": "true"})

@@ -9,10 +9,17 @@ from fastapi import FastAPI
 
 from citystat_common.batching import GroupCommit
 from citystat_common.runtime import api_main
-from citystat_common.web import ServiceContext, build_app, check_broker, check_consumer, check_database
+from citystat_common.web import (
+    ServiceContext,
+    add_hot_route,
+    build_app,
+    check_broker,
+    check_consumer,
+    check_database,
+)
 from intake311.api import router as staff_router
+from intake311.api_open311 import post_request_hot, write_new_requests
 from intake311.api_open311 import router as open311_router
-from intake311.api_open311 import write_new_requests
 from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.models import PLUMBING
@@ -51,13 +58,15 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "under /open311/v2) with service levels and expected times, hand-off to the owning department, "
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
-        # Open311 first: the request path matches routes in order, and POST /requests.json is the hot one.
+        # Open311 first: routes match in order, and its GETs are the busiest after the POST (a HotRoute).
         routers=[open311_router, staff_router],
         readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,
     )
     app.include_router(open311_router, prefix="/open311/v2")
+    for prefix in ("", "/open311/v2"):  # the hot path: past FastAPI's routing, same handler
+        add_hot_route(app, f"{prefix}/requests.{{fmt}}", post_request_hot, methods=["POST"])
     return app
 
 
