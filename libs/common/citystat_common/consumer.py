@@ -53,6 +53,7 @@ class ConsumerRunner:
         retry_backoff: float = 0.2,
         topic_partitions: int | None = None,
         commit_timeout: float = 15.0,
+        session_timeout_ms: int = 10_000,
     ):
         self.service = service
         self.group_id = group_id
@@ -64,6 +65,7 @@ class ConsumerRunner:
         self.enable_idempotence = enable_idempotence
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        self.session_timeout_ms = session_timeout_ms
         # Local broker only: recreate lost topics before rejoining (see run and _poll_loop).
         self.topic_partitions = topic_partitions
         self.commit_timeout = commit_timeout
@@ -168,8 +170,8 @@ class ConsumerRunner:
             enable_auto_commit=False,  # offsets only after the database transaction
             auto_offset_reset="earliest",
             max_poll_records=200,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=min(1_000, self.session_timeout_ms // 10),
             request_timeout_ms=15_000,
             **CONSUMER_FETCH_KWARGS,
         )

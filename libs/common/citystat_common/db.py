@@ -58,6 +58,14 @@ def make_base() -> type[DeclarativeBase]:
     return Base
 
 
+# Every query here is a short OLTP query. PostgreSQL's JIT compiles a plan whose estimated cost
+# passes jit_above_cost, and after an ANALYZE of a busy service_requests table the duplicate lookup
+# of a 311 batch crossed it: 30-70 ms of compiling per execution for a 0.3 ms query, and the intake
+# fell from ~2,000 to ~700 requests/s (docs/performance.md). Autovacuum ANALYZEs on its own in
+# production, so this is not a benchmark artefact.
+PG_SESSION_SETTINGS = {"jit": "off"}
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -93,7 +101,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         # fresh connection).
         pool_timeout=5,
         # Fail fast when the database is unreachable: a 503 in seconds, never a hung request.
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={"timeout": 5, "command_timeout": 30, "server_settings": PG_SESSION_SETTINGS},
     )
 
     @event.listens_for(engine.sync_engine, "checkout")

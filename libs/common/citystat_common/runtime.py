@@ -83,6 +83,7 @@ def make_consumer(
         max_retries=settings.consumer_max_retries,
         retry_backoff=settings.consumer_retry_backoff,
         topic_partitions=settings.topic_partitions if settings.create_topics else None,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
     )
 
 

@@ -197,12 +197,7 @@ def evaluate(
     if value is None:
         return Evaluation("grey", "grey", None, 0, ref, "no value for the period")
     if ref is None:
-        why = {
-            "target": "no target set", "prior_period": "no value for the prior period",
-            "same_period_last_year": "no value for the same period last year",
-            "history": f"fewer than {cfg.history_min_points} earlier observations",
-        }.get(cfg.basis, "no comparison basis")
-        return Evaluation("grey", "grey", None, 0, None, why)
+        return Evaluation("grey", "grey", None, 0, None, no_reference_reason(cfg))
     miss = miss_of(value, ref, cfg.direction)
     if miss is None:
         return Evaluation("grey", "grey", None, 0, ref, "the miss cannot be computed")
@@ -237,6 +232,13 @@ _GREY_WHY = {
     "same_period_last_year": "no value for the same period last year",
 }
 
+
+def no_reference_reason(cfg: EvalConfig) -> str:
+    """Why a period with a value is grey when its basis gives no reference."""
+    if cfg.basis == "history":
+        return f"fewer than {cfg.history_min_points} earlier observations"
+    return _GREY_WHY.get(cfg.basis, "no comparison basis")
+
 # (status, raw_status, miss, streak, reason): one period's result, as ``evaluate`` gives it.
 RunResult = tuple[str, str, float | None, int, str]
 
@@ -249,9 +251,7 @@ def evaluate_run(
     results (tested against it) without an ``Evaluation`` object per period, for bulk series."""
     rules = [(r.max_miss, r.status) for r in cfg.rules]
     direction, persistence, recovery = cfg.direction, cfg.persistence, cfg.recovery_within
-    no_ref = _GREY_WHY.get(cfg.basis, "no comparison basis")
-    if cfg.basis == "history":
-        no_ref = f"fewer than {cfg.history_min_points} earlier observations"
+    no_ref = no_reference_reason(cfg)
     prev_status = prev.status if prev is not None else None
     prev_streak = prev.streak if prev is not None else 0
     isfinite = math.isfinite
