@@ -50,3 +50,13 @@ async def test_a_value_too_long_for_its_column_is_rejected_not_cut(sessions, sin
             await uow.insert(PLUMBING.idempotency, [_key("k" * 300)])  # the column holds 200
             await uow.commit()
     assert await _count(engine) == 0
+
+
+async def test_postgresql_sessions_run_without_jit(sessions):
+    """create_engine's sessions have PostgreSQL's JIT off (it compiled the 311 duplicate lookup on
+    every execution once an ANALYZE raised its estimates: docs/performance.md)."""
+    engine, _ = sessions
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.text("SHOW jit"))).scalar_one() == "off"
