@@ -49,7 +49,7 @@ class ServiceSettings(BaseSettings):
     outbox_max_backoff: float = Field(10.0, gt=0)
 
     # How long a consumer group waits for a silent member (a killed worker) before it hands that
-    # member's partitions to the others; the member heartbeats at a tenth of it, at most every second.
+    # member's partitions to the others; a member heartbeats every tenth of it, and at least once a second.
     consumer_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     consumer_max_retries: int = Field(3, ge=0, le=100)
     consumer_retry_backoff: float = Field(0.2, ge=0)

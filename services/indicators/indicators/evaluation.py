@@ -239,6 +239,7 @@ def no_reference_reason(cfg: EvalConfig) -> str:
         return f"fewer than {cfg.history_min_points} earlier observations"
     return _GREY_WHY.get(cfg.basis, "no comparison basis")
 
+
 # (status, raw_status, miss, streak, reason): one period's result, as ``evaluate`` gives it.
 RunResult = tuple[str, str, float | None, int, str]
 
