@@ -45,6 +45,8 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("query_large_sqlite", int, 1_000_000, 100_000, "cap on the large size for SQLite"),
     ("bulk_rows", int, 1_000_000, 50_000, "observations for the bulk ingest"),
     ("bulk_chunk", int, 10_000, 5_000, "observations per bulk API call"),
+    ("bulk_clients", int, 2, 2, "bulk API calls in flight (a loader's concurrent clients, each posting the next chunk)"),
+    ("bulk_copy_repeats", int, 4, 2, "timed COPY baselines, half before and half after the API load (the median is the baseline)"),
     ("bulk_periods", int, 1000, 250, "daily periods per indicator in the bulk ingest"),
     ("breach_rate", float, 5.0, 5.0, "observations per second for breach-to-ticket"),
     ("breach_duration", float, 40.0, 10.0, "seconds of steady breach load"),

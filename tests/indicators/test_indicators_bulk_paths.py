@@ -4,7 +4,7 @@ nothing; a changed value is a revision; concurrent writers of one indicator seri
 malformed rows get a per-row error. On SQLite both runs take the portable path."""
 
 import asyncio
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import pytest
@@ -105,6 +105,21 @@ async def test_copy_and_portable_paths_store_the_same(client, app, monkeypatch):
     assert {e[0] for e in via_copy["events"]} == {"indicators.indicator.status_changed", "indicators.indicator.breached"}
     for key in via_copy:
         assert via_copy[key] == portable[key], key
+
+
+async def test_rows_of_one_call_share_the_time_of_the_write(client, app, monkeypatch):
+    """PostgreSQL's COPY leaves updated_at to the column default (the transaction's time); the
+    portable path sets it: either way every row of a call carries one recent, aware time."""
+    monkeypatch.setattr(service, "NEW_ROWS_COPY_MIN", 1)
+    await _setup(client, "UA")
+    before = datetime.now(UTC)
+    await _post(client, _rows("UA", range(0, 50)))
+    async with app.state.ctx.engine.connect() as conn:
+        times = (await conn.execute(sa.select(observations.c.updated_at).join(
+            Indicator, Indicator.id == observations.c.indicator_id).where(Indicator.code.like("UA.%")))).scalars().all()
+    assert len(times) == 50 * len(SHAPES)
+    assert len(set(times)) == 1
+    assert before - timedelta(minutes=1) < times[0] < datetime.now(UTC) + timedelta(minutes=1)
 
 
 async def test_resend_is_a_no_op_and_a_change_is_a_revision(client, app):

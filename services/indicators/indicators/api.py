@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Annotated, Any
 
 import orjson
@@ -346,7 +347,11 @@ def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict
 
 async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
-    code_list = list({c for d in docs if isinstance(d, dict) and isinstance(c := d.get("indicator_code"), str)})
+    try:  # the common case, every row an object with a code; the loop below reports any other
+        codes = set(map(itemgetter("indicator_code"), docs))
+    except (TypeError, KeyError):
+        codes = {c for d in docs if isinstance(d, dict) and isinstance(c := d.get("indicator_code"), str)}
+    code_list = [c for c in codes if isinstance(c, str)]
     inds: dict[str, Indicator] = {}
     for i in range(0, len(code_list), 500):
         for ind in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(code_list[i : i + 500])))).scalars():
@@ -368,7 +373,8 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
         if not isinstance(d, dict):
             errors.append({"row": n, "field": "row", "message": "must be an object"})
             continue
-        if len(d) > 4 or not d.keys() <= allowed:
+        if not (len(d) == 3 and "value" in d and "period" in d and "indicator_code" in d) and (
+                len(d) > 4 or not d.keys() <= allowed):  # the usual three fields first: cheaper
             errors.append({"row": n, "field": sorted(set(d) - allowed or {"row"})[0], "message": "unknown field"})
             continue
         code = d.get("indicator_code")

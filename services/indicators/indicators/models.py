@@ -132,7 +132,9 @@ observations = sa.Table(
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("source", sa.String(20), nullable=False),
     sa.Column("updated_by", sa.String(100), nullable=False),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # On PostgreSQL the column defaults to the writing transaction's time, for the bulk COPY
+    # (migration 0003); every other write sets it.
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
 )
 
 
