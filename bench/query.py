@@ -2,8 +2,8 @@
 (default 10,000 and 1,000,000). Rows are loaded straight into intake311's database with bulk SQL
 (one INSERT ... SELECT over generate_series on PostgreSQL, a recursive CTE on SQLite) matching
 its models, not through the API. The same filtered GETs are timed at both sizes through the
-running api (launcher, same uvicorn settings as the intake benchmark); the ratio shows whether
-the indexes hold."""
+running api (launcher, same uvicorn settings as the intake benchmark), one api per size, the GETs
+alternating between them; the ratio shows whether the indexes hold."""
 
 from __future__ import annotations
 
@@ -140,42 +140,51 @@ def _load(backend: str, url: str, lo: int, hi: int) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def _measure(base: str, shapes: dict[str, dict[str, str]], repeats: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    with httpx.Client(base_url=base, timeout=60) as client:
+def _measure(small_base: str, large_base: str, shapes: dict[str, dict[str, str]], repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each shape's GETs alternate between the small and the large database (one api on each),
+    so a drift of the machine's speed during the run lands on both sizes alike."""
+    small: dict[str, Any] = {}
+    large: dict[str, Any] = {}
+    with httpx.Client(base_url=small_base, timeout=60) as cs, httpx.Client(base_url=large_base, timeout=60) as cl:
         for name, params in shapes.items():
-            r = client.get("/requests.json", params=params)
-            if r.status_code != 200:
-                raise RuntimeError(f"GET /requests.json {params} answered {r.status_code}: {r.text[:300]}")
-            results = len(r.json())
-            for _ in range(3):
-                client.get("/requests.json", params=params)
-            times = []
+            results = []
+            for client in (cs, cl):
+                r = client.get("/requests.json", params=params)
+                if r.status_code != 200:
+                    raise RuntimeError(f"GET /requests.json {params} answered {r.status_code}: {r.text[:300]}")
+                results.append(len(r.json()))
+                for _ in range(3):
+                    client.get("/requests.json", params=params)
+            times: tuple[list[float], list[float]] = ([], [])
             for _ in range(repeats):
-                t0 = time.perf_counter()
-                client.get("/requests.json", params=params)
-                times.append(time.perf_counter() - t0)
-            out[name] = summary_ms(times) | {"results": results}
-    return out
+                for client, t in zip((cs, cl), times, strict=True):
+                    t0 = time.perf_counter()
+                    client.get("/requests.json", params=params)
+                    t.append(time.perf_counter() - t0)
+            small[name] = summary_ms(times[0]) | {"results": results[0]}
+            large[name] = summary_ms(times[1]) | {"results": results[1]}
+    return small, large
 
 
 def run_backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backend: str, large: int) -> dict[str, Any]:
-    url = dbs.pg("query") if backend == "postgresql" else dbs.sqlite("query")
-    upgrade("intake311", url)
+    urls = {size: dbs.pg(f"query_{size}") if backend == "postgresql" else dbs.sqlite(f"query_{size}")
+            for size in ("small", "large")}
     res: dict[str, Any] = {"small_rows": cfg.query_small, "large_rows": large}
-    stack = BenchStack(folder / f"query-{backend}", {"intake311": url}, broker,
-                       extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"})
+    stacks = {size: BenchStack(folder / f"query-{backend}-{size}", {"intake311": url}, broker,
+                               extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"}) for size, url in urls.items()}
     try:
-        res["load_small_s"] = _load(backend, url, 1, cfg.query_small)
-        stack.start("intake311", workers=0)
-        stack.wait_healthy()
+        for size, url in urls.items():
+            upgrade("intake311", url)
+            res[f"load_{size}_s"] = _load(backend, url, 1, cfg.query_small if size == "small" else large)
+            stacks[size].start("intake311", workers=0)
+        for stack in stacks.values():
+            stack.wait_healthy()
         shapes = _shapes(datetime.now(UTC))
-        small = _measure(stack.url("intake311"), shapes, cfg.query_repeats)
-        log(f"query {backend}: {cfg.query_small:,} rows measured; loading up to {large:,}")
-        res["load_large_s"] = _load(backend, url, cfg.query_small + 1, large)
-        large_m = _measure(stack.url("intake311"), shapes, cfg.query_repeats)
+        small, large_m = _measure(stacks["small"].url("intake311"), stacks["large"].url("intake311"), shapes,
+                                  cfg.query_repeats)
     finally:
-        stack.stop_all()
+        for stack in stacks.values():
+            stack.stop_all()
     res["shapes"] = {
         name: {"params": shapes[name], "small": small[name], "large": large_m[name],
                "ratio_p50": ratio(large_m[name]["p50_ms"], small[name]["p50_ms"], 2),
@@ -189,7 +198,8 @@ def run_backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, bac
 
 
 def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"method": "sequential GETs through the api; p50 of query_repeats per shape and size"}
+    out: dict[str, Any] = {"method": "sequential GETs through an api per size, alternating between the sizes; "
+                                     "p50 of query_repeats per shape and size"}
     for backend in cfg.query_backends:
         large = cfg.query_large if backend == "postgresql" else min(cfg.query_large, cfg.query_large_sqlite)
         out[backend] = run_backend(cfg, dbs, broker, folder, backend, large)
