@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -213,7 +214,10 @@ def evaluate(
     return Evaluation(status, raw, miss, streak, ref, reason)
 
 
+@functools.lru_cache(maxsize=8192)
 def _pct(x: float) -> str:
+    # Cached: a bulk series of counts against round targets repeats the same few misses, and
+    # float formatting was the largest single cost of evaluating one row.
     return f"{x * 100:.1f}%"
 
 

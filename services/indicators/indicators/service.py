@@ -352,7 +352,7 @@ class RecordResult:
     updated: int = 0
     unchanged: int = 0
     indicators: int = 0
-    changed_periods: dict[str, list[Period]] = field(default_factory=dict)
+    changed_periods: dict[str, set[date]] = field(default_factory=dict)  # indicator id -> starts of changed periods
 
 
 OBS_COLS = [c.name for c in observations.c]
@@ -526,8 +526,7 @@ async def record_observations(
                 await uow.session.execute(sa.insert(ObservationRevision.__table__), revisions[j : j + settings.bulk_chunk_rows])
         for plan in plans:
             if plan.rows:
-                result.changed_periods[plan.ind.id] = [
-                    it.period for s, it in by_ind.get(plan.ind.id, {}).items() if s in plan.dirty]
+                result.changed_periods[plan.ind.id] = plan.dirty
     if result.changed_periods and _depth < 3:
         await _recompute_formulas_for(uow, settings, result.changed_periods, actor=actor, now=now, depth=_depth)
     return result
@@ -865,7 +864,7 @@ async def recompute_formula(
 
 
 async def _recompute_formulas_for(
-    uow: UnitOfWork, settings: Settings, changed: dict[str, list[Period]], *, actor: str, now: datetime, depth: int
+    uow: UnitOfWork, settings: Settings, changed: dict[str, set[date]], *, actor: str, now: datetime, depth: int
 ) -> None:
     ids = list(changed)
     users: dict[str, set[date]] = defaultdict(set)
@@ -876,7 +875,7 @@ async def _recompute_formulas_for(
             .where(FormulaInput.input_indicator_id.in_(chunk))
         )
         for fid, iid in res:
-            users[fid].update(p.start for p in changed[iid])
+            users[fid].update(changed[iid])
     for fid, starts in users.items():
         f = await uow.session.get(Indicator, fid)
         if f is not None and f.active:
