@@ -4,8 +4,10 @@ formulas, events in the outbox: on SQLite and PostgreSQL."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
+from citystat_common.db import utcnow
 from citystat_common.testing import auth
 from indicators import service
 
@@ -312,3 +314,23 @@ async def test_metrics_exposed(client):
     assert 'citystat_indicators_observations_total{department="STREETS"}' in text
     assert 'citystat_indicators_breaches_total{department="STREETS"}' in text
     assert 'citystat_indicators_evaluations_total{status="red"}' in text
+
+
+async def test_department_stored_by_the_consumer_meanwhile_is_kept(client, app, monkeypatch):
+    """The directory's own event can land (through the consumer) between the local lookup that
+    missed and the on-demand copy: the indicator is still created, on the row stored first."""
+    if app.state.ctx.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite transactions take the write lock at BEGIN: no other commit can come in between")
+    from indicators.models import Department
+
+    async def directory_department(settings, code):
+        async with app.state.ctx.engine.begin() as conn:  # the consumer's commit
+            await conn.execute(sa.insert(Department.__table__).values(code=code, name="Parks (from the event)",
+                                                                       active=True, updated_at=utcnow()))
+        return {"code": code, "name": "Parks (from the lookup)", "active": True}
+
+    monkeypatch.setattr(service, "directory_department", directory_department)
+    r = await client.post("/indicators", json=indicator(code="PARKS.trees", department_code="PARKS"), headers=W)
+    assert r.status_code == 201, r.text
+    depts = {d["code"]: d for d in (await client.get("/departments")).json()}
+    assert depts["PARKS"]["name"] == "Parks (from the event)"

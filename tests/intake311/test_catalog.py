@@ -1,15 +1,19 @@
 """The service catalog admin API (scope 311:admin): owning-department checks against the local copy
 and the directory service, service levels, retiring services, business calendars."""
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from intake311_helpers import assert_error_doc, post
 
+from citystat_common.db import utcnow
 from citystat_common.events import DepartmentUpserted, make_event
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
 from directory.config import Settings as DirectorySettings
 from directory.main import create_app as create_directory_app
 from intake311.handlers import HANDLERS
 from intake311.main import create_app
+from intake311.models import Department
 
 ADMIN = auth("admin")
 
@@ -117,6 +121,28 @@ async def test_create_service_asks_the_directory(settings, db_factory):
             r = await client.post("/admin/services", json={**NEW_SERVICE, "service_code": "X3", "department_code": "NOPE"},
                                   headers=ADMIN)
             assert r.status_code == 422 and r.json()["errors"][0]["field"] == "department_code"
+
+
+async def test_department_stored_by_the_consumer_meanwhile_is_kept(settings):
+    """The directory's own event can land (through the consumer) between the local lookup that
+    missed and the on-demand copy: the service is still created, on the row stored first."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite transactions take the write lock at BEGIN: no other commit can come in between")
+    app_ref = {}
+
+    async def directory(request: httpx.Request) -> httpx.Response:
+        async with app_ref["app"].state.ctx.engine.begin() as conn:  # the consumer's commit
+            await conn.execute(sa.insert(Department.__table__).values(code="VECTOR", name="Vector Control Program",
+                                                                       active=True, updated_at=utcnow()))
+        return httpx.Response(200, json={"code": "VECTOR", "name": "Vector Control", "active": True})
+
+    client_to_directory = httpx.AsyncClient(transport=httpx.MockTransport(directory), base_url="http://directory")
+    app_ref["app"] = app = create_app(settings, directory_client=client_to_directory)
+    async with app_client(app) as client:
+        r = await client.post("/admin/services", json=NEW_SERVICE, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        assert r.json()["agency_responsible"] == "Vector Control Program"
+    await client_to_directory.aclose()
 
 
 @pytest.mark.parametrize(

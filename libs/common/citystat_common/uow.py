@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import String, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, utcnow
 from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
+
+M = TypeVar("M")
 
 
 class UnitOfWork:
@@ -75,6 +77,23 @@ class UnitOfWork:
             self._held.append((table, rows))
         else:
             await self.session.execute(insert(table), rows)
+
+    async def add_if_absent(self, model: type[M], values: dict[str, Any]) -> M:
+        """The ``model`` row with these values' primary key: inserted unless another writer got
+        there first (INSERT ... ON CONFLICT DO NOTHING; on PostgreSQL it waits for that writer's
+        commit), then read back. For local copies that a consumer and an on-demand lookup both
+        fill: with a plain add, whichever commits second fails on the key."""
+        table: Any = model.__table__  # type: ignore[attr-defined]
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        pg = self.session.get_bind().dialect.name == "postgresql"
+        stmt = (postgresql.insert(table) if pg else sqlite.insert(table)).values(**values).on_conflict_do_nothing()
+        await self.session.execute(stmt)
+        key = tuple(values[c.name] for c in table.primary_key)
+        row = await self.session.get(model, key if len(key) > 1 else key[0])
+        if row is None:  # only if the values' key differs from what was stored
+            raise LookupError(f"{table.name} {key} was not stored")
+        return row
 
     async def flush(self) -> None:
         await self.session.flush()

@@ -176,22 +176,28 @@ async def check_department(uow: UnitOfWork, settings: Settings, code: str) -> De
     dept = await uow.session.get(Department, code)
     if dept is not None:
         return dept
-    doc: dict[str, Any] | None = None
+    doc = await directory_department(settings, code)
+    if not doc:
+        raise Invalid(f"department {code!r} is not known to the directory", field="department_code")
+    # The directory's own event may be landing through the consumer right now: keep whichever
+    # row is stored first rather than fail on the key.
+    return await uow.add_if_absent(Department, dict(
+        code=code, department_id=doc.get("id"), name=doc.get("name", code), cluster_code=doc.get("cluster"),
+        cluster_name=doc.get("cluster_name"), active=doc.get("active", True),
+    ))
+
+
+async def directory_department(settings: Settings, code: str) -> dict[str, Any] | None:
+    """The directory's record of a department, or None (unknown, or the directory unreachable)."""
     try:
         async with httpx.AsyncClient(timeout=settings.directory_timeout) as client:
             r = await client.get(f"{settings.directory_url.rstrip('/')}/departments/{code}")
         if r.status_code == 200:
             doc = r.json()
+            return doc if isinstance(doc, dict) else None
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("directory_unreachable", error=repr(exc))
-    if not doc:
-        raise Invalid(f"department {code!r} is not known to the directory", field="department_code")
-    dept = Department(
-        code=code, department_id=doc.get("id"), name=doc.get("name", code), cluster_code=doc.get("cluster"),
-        cluster_name=doc.get("cluster_name"), active=doc.get("active", True),
-    )
-    uow.session.add(dept)
-    return dept
+    return None
 
 
 # --- registry ---------------------------------------------------------------------------

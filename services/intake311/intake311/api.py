@@ -69,10 +69,10 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
     doc = r.json()
     if not doc.get("active", True):
         raise Invalid(f"department {code!r} is inactive in the directory", field=field)
-    dept = Department(code=doc["code"], name=doc["name"], department_id=doc.get("id"), active=True)
-    uow.session.add(dept)
-    await uow.flush()
-    return dept
+    # The directory's own event may be landing through the consumer right now: keep whichever
+    # row is stored first rather than fail on the key.
+    return await uow.add_if_absent(Department, dict(code=doc["code"], name=doc["name"], department_id=doc.get("id"),
+                                                    active=True))
 
 
 @router.get("/admin/services", response_model=list[schemas.ServiceAdminRead], tags=["catalog admin"])
