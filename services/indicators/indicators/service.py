@@ -161,9 +161,8 @@ async def active_overrides(uow: UnitOfWork, ids: Sequence[str], now: datetime) -
 
 async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> None:
     dept = await uow.session.get(Department, data.code)
-    if dept is None:
-        dept = Department(code=data.code)
-        uow.session.add(dept)
+    if dept is None:  # an api may be storing it from the directory at this moment: no key clash either way
+        dept = await uow.add_if_absent(Department, dict(code=data.code, name=data.name))
     dept.department_id = data.department_id
     dept.name = data.name
     dept.cluster_code = data.cluster_code

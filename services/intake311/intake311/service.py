@@ -182,13 +182,13 @@ async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut)
 
 async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Department:
     """Keep the local copy of a directory department current (directory.department.upserted)."""
-    dept = await uow.session.get(Department, data.code.upper())
-    if dept is None:
-        dept = Department(code=data.code.upper(), name=data.name, department_id=data.department_id, active=data.active)
-        uow.session.add(dept)
-    else:
-        dept.name, dept.department_id, dept.active = data.name, data.department_id, data.active
-        dept.updated_at = utcnow()
+    code = data.code.upper()
+    dept = await uow.session.get(Department, code)
+    if dept is None:  # an api may be storing it from the directory at this moment: no key clash either way
+        dept = await uow.add_if_absent(Department, dict(code=code, name=data.name, department_id=data.department_id,
+                                                        active=data.active))
+    dept.name, dept.department_id, dept.active = data.name, data.department_id, data.active
+    dept.updated_at = utcnow()
     return dept
 
 
