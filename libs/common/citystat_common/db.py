@@ -66,6 +66,14 @@ def make_base() -> type[DeclarativeBase]:
 PG_SESSION_SETTINGS = {"jit": "off"}
 
 
+def dialect_insert(table: Any, dialect_name: str) -> Any:
+    """INSERT for ``table`` in the dialect's own flavour, which offers ON CONFLICT (PostgreSQL
+    and SQLite, the two backends the services run on)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})

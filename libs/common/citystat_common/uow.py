@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import String, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, utcnow
+from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, dialect_insert, utcnow
 from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
 
@@ -84,11 +84,8 @@ class UnitOfWork:
         commit), then read back. For local copies that a consumer and an on-demand lookup both
         fill: with a plain add, whichever commits second fails on the key."""
         table: Any = model.__table__  # type: ignore[attr-defined]
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        pg = self.session.get_bind().dialect.name == "postgresql"
-        stmt = (postgresql.insert(table) if pg else sqlite.insert(table)).values(**values).on_conflict_do_nothing()
-        await self.session.execute(stmt)
+        stmt = dialect_insert(table, self.session.get_bind().dialect.name).values(**values)
+        await self.session.execute(stmt.on_conflict_do_nothing())
         key = tuple(values[c.name] for c in table.primary_key)
         row = await self.session.get(model, key if len(key) > 1 else key[0])
         if row is None:  # only if the values' key differs from what was stored

@@ -28,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
-from citystat_common.db import utcnow
+from citystat_common.db import dialect_insert, utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     DepartmentUpserted,
@@ -365,11 +365,7 @@ EVAL_COLS = ("status", "raw_status", "miss", "reference", "streak", "reason")
 
 
 def _upsert_stmt(dialect: str, table: sa.Table, keys: list[str]) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
+    stmt = dialect_insert(table, dialect)
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys}
     )
@@ -597,8 +593,8 @@ def _evaluate_plans(
     counts: dict[str, int], *, trim: bool = False,
 ) -> Iterator[list[Any]]:
     """Re-evaluate each indicator's series from its first changed period forward. Yields the new
-    rows (for COPY, as they are ready; ``trim``: without ``updated_at``); stored rows whose value or evaluation changed go to
-    ``updates``; ``counts`` gets the evaluations per status."""
+    rows (for COPY, as they are ready; ``trim``: without ``updated_at``); stored rows whose value
+    or evaluation changed go to ``updates``; ``counts`` gets the evaluations per status."""
     fy0 = settings.fiscal_year_start_month
     isfinite = math.isfinite
     for plan in plans:
@@ -673,8 +669,9 @@ def _references(
 
 async def _pg_copy_new_observations(uow: UnitOfWork, rows: Iterable[Sequence[Any]]) -> None:
     """COPY straight into the table, inside the unit of work's transaction (new rows, every column
-    but the last). ``updated_at`` is left to the column's default, the transaction's time: the same for every
-    row of the call, and encoding an aware datetime per row cost more than the other 15 columns."""
+    but the last). ``updated_at`` is left to the column's default, the transaction's time: the same
+    for every row of the call, and encoding an aware datetime per row cost more than the other 15
+    columns together."""
     conn = await uow.session.connection()
     apg: Any = (await conn.get_raw_connection()).driver_connection
     await apg.copy_records_to_table(observations.name, records=rows, columns=OBS_COLS[:UPDATED_AT])
