@@ -133,3 +133,15 @@ async def test_close_writes_what_is_still_queued():
     await asyncio.sleep(0)
     await gc.close()
     assert [await t for t in tasks] == [0, 10, 20]
+
+
+def test_one_committer_serves_successive_event_loops():
+    """The committer keeps its loop (asking for the running loop costs a system call per request on
+    Python 3.11); an app started again on a new loop must not get futures of the closed one."""
+    gc = committer(max_batch=50, concurrency=1)
+
+    async def burst(first: int) -> list[int]:
+        return await asyncio.gather(*(gc.submit(i) for i in range(first, first + 5)))
+
+    assert asyncio.run(burst(0)) == [0, 10, 20, 30, 40]
+    assert asyncio.run(burst(5)) == [50, 60, 70, 80, 90]

@@ -80,3 +80,23 @@ def test_keys_are_stored_hashed_and_scoped(tmp_path):
     assert store.authenticate("nope") is None and store.authenticate(None) is None
     with pytest.raises(ValueError, match="unknown scopes"):
         KeyStore([{"name": "x", "sha256": hash_key("k"), "scopes": ["root"]}])
+
+
+def test_the_metrics_process_id_is_read_again_in_a_forked_child():
+    """prometheus_client's multiprocess files are named by pid; the cached id must follow a fork."""
+    import os
+
+    from citystat_common.metrics import _ProcessId
+
+    pid = _ProcessId()
+    assert pid() == os.getpid()
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(w, f"{pid()} {os.getpid()}".encode())
+        os._exit(0)
+    os.close(w)
+    seen, actual = os.read(r, 100).decode().split()
+    os.waitpid(child, 0)
+    assert seen == actual == str(child)
+    assert pid() == os.getpid()

@@ -60,3 +60,23 @@ async def test_postgresql_sessions_run_without_jit(sessions):
         pytest.skip("a PostgreSQL setting")
     async with engine.connect() as conn:
         assert (await conn.execute(sa.text("SHOW jit"))).scalar_one() == "off"
+
+
+async def test_the_outbox_relay_plans_each_statement_afresh(db_factory):
+    """The relay's statements run on its lock connection with a plan per execution: a generic plan
+    kept from when the outbox was nearly empty made the mark-sent UPDATE cost 0.65 of a core in
+    PostgreSQL once the outbox held ~100,000 rows (docs/performance.md)."""
+    from citystat_common.outbox import OutboxRelay
+
+    engine = create_engine(db_factory("intake311"))
+    try:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("a PostgreSQL setting")
+        relay = OutboxRelay(service="test", engine=engine, tables=PLUMBING, bootstrap="127.0.0.1:9")
+        assert await relay._acquire_relay_lock()
+        assert (await relay._on_lock_conn(sa.text("SHOW plan_cache_mode"), {})).scalar_one() == "force_custom_plan"
+        await relay._release_lock_conn()
+        async with engine.connect() as conn:  # the pool's connections keep the default
+            assert (await conn.execute(sa.text("SHOW plan_cache_mode"))).scalar_one() == "auto"
+    finally:
+        await engine.dispose()

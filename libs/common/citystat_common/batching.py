@@ -38,18 +38,22 @@ class GroupCommit(Generic[T, R]):
         self.name = name
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # how many transactions were written (for tests and metrics)
         self.items = 0
 
     async def submit(self, item: T) -> R:
         """Write ``item`` in the next batch; returns once that batch has committed."""
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop.is_closed():  # get_running_loop() makes a getpid system call (3.11)
+            loop = self._loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
         fut.add_done_callback(_retrieve)  # a caller that left must not leave an unread exception behind
         self._pending.append((item, fut))
         if len(self._flushers) < self.concurrency:
             # What arrives while the flushers write becomes their next batch. A fresh context: the
             # flusher serves many requests, so it must not carry the first one's correlation id.
-            task = asyncio.create_task(self._drain(), name=self.name, context=contextvars.Context())
+            task = loop.create_task(self._drain(), name=self.name, context=contextvars.Context())
             self._flushers.add(task)
         # A caller that goes away (client disconnect) does not stop the write of its item.
         return await asyncio.shield(fut)
