@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.common import Databases, log, postgres_available, wrk_available
+from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
 ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
 
@@ -107,14 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     from citystat_common.localbroker import LocalBroker
 
     if not postgres_available():
-        log("PostgreSQL is not reachable at BENCH_POSTGRES_URL (default postgres@127.0.0.1:5432): "
-            "every benchmark here needs it")
+        log(f"PostgreSQL is not reachable at {PG_ADMIN} (BENCH_POSTGRES_URL; default: the local server's "
+            "Unix socket, else 127.0.0.1:5432): every benchmark here needs it")
         return 2
     if any(b in args.only for b in ("intake", "memory")) and not wrk_available():
         log("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
         return 2
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    report: dict[str, Any] = {"started": started, "machine": machine(),
+    report: dict[str, Any] = {"started": started, "machine": machine(), "postgres_url": PG_ADMIN,
                               "config": {k: v for k, v in vars(args).items() if k not in ("results",)},
                               "results": {}, "errors": {}}
     folder = Path(tempfile.mkdtemp(prefix="citystat-bench-run-"))
