@@ -50,10 +50,10 @@ UPDATE outbox SET sent_at = CAST(:now AS TIMESTAMPTZ), lease_token = NULL, lease
 WHERE id = ANY(CAST(:ids AS BIGINT[]))
 """)
 # The outbox grows from empty to days of events. Once a prepared statement has run five times,
-# PostgreSQL may keep one generic plan for good; made while the table was small, that plan is a
-# sequential scan, and the mark-sent UPDATE then cost 0.65 of a core at 2,000 events/s once the
-# table held ~100,000 rows (autovacuum's ANALYZE would replace the plan, but not before it runs).
-# A plan per execution costs ~0.1 ms, a few times a second. The lock connection is never pooled.
+# PostgreSQL may keep one generic plan for good; made while the table was small, that plan made
+# the mark-sent UPDATE cost 0.65 of a core at 2,000 events/s once the table held ~100,000 rows
+# (autovacuum's ANALYZE would replace the plan, but only once it runs). A plan per execution costs
+# ~0.1 ms, a few times a second. The lock connection is never returned to the pool.
 _PG_CUSTOM_PLANS = sa.text("SET plan_cache_mode = force_custom_plan")
 # Holds already (re-entrant stacking avoided) or takes it now.
 _PG_TRY_LOCK = sa.text("""
