@@ -80,3 +80,21 @@ async def test_the_outbox_relay_plans_each_statement_afresh(db_factory):
             assert (await conn.execute(sa.text("SHOW plan_cache_mode"))).scalar_one() == "auto"
     finally:
         await engine.dispose()
+
+
+async def test_a_single_statement_unit_stores_awkward_values_as_they_are(sessions):
+    """The held rows travel to PostgreSQL as JSON text: quotes, backslashes, non-ASCII text, bytes
+    that are not UTF-8 and a datetime in another zone must come back unchanged."""
+    from datetime import datetime, timedelta, timezone
+
+    engine, factory = sessions
+    at = datetime(2026, 11, 25, 7, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    row = {"key": 'ключ "quoted" \\ back\\x41 \t', "scope": "s", "request_hash": "h", "status_code": 201,
+           "body": b"\x00\xff\\x41\"'", "media_type": "a", "created_at": at}
+    async with UnitOfWork(factory, PLUMBING, single_statement=True) as uow:
+        await uow.insert(PLUMBING.idempotency, [row])
+        await uow.commit()
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.select(PLUMBING.idempotency))).mappings().one()
+    assert stored["key"] == row["key"] and stored["body"] == row["body"]
+    assert stored["created_at"] == at
