@@ -145,3 +145,24 @@ async def test_a_catalog_write_during_a_reload_is_not_forgotten(monkeypatch):
     await reload
     await cache.get("POTHOLE")
     assert reads == 2  # read again, not trusted for the next 60 s
+
+
+async def test_a_report_without_a_location_links_to_a_stored_one_with_its_address_id(uow_factory):
+    from intake311 import service
+    from intake311.open311 import NewRequest
+
+    async def create(**kw):
+        async with uow_factory() as uow:
+            entry = service.ServiceEntry.of(await service.get_service(uow, "POTHOLE"), "America/New_York")
+            drafts = [service.RequestDraft(data=NewRequest(service_code="POTHOLE", **kw), service=entry, channel="web",
+                                           author="t")]
+            created = await service.create_requests(uow, drafts=drafts, timezone="America/New_York", radius_m=50,
+                                                    window_hours=72)
+            await uow.commit()
+        return created[0]
+
+    first = await create(address_id="A-7", address_string="7 Elm St")
+    other_place = await create(address_id="B-1")
+    again = await create(address_id="A-7")
+    assert first.duplicate_of is None and other_place.duplicate_of is None
+    assert again.duplicate_of == first.id
