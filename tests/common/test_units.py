@@ -100,3 +100,35 @@ def test_the_metrics_process_id_is_read_again_in_a_forked_child():
     os.waitpid(child, 0)
     assert seen == actual == str(child)
     assert pid() == os.getpid()
+
+
+def test_the_access_line_is_the_line_structlog_would_write(monkeypatch):
+    """The access line skips structlog's processors (a line per request); what it writes must not
+    differ from what they would: the same keys in the same order, the same values."""
+    import io
+    import sys
+
+    import structlog
+
+    from citystat_common.logging import access_line, configure_logging, correlation_id_var
+
+    real = sys.stdout
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buf)
+    token = correlation_id_var.set("c0ffee")
+    try:
+        configure_logging("intake311", "INFO")
+        fields = {"method": "POST", "route": "/requests.{fmt}", "status": 201, "ms": 1.5}
+        access_line(**fields)
+        structlog.get_logger("citystat.access").info("http_request", **fields)
+        fast, slow = (json.loads(line) for line in buf.getvalue().splitlines())
+        assert list(fast) == list(slow)
+        assert {k: v for k, v in fast.items() if k != "timestamp"} == {k: v for k, v in slow.items() if k != "timestamp"}
+        assert fast["correlation_id"] == "c0ffee" and fast["timestamp"].endswith("Z")
+        configure_logging("intake311", "WARNING")  # below the level: nothing
+        access_line(**fields)
+        assert len(buf.getvalue().splitlines()) == 2
+    finally:
+        correlation_id_var.reset(token)
+        monkeypatch.setattr(sys, "stdout", real)
+        configure_logging("test", "INFO")

@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import MutableMapping
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,6 +36,34 @@ def _orjson_dumps(obj: Any, **kw: Any) -> str:
     return orjson.dumps(obj, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _AccessLine:
+    """The per-request access line, written without structlog's processor chain (which cost ~5% of
+    the intake api's CPU for this one line): the same fields, in the same order, as the chain
+    renders them (test: ``test_the_access_line_is_the_line_structlog_would_write``)."""
+
+    def __init__(self) -> None:
+        self.stream: Any = None  # None: through structlog (not configured, or not JSON at INFO)
+
+    def configure(self, stream: Any, level: str, fmt: str) -> None:
+        enabled = fmt == "json" and logging.getLevelName(level.upper()) <= logging.INFO
+        self.stream = stream if enabled else None
+
+    def __call__(self, **fields: Any) -> None:
+        stream = self.stream
+        if stream is None:
+            structlog.get_logger("citystat.access").info("http_request", **fields)
+            return
+        line = {**fields, "event": "http_request", **structlog.contextvars.get_contextvars()}
+        if (cid := correlation_id_var.get()) and "correlation_id" not in line:
+            line["correlation_id"] = cid
+        line["level"] = "info"
+        line["timestamp"] = datetime.now(UTC)
+        stream.write(orjson.dumps(line, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+access_line = _AccessLine()
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps) if fmt == "json" else structlog.dev.ConsoleRenderer()
     structlog.configure(
@@ -52,6 +81,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    access_line.configure(sys.stdout, level, fmt)
     logging.basicConfig(level=level.upper(), stream=sys.stdout, format="%(message)s")
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -26,9 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from citystat_common.logging import get_logger  # noqa: E402
-
-_log = get_logger("citystat.access")
+from citystat_common.logging import access_line
 
 
 def multiprocess_enabled() -> bool:
@@ -141,4 +139,4 @@ class MetricsMiddleware:
             children[1].observe(elapsed)
             if self.access_log and route not in ("/metrics", "/healthz"):
                 # One structured line per request, with the correlation id, so a chain can be followed.
-                _log.info("http_request", method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))
+                access_line(method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))
