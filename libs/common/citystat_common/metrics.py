@@ -49,7 +49,10 @@ class _ProcessId:
         return self.pid
 
 
-if multiprocess_enabled():  # every metric value made from here on (children of labelled metrics) uses it
+# Every metric value made from here on uses it. All of this code base's metrics are labelled, so
+# no value exists before this module is imported (a value made earlier would keep the default
+# class, and two classes would each map the same per-process file).
+if multiprocess_enabled():
     _values.ValueClass = _values.MultiProcessValue(process_identifier=_ProcessId())
 
 HTTP_REQUESTS = Counter(
