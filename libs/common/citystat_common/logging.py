@@ -53,9 +53,7 @@ class _AccessLine:
         if stream is None:
             structlog.get_logger("citystat.access").info("http_request", **fields)
             return
-        line = {**fields, "event": "http_request", **structlog.contextvars.get_contextvars()}
-        if (cid := correlation_id_var.get()) and "correlation_id" not in line:
-            line["correlation_id"] = cid
+        line = _add_correlation(None, "info", {**fields, "event": "http_request", **structlog.contextvars.get_contextvars()})
         line["level"] = "info"
         line["timestamp"] = datetime.now(UTC)
         stream.write(orjson.dumps(line, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS).decode() + "\n")
