@@ -1,11 +1,13 @@
 """Benchmark 3: bulk indicator ingest. ``bulk_rows`` observations (indicator-major: each indicator's
 daily history in order, ``bulk_periods`` days each) through POST /observations/bulk in JSON chunks
-of ``bulk_chunk`` rows against the indicators service on PostgreSQL (api through the launcher,
-worker running), ``bulk_clients`` calls in flight at once, as a loader with that many workers
-would send them; baseline: asyncpg ``copy_records_to_table`` of the same rows (every column of
-``observations``) into a bare table of the same columns (no keys, no indexes) in the same
-database, the median of ``bulk_copy_repeats`` COPYs, half before the API load and half after.
-Both timings exclude building the payloads, and each starts after a CHECKPOINT."""
+of ``bulk_chunk`` rows against the indicators service on PostgreSQL, started by its own entry point
+(migrate, then uvicorn) with ``bulk_web_workers`` api processes as docker-compose deploys it, its
+worker running, ``bulk_clients`` calls in flight at once, as a loader with that many workers would
+send them. With more than one api process a second pass on a fresh database runs one process, to
+show what the second adds. Baseline: asyncpg ``copy_records_to_table`` of the same rows (every
+column of ``observations``) into a bare table of the same columns (no keys, no indexes) in the same
+database, the median of ``bulk_copy_repeats`` COPYs, half before the API load and half after both
+passes. All timings exclude building the payloads, and each starts after a CHECKPOINT."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +26,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import BenchStack, Databases, asyncpg_dsn, cpu_seconds, log, ratio
+from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, tree_cpu_seconds
 from bench.indsetup import ANALYST, clone_indicators, create_template, seed_department
 from citystat_common.localbroker import LocalBroker
 from citystat_common.migrate import upgrade
@@ -101,12 +104,16 @@ async def _count(url: str) -> int:
 
 
 def _post_all(base: str, chunks: list[bytes], clients: int, times: list[float]) -> None:
-    """POST the chunks in order, ``clients`` calls in flight (each client takes the next chunk)."""
+    """POST the chunks in order, ``clients`` calls in flight (each client takes the next chunk).
+    Each call on a fresh connection: with keep-alive both clients could stay on one uvicorn worker
+    for the whole run (seen: 173k against 224-242k rows/s); a new connection is accepted by a worker
+    that is waiting, as a balancer in front of the workers would spread them."""
     todo = iter(enumerate(chunks))
     lock = threading.Lock()
+    headers = ANALYST | {"Content-Type": "application/json", "Connection": "close"}
 
     def client_loop() -> None:
-        with httpx.Client(base_url=base, headers=ANALYST | {"Content-Type": "application/json"}, timeout=600) as client:
+        with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
             while True:
                 with lock:
                     nxt = next(todo, None)
@@ -123,15 +130,20 @@ def _post_all(base: str, chunks: list[bytes], clients: int, times: list[float]) 
             f.result()
 
 
-def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
-    url = dbs.pg("bulk")
+def _prepare(cfg: Any, dbs: Databases, label: str) -> tuple[str, int]:
+    url = dbs.pg(label)
     upgrade("indicators", url)
     seed_department(url)
-    n_ind = -(-cfg.bulk_rows // cfg.bulk_periods)
-    out: dict[str, Any] = {"rows": cfg.bulk_rows, "chunk_rows": cfg.bulk_chunk, "indicators": n_ind,
-                           "periods_per_indicator": cfg.bulk_periods, "clients": cfg.bulk_clients, "frequency": "daily",
-                           "backend": "postgresql"}
-    stack = BenchStack(folder / "bulk", {"indicators": url}, broker, extra_env={"INDICATORS_RATE_LIMIT_PER_MINUTE": "0"})
+    return url, -(-cfg.bulk_rows // cfg.bulk_periods)
+
+
+def _api_pass(cfg: Any, url: str, n_ind: int, broker: LocalBroker, folder: Path, workers: int,
+              before: Callable[[str, list[tuple[str, date, float]]], None] | None = None) -> dict[str, Any]:
+    """The rows through the API, the indicators service run by its own entry point with
+    ``workers`` uvicorn processes (and its worker). ``before`` runs once the rows exist, untimed."""
+    out: dict[str, Any] = {"web_workers": workers}
+    stack = BenchStack(folder, {"indicators": url}, broker, launcher_api=False,
+                       extra_env={"INDICATORS_RATE_LIMIT_PER_MINUTE": "0", "INDICATORS_WEB_WORKERS": str(workers)})
     try:
         stack.start("indicators")
         stack.wait_healthy()
@@ -141,34 +153,60 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
         rows = _rows(codes, cfg.bulk_periods, cfg.bulk_rows)
         chunks = [orjson.dumps([{"indicator_code": c, "period": d.isoformat(), "value": v} for c, d, v in rows[i:i + cfg.bulk_chunk]])
                   for i in range(0, len(rows), cfg.bulk_chunk)]
-        log(f"bulk: {len(rows):,} rows for {n_ind:,} indicators in {len(chunks)} calls")
-        times: list[float] = []
-        ids = asyncio.run(_ids(url, "BULK"))
-        # Half the baseline COPYs before the API load and half after, so the machine's drift over
-        # the run (seen: the same COPY at 410k and at 710k rows/s minutes apart) lands on both sides.
-        half = max(1, cfg.bulk_copy_repeats // 2)
-        copies = asyncio.run(_copy(url, rows, ids, half))
+        log(f"bulk: {len(rows):,} rows for {n_ind:,} indicators in {len(chunks)} calls, {workers} api process(es)")
+        if before is not None:
+            before(url, rows)
         asyncio.run(_checkpoint(url))
+        times: list[float] = []
         api_pid = stack.pids("indicators")["api"]
-        cpu0, t0 = cpu_seconds(api_pid), time.perf_counter()
+        cpu0, t0 = tree_cpu_seconds(api_pid), time.perf_counter()
         _post_all(base, chunks, max(1, cfg.bulk_clients), times)
-        api_s, api_cpu = time.perf_counter() - t0, cpu_seconds(api_pid) - cpu0
+        api_s, api_cpu = time.perf_counter() - t0, tree_cpu_seconds(api_pid) - cpu0
         # the api's own CPU per row: steadier than rows/s on a machine whose speed drifts
         out["api_cpu_us_per_row"] = round(api_cpu / len(rows) * 1e6, 2)
         out["api_cpu_cores"] = round(api_cpu / api_s, 2)
-        stored = asyncio.run(_count(url))
-        out["stored"] = stored
+        out["stored"] = asyncio.run(_count(url))
+        if out["stored"] != len(rows):
+            raise RuntimeError(f"bulk: {out['stored']} rows stored of {len(rows)}")
         out["api_s"] = round(api_s, 2)
         out["api_rows_per_s"] = round(len(rows) / api_s, 1)
         out["call_ms_p50"] = round(sorted(times)[len(times) // 2] * 1000, 1)
         out["call_ms_max"] = round(max(times) * 1000, 1)
-        copies += asyncio.run(_copy(url, rows, ids, max(1, cfg.bulk_copy_repeats - half)))
-        copy_s = statistics.median(copies)
-        out["copy_runs_s"] = [round(t, 2) for t in copies]
-        out["copy_s"] = round(copy_s, 2)
-        out["copy_rows_per_s"] = round(len(rows) / copy_s, 1)
-        out["ratio_vs_copy"] = ratio(out["api_rows_per_s"], out["copy_rows_per_s"], 4)
     finally:
         stack.stop_all()
-    log(f"bulk: API {out.get('api_rows_per_s')} rows/s ({out.get('api_cpu_us_per_row')} us of api CPU per row), COPY {out.get('copy_rows_per_s')} rows/s, ratio {out.get('ratio_vs_copy')}")
+    return out
+
+
+def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
+    url, n_ind = _prepare(cfg, dbs, "bulk")
+    out: dict[str, Any] = {"rows": cfg.bulk_rows, "chunk_rows": cfg.bulk_chunk, "indicators": n_ind,
+                           "periods_per_indicator": cfg.bulk_periods, "clients": cfg.bulk_clients, "frequency": "daily",
+                           "backend": "postgresql"}
+    copies: list[float] = []
+    half = max(1, cfg.bulk_copy_repeats // 2)
+    baseline: dict[str, Any] = {}  # the headline pass's rows and indicator ids, for the COPYs after it
+
+    def copy_before(url: str, rows: list[tuple[str, date, float]]) -> None:
+        # Half the baseline COPYs before the API load and half after, so the machine's drift over
+        # the run (seen: the same COPY at 410k and at 710k rows/s minutes apart) lands on both sides.
+        baseline.update(rows=rows, ids=asyncio.run(_ids(url, "BULK")))
+        copies.extend(asyncio.run(_copy(url, rows, baseline["ids"], half)))
+
+    # The headline pass runs the api as deployed (docker-compose: INDICATORS_WEB_WORKERS=2); a
+    # second pass on a fresh database with one process shows what the second process adds.
+    out.update(_api_pass(cfg, url, n_ind, broker, folder / "bulk", cfg.bulk_web_workers, copy_before))
+    if cfg.bulk_web_workers != 1:
+        url1, _ = _prepare(cfg, dbs, "bulk1")
+        out["one_process"] = _api_pass(cfg, url1, n_ind, broker, folder / "bulk1", 1)
+    copies += asyncio.run(_copy(url, baseline["rows"], baseline["ids"], max(1, cfg.bulk_copy_repeats - half)))
+    copy_s = statistics.median(copies)
+    out["copy_runs_s"] = [round(t, 2) for t in copies]
+    out["copy_s"] = round(copy_s, 2)
+    out["copy_rows_per_s"] = round(len(baseline["rows"]) / copy_s, 1)
+    out["ratio_vs_copy"] = ratio(out["api_rows_per_s"], out["copy_rows_per_s"], 4)
+    if "one_process" in out:
+        out["one_process"]["ratio_vs_copy"] = ratio(out["one_process"]["api_rows_per_s"], out["copy_rows_per_s"], 4)
+    log(f"bulk: API {out.get('api_rows_per_s')} rows/s with {cfg.bulk_web_workers} api process(es) "
+        f"({out.get('api_cpu_us_per_row')} us of api CPU per row), COPY {out.get('copy_rows_per_s')} rows/s, "
+        f"ratio {out.get('ratio_vs_copy')}; one process: {(out.get('one_process') or {}).get('ratio_vs_copy')}")
     return out

@@ -212,6 +212,20 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (uvicorn's workers under its supervisor), read
+    from /proc like ``cpu_seconds``."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                    kids.append(int(entry.name))
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+    return cpu_seconds(pid) + sum(cpu_seconds(k) for k in kids)
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()

@@ -109,6 +109,10 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if "api_rows_per_s" in bk:
         rows.append(("bulk ingest API", f"{_fmt(bk['api_rows_per_s'])} rows/s", f"COPY {_fmt(bk['copy_rows_per_s'])} rows/s",
                      _fmt(bk["ratio_vs_copy"])))
+        one = bk.get("one_process") or {}
+        if "api_rows_per_s" in one:
+            rows.append(("  with one api process", f"{_fmt(one['api_rows_per_s'])} rows/s",
+                         f"{bk.get('web_workers', '?')} processes: {_fmt(bk['api_rows_per_s'])} rows/s", _fmt(one.get("ratio_vs_copy"))))
     br = r.get("breach") or {}
     if "ticket" in br:
         rows.append(("breach -> ticket", f"p50/95/99 {br['ticket']['p50_ms']}/{br['ticket']['p95_ms']}/{br['ticket']['p99_ms']} ms",

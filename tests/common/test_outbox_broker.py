@@ -139,3 +139,52 @@ async def test_replay_republishes_kept_events(db_factory, broker):
         await relay
         await engine.dispose()
         await parts.engine.dispose()
+
+
+async def test_the_relay_claims_from_a_floor_and_housekeeping_finds_what_is_below_it(db_factory, broker, monkeypatch):
+    """PostgreSQL: once a claim is published (and FLOOR_LAG_SECONDS have passed) the relay claims
+    from the id after it, not over every row marked sent since the last VACUUM; a row that turns
+    up below the floor (committed late, or replayed) is found by the next housekeeping pass."""
+    import pytest
+
+    from citystat_common import outbox as outbox_mod
+    from citystat_common.events import PersonUpserted, make_event
+
+    engine = create_engine(db_factory("directory"))
+    if engine.dialect.name != "postgresql":
+        await engine.dispose()
+        pytest.skip("the claim floor is PostgreSQL's (SQLite claims with a lease)")
+    relay = OutboxRelay(service="test", engine=engine, tables=PLUMBING, bootstrap=broker.bootstrap)
+
+    async def add(row_id: int, name: str) -> str:
+        event = make_event(PersonUpserted(person_id=f"p-{row_id}", name=name), subject=f"p-{row_id}")
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(OUTBOX).values(
+                id=row_id, event_id=event.id, topic=event.topic, key=event.subject, event_type=event.type,
+                payload=event.to_bytes(), created_at=event.time, attempts=0))
+        return event.id
+
+    try:
+        for i in (1000, 1001, 1002):
+            await add(i, f"first {i}")
+        assert await relay.publish_once() == 3
+        assert relay._claim_floor() is None  # the lag has not passed: a late lower id would still be found
+        monkeypatch.setattr(outbox_mod, "FLOOR_LAG_SECONDS", 0.0)
+        assert relay._claim_floor() == 1003
+
+        late = await add(500, "late")
+        newer = await add(2000, "newer")
+        assert await relay.publish_once() == 1  # from the floor: only 2000
+        assert await _sent(engine, 2000) and not await _sent(engine, 500)
+
+        count, _ = await relay.backlog()  # housekeeping sees the unsent row below the floor
+        assert count == 1 and relay._claim_floor() == 500
+        assert await relay.publish_once() == 1
+        assert await _sent(engine, 500)
+        events = await collect_events(broker.bootstrap, "directory.changes",
+                                      until=lambda evs: {late, newer} <= {e.id for e in evs})
+        assert {late, newer} <= {e.id for e in events}
+    finally:
+        await relay._drop_producer()
+        await relay._release_lock_conn()
+        await engine.dispose()
