@@ -2,8 +2,12 @@
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from citystat_common.auth import KeyStore, generate_demo_keys, hash_key
@@ -15,6 +19,7 @@ from citystat_common.events import (
     make_event,
     parse_event,
 )
+from citystat_common.testing import midday_timezone
 from directory.config import Settings
 
 
@@ -132,3 +137,16 @@ def test_the_access_line_is_the_line_structlog_would_write(monkeypatch):
         correlation_id_var.reset(token)
         monkeypatch.setattr(sys, "stdout", real)
         configure_logging("test", "INFO")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
+                    timezones=st.sampled_from([UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")])))
+def test_the_midday_zone_puts_now_at_midday_on_its_utc_date(now):
+    zone = midday_timezone(now)
+    local = now.astimezone(ZoneInfo(zone))
+    assert local.date() == now.astimezone(UTC).date() and local.hour == 12
+    # so an event eleven hours either side of now is on the same local date (elapsed time: UTC arithmetic)
+    utc = now.astimezone(UTC)
+    assert (utc - timedelta(hours=11)).astimezone(ZoneInfo(zone)).date() == local.date()
+    assert (utc + timedelta(hours=11)).astimezone(ZoneInfo(zone)).date() == local.date()

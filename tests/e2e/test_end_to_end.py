@@ -12,7 +12,7 @@ import httpx
 
 from citystat_common.demo import directory_rows
 from citystat_common.stack import ALL_SERVICES
-from citystat_common.testing import TEST_KEYS, auth, collect_events, eventually
+from citystat_common.testing import TEST_KEYS, auth, collect_events, eventually, midday_timezone
 
 DEPT = "STREETS"
 CODE = f"311.{DEPT}.closed_within_sla"
@@ -25,6 +25,8 @@ ENV = {
     "INDICATORS_DERIVED_REFRESH_SECONDS": "3600",
     "ESCALATION_SCHEDULER_INTERVAL": "1",
     "INTAKE311_RATE_LIMIT_PER_MINUTE": "0",
+    # the daily figure must not roll over to a new day between the burst and its breach
+    "CITY_TIMEZONE": midday_timezone(),
 }
 
 

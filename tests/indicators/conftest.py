@@ -8,7 +8,7 @@ from indicators.config import Settings
 from indicators.main import create_app
 
 sys.path.insert(0, str(Path(__file__).parent))  # ind_helpers, shared by this folder's tests
-from ind_helpers import preload_departments  # noqa: E402
+from ind_helpers import CITY_TIMEZONE, preload_departments  # noqa: E402
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def indicators_settings(db_factory, broker):
     return Settings(
         database_url=db_factory("indicators"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=broker.bootstrap,
         directory_url="http://127.0.0.1:9",  # nothing listens: the local copy must answer
-        directory_timeout=0.5,
+        directory_timeout=0.5, city_timezone=CITY_TIMEZONE,
     )
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,19 @@ TEST_KEY_ENTRIES = [
 
 def auth(role: str) -> dict[str, str]:
     return {"X-API-Key": TEST_KEYS[role]}
+
+
+def midday_timezone(now: datetime | None = None) -> str:
+    """A fixed-offset zone in which ``now`` is between 12:00 and 13:00 on its UTC date.
+
+    Tests that place events hours before or after the wall clock and then read one day's or
+    one month's figures would otherwise fail whenever the run starts near the city's midnight
+    (at 00:02 in New York the burst of "three hours ago" belongs to yesterday). Running the
+    city's clock at midday keeps offsets of up to eleven hours either way on the same local date,
+    and that date is the UTC date.
+    """
+    offset = 12 - (now or datetime.now(UTC)).astimezone(UTC).hour  # hours east of UTC: -11 .. +12
+    return f"Etc/GMT{-offset:+d}"  # the tz database's Etc signs are inverted (Etc/GMT-5 is UTC+5)
 
 
 def postgres_admin_url() -> str | None:
