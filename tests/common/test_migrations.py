@@ -4,9 +4,10 @@ from importlib import resources
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from citystat_common.db import create_engine
-from citystat_common.migrate import downgrade, upgrade
+from citystat_common.migrate import OUTBOX_AUTOVACUUM, alembic_config, downgrade, upgrade
 from citystat_common.testing import empty_database
 
 PACKAGES = ["directory", "intake311", "indicators", "escalation"]
@@ -38,3 +39,28 @@ async def test_upgrade_head_then_downgrade_base(package, db_kind, tmp_path):
     assert await _tables(url) == {"alembic_version"}
     upgrade(package, url)  # and back up again: downgrade left nothing behind that blocks it
     assert await _tables(url) == tables
+
+
+async def _outbox_options(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            got = (await conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'outbox'"))).scalar()
+            return sorted(got or [])
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_changes(package, db_kind, tmp_path):
+    """PostgreSQL: a migration sets the outbox's autovacuum thresholds; downgrading past it resets
+    them to the server's defaults."""
+    if db_kind != "postgres":
+        pytest.skip("autovacuum settings are PostgreSQL's")
+    url = empty_database(db_kind, tmp_path)
+    upgrade(package, url)
+    assert await _outbox_options(url) == sorted(f"{k}={v}" for k, v in OUTBOX_AUTOVACUUM.items())
+    scripts = ScriptDirectory.from_config(alembic_config(package, url))
+    (tuning,) = [r for r in scripts.walk_revisions() if r.path.endswith("_outbox_autovacuum.py")]
+    downgrade(package, url, tuning.down_revision)
+    assert await _outbox_options(url) == []

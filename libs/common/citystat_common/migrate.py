@@ -95,3 +95,26 @@ def _run_coroutine(coro: Any) -> None:
     t.join()
     if errors:
         raise errors[0]
+
+
+# Every event marks its outbox row sent (an update) and the row is purged after the retention.
+# With PostgreSQL's default autovacuum scale factor a fifth of a large outbox can be dead before
+# vacuum runs, and the relay's claim and backlog count step over the dead index entries. A fixed
+# threshold keeps the outbox vacuumed (and analyzed) every few thousand events, however large it is.
+OUTBOX_AUTOVACUUM = {
+    "autovacuum_vacuum_scale_factor": "0",
+    "autovacuum_vacuum_threshold": "5000",
+    "autovacuum_analyze_scale_factor": "0",
+    "autovacuum_analyze_threshold": "5000",
+}
+
+
+def tune_outbox_autovacuum(op: Any, *, reset: bool = False) -> None:
+    """Called from a service's migration (``op`` is alembic's): the outbox's autovacuum settings on
+    PostgreSQL, or back to the server's defaults with ``reset``. SQLite has no such settings."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    if reset:
+        op.execute(f"ALTER TABLE outbox RESET ({', '.join(OUTBOX_AUTOVACUUM)})")
+    else:
+        op.execute(f"ALTER TABLE outbox SET ({', '.join(f'{k} = {v}' for k, v in OUTBOX_AUTOVACUUM.items())})")

@@ -1,0 +1,21 @@
+"""outbox: autovacuum after a fixed number of changed rows (PostgreSQL), see citystat_common.migrate
+
+Revision ID: 0002
+Revises: 0001
+"""
+from alembic import op
+
+from citystat_common.migrate import tune_outbox_autovacuum
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    tune_outbox_autovacuum(op)
+
+
+def downgrade() -> None:
+    tune_outbox_autovacuum(op, reset=True)
