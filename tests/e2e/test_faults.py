@@ -15,11 +15,17 @@ import pytest
 from citystat_common.demo import directory_rows
 from citystat_common.localbroker import LocalBroker, free_port
 from citystat_common.stack import ALL_SERVICES
-from citystat_common.testing import TEST_KEYS, auth, eventually
+from citystat_common.testing import TEST_KEYS, auth, eventually, midday_timezone
 
 DEPT = "WATER"
 SERVICE = "FAULT_LEAK"
+# The monthly indicators are breached for last month: its figure is due ten days after this month
+# ends, so the indicator never turns "missing" (grey, no breach) whenever the suite runs.
+_this_month = datetime.now(UTC).year * 12 + datetime.now(UTC).month - 1
+LAST_MONTH = f"{(_this_month - 1) // 12}-{(_this_month - 1) % 12 + 1:02d}"
 ENV = {
+    # the daily 311 count must not start a new day while a test compares it with what was posted
+    "CITY_TIMEZONE": midday_timezone(),
     "INDICATORS_DERIVED_FREQUENCY": "daily",
     "INDICATORS_DERIVED_REFRESH_SECONDS": "2",
     "INTAKE311_RATE_LIMIT_PER_MINUTE": "0",
@@ -65,7 +71,7 @@ class City:
             })
             assert r.status_code == 201, r.text
             r = await self.c["indicators"].put(f"/indicators/{code}/targets", headers=auth("analyst"),
-                                               json={"targets": [{"period": "2026-10", "value": 100}]})
+                                               json={"targets": [{"period": LAST_MONTH, "value": 100}]})
             assert r.status_code == 200, r.text
             self.indicators.append(code)
 
@@ -80,7 +86,7 @@ class City:
 
     async def breach(self, code):
         r = await self.c["indicators"].post(f"/indicators/{code}/observations", headers=auth("analyst"),
-                                            json={"period": "2026-10", "value": 40})
+                                            json={"period": LAST_MONTH, "value": 40})
         assert r.status_code in (200, 201), r.text
 
     async def opened_today(self):
