@@ -1,13 +1,16 @@
 """Every service's migrations: upgrade head on an empty database, downgrade base back to empty."""
 
+import asyncio
+import sys
 from importlib import resources
 
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
 from citystat_common.db import create_engine
-from citystat_common.migrate import OUTBOX_AUTOVACUUM, alembic_config, downgrade, upgrade
+from citystat_common.migrate import MIGRATION_LOCK_KEY, OUTBOX_AUTOVACUUM, alembic_config, downgrade, upgrade
 from citystat_common.testing import empty_database
 
 PACKAGES = ["directory", "intake311", "indicators", "escalation"]
@@ -64,3 +67,69 @@ async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_changes(package, d
     (tuning,) = [r for r in scripts.walk_revisions() if r.path.endswith("_outbox_autovacuum.py")]
     downgrade(package, url, tuning.down_revision)
     assert await _outbox_options(url) == []
+
+
+async def _versions(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [r[0] for r in await conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+    finally:
+        await engine.dispose()
+
+
+def test_a_start_up_that_loses_the_race_on_the_version_row_tries_again(db_kind, tmp_path, monkeypatch):
+    """SQLite: the api and the worker both migrate at start; the one that finds alembic_version
+    already moved on (alembic's "expected to match one row") upgrades again and finds head."""
+    from citystat_common import migrate
+
+    url = empty_database(db_kind, tmp_path)
+    real, calls = migrate.command.upgrade, []
+
+    def racing(cfg, revision):
+        calls.append(revision)
+        if len(calls) == 1:
+            real(cfg, revision)  # the other process's upgrade, done while this one was migrating
+            raise CommandError("Online migration expected to match one row when updating '0001' to '0002' "
+                               "in 'alembic_version'; 0 found")
+        real(cfg, revision)
+
+    monkeypatch.setattr(migrate.command, "upgrade", racing)
+    migrate.upgrade("escalation", url)
+    assert len(calls) == 2
+    assert asyncio.run(_versions(url)) == ScriptDirectory.from_config(alembic_config("escalation", url)).get_heads()
+
+
+def test_other_command_errors_are_not_retried(db_kind, tmp_path):
+    url = empty_database(db_kind, tmp_path)
+    with pytest.raises(CommandError):
+        upgrade("escalation", url, revision="no-such-revision")
+
+
+def test_migrations_of_one_postgres_database_take_turns(db_kind, tmp_path):
+    """PostgreSQL: while another migration holds the lock, a start-up's upgrade waits for it."""
+    if db_kind != "postgres":
+        pytest.skip("the advisory lock is PostgreSQL's")
+    url = empty_database(db_kind, tmp_path)
+
+    async def scenario() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", f"from citystat_common.migrate import upgrade; upgrade('escalation', {url!r})")
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=3)
+                waited = False
+            except TimeoutError:
+                waited = True
+            await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+            assert await asyncio.wait_for(proc.wait(), timeout=120) == 0
+            return waited
+        finally:
+            await conn.close()
+
+    assert asyncio.run(scenario()), "the upgrade ran while another migration held the lock"
+    assert asyncio.run(_versions(url)) == ScriptDirectory.from_config(alembic_config("escalation", url)).get_heads()

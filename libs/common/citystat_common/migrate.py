@@ -15,7 +15,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
+from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
+
+MIGRATION_LOCK_KEY = 0x43495459  # "CITY": the advisory lock that serializes migrations of one database
 
 
 def alembic_config(package: str, database_url: str) -> Config:
@@ -27,16 +30,16 @@ def alembic_config(package: str, database_url: str) -> Config:
 
 
 def upgrade(package: str, database_url: str, revision: str = "head", retries: int = 5) -> None:
-    # The api and the worker may both start at once: a lost race on alembic_version is retried.
+    # The api and the worker start at once and both migrate. On PostgreSQL they take turns
+    # (run_env's advisory lock); on SQLite the loser of a race fails on alembic_version (or on a
+    # table the winner made) and is retried: by then the winner is done and nothing is left to do.
     for attempt in range(retries):
         try:
             command.upgrade(alembic_config(package, database_url), revision)
             return
-        except sa.exc.OperationalError:
-            if attempt == retries - 1:
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, CommandError) as exc:
+            if isinstance(exc, CommandError) and "expected to match one row" not in str(exc):
                 raise
-            time.sleep(0.5 * (attempt + 1))
-        except sa.exc.IntegrityError:
             if attempt == retries - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
@@ -59,6 +62,10 @@ def run_env(context: EnvironmentContext, target_metadata: sa.MetaData) -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # One migration at a time per database; the second reads the version after the
+                # first has committed, so it finds nothing left to do (held until commit).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             context.run_migrations()
 
     async def run_async() -> None:
