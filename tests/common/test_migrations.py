@@ -44,14 +44,27 @@ async def test_upgrade_head_then_downgrade_base(package, db_kind, tmp_path):
     assert await _tables(url) == tables
 
 
-async def _outbox_options(url: str) -> list[str]:
+async def _column(url: str, sql: str) -> list:
+    """The first column of a query's rows."""
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
-            got = (await conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'outbox'"))).scalar()
-            return sorted(got or [])
+            return [r[0] for r in await conn.execute(sa.text(sql))]
     finally:
         await engine.dispose()
+
+
+async def _outbox_options(url: str) -> list[str]:
+    (options,) = await _column(url, "SELECT reloptions FROM pg_class WHERE relname = 'outbox'")
+    return sorted(options or [])
+
+
+async def _versions(url: str) -> list[str]:
+    return await _column(url, "SELECT version_num FROM alembic_version")
+
+
+def _heads(package: str, url: str) -> list[str]:
+    return list(ScriptDirectory.from_config(alembic_config(package, url)).get_heads())
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -67,15 +80,6 @@ async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_changes(package, d
     (tuning,) = [r for r in scripts.walk_revisions() if r.path.endswith("_outbox_autovacuum.py")]
     downgrade(package, url, tuning.down_revision)
     assert await _outbox_options(url) == []
-
-
-async def _versions(url: str) -> list[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return [r[0] for r in await conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
-    finally:
-        await engine.dispose()
 
 
 def test_a_start_up_that_loses_the_race_on_the_version_row_tries_again(db_kind, tmp_path, monkeypatch):
@@ -97,7 +101,7 @@ def test_a_start_up_that_loses_the_race_on_the_version_row_tries_again(db_kind, 
     monkeypatch.setattr(migrate.command, "upgrade", racing)
     migrate.upgrade("escalation", url)
     assert len(calls) == 2
-    assert asyncio.run(_versions(url)) == ScriptDirectory.from_config(alembic_config("escalation", url)).get_heads()
+    assert asyncio.run(_versions(url)) == _heads("escalation", url)
 
 
 def test_other_command_errors_are_not_retried(db_kind, tmp_path):
@@ -113,23 +117,22 @@ def test_migrations_of_one_postgres_database_take_turns(db_kind, tmp_path):
     url = empty_database(db_kind, tmp_path)
 
     async def scenario() -> bool:
-        import asyncpg
-
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        engine = create_engine(url)
         try:
-            await conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", f"from citystat_common.migrate import upgrade; upgrade('escalation', {url!r})")
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=3)
-                waited = False
-            except TimeoutError:
-                waited = True
-            await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
-            assert await asyncio.wait_for(proc.wait(), timeout=120) == 0
-            return waited
+            async with engine.connect() as conn:  # another migration, holding the lock
+                await conn.execute(sa.text(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", f"from citystat_common.migrate import upgrade; upgrade('escalation', {url!r})")
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=3)
+                    waited = False
+                except TimeoutError:
+                    waited = True
+                await conn.execute(sa.text(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                assert await asyncio.wait_for(proc.wait(), timeout=120) == 0
+                return waited
         finally:
-            await conn.close()
+            await engine.dispose()
 
     assert asyncio.run(scenario()), "the upgrade ran while another migration held the lock"
-    assert asyncio.run(_versions(url)) == ScriptDirectory.from_config(alembic_config("escalation", url)).get_heads()
+    assert asyncio.run(_versions(url)) == _heads("escalation", url)

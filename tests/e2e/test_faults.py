@@ -16,13 +16,13 @@ from citystat_common.demo import directory_rows
 from citystat_common.localbroker import LocalBroker, free_port
 from citystat_common.stack import ALL_SERVICES
 from citystat_common.testing import TEST_KEYS, auth, eventually, midday_timezone
+from indicators.periods import period_of, prev_period
 
 DEPT = "WATER"
 SERVICE = "FAULT_LEAK"
 # The monthly indicators are breached for last month: its figure is due ten days after this month
 # ends, so the indicator never turns "missing" (grey, no breach) whenever the suite runs.
-_this_month = datetime.now(UTC).year * 12 + datetime.now(UTC).month - 1
-LAST_MONTH = f"{(_this_month - 1) // 12}-{(_this_month - 1) % 12 + 1:02d}"
+LAST_MONTH = prev_period(period_of("monthly", datetime.now(UTC).date())).label
 ENV = {
     # the daily 311 count must not start a new day while a test compares it with what was posted
     "CITY_TIMEZONE": midday_timezone(),
