@@ -148,6 +148,7 @@ async def test_consumer_rereads_when_the_broker_lost_its_log(tmp_path):
     runner = ConsumerRunner(
         service="test", group_id="g-reset", topics=[topic], handlers={"directory.person.upserted": record_person},
         uow_factory=lambda: UnitOfWork(sessions, PLUMBING), tables=PLUMBING, bootstrap=broker.bootstrap,
+        session_timeout_ms=3_000,  # the rejoin after the restart waits out the old session: keep it short
     )
 
     async def produce(events):
@@ -196,7 +197,7 @@ async def test_a_commit_that_never_completes_makes_the_member_rejoin(tmp_path, b
         service="test", group_id=f"g-{uuid.uuid4().hex[:6]}", topics=[topic],
         handlers={"directory.person.upserted": record_person},
         uow_factory=lambda: UnitOfWork(sessions, PLUMBING), tables=PLUMBING, bootstrap=broker.bootstrap,
-        topic_partitions=1, commit_timeout=1.0,
+        topic_partitions=1, commit_timeout=1.0, session_timeout_ms=3_000,  # the rejoin waits out the hung member
     )
     members = []
     start_member = runner._start_consumer

@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
 from citystat_common.db import utcnow
-from citystat_common.testing import auth
+from citystat_common.testing import app_client, auth
 from indicators import service
+from indicators.main import create_app
 
 
 async def test_create_and_read_indicator_with_versioned_description(client):
@@ -42,6 +43,32 @@ async def test_create_validation_names_the_field(client, body, field, status):
     r = await client.post("/indicators", json=indicator(**body), headers=W)
     assert r.status_code == status, r.text
     assert any(e["field"] == field for e in r.json()["errors"]), r.json()
+
+
+async def test_a_department_missing_locally_is_asked_of_the_directory(indicators_settings):
+    """Known there: the indicator is created and the department kept in the local copy; unknown
+    there, or the directory unreachable: 422 on department_code, saying which."""
+    from citystat_common.directory import DirectoryUnreachable
+
+    asked = []
+
+    class Directory:
+        async def get(self, code):
+            asked.append(code)
+            if code == "DOWN":
+                raise DirectoryUnreachable("timed out")
+            return {"code": "PARKS", "name": "Parks and Recreation", "active": True} if code == "PARKS" else None
+
+    async with app_client(create_app(indicators_settings, directory=Directory())) as client:
+        r = await client.post("/indicators", json=indicator(code="PARKS.trees", department_code="PARKS"), headers=W)
+        assert r.status_code == 201, r.text
+        assert {d["code"]: d["name"] for d in (await client.get("/departments")).json()}["PARKS"] == "Parks and Recreation"
+        for code, says in (("NOPE", "not known to the directory"), ("DOWN", "directory could not be asked")):
+            r = await client.post("/indicators", json=indicator(code=f"{code}.x", department_code=code), headers=W)
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "department_code", r.text
+            assert says in r.text
+        await client.post("/indicators", json=indicator(code="PARKS.benches", department_code="PARKS"), headers=W)
+    assert asked == ["PARKS", "NOPE", "DOWN"]  # the local copy answers the second time
 
 
 async def test_duplicate_code_is_409_and_idempotency_key_replays(client):
@@ -316,21 +343,23 @@ async def test_metrics_exposed(client):
     assert 'citystat_indicators_evaluations_total{status="red"}' in text
 
 
-async def test_department_stored_by_the_consumer_meanwhile_is_kept(client, app, monkeypatch):
+async def test_department_stored_by_the_consumer_meanwhile_is_kept(indicators_settings):
     """The directory's own event can land (through the consumer) between the local lookup that
     missed and the on-demand copy: the indicator is still created, on the row stored first."""
-    if app.state.ctx.engine.dialect.name == "sqlite":
+    if indicators_settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite transactions take the write lock at BEGIN: no other commit can come in between")
     from indicators.models import Department
 
-    async def directory_department(settings, code):
-        async with app.state.ctx.engine.begin() as conn:  # the consumer's commit
-            await conn.execute(sa.insert(Department.__table__).values(code=code, name="Parks (from the event)",
-                                                                       active=True, updated_at=utcnow()))
-        return {"code": code, "name": "Parks (from the lookup)", "active": True}
+    class Directory:
+        async def get(self, code):
+            async with app.state.ctx.engine.begin() as conn:  # the consumer's commit
+                await conn.execute(sa.insert(Department.__table__).values(code=code, name="Parks (from the event)",
+                                                                           active=True, updated_at=utcnow()))
+            return {"code": code, "name": "Parks (from the lookup)", "active": True}
 
-    monkeypatch.setattr(service, "directory_department", directory_department)
-    r = await client.post("/indicators", json=indicator(code="PARKS.trees", department_code="PARKS"), headers=W)
-    assert r.status_code == 201, r.text
-    depts = {d["code"]: d for d in (await client.get("/departments")).json()}
+    app = create_app(indicators_settings, directory=Directory())
+    async with app_client(app) as client:
+        r = await client.post("/indicators", json=indicator(code="PARKS.trees", department_code="PARKS"), headers=W)
+        assert r.status_code == 201, r.text
+        depts = {d["code"]: d for d in (await client.get("/departments")).json()}
     assert depts["PARKS"]["name"] == "Parks (from the event)"

@@ -129,13 +129,28 @@ def drop_test_databases() -> None:
             rows = await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname ~ '^(t|e|tmpl)_[a-z0-9]+_?[a-z0-9]*$'"
             )
-            for r in rows:
-                if r["datname"] in _created:
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{r["datname"]}" WITH (FORCE)')
         finally:
             await conn.close()
+        names = [r["datname"] for r in rows if r["datname"] in _created]
+        # Each DROP DATABASE waits for a checkpoint; drops on several connections at once share
+        # them (one by one, the suite's ~200 databases took ~15-30 s of its end).
+        await asyncio.gather(*(_drop_some(admin, names[i::DROP_CONNECTIONS]) for i in range(DROP_CONNECTIONS)))
 
     _run(run())
+
+
+DROP_CONNECTIONS = 16
+
+
+async def _drop_some(admin: str, names: list[str]) -> None:
+    if not names:
+        return
+    conn = await asyncpg.connect(_asyncpg_dsn(admin))
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager

@@ -96,7 +96,8 @@ async def create_indicator(
     fingerprint = request_fingerprint(await request.body())
     if (previous := await replayed(uow, key=key, scope="indicators", fingerprint=fingerprint)) is not None:
         return previous
-    ind = await service.create_indicator(uow, _settings(ctx), actor=who.name, data=data)
+    ind = await service.create_indicator(uow, _settings(ctx), actor=who.name, data=data,
+                                         directory=ctx.extras["directory"])
     body = orjson.dumps((await indicator_read(uow, _settings(ctx), ind, description=data.description)).model_dump(mode="json"))
     await remember(uow, key=key, scope="indicators", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")

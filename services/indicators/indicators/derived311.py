@@ -257,7 +257,7 @@ async def ensure_indicators(
         d = METRICS[m]
         label = f"{d.name}" + (f": {service_name or service}" if service else "")
         ind = await create_indicator(
-            uow, settings, actor="311-derivation", check_dept=False, derived_from="311",
+            uow, settings, actor="311-derivation", directory=None, derived_from="311",
             data=schemas.IndicatorCreate(
                 code=code, name=label[:200], department_code=dept, unit=d.unit, kind=d.kind,  # type: ignore[arg-type]
                 direction=d.direction, frequency=settings.derived_frequency, additive=d.additive,  # type: ignore[arg-type]

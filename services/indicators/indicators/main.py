@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from citystat_common.directory import Departments, DirectoryDepartments
 from citystat_common.runtime import api_main
-from citystat_common.web import build_app, check_broker, check_consumer, check_database
+from citystat_common.web import ServiceContext, build_app, check_broker, check_consumer, check_database
 from indicators.api import router
 from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
@@ -13,14 +14,28 @@ from indicators.handlers import GROUP_ID
 from indicators.models import PLUMBING
 
 
-def create_app(settings: Settings | None = None, *, check_worker: bool | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, check_worker: bool | None = None, directory: Departments | None = None
+) -> FastAPI:
     """``check_worker``: /readyz also needs the worker's consumer to have partitions; on by default
-    when the settings come from the environment (the deployed api), off for tests passing settings."""
+    when the settings come from the environment (the deployed api), off for tests passing settings.
+    ``directory``: where departments missing from the local copy are looked up (default: the
+    directory service at INDICATORS_DIRECTORY_URL)."""
     readiness = [check_database, check_broker]
     if check_worker if check_worker is not None else settings is None:
         readiness.append(check_consumer(GROUP_ID))
+    settings = settings or Settings()
+
+    async def startup(ctx: ServiceContext) -> None:
+        ctx.extras["directory"] = directory or DirectoryDepartments.connect(settings.directory_url,
+                                                                            settings.directory_timeout)
+
+    async def shutdown(ctx: ServiceContext) -> None:
+        if directory is None:
+            await ctx.extras["directory"].aclose()
+
     return build_app(
-        settings=settings or Settings(),
+        settings=settings,
         tables=PLUMBING,
         title="CityStat indicators",
         description=(
@@ -30,6 +45,8 @@ def create_app(settings: Settings | None = None, *, check_worker: bool | None = 
         ),
         routers=[router, dashboard_router],
         readiness=readiness,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
 
 

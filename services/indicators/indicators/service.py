@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
 from citystat_common.db import dialect_insert, utcnow
+from citystat_common.directory import Departments, DirectoryUnreachable
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     DepartmentUpserted,
@@ -36,7 +36,6 @@ from citystat_common.events import (
     IndicatorRecovered,
     IndicatorStatusChanged,
 )
-from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from indicators import metrics, schemas
 from indicators.config import Settings
@@ -71,8 +70,6 @@ from indicators.periods import (
     period_of,
     same_period_last_year,
 )
-
-log = get_logger(__name__)
 
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
 CHUNK_INDICATORS = 400
@@ -170,13 +167,17 @@ async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> None:
     dept.active = data.active
 
 
-async def check_department(uow: UnitOfWork, settings: Settings, code: str) -> Department:
+async def check_department(uow: UnitOfWork, code: str, *, directory: Departments) -> Department:
     """The local copy first; then the directory (short timeout); neither knows it: 422."""
     dept = await uow.session.get(Department, code)
     if dept is not None:
         return dept
-    doc = await directory_department(settings, code)
-    if not doc:
+    try:
+        doc = await directory.get(code)
+    except DirectoryUnreachable as exc:
+        raise Invalid(f"department {code!r} is not known locally and the directory could not be asked",
+                      field="department_code") from exc
+    if doc is None:
         raise Invalid(f"department {code!r} is not known to the directory", field="department_code")
     # The directory's own event may be landing through the consumer right now: keep whichever
     # row is stored first rather than fail on the key.
@@ -186,31 +187,20 @@ async def check_department(uow: UnitOfWork, settings: Settings, code: str) -> De
     ))
 
 
-async def directory_department(settings: Settings, code: str) -> dict[str, Any] | None:
-    """The directory's record of a department, or None (unknown, or the directory unreachable)."""
-    try:
-        async with httpx.AsyncClient(timeout=settings.directory_timeout) as client:
-            r = await client.get(f"{settings.directory_url.rstrip('/')}/departments/{code}")
-        if r.status_code == 200:
-            doc = r.json()
-            return doc if isinstance(doc, dict) else None
-    except (httpx.HTTPError, ValueError) as exc:
-        log.warning("directory_unreachable", error=repr(exc))
-    return None
-
-
 # --- registry ---------------------------------------------------------------------------
 
 
 async def create_indicator(
-    uow: UnitOfWork, settings: Settings, *, actor: str, data: schemas.IndicatorCreate, check_dept: bool = True,
+    uow: UnitOfWork, settings: Settings, *, actor: str, data: schemas.IndicatorCreate, directory: Departments | None,
     derived_from: str | None = None,
 ) -> Indicator:
+    """``directory``: where to check a department the local copy lacks; None takes the department as
+    given (the 311 derivation, whose events carry the catalog's own department)."""
     exists = (await uow.session.execute(sa.select(Indicator.id).where(Indicator.code == data.code))).first()
     if exists:
         raise Conflict(f"an indicator with code {data.code!r} exists", field="code")
-    if check_dept:
-        await check_department(uow, settings, data.department_code)
+    if directory is not None:
+        await check_department(uow, data.department_code, directory=directory)
     now = utcnow()
     ind = Indicator(
         id=str(uuid.uuid4()), code=data.code, name=data.name, department_code=data.department_code, unit=data.unit,

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -18,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from citystat_common.auth import Principal, can_see_personal_data, require_scope
 from citystat_common.db import utcnow
+from citystat_common.directory import Departments, DirectoryUnreachable
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.logging import get_logger
@@ -56,22 +56,20 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
         if not dept.active:
             raise Invalid(f"department {code!r} is inactive in the directory", field=field)
         return dept
-    client: httpx.AsyncClient = get_context(request).extras["directory"]
+    directory: Departments = get_context(request).extras["directory"]
     try:
-        r = await client.get(f"/departments/{code}")
-    except httpx.HTTPError as exc:
-        log.warning("directory_unreachable", error=repr(exc))
+        doc = await directory.get(code)
+    except DirectoryUnreachable as exc:
         raise Invalid(
             f"department {code!r} is not known locally and the directory could not be asked", field=field
         ) from exc
-    if r.status_code != 200:
+    if doc is None:
         raise Invalid(f"department {code!r} does not exist in the directory", field=field)
-    doc = r.json()
     if not doc.get("active", True):
         raise Invalid(f"department {code!r} is inactive in the directory", field=field)
     # The directory's own event may be landing through the consumer right now: keep whichever
     # row is stored first rather than fail on the key.
-    return await uow.add_if_absent(Department, dict(code=doc["code"], name=doc["name"], department_id=doc.get("id"),
+    return await uow.add_if_absent(Department, dict(code=doc["code"], name=doc.get("name", code), department_id=doc.get("id"),
                                                     active=True))
 
 

@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI
 
 from citystat_common.batching import GroupCommit
+from citystat_common.directory import DirectoryDepartments
 from citystat_common.runtime import api_main
 from citystat_common.web import (
     ServiceContext,
@@ -31,8 +32,9 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
     settings = settings or Settings()
 
     async def startup(ctx: ServiceContext) -> None:
-        ctx.extras["directory"] = directory_client or httpx.AsyncClient(
-            base_url=settings.directory_url, timeout=settings.directory_timeout
+        ctx.extras["directory"] = (
+            DirectoryDepartments(directory_client, owned=False) if directory_client is not None
+            else DirectoryDepartments.connect(settings.directory_url, settings.directory_timeout)
         )
         ctx.extras["catalog"] = CatalogCache(ctx.uow, timezone=settings.city_timezone, ttl=settings.catalog_cache_seconds)
         ctx.extras["intake"] = GroupCommit(
@@ -46,8 +48,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
 
     async def shutdown(ctx: ServiceContext) -> None:
         await ctx.extras["intake"].close()
-        if directory_client is None:
-            await ctx.extras["directory"].aclose()
+        await ctx.extras["directory"].aclose()
 
     app = build_app(
         settings=settings,
