@@ -85,6 +85,9 @@ def test_keys_are_stored_hashed_and_scoped(tmp_path):
     assert store.authenticate("nope") is None and store.authenticate(None) is None
     with pytest.raises(ValueError, match="unknown scopes"):
         KeyStore([{"name": "x", "sha256": hash_key("k"), "scopes": ["root"]}])
+    # a digest written in capitals (as some tools print them) still matches
+    upper = KeyStore([{"name": "ops", "sha256": hash_key("k").upper(), "scopes": ["staff"]}])
+    assert upper.authenticate("k").name == "ops" and upper.authenticate("K") is None
 
 
 def test_the_metrics_process_id_is_read_again_in_a_forked_child():

@@ -9,7 +9,6 @@ that lacks the scope; reads of non-personal data need no key at all.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ class KeyStore:
     def __init__(self, entries: list[dict[str, Any]]):
         self._by_hash: dict[str, Principal] = {}
         for entry in entries:
-            digest = entry.get("sha256") or (hash_key(entry["key"]) if entry.get("key") else None)
+            digest = (entry.get("sha256") or (hash_key(entry["key"]) if entry.get("key") else "")).lower()
             if not digest:
                 raise ValueError(f"api key entry {entry.get('name')!r} has neither sha256 nor key")
             unknown = set(entry.get("scopes", [])) - set(SCOPES)
@@ -82,11 +81,9 @@ class KeyStore:
     def authenticate(self, raw: str | None) -> Principal | None:
         if not raw:
             return None
-        digest = hash_key(raw)
-        for known, principal in self._by_hash.items():
-            if hmac.compare_digest(known, digest):
-                return principal
-        return None
+        # A lookup by digest, not a loop of compare_digest over every key: the lookup's timing can
+        # tell a caller only about the SHA-256 of their own guess, never about a stored key.
+        return self._by_hash.get(hash_key(raw))
 
 
 def generate_demo_keys() -> tuple[dict[str, str], dict[str, Any]]:
