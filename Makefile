@@ -65,7 +65,8 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check libs services tests scripts bench
-	$(BIN)/mypy libs/common/citystat_common
+	$(BIN)/mypy libs/common/citystat_common services/directory/directory services/escalation/escalation \
+	  services/indicators/indicators services/intake311/intake311
 
 bench: install
 	@command -v wrk >/dev/null || { echo "installing Debian package: wrk"; \

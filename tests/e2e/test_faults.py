@@ -127,13 +127,16 @@ def replay_all(stack, since):
 
 @pytest.fixture
 def own_broker(tmp_path):
+    """A broker for one test. Ask for it before ``stack_factory``: fixtures are torn down in
+    reverse, so the broker then outlives the stack (workers stopping against a closed broker wait
+    out their timeouts, ~5 s per test)."""
     b = LocalBroker(free_port(), log_path=tmp_path / "own-broker.log")
     b.start()
     yield b
     b.close()
 
 
-async def test_broker_outage_under_load_loses_and_duplicates_nothing(stack_factory, own_broker):
+async def test_broker_outage_under_load_loses_and_duplicates_nothing(own_broker, stack_factory):
     started = datetime.now(UTC) - timedelta(minutes=1)
     stack = stack_factory(list(ALL_SERVICES), extra_env=ENV, own_broker=own_broker)
     city = City(stack)
@@ -154,8 +157,10 @@ async def test_broker_outage_under_load_loses_and_duplicates_nothing(stack_facto
         await city.close()
 
 
-async def test_kill_minus_9_mid_processing_gives_exactly_once(stack_factory):
-    stack = stack_factory(list(ALL_SERVICES), extra_env=ENV)
+async def test_kill_minus_9_mid_processing_gives_exactly_once(own_broker, stack_factory):
+    # A broker of its own: on the session's broker, where earlier stacks' workers used the same
+    # group names, each restarted worker took ~18 s to be assigned its partitions instead of ~3.
+    stack = stack_factory(list(ALL_SERVICES), extra_env=ENV, own_broker=own_broker)
     city = City(stack)
     rng = random.Random(7)
     try:
@@ -267,12 +272,12 @@ async def _replicas(stack, service, group):
     return out
 
 
-async def test_two_replicas_split_partitions_and_survive_a_kill(stack_factory):
+async def test_two_replicas_split_partitions_and_survive_a_kill(own_broker, stack_factory):
     from citystat_common.testing import postgres_admin_url
 
     if not postgres_admin_url():
         pytest.skip("replicas share a database: PostgreSQL (with SQLite there is one worker per database file)")
-    stack = stack_factory(list(ALL_SERVICES), extra_env=ENV)
+    stack = stack_factory(list(ALL_SERVICES), extra_env=ENV, own_broker=own_broker)  # see the kill -9 test
     city = City(stack)
     try:
         await city.setup(indicators=6)

@@ -1,6 +1,6 @@
 """Database plumbing: async engines for SQLite and PostgreSQL, naming conventions, plumbing tables.
 
-Every service owns its database; each declares ``Base = make_base()`` so its metadata
+Every service owns its database; each declares its own ``Base`` (see ``service_metadata``) so its metadata
 is its own, and calls ``plumbing_tables(Base.metadata)`` for the outbox, inbox,
 dead-letter, idempotency and worker-heartbeat tables it shares with the others.
 """
@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -50,12 +49,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_base() -> type[DeclarativeBase]:
-    class Base(DeclarativeBase):
-        metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-        type_annotation_map = {datetime: UTCDateTime()}
+def service_metadata() -> sa.MetaData:
+    """A service's own MetaData, with the constraint names every migration relies on."""
+    return sa.MetaData(naming_convention=NAMING_CONVENTION)
 
-    return Base
+
+# Each service's models declare, as a class that type checkers can follow:
+#     class Base(DeclarativeBase):
+#         metadata = service_metadata()
+#         type_annotation_map = TYPE_ANNOTATION_MAP
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: UTCDateTime()}
 
 
 # Every query here is a short OLTP query. PostgreSQL's JIT compiles a plan whose estimated cost

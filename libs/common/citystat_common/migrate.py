@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
 from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -49,8 +48,9 @@ def downgrade(package: str, database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(package, database_url), revision)
 
 
-def run_env(context: EnvironmentContext, target_metadata: sa.MetaData) -> None:
-    """The body of every service's ``migrations/env.py``: online migrations over an async engine."""
+def run_env(context: Any, target_metadata: sa.MetaData) -> None:
+    """The body of every service's ``migrations/env.py``: online migrations over an async engine.
+    ``context``: the ``alembic.context`` module, which stands in for an ``EnvironmentContext``."""
     config = context.config
     url = str(config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url"))
 

@@ -40,6 +40,7 @@ class UnitOfWork:
         self._held: list[tuple[Table, list[dict[str, Any]]]] = []
         self._session: AsyncSession | None = None
         self._deferring = False
+        self.dialect = ""  # the database's dialect name ("postgresql", "sqlite"), known inside 'async with'
 
     @property
     def session(self) -> AsyncSession:
@@ -51,7 +52,8 @@ class UnitOfWork:
         self._session = self._sessions()
         self.events = []
         self._held = []
-        self._deferring = self.single_statement and self._session.get_bind().dialect.name == "postgresql"
+        self.dialect = self._session.get_bind().dialect.name
+        self._deferring = self.single_statement and self.dialect == "postgresql"
         if self._deferring:
             await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
@@ -85,7 +87,7 @@ class UnitOfWork:
         commit), then read back. For local copies that a consumer and an on-demand lookup both
         fill: with a plain add, whichever commits second fails on the key."""
         table: Any = model.__table__  # type: ignore[attr-defined]
-        stmt = dialect_insert(table, self.session.get_bind().dialect.name).values(**values)
+        stmt = dialect_insert(table, self.dialect).values(**values)
         await self.session.execute(stmt.on_conflict_do_nothing())
         key = tuple(values[c.name] for c in table.primary_key)
         row = await self.session.get(model, key if len(key) > 1 else key[0])
@@ -103,7 +105,7 @@ class UnitOfWork:
             held, self._held = self._held, []
             if held or outbox:
                 await self.session.execute(*_one_statement([*held, (self.tables.outbox, outbox)], self))
-        elif outbox and self.session.get_bind().dialect.name == "postgresql":
+        elif outbox and self.dialect == "postgresql":
             # the events and the relay's wake-up in one statement (one round trip, prepared once)
             await self.session.execute(*_one_statement([(self.tables.outbox, outbox)], self))
         elif outbox:

@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from citystat_common.db import make_base, plumbing_tables, utcnow
+from citystat_common.db import TYPE_ANNOTATION_MAP, plumbing_tables, service_metadata, utcnow
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
 PLUMBING = plumbing_tables(Base.metadata)
 
 

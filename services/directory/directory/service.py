@@ -387,7 +387,8 @@ async def route(uow: UnitOfWork, *, department_code: str, function: str) -> sche
     head = team.get("department_head")
     deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id) if dept.cluster_id else None
     md = await holder(uow, "managing_director")
-    responsible, responsible_role, reason = partner, role, None
+    responsible, reason = partner, None
+    responsible_role: str | None = role
     if partner is None:
         reason = f"the {role} role is vacant"
         responsible, responsible_role = head, "department_head"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -92,7 +92,7 @@ async def ticket_detail(uow: UnitOfWork, t: Ticket, now: datetime) -> schemas.Ti
 
 
 def tickets_stmt(
-    *, status: list[str] | None, department: str | None, cluster: str | None, severity: list[int] | None,
+    *, status: Sequence[str] | None, department: str | None, cluster: str | None, severity: list[int] | None,
     level: list[int] | None, assignee: str | None, source: str | None, indicator_id: str | None,
     project_id: str | None, open_only: bool = False,
 ) -> sa.Select:  # type: ignore[type-arg]

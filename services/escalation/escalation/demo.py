@@ -4,12 +4,13 @@ flag, so the board is not empty before the indicators turn anything red."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import httpx
 
 from escalation.policy import default_policy
 
-DEMO_FLAG = {
+DEMO_FLAG: dict[str, Any] = {
     "department_code": "LIBRARY",
     "title": "Branch opening hours cut without notice",
     "reason": "Residents report branches closed during posted hours; the visits indicator is green "

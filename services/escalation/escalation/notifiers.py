@@ -92,7 +92,7 @@ async def claim(uow: UnitOfWork, *, now: datetime, batch: int = 50) -> list[Noti
         sa.select(Notification).where(Notification.status == "pending", Notification.next_attempt_at <= now)
         .order_by(Notification.id).limit(batch)
     )
-    if uow.session.bind.dialect.name == "postgresql":
+    if uow.dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = list((await uow.session.execute(stmt)).scalars().all())
     for n in rows:

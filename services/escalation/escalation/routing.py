@@ -26,7 +26,7 @@ CHAIN_ROLES = ("department_head", "deputy_mayor", "managing_director")
 
 def function_of(tag: str | None) -> str:
     """Any tag the directory does not know routes to the performance-office (Stat) partner."""
-    return tag if tag in FUNCTION_ROLE else "performance"
+    return tag if tag is not None and tag in FUNCTION_ROLE else "performance"
 
 
 # --- circuit breaker -----------------------------------------------------------------------

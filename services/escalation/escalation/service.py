@@ -112,7 +112,7 @@ def ticket_read(t: Ticket, now: datetime) -> schemas.TicketRead:
 
 async def get_ticket(uow: UnitOfWork, ticket_id: str, *, lock: bool = False) -> Ticket:
     stmt = sa.select(Ticket).where(Ticket.id == ticket_id)
-    if lock and uow.session.bind.dialect.name == "postgresql":
+    if lock and uow.dialect == "postgresql":
         stmt = stmt.with_for_update()
     t = (await uow.session.execute(stmt)).scalar_one_or_none()
     if t is None:
@@ -667,7 +667,7 @@ async def escalate_due(uow: UnitOfWork, deps: Deps, *, now: datetime, batch: int
     """Claim due tickets (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's BEGIN IMMEDIATE
     serializes writers) and process each in a savepoint. Returns what happened, for tests and logs."""
     stmt = due_stmt(now, batch)
-    if uow.session.bind.dialect.name == "postgresql":
+    if uow.dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=Ticket)
     tickets = (await uow.session.execute(stmt)).scalars().all()
     done: list[str] = []

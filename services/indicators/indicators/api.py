@@ -362,9 +362,9 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
     # value range of its unit, and its parsed periods (text -> Period, or the error message).
     facts: dict[str, tuple[Indicator, str, str, bool, float, float, dict[str, Any]]] = {}
     periods: dict[str, dict[str, Any]] = {}
-    for code, ind in inds.items():
+    for ind_code, ind in inds.items():
         lo, hi = service.UNIT_RANGE.get(ind.unit, (-math.inf, math.inf))
-        facts[code] = (ind, ind.frequency, ind.unit, bool(ind.formula), lo, hi, periods.setdefault(ind.frequency, {}))
+        facts[ind_code] = (ind, ind.frequency, ind.unit, bool(ind.formula), lo, hi, periods.setdefault(ind.frequency, {}))
     allowed = {"indicator_code", "period", "value", "note"}
     today = _today(settings)
     isfinite = math.isfinite
@@ -415,7 +415,8 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
             errors.append({"row": n, "field": "value", "message": err})
             continue
         note = d.get("note") or None
-        items.append(ObsIn(ind, p, float(value), str(note)[:2000] if note else None))
+        # p is a Period here (the error texts went on above); no isinstance per row on this path
+        items.append(ObsIn(ind, p, float(value), str(note)[:2000] if note else None))  # type: ignore[arg-type]
     return items, errors
 
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from citystat_common.db import utcnow
 from citystat_common.web import Context, UoW
 from indicators import service
+from indicators.config import Settings
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange, observations
 from indicators.periods import period_of
@@ -233,7 +234,7 @@ def _board_html(tiles: list[Tile]) -> str:
     for t in tiles:
         clusters[(t.cluster_code, t.cluster_name)][(t.ind.department_code, t.dept_name)].append(t)
     out = []
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for t in tiles:
         counts[t.status] += 1
     out.append('<p class="legend" role="status" aria-live="polite">' + " ".join(
@@ -277,7 +278,7 @@ async def dashboard(
     source: Annotated[str | None, Query(pattern="^(|reported|311)$", description="reported or 311 (derived)")] = None,
     refresh: Annotated[int | None, Query(ge=0, le=3600)] = None,
 ) -> HTMLResponse:
-    settings = ctx.settings
+    settings = cast(Settings, ctx.settings)
     cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
     tiles = await _tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
                          source=source)
@@ -414,7 +415,7 @@ def _pill(status: str) -> str:
 
 @router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
 async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
-    settings = ctx.settings
+    settings = cast(Settings, ctx.settings)
     ind = await service.get_indicator(uow, code)
     now = utcnow()
     override = (await service.active_overrides(uow, [ind.id], now)).get(ind.id)

@@ -102,7 +102,8 @@ def _history(d: dict[str, Any], today: date, rng: random.Random) -> list[tuple[s
 
 
 def _spending_path(today: date) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    spend, tons = [], []
+    spend: list[tuple[str, float]] = []
+    tons: list[tuple[str, float]] = []
     for i in range(12):
         k = 12 - i
         spend.append((_month(k, today), 2_300_000 + 5_000 * i))

@@ -6,7 +6,14 @@ from fastapi import FastAPI
 
 from citystat_common.directory import Departments, DirectoryDepartments
 from citystat_common.runtime import api_main
-from citystat_common.web import ServiceContext, build_app, check_broker, check_consumer, check_database
+from citystat_common.web import (
+    ReadinessCheck,
+    ServiceContext,
+    build_app,
+    check_broker,
+    check_consumer,
+    check_database,
+)
 from indicators.api import router
 from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
@@ -21,7 +28,7 @@ def create_app(
     when the settings come from the environment (the deployed api), off for tests passing settings.
     ``directory``: where departments missing from the local copy are looked up (default: the
     directory service at INDICATORS_DIRECTORY_URL)."""
-    readiness = [check_database, check_broker]
+    readiness: list[ReadinessCheck] = [check_database, check_broker]
     if check_worker if check_worker is not None else settings is None:
         readiness.append(check_consumer(GROUP_ID))
     settings = settings or Settings()

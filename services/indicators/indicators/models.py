@@ -9,11 +9,15 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from citystat_common.db import UTCDateTime, make_base, plumbing_tables, utcnow
+from citystat_common.db import TYPE_ANNOTATION_MAP, UTCDateTime, plumbing_tables, service_metadata, utcnow
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
 PLUMBING = plumbing_tables(Base.metadata)
 
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -304,7 +304,7 @@ async def set_targets(
             "indicator_id": ind.id, "period_start": p.start, "period_label": p.label,
             "fiscal_year": fiscal_year(p.start, fy0), "value": float(t.value), "set_by": actor, "set_at": utcnow(),
         }
-    await _upsert(uow, Target.__table__, list(rows.values()), ["indicator_id", "period_start"])
+    await _upsert(uow, cast(sa.Table, Target.__table__), list(rows.values()), ["indicator_id", "period_start"])
     await record_observations(uow, settings, [], actor=actor, source="api", reevaluate={ind.id: min(rows)})
 
 
@@ -369,7 +369,7 @@ async def _upsert(uow: UnitOfWork, table: sa.Table, rows: list[dict[str, Any]], 
     through COPY into a temporary staging table and one INSERT ... SELECT ... ON CONFLICT."""
     if not rows:
         return
-    dialect = uow.session.bind.dialect.name
+    dialect = uow.dialect
     if dialect == "postgresql" and table is observations and len(rows) >= COPY_THRESHOLD:
         await _pg_copy_upsert(uow, table, rows, keys)
         return
@@ -414,7 +414,7 @@ class _Plan:
 
     ind: Indicator
     rows: dict[date, list[Any]]
-    first_changed: date | None
+    first_changed: date
     dirty: set[date]  # periods whose value or note changed (always written)
     fresh: set[date]  # of those, the ones not stored yet
     was_red: set[date]  # periods already red whose value is being revised
@@ -475,7 +475,7 @@ async def record_observations(
                 inds[ind.id] = ind
     ids = list(inds)
     result.indicators = len(ids)
-    pg = uow.session.bind.dialect.name == "postgresql"
+    pg = uow.dialect == "postgresql"
     if pg and ids:
         await _lock_indicators(uow, inds)
     overrides = await active_overrides(uow, ids, now)
@@ -514,7 +514,7 @@ async def record_observations(
                       ["indicator_id", "period_start"], settings.bulk_chunk_rows)
         if revisions:
             for j in range(0, len(revisions), settings.bulk_chunk_rows):
-                await uow.session.execute(sa.insert(ObservationRevision.__table__), revisions[j : j + settings.bulk_chunk_rows])
+                await uow.session.execute(sa.insert(cast(sa.Table, ObservationRevision.__table__)), revisions[j : j + settings.bulk_chunk_rows])
         for plan in plans:
             if plan.rows:
                 result.changed_periods[plan.ind.id] = plan.dirty
@@ -733,7 +733,7 @@ async def apply_effective(
 ) -> bool:
     """Publish a change of the indicator's effective status; True if it changed. ``locked``: the
     caller already holds the row lock and read the published state (``_lock_indicators``)."""
-    if not locked and uow.session.bind.dialect.name == "postgresql":
+    if not locked and uow.dialect == "postgresql":
         # Lock the indicator and read its published state as committed: two transactions
         # evaluating it at once (consumer, scheduler, api) publish one breach, not two.
         # (SQLite needs none: BEGIN IMMEDIATE already serializes the writers.)

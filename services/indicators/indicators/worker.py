@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from citystat_common.db import create_engine, session_factory
 from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS
 from citystat_common.logging import get_logger
-from citystat_common.runtime import WorkerParts, make_consumer, make_relay, worker_main
+from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.uow import UnitOfWork
 from indicators import derived311, metrics, service
 from indicators.config import Settings
@@ -20,7 +20,7 @@ log = get_logger(__name__)
 STATUSES = ("green", "yellow", "red", "grey")
 
 
-def _periodic(name: str, interval: float, work: Callable[[], Awaitable[None]]) -> Callable[[asyncio.Event], Awaitable[None]]:
+def _periodic(name: str, interval: float, work: Callable[[], Awaitable[None]]) -> Component:
     async def run(stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:

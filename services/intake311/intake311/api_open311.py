@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from citystat_common.logging import current_correlation_id, get_logger
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
 from intake311 import metrics, service
+from intake311.config import Settings
 from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
 from intake311.open311 import (
     FORMATS,
@@ -267,7 +268,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         principal = authenticate(request, params)
         check_jurisdiction(request, params)
         ctx = get_context(request)
-        settings = ctx.settings
+        settings = cast(Settings, ctx.settings)
         key = check_key(request.headers.get("idempotency-key"))
         scope = f"open311:requests:{principal.name}"
         fingerprint = ""
@@ -441,12 +442,12 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
         # cost about a millisecond.
         t, m = R.__table__.c, sa.literal_column
         where = sa.and_(R.pending.is_(False), *conds)
-        per_cell = [sa.select(m("*")).select_from(
+        per_cell: list[Any] = [sa.select(m("*")).select_from(
                         sa.select(t.id, t.requested_datetime).where(t.cell == c, where)
                         .order_by(t.requested_datetime.desc(), t.id.desc()).limit(wanted).subquery())
                     for c in sorted(cells)]
         merged = sa.union_all(*per_cell).subquery("merged") if len(per_cell) > 1 else per_cell[0].subquery("merged")
-        newest = (sa.select(m("merged.id")).select_from(merged)
+        newest: Any = (sa.select(m("merged.id")).select_from(merged)
                   .order_by(m("merged.requested_datetime").desc(), m("merged.id").desc()).limit(wanted))
         stmt = stmt.where(R.id.in_(newest))
     elif cells is not None:

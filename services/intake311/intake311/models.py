@@ -8,11 +8,15 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-from citystat_common.db import make_base, plumbing_tables, utcnow
+from citystat_common.db import TYPE_ANNOTATION_MAP, plumbing_tables, service_metadata, utcnow
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
 PLUMBING = plumbing_tables(Base.metadata)
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")

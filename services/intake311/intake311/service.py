@@ -295,7 +295,7 @@ class RequestNumbers:
         self._pool: list[int] = []
 
     async def take(self, uow: UnitOfWork, n: int) -> list[int]:
-        if uow.session.get_bind().dialect.name != "postgresql":
+        if uow.dialect != "postgresql":
             top = (await uow.session.execute(sa.select(sa.func.max(ServiceRequest.id)))).scalar() or 0
             return list(range(top + 1, top + n + 1))
         if len(self._pool) < n:
@@ -370,13 +370,14 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
         return out
     since = now - timedelta(hours=window_hours)
     stored: dict[int, list[tuple[int, float | None, float | None]]] = {i: [] for i in looked}
-    if uow.session.get_bind().dialect.name == "postgresql":
+    if uow.dialect == "postgresql":
         lookups: list[tuple[Any, ...]] = []  # (draft, code, cell, min_lat, max_lat, min_long, max_long, address_id)
         for i in looked:
             d, code = drafts[i].data, drafts[i].service.service_code
             if d.lat is not None and d.long is not None:
-                box = box_around(d.lat, d.long, radius_m)
-                lookups += [(i, code, cell, *box, d.address_id) for cell in covering_cells(*box) or [None]]
+                around = box_around(d.lat, d.long, radius_m)
+                cells: Sequence[int | None] = covering_cells(*around) or [None]
+                lookups += [(i, code, cell, *around, d.address_id) for cell in cells]
             else:
                 lookups.append((i, code, None, None, None, None, None, d.address_id))
         names = ("draft", "codes", "cells", "min_lat", "max_lat", "min_long", "max_long", "address_ids")
@@ -458,7 +459,7 @@ async def create_requests(
                 "and will update both."
             )
         status = "closed" if closed else "open"
-        row = {
+        row: dict[str, Any] = {
             "id": rid, "token": str(uuid.uuid4()) if batch else None, "pending": batch,
             "service_code": svc.service_code, "department_code": svc.department_code, "channel": draft.channel,
             "status": status, "detailed_status": status,
@@ -538,7 +539,7 @@ async def load_request(uow: UnitOfWork, rid: int | str, *, for_update: bool = Fa
     if num is None:
         raise NotFound(f"no service request {rid!r}", field="service_request_id")
     stmt = sa.select(ServiceRequest).where(ServiceRequest.id == num, ServiceRequest.pending.is_(False))
-    if for_update and uow.session.bind.dialect.name == "postgresql":
+    if for_update and uow.dialect == "postgresql":
         stmt = stmt.with_for_update()
     req = (await uow.session.execute(stmt)).scalar_one_or_none()
     if req is None:
