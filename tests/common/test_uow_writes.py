@@ -98,3 +98,20 @@ async def test_a_single_statement_unit_stores_awkward_values_as_they_are(session
         stored = (await conn.execute(sa.select(PLUMBING.idempotency))).mappings().one()
     assert stored["key"] == row["key"] and stored["body"] == row["body"]
     assert stored["created_at"] == at
+
+
+@pytest.mark.parametrize("single", [False, True])
+async def test_a_naive_datetime_is_refused_and_nothing_is_stored(sessions, single):
+    """Every stored time is UTC with its zone; a naive one is a bug in the caller. Through the ORM
+    column type it was always refused; a single-statement unit (PostgreSQL) would have let the
+    server read it in its session's time zone."""
+    from datetime import datetime
+
+    engine, factory = sessions
+    with pytest.raises(Exception) as caught:
+        async with UnitOfWork(factory, PLUMBING, single_statement=single) as uow:
+            await uow.insert(PLUMBING.idempotency, [_key("aware"), {**_key("naive"), "created_at": datetime(2026, 11, 25, 9)}])
+            await uow.commit()
+    chain = [caught.value, caught.value.__cause__, caught.value.__context__]
+    assert any("naive datetime" in str(e) for e in chain if e is not None), repr(caught.value)
+    assert await _count(engine) == 0

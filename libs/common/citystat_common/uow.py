@@ -9,7 +9,7 @@ same transaction as the state change: either both are stored or neither is.
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any, TypeVar
 
 import orjson
@@ -126,15 +126,23 @@ def _one_statement(parts: list[tuple[Table, list[dict[str, Any]]]], uow: UnitOfW
     each, asyncpg's per-element encoding (an ABC isinstance check per value) and SQLAlchemy's
     per-value bind processing were ~9% of the intake api's CPU. The server parses every value with
     its column's input function, so types and lengths are checked as by any insert. Datetimes must
-    be timezone-aware, as everywhere here (orjson writes their offset)."""
+    be timezone-aware, as everywhere here: a naive one is refused, as ``UTCDateTime`` refuses it
+    (PostgreSQL would otherwise read it in the session's time zone)."""
     parts = [(t, rows) for t, rows in parts if rows]
     signature = tuple((t.name, tuple(rows[0])) for t, rows in parts)
     stmt = _statement_for(signature, uow.tables.outbox)
-    params = {f"t{i}": orjson.dumps(rows, default=_json_value).decode() for i, (_, rows) in enumerate(parts)}
+    params = {f"t{i}": orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+              for i, (_, rows) in enumerate(parts)}
     return stmt, params
 
 
 def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
     if isinstance(value, bytes):  # bytea's input format
         return "\\x" + value.hex()
     raise TypeError(f"{type(value).__name__} cannot be written by a single-statement unit")
