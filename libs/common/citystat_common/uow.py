@@ -9,14 +9,14 @@ same transaction as the state change: either both are stored or neither is.
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, time
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Table, insert, text
+from sqlalchemy import DateTime, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, dialect_insert, utcnow
+from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, UTCDateTime, dialect_insert, utcnow
 from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
 
@@ -129,20 +129,25 @@ def _one_statement(parts: list[tuple[Table, list[dict[str, Any]]]], uow: UnitOfW
     be timezone-aware, as everywhere here: a naive one is refused, as ``UTCDateTime`` refuses it
     (PostgreSQL would otherwise read it in the session's time zone)."""
     parts = [(t, rows) for t, rows in parts if rows]
+    for table, rows in parts:
+        # the table's time columns only, not a callback per value from orjson (~10x the cost)
+        for name in _time_columns(table):
+            for row in rows:
+                value = row.get(name)
+                if value is not None and value.tzinfo is None:
+                    raise ValueError(f"naive datetime given to the UTC column {table.name}.{name}")
     signature = tuple((t.name, tuple(rows[0])) for t, rows in parts)
     stmt = _statement_for(signature, uow.tables.outbox)
-    params = {f"t{i}": orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
-              for i, (_, rows) in enumerate(parts)}
+    params = {f"t{i}": orjson.dumps(rows, default=_json_value).decode() for i, (_, rows) in enumerate(parts)}
     return stmt, params
 
 
+@functools.lru_cache(maxsize=64)
+def _time_columns(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if isinstance(c.type, UTCDateTime | DateTime) and c.type.timezone)
+
+
 def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
     if isinstance(value, bytes):  # bytea's input format
         return "\\x" + value.hex()
     raise TypeError(f"{type(value).__name__} cannot be written by a single-statement unit")
