@@ -110,6 +110,28 @@ def test_other_command_errors_are_not_retried(db_kind, tmp_path):
         upgrade("escalation", url, revision="no-such-revision")
 
 
+def test_migrations_of_one_sqlite_file_take_turns(tmp_path):
+    """SQLite: while another process holds the file's migration lock, a start-up's upgrade waits
+    (make run's api and worker raced on indicators' 0002 batch rebuild without it)."""
+    import fcntl
+    import subprocess
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/escalation.db"
+    with open(tmp_path / "escalation.db.migrate-lock", "a+") as held:  # another migration
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"from citystat_common.migrate import upgrade; upgrade('escalation', {url!r})"])
+        try:
+            proc.wait(timeout=3)
+            waited = False
+        except subprocess.TimeoutExpired:
+            waited = True
+        fcntl.flock(held, fcntl.LOCK_UN)
+        assert proc.wait(timeout=120) == 0
+    assert waited, "the upgrade ran while another migration held the lock"
+    assert asyncio.run(_versions(url)) == _heads("escalation", url)
+
+
 def test_migrations_of_one_postgres_database_take_turns(db_kind, tmp_path):
     """PostgreSQL: while another migration holds the lock, a start-up's upgrade waits for it."""
     if db_kind != "postgres":

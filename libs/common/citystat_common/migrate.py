@@ -7,8 +7,12 @@ so ``make migrate``, the api entry point and the tests all run the same code.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,11 +34,14 @@ def alembic_config(package: str, database_url: str) -> Config:
 
 def upgrade(package: str, database_url: str, revision: str = "head", retries: int = 5) -> None:
     # The api and the worker start at once and both migrate. On PostgreSQL they take turns
-    # (run_env's advisory lock); on SQLite the loser of a race fails on alembic_version (or on a
-    # table the winner made) and is retried: by then the winner is done and nothing is left to do.
+    # (run_env's advisory lock); on SQLite they take turns through a lock file beside the database
+    # (a race let one process's batch rebuild of a table find a constraint the other had just
+    # dropped). A loser of a race that gets past both (alembic_version, a table the winner made)
+    # is retried: by then the winner is done and nothing is left to do.
     for attempt in range(retries):
         try:
-            command.upgrade(alembic_config(package, database_url), revision)
+            with sqlite_turn(database_url):
+                command.upgrade(alembic_config(package, database_url), revision)
             return
         except (sa.exc.OperationalError, sa.exc.IntegrityError, CommandError) as exc:
             if isinstance(exc, CommandError) and "expected to match one row" not in str(exc):
@@ -42,6 +49,29 @@ def upgrade(package: str, database_url: str, revision: str = "head", retries: in
             if attempt == retries - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
+
+
+@contextmanager
+def sqlite_turn(database_url: str) -> Iterator[None]:
+    """SQLite file databases: hold an exclusive lock on ``<file>.migrate-lock`` (released when the
+    process ends, whatever way it ends). Anything else: nothing to do here."""
+    url = sa.engine.make_url(database_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        yield
+        return
+    lock_path = Path(path).with_name(Path(path).name + ".migrate-lock")
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held across the yield
+    except OSError:  # a folder that does not exist yet: SQLite itself will say so
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def downgrade(package: str, database_url: str, revision: str = "base") -> None:
