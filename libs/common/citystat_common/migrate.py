@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -55,15 +55,8 @@ def upgrade(package: str, database_url: str, revision: str = "head", retries: in
 def sqlite_turn(database_url: str) -> Iterator[None]:
     """SQLite file databases: hold an exclusive lock on ``<file>.migrate-lock`` (released when the
     process ends, whatever way it ends). Anything else: nothing to do here."""
-    url = sa.engine.make_url(database_url)
-    path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
-        yield
-        return
-    lock_path = Path(path).with_name(Path(path).name + ".migrate-lock")
-    try:
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held across the yield
-    except OSError:  # a folder that does not exist yet: SQLite itself will say so
+    handle = _sqlite_lock_file(database_url)
+    if handle is None:
         yield
         return
     with handle:
@@ -72,6 +65,17 @@ def sqlite_turn(database_url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_lock_file(database_url: str) -> IO[str] | None:
+    url = sa.engine.make_url(database_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        return open(Path(path).with_name(Path(path).name + ".migrate-lock"), "a+")  # noqa: SIM115 - the caller closes it
+    except OSError:  # a folder that does not exist yet: SQLite itself will say so
+        return None
 
 
 def downgrade(package: str, database_url: str, revision: str = "base") -> None:
