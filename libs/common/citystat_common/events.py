@@ -112,6 +112,11 @@ class IndicatorStatusData(Payload):
     magnitude: float | None = Field(None, description="relative size of the miss, 0.15 = 15% worse")
     overridden: bool = False
     override_reason: str | None = None
+    # An override is staff judgement on the same episode (optional, so older events still parse).
+    override_by: str | None = None  # who set the override (today the API key's name)
+    override_expires_at: datetime | None = None
+    computed_status: Status | None = None  # what the rules computed, before any override
+    episode_id: str | None = None  # the open breach episode, if any
     kind: str
     critical: bool = False
     function_tag: FunctionTag = "performance"
