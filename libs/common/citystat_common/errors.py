@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citystat_common.logging import current_correlation_id, get_logger
+from citystat_common.outage import is_database_down
+
+__all__ = ["is_database_down"]  # re-exported: the Open311 routes import it from here
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -74,18 +78,6 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
 
 
-def is_database_down(exc: BaseException) -> bool:
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and "locked" not in str(exc):
-        return True
-    if isinstance(exc, sa_exc.TimeoutError):
-        return True
-    return isinstance(exc, (ConnectionRefusedError, ConnectionResetError, OSError)) and not isinstance(
-        exc, FileNotFoundError
-    )
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -118,7 +110,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     # The database errors are registered by class, not only as the catch-all Exception, so they are
     # answered without the re-raise Starlette does for the catch-all.
-    db_errors = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError, TimeoutError)
+    # asyncpg's own errors arrive raw when a connect fails before SQLAlchemy can wrap them.
+    db_errors = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, OSError, asyncpg.PostgresError,
+                 asyncpg.InterfaceError, ExceptionGroup)
     for exc_class in (*db_errors, Exception):
         app.add_exception_handler(exc_class, _maybe_down)  # type: ignore[arg-type]
 
