@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from citystat_common.settings import ServiceSettings, service_settings_config
 
@@ -39,7 +39,8 @@ class Settings(ServiceSettings):
     # Notifiers: "log" always available; "webhook" needs webhook_url (POST, HMAC-SHA256 signed body).
     notifiers: list[str] = Field(default_factory=lambda: ["log"])
     webhook_url: str | None = None
-    webhook_secret: str = "change-me"
+    # No default: a secret everybody knows signs nothing. Required (and checked) when the webhook is on.
+    webhook_secret: str | None = Field(None, repr=False)
     webhook_timeout: float = Field(2.0, gt=0, le=60)
     notify_max_attempts: int = Field(5, ge=1, le=50)
     notify_interval: float = Field(2.0, gt=0, le=3600)
@@ -58,3 +59,26 @@ class Settings(ServiceSettings):
         if unknown:
             raise ValueError(f"unknown notifiers {sorted(unknown)}; available: log, webhook")
         return v
+
+    @property
+    def webhook_on(self) -> bool:
+        return bool(self.webhook_url) or "webhook" in self.notifiers
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Settings:
+        if not self.webhook_on:
+            return self
+        if not self.webhook_url:
+            raise ValueError("the webhook notifier is on but ESCALATION_WEBHOOK_URL is not set")
+        secret = (self.webhook_secret or "").strip()
+        if not secret:
+            raise ValueError("the webhook notifier is on (ESCALATION_WEBHOOK_URL is set) but ESCALATION_WEBHOOK_SECRET "
+                             "is not: set a random secret of at least 16 characters, shared with the receiver")
+        if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+            raise ValueError("ESCALATION_WEBHOOK_SECRET is a placeholder or shorter than 16 characters: anyone could "
+                             "sign notifications with it; set a random secret (e.g. `openssl rand -hex 32`)")
+        return self
+
+
+# Values copied from examples: refused even when long enough.
+PLACEHOLDER_SECRETS = {"change-me", "changeme", "change-me-please", "secret", "default", "password", "webhook-secret"}

@@ -82,6 +82,7 @@ class WebhookNotifier:
 def build_notifiers(settings: Settings, *, webhook_transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Notifier]:
     out: dict[str, Notifier] = {"log": LogNotifier()}
     if settings.webhook_url:
+        assert settings.webhook_secret  # the settings refuse a webhook without one
         out["webhook"] = WebhookNotifier(settings.webhook_url, settings.webhook_secret, timeout=settings.webhook_timeout,
                                          transport=webhook_transport)
     return out
