@@ -9,7 +9,7 @@ SERVICES := directory intake311 indicators escalation
 EDITABLES := -e libs/common $(foreach s,$(SERVICES),-e services/$(s))
 export UV_LINK_MODE := copy
 
-.PHONY: help install lock run run-demo demo test test-fast lint migrate bench clean system-deps keys
+.PHONY: help install axe lock run run-demo demo test test-fast lint migrate bench clean system-deps keys
 
 help:
 	@echo "make run      set up and start broker + services + demo data"
@@ -26,6 +26,15 @@ $(BIN)/.installed: requirements.lock pyproject.toml libs/common/pyproject.toml $
 	touch $@
 
 install: $(BIN)/.installed
+
+# axe-core (accessibility rules run inside Chromium by the browser tests), from the npm registry.
+AXE_VERSION := 4.14.1
+AXE_JS := $(VENV)/axe/node_modules/axe-core/axe.min.js
+$(AXE_JS):
+	@command -v npm >/dev/null || { echo "npm is needed for axe-core (Debian package npm)"; exit 1; }
+	npm install --prefix $(VENV)/axe --no-audit --no-fund --silent axe-core@$(AXE_VERSION)
+
+axe: $(AXE_JS)
 
 # The lock is exported without index addresses: pinned versions and hashes only.
 lock:
@@ -57,7 +66,7 @@ run: install keys
 demo: install
 	@set -a; . deploy/local.env; set +a; $(BIN)/python -m citystat_common.demo.simulate
 
-test: install system-deps
+test: install system-deps axe
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 test-fast: install
