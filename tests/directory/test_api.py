@@ -97,7 +97,7 @@ async def test_overlapping_assignment_is_rejected(client):
 @pytest.mark.parametrize(
     "path,body,field,status",
     [
-        ("/departments", {"code": "ZZ", "name": "Z", "cluster": "NOWHERE"}, "cluster", 404),
+        ("/departments", {"code": "ZZ", "name": "Z", "cluster": "NOWHERE"}, "cluster", 422),
         ("/departments", {"code": "bad code!", "name": "Z"}, "code", 422),
         ("/people", {"name": "X", "email": "not-an-email"}, "email", 422),
         ("/people", {"name": "X", "phone": "call me"}, "phone", 422),
@@ -118,7 +118,7 @@ async def test_validation_errors_name_the_field(client, path, body, field, statu
 async def test_unknown_person_assignment(client):
     await _seed(client)
     r = await client.put("/departments/FIRE/senior-team/hr_partner", json={"person_id": "nobody"}, headers=W)
-    assert r.status_code == 404 and r.json()["errors"][0]["field"] == "person_id"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "person_id"
 
 
 WRITE_ROUTES = [

@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import ValidationError
 
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
+from citystat_common.bounds import PlausibleDatetime
 from citystat_common.db import utcnow
 from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
@@ -20,8 +21,9 @@ from citystat_common.pagination import Page, Paging, paginate
 from citystat_common.web import UoW
 from directory import schemas, service
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
+from directory.params import clean_parameters
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(clean_parameters)])
 Writer = Annotated[Principal, require_scope("directory:write")]
 Staff = Annotated[Principal, require_scope("staff")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
@@ -51,6 +53,22 @@ def assignment_read(a: RoleAssignment, dept_code: str | None = None, cluster_cod
     )
 
 
+def upcoming_read(items: list[RoleAssignment]) -> list[schemas.Upcoming]:
+    return [
+        schemas.Upcoming(role=a.role, person=schemas.PersonBrief.model_validate(a.person), starts_at=a.starts_at)
+        for a in items
+    ]
+
+
+def _aware(at: datetime | None) -> datetime:
+    if at is not None and at.tzinfo is None:
+        raise Invalid("at must carry a timezone, e.g. 2026-11-24T10:00:00Z", field="at")
+    return at or utcnow()
+
+
+At = Annotated[PlausibleDatetime | None, Query(description="as of this time (with a timezone); default now")]
+
+
 async def _create(uow: UoW, request: Request, key: str | None, scope: str, build) -> Response:  # type: ignore[no-untyped-def]
     """Run a creation once per Idempotency-Key, storing the response with the change."""
     key = check_key(key)
@@ -68,10 +86,13 @@ async def _create(uow: UoW, request: Request, key: str | None, scope: str, build
 
 
 async def _cluster_read(uow: UoW, cluster) -> schemas.ClusterRead:  # type: ignore[no-untyped-def]
-    deputy = await service.holder(uow, "deputy_mayor", cluster_id=cluster.id)
+    now = utcnow()
+    deputy = await service.holder(uow, "deputy_mayor", cluster_id=cluster.id, at=now)
+    later = await service.upcoming(uow, after=now, cluster_id=cluster.id, role="deputy_mayor")
     return schemas.ClusterRead(
         code=cluster.code, name=cluster.name,
         deputy_mayor=schemas.PersonBrief.model_validate(deputy.person) if deputy else None,
+        upcoming=upcoming_read(later),
         departments=await service.cluster_departments(uow, cluster),
     )
 
@@ -116,12 +137,14 @@ async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: Uo
     return result
 
 
-@router.get("/managing-director", response_model=schemas.RoleHolder, tags=["clusters"])
-async def get_managing_director(uow: UoW) -> schemas.RoleHolder:
-    a = await service.holder(uow, "managing_director")
-    return schemas.RoleHolder(
+@router.get("/managing-director", response_model=schemas.ManagingDirectorRead, tags=["clusters"])
+async def get_managing_director(uow: UoW) -> schemas.ManagingDirectorRead:
+    now = utcnow()
+    a = await service.holder(uow, "managing_director", at=now)
+    return schemas.ManagingDirectorRead(
         role="managing_director", person=schemas.PersonBrief.model_validate(a.person) if a else None,
         since=a.starts_at if a else None,
+        upcoming=upcoming_read(await service.upcoming(uow, after=now, role="managing_director")),
     )
 
 
@@ -180,13 +203,10 @@ async def deactivate_department(code: str, uow: UoW, who: Writer) -> Response:
 
 
 @router.get("/departments/{code}/senior-team", response_model=schemas.SeniorTeamRead, tags=["senior team"])
-async def get_senior_team(
-    code: str, uow: UoW, at: Annotated[datetime | None, Query(description="who held each role then; default now")] = None
-) -> schemas.SeniorTeamRead:
-    if at is not None and at.tzinfo is None:
-        raise Invalid("at must carry a timezone, e.g. 2026-11-24T10:00:00Z", field="at")
+async def get_senior_team(code: str, uow: UoW, at: At = None) -> schemas.SeniorTeamRead:
+    """Who holds each role at ``at``, and the assignments recorded to start after it."""
+    when = _aware(at)
     dept = await service.get_department(uow, code)
-    when = at or utcnow()
     team = await service.senior_team(uow, dept, when)
     return schemas.SeniorTeamRead(
         department=dept.code,
@@ -198,6 +218,7 @@ async def get_senior_team(
             )
             for role, a in team.items()
         ],
+        upcoming=upcoming_read(await service.upcoming(uow, after=when, department_id=dept.id)),
     )
 
 
@@ -233,7 +254,7 @@ async def vacate_senior_role(
 async def list_assignments(
     uow: UoW, paging: Paging,
     department: Annotated[str | None, Query(max_length=40)] = None,
-    role: Annotated[str | None, Query(max_length=40)] = None,
+    role: schemas.AnyRole | None = None,
     person_id: Annotated[str | None, Query(max_length=36)] = None,
 ) -> Page[schemas.AssignmentRead]:
     stmt = (
@@ -295,9 +316,10 @@ async def routing(
     uow: UoW,
     department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
     function: Annotated[schemas.Function, Query(description="the problem's function tag")],
+    at: At = None,
 ) -> schemas.RoutingRead:
     """The person responsible for ``function`` in the department, and the escalation chain."""
-    return await service.route(uow, department_code=department, function=function)
+    return await service.route(uow, department_code=department, function=function, at=_aware(at))
 
 
 # --- import and audit --------------------------------------------------------------------

@@ -8,3 +8,7 @@ class Settings(ServiceSettings):
     service_name: str = "directory"
     port: int = 8004
     database_url: str = "sqlite+aiosqlite:///var/directory.db"
+    # How often the worker looks for scheduled assignments that have started (a change is
+    # published at most this late), and how many it takes at a time.
+    schedule_interval_seconds: float = 30.0
+    schedule_batch: int = 500

@@ -73,10 +73,13 @@ class RoleAssignment(Base):
     reason: Mapped[str | None] = mapped_column(sa.String(500))
     created_by: Mapped[str] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Recorded before it starts: the team event goes out when it does (directory.schedule).
+    pending_effect: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     person: Mapped[Person] = relationship(lazy="joined")
 
     __table_args__ = (
         sa.Index("ix_role_assignments_scope", "department_id", "cluster_id", "role", "starts_at"),
+        sa.Index("ix_role_assignments_pending", "pending_effect", "starts_at"),
     )
 
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from citystat_common.bounds import PlausibleDatetime, within_horizon
 from citystat_common.events import FUNCTION_ROLE, SENIOR_ROLES
 
 CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
@@ -28,6 +38,21 @@ def _phone(v: str | None) -> str | None:
     return v
 
 
+def control_character(v: str) -> str | None:
+    """The first character no text field may hold: NUL (PostgreSQL refuses it in text, a 500),
+    other control characters and lone surrogates (unprintable, unstorable). Tab and newlines pass."""
+    for ch in v:
+        if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cs"):
+            return ch
+    return None
+
+
+def check_text(v: str) -> str:
+    if (ch := control_character(v)) is not None:
+        raise ValueError(f"must not contain the control character {ch!r}")
+    return v
+
+
 Code = Annotated[str, AfterValidator(_code)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str | None, AfterValidator(_phone)]
@@ -40,8 +65,23 @@ assert set(Function.__args__) == set(FUNCTION_ROLE)  # type: ignore[attr-defined
 
 
 
+AnyRole = Literal[
+    "department_head", "oit_partner", "hr_partner", "budget_partner", "stat_partner",
+    "customer_service_officer", "deputy_mayor", "managing_director",
+]
+# An appointment is planned months ahead, not years: a later date is a typo.
+StartsAt = Annotated[PlausibleDatetime, AfterValidator(within_horizon(days=731, allow_past=True))]
+
+
 class Strict(BaseModel):
+    """Inputs: unknown fields refused, and no control characters in any text."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return check_text(v) if isinstance(v, str) else v
 
 
 class ClusterCreate(Strict):
@@ -64,6 +104,7 @@ class ClusterRead(BaseModel):
     code: str
     name: str
     deputy_mayor: PersonBrief | None = None
+    upcoming: list[Upcoming] = Field(default_factory=list, description="deputy mayors who start later")
     departments: list[str] = Field(default_factory=list)
 
 
@@ -104,6 +145,15 @@ class PersonUpdate(Strict):
     phone: Phone = None
     active: bool | None = None
 
+    @field_validator("name", "active")
+    @classmethod
+    def _not_null(cls, v: object) -> object:
+        # Runs only for fields that were sent: left out keeps the value, but a person always has
+        # a name and a state, so null is refused (it was a NOT NULL violation, a 500).
+        if v is None:
+            raise ValueError("may be left out but not null")
+        return v
+
 
 class PersonRead(BaseModel):
     """``email`` and ``phone`` are personal data: null unless the caller has the ``staff`` scope."""
@@ -118,7 +168,9 @@ class PersonRead(BaseModel):
 
 class AssignmentCreate(Strict):
     person_id: str = Field(min_length=1, max_length=36)
-    starts_at: datetime | None = Field(None, description="default now; must carry a timezone")
+    starts_at: StartsAt | None = Field(
+        None, description="default now; must carry a timezone; a later date schedules the change (at most 2 years ahead)"
+    )
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
@@ -140,10 +192,23 @@ class RoleHolder(BaseModel):
     since: datetime | None = None
 
 
+class Upcoming(BaseModel):
+    """An assignment recorded to start later: in force from ``starts_at``."""
+
+    role: str
+    person: PersonBrief
+    starts_at: datetime
+
+
+class ManagingDirectorRead(RoleHolder):
+    upcoming: list[Upcoming] = Field(default_factory=list)
+
+
 class SeniorTeamRead(BaseModel):
     department: str
     at: datetime
     members: list[RoleHolder]
+    upcoming: list[Upcoming] = Field(default_factory=list, description="assignments that start after `at`, soonest first")
 
 
 class ChainLink(BaseModel):
@@ -166,18 +231,14 @@ class RoutingRead(BaseModel):
     chain: list[ChainLink]
 
 
-class ImportRow(BaseModel):
+class ImportRow(Strict):
     """One row of a directory import: a department and, optionally, one role holder."""
 
-    model_config = ConfigDict(extra="forbid")
     department_code: Code
     department_name: Name
     cluster_code: Code | None = None
     cluster_name: Name | None = None
-    role: Literal[
-        "department_head", "oit_partner", "hr_partner", "budget_partner", "stat_partner",
-        "customer_service_officer", "deputy_mayor", "managing_director",
-    ] | None = None
+    role: AnyRole | None = None
     person_name: Name | None = None
     person_title: Annotated[str, StringConstraints(max_length=200)] | None = None
     person_email: EmailStr | None = None

@@ -47,6 +47,24 @@ async def get_person(uow: UnitOfWork, person_id: str) -> Person:
     return person
 
 
+# A write that names something that does not exist is invalid input (422 naming the field);
+# 404 stays for the resource in the path.
+
+
+async def referenced_person(uow: UnitOfWork, person_id: str, *, field: str = "person_id") -> Person:
+    person = await uow.session.get(Person, person_id)
+    if person is None:
+        raise Invalid(f"no person with id {person_id!r}", field=field)
+    return person
+
+
+async def referenced_cluster(uow: UnitOfWork, code: str, *, field: str = "cluster") -> Cluster:
+    cluster = (await uow.session.execute(sa.select(Cluster).where(Cluster.code == code.upper()))).scalar_one_or_none()
+    if cluster is None:
+        raise Invalid(f"no cluster with code {code!r}", field=field)
+    return cluster
+
+
 def audit(uow: UnitOfWork, *, actor: str, action: str, entity: str, entity_id: str, **details: object) -> None:
     uow.session.add(
         AuditEntry(actor=actor, action=action, entity=entity, entity_id=entity_id, details=_jsonable(details))
@@ -86,6 +104,19 @@ async def holder(
     return (await uow.session.execute(stmt)).scalar_one_or_none()
 
 
+async def upcoming(
+    uow: UnitOfWork, *, after: datetime, department_id: str | None = None, cluster_id: str | None = None,
+    role: str | None = None,
+) -> list[RoleAssignment]:
+    """Assignments of a scope that start after ``after``, soonest first (scheduled changes)."""
+    stmt = sa.select(RoleAssignment).where(RoleAssignment.starts_at > after).order_by(RoleAssignment.starts_at, RoleAssignment.id)
+    if role is not None:
+        stmt = stmt.where(_scope_filter(role, department_id=department_id, cluster_id=cluster_id))
+    else:
+        stmt = stmt.where(RoleAssignment.department_id == department_id)
+    return list((await uow.session.execute(stmt)).scalars())
+
+
 async def senior_team(uow: UnitOfWork, dept: Department, at: datetime | None = None) -> dict[str, RoleAssignment | None]:
     at = at or utcnow()
     stmt = sa.select(RoleAssignment).where(RoleAssignment.department_id == dept.id, _active_at(at))
@@ -110,8 +141,10 @@ async def assign_role(
     """Give ``role`` to a person from ``starts_at``; the current holder's assignment ends then.
 
     History is kept. An assignment may not start before the current one did: that would
-    overlap a period already on record (correct it with a new assignment instead)."""
-    person = await get_person(uow, person_id)
+    overlap a period already on record (correct it with a new assignment instead). One that
+    starts later is scheduled: the team is unchanged until then, so its event is published by
+    ``directory.schedule`` when it starts, not now."""
+    person = await referenced_person(uow, person_id)
     if not person.active:
         raise Invalid(f"person {person_id!r} is inactive", field="person_id")
     now = utcnow()
@@ -138,10 +171,13 @@ async def assign_role(
             if latest.person_id == person.id and latest.ends_at is None:
                 return latest  # already holds it: assigning again changes nothing
             latest.ends_at = starts_at
+    scheduled = starts_at > now
     assignment = RoleAssignment(
         role=role, department_id=dept_id, cluster_id=cluster_id, person_id=person.id, starts_at=starts_at,
-        reason=reason, created_by=actor,
+        reason=reason, created_by=actor, pending_effect=scheduled,
     )
+    # Set, not lazy-loaded later: an async session cannot load it on attribute access.
+    assignment.person = person
     uow.session.add(assignment)
     await uow.flush()
     audit(
@@ -149,7 +185,7 @@ async def assign_role(
         role=role, person_id=person.id, department=department.code if department else None,
         cluster=cluster.code if cluster else None, starts_at=starts_at, reason=reason,
     )
-    if publish:
+    if publish and not scheduled:
         await _publish_teams_for_scope(uow, department=department, cluster=cluster)
     return assignment
 
@@ -172,21 +208,28 @@ async def _publish_teams_for_scope(uow: UnitOfWork, *, department: Department | 
     if department is not None:
         await publish_senior_team(uow, department)
         return
-    stmt = sa.select(Department).where(Department.active.is_(True))
-    if cluster is not None:
-        stmt = stmt.where(Department.cluster_id == cluster.id)
-    for dept in (await uow.session.execute(stmt)).scalars():
+    for dept in await departments_in_scope(uow, cluster_ids=[cluster.id] if cluster else None):
         await publish_senior_team(uow, dept)
+
+
+async def departments_in_scope(uow: UnitOfWork, *, cluster_ids: Iterable[str] | None) -> list[Department]:
+    """The active departments whose chain a cluster-level role reaches (None: the whole city)."""
+    stmt = sa.select(Department).where(Department.active.is_(True)).order_by(Department.code)
+    if cluster_ids is not None:
+        stmt = stmt.where(Department.cluster_id.in_(list(cluster_ids)))
+    return list((await uow.session.execute(stmt)).scalars())
 
 
 def _ref(a: RoleAssignment | None) -> PersonRef | None:
     return PersonRef(person_id=a.person.id, name=a.person.name, title=a.person.title) if a else None
 
 
-async def publish_senior_team(uow: UnitOfWork, dept: Department) -> None:
-    team = await senior_team(uow, dept)
-    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id) if dept.cluster_id else None
-    md = await holder(uow, "managing_director")
+async def publish_senior_team(uow: UnitOfWork, dept: Department, *, at: datetime | None = None) -> None:
+    """The department's chain as of ``at`` (default now): the scheduler passes its own clock."""
+    at = at or utcnow()
+    team = await senior_team(uow, dept, at)
+    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id, at=at) if dept.cluster_id else None
+    md = await holder(uow, "managing_director", at=at)
     uow.emit(
         SeniorTeamChanged(
             department_id=dept.id,
@@ -253,7 +296,7 @@ async def create_department(uow: UnitOfWork, *, actor: str, data: schemas.Depart
     exists = (await uow.session.execute(sa.select(Department.id).where(Department.code == data.code))).first()
     if exists:
         raise Conflict(f"a department with code {data.code!r} exists", field="code")
-    cluster = await get_cluster(uow, data.cluster) if data.cluster else None
+    cluster = await referenced_cluster(uow, data.cluster) if data.cluster else None
     dept = Department(code=data.code, name=data.name, cluster_id=cluster.id if cluster else None)
     dept.cluster = cluster
     uow.session.add(dept)
@@ -272,7 +315,7 @@ async def update_department(uow: UnitOfWork, *, actor: str, code: str, data: sch
         changes["name"] = [dept.name, data.name]
         dept.name = data.name
     if "cluster" in data.model_fields_set:
-        cluster = await get_cluster(uow, data.cluster) if data.cluster else None
+        cluster = await referenced_cluster(uow, data.cluster) if data.cluster else None
         new_id = cluster.id if cluster else None
         if new_id != dept.cluster_id:
             changes["cluster"] = [dept.cluster.code if dept.cluster else None, cluster.code if cluster else None]
@@ -376,17 +419,18 @@ def list_people_stmt(*, q: str | None, active: bool | None) -> sa.Select:  # typ
 # --- routing -----------------------------------------------------------------------------
 
 
-async def route(uow: UnitOfWork, *, department_code: str, function: str) -> schemas.RoutingRead:
-    """Who answers for ``function`` in the department, and the chain above them."""
+async def route(uow: UnitOfWork, *, department_code: str, function: str, at: datetime | None = None) -> schemas.RoutingRead:
+    """Who answers for ``function`` in the department (as of ``at``, default now), and the chain above them."""
+    at = at or utcnow()
     if function not in schemas.FUNCTION_ROLE:
         raise Invalid(f"unknown function {function!r}; one of {sorted(schemas.FUNCTION_ROLE)}", field="function")
     dept = await get_department(uow, department_code)
     role = schemas.FUNCTION_ROLE[function]
-    team = await senior_team(uow, dept)
+    team = await senior_team(uow, dept, at)
     partner = team.get(role)
     head = team.get("department_head")
-    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id) if dept.cluster_id else None
-    md = await holder(uow, "managing_director")
+    deputy = await holder(uow, "deputy_mayor", cluster_id=dept.cluster_id, at=at) if dept.cluster_id else None
+    md = await holder(uow, "managing_director", at=at)
     responsible, reason = partner, None
     responsible_role: str | None = role
     if partner is None:
