@@ -57,6 +57,11 @@ async def post(client, fields: dict | list, role: str = "call_center", fmt: str 
 
 
 async def create(client, fields: dict | list | None = None, role: str = "call_center") -> str:
+    return (await create_with_token(client, fields, role))[0]
+
+
+async def create_with_token(client, fields: dict | list | None = None, role: str = "call_center") -> tuple[str, str]:
+    """A new request's id and the feedback token its POST returned to the reporter."""
     r = await post(client, fields or POTHOLE, role)
     assert r.status_code == 201, r.text
-    return r.json()[0]["service_request_id"]
+    return r.json()[0]["service_request_id"], r.json()[0]["feedback_token"]

@@ -60,7 +60,7 @@ async def test_seeded_catalog_in_admin_view(client):
     services = (await client.get("/admin/services", headers=ADMIN)).json()
     pothole = next(s for s in services if s["service_code"] == "POTHOLE")
     assert pothole["department_code"] == "STREETS" and pothole["agency_responsible"] == "Streets Department"
-    assert pothole["service_level"] == {"amount": 3.0, "unit": "business_days", "calendar": "CITY"}
+    assert pothole["service_level"] == {"amount": 3.0, "unit": "business_days", "calendar": "CITY", "rules": []}
     assert pothole["service_level_text"] == "3 business days" and pothole["metadata"] is True
     depts = {d["code"] for d in (await client.get("/admin/departments", headers=ADMIN)).json()}
     assert {"STREETS", "WATER", "SANITATION", "LI", "POLICE", "PARKS", "HEALTH"} <= depts

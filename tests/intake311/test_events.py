@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import sqlalchemy as sa
-from intake311_helpers import POTHOLE, create, post
+from intake311_helpers import POTHOLE, create, create_with_token, post
 
 from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS, DepartmentUpserted, make_event
@@ -102,10 +102,11 @@ async def test_worker_through_the_real_broker(db_factory, broker):
             assert r.status_code == 201, r.text
 
             # request events on 311.requests, keyed by the request id, with what indicators need
-            rid = await create(client, {"service_code": "BEES", "address_string": "Rittenhouse Sq"})
+            rid, token = await create_with_token(client, {"service_code": "BEES", "address_string": "Rittenhouse Sq"})
             closed = await client.post(f"/staff/requests/{rid}/close", json={"reason": "fixed"}, headers=auth("call_center"))
             assert closed.status_code == 200
-            fb = await client.post(f"/requests/{rid}/feedback", json={"score": 5}, headers=auth("call_center"))
+            fb = await client.post(f"/requests/{rid}/feedback", json={"score": 5, "feedback_token": token},
+                                   headers=auth("call_center"))
             assert fb.status_code == 201
             # request ids restart with each test database: follow this database's event ids
             ids = [row.event_id for row in await _outbox_rows(parts.engine) if row.key == rid]

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 import sqlalchemy as sa
-from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, post, xml
+from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, create_with_token, post, xml
 
 from citystat_common.demo import directory_rows
 from citystat_common.events import parse_event
@@ -163,14 +163,17 @@ async def test_duplicate_detection_merge_and_unlink(client, uow_factory):
 
 
 async def test_feedback_after_closure(client, uow_factory):
-    rid = await create(client)
-    r = await client.post(f"/requests/{rid}/feedback", json={"score": 4, "comment": "ok"}, headers=W)
+    rid, token = await create_with_token(client)
+    r = await client.post(f"/requests/{rid}/feedback", json={"score": 4, "comment": "ok", "feedback_token": token}, headers=W)
     assert r.status_code == 409  # not closed yet
     await client.post(f"/staff/requests/{rid}/close", json={"reason": "fixed"}, headers=W)
-    assert (await client.post(f"/requests/{rid}/feedback", json={"score": 6}, headers=W)).status_code == 422
-    r = await client.post(f"/requests/{rid}/feedback", json={"score": 4, "comment": "Fixed fast."}, headers=W)
+    bad = await client.post(f"/requests/{rid}/feedback", json={"score": 6, "feedback_token": token}, headers=W)
+    assert bad.status_code == 422
+    r = await client.post(f"/requests/{rid}/feedback", json={"score": 4, "comment": "Fixed fast.", "feedback_token": token},
+                          headers=W)
     assert r.status_code == 201, r.text
-    assert (await client.post(f"/requests/{rid}/feedback", json={"score": 1}, headers=W)).status_code == 409
+    again = await client.post(f"/requests/{rid}/feedback", json={"score": 1, "feedback_token": token}, headers=W)
+    assert again.status_code == 409
     staff = (await client.get(f"/staff/requests/{rid}", headers=STAFF)).json()
     assert staff["feedback"]["score"] == 4 and staff["feedback"]["comment"] == "Fixed fast."
     types = [(t, d) for t, d in await outbox(uow_factory)]
@@ -192,8 +195,11 @@ async def test_idempotency_key_retry(client, fmt):
     if fmt == "xml":
         assert xml(first)[0].findtext("service_request_id") == xml(second)[0].findtext("service_request_id")
         rid = xml(first)[0].findtext("service_request_id")
+        assert xml(first)[0].findtext("feedback_token") and xml(second)[0].find("feedback_token") is None
     else:
-        assert first.json() == second.json()
+        # the same answer, but the feedback token only once: only its hash is stored
+        assert first.json()[0]["feedback_token"] and "feedback_token" not in second.json()[0]
+        assert [{k: v for k, v in first.json()[0].items() if k != "feedback_token"}] == second.json()
         rid = first.json()[0]["service_request_id"]
     assert as_json.json()[0]["service_request_id"] == rid
     listed = (await client.get("/staff/requests", headers=STAFF)).json()

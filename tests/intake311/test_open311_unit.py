@@ -146,8 +146,8 @@ def test_expected_time_across_weekend_and_holiday():
 
 
 def test_request_ids_are_ascii_digits_only():
-    assert service.request_id("42") == 42 and service.request_id(" 7 ") == 7
-    for bad in ("²", "٣", "1e3", "-1", "", "9" * 18):
+    assert service.request_id("42") == 42 and service.request_id("0") == 0
+    for bad in ("²", "٣", "1e3", "-1", "", "9" * 18, " 7 ", "7 ", "007", "+7"):  # matched whole, as issued
         assert service.request_id(bad) is None, bad
     s, _ = parse_search(params_from([("service_request_id", "²,5")]), NOW, NY, 1000)
     assert s.ids == [5]

@@ -4,6 +4,11 @@ A key file (``API_KEYS_FILE``) or inline settings list keys as
 ``{"name", "sha256" | "key", "scopes": [...], "channel"}``; only the SHA-256 of a key
 is kept in memory. ``admin`` implies every scope. 401 without a key, 403 with a key
 that lacks the scope; reads of non-personal data need no key at all.
+
+311 has two write scopes: ``311:submit`` files a request (and the reporter's feedback on it), all a
+resident-facing key (web, mobile app) carries; ``311:write`` acts on any request (acknowledge,
+close, transfer, merge), staff only, and implies ``311:submit``. A key's ``channel`` is the channel
+its requests are recorded under (intake311 refuses another).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ SCOPES = (
     "admin",
     "staff",
     "directory:write",
+    "311:submit",
     "311:write",
     "311:admin",
     "indicators:write",
@@ -32,14 +38,16 @@ DEMO_ROLES: dict[str, list[str]] = {
     "admin": ["admin"],
     "staff": ["staff"],
     "directory": ["directory:write"],
-    "call_center": ["311:write"],
-    "web": ["311:write"],
-    "mobile_app": ["311:write"],
+    "call_center": ["311:submit", "311:write"],
+    "web": ["311:submit"],
+    "mobile_app": ["311:submit"],
     "analyst": ["indicators:write", "staff"],
     "ops": ["escalation:write", "staff"],
     "public": [],
 }
 DEMO_CHANNELS = {"call_center": "phone", "web": "web", "mobile_app": "mobile_app"}
+# A scope that grants others with it: staff who may act on any request may also file one.
+IMPLIED: dict[str, frozenset[str]] = {"311:write": frozenset({"311:submit"})}
 
 
 def hash_key(raw: str) -> str:
@@ -53,7 +61,8 @@ class Principal:
     channel: str | None = None
 
     def has(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
+        return ("admin" in self.scopes or scope in self.scopes
+                or any(scope in IMPLIED.get(held, ()) for held in self.scopes))
 
 
 class KeyStore:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from citystat_common.auth import Principal, can_see_personal_data, require_scope
+from citystat_common.bounds import RANGE_TEXT
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments, DirectoryUnreachable
 from citystat_common.errors import Invalid, NotFound
@@ -23,7 +24,8 @@ from citystat_common.idempotency import check_key, remember, replayed, request_f
 from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import UoW, get_context
-from intake311 import metrics, schemas, service
+from intake311 import catalog_admin, metrics, schemas, service
+from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
 from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
 
@@ -31,7 +33,8 @@ log = get_logger(__name__)
 router = APIRouter()
 Admin = Annotated[Principal, require_scope("311:admin")]
 Staff = Annotated[Principal, require_scope("staff")]
-Writer = Annotated[Principal, require_scope("311:write")]
+Writer = Annotated[Principal, require_scope("311:write")]  # the staff lifecycle
+Submitter = Annotated[Principal, require_scope("311:submit")]  # resident-facing apps (311:write implies it)
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
 
 
@@ -43,7 +46,9 @@ def service_read(s: Service) -> schemas.ServiceAdminRead:
         service_code=s.service_code, service_name=s.service_name, description=s.description, group=s.group_name,
         keywords=[k.strip() for k in s.keywords.split(",") if k.strip()], type=s.type, metadata=s.metadata_flag,
         department_code=s.department_code, agency_responsible=s.department.name if s.department else s.department_code,
-        service_level=schemas.ServiceLevel(amount=s.sla_amount, unit=s.sla_unit, calendar=s.calendar_code),  # type: ignore[arg-type]
+        service_level=schemas.ServiceLevel(amount=s.sla_amount, unit=s.sla_unit, calendar=s.calendar_code,  # type: ignore[arg-type]
+                                           rules=s.sla_rules or []),  # type: ignore[arg-type]
+        duplicates=schemas.DuplicatePolicy(**s.duplicate_policy) if s.duplicate_policy else None,
         service_level_text=service.service_level_text(s), service_notice=s.service_notice,
         attributes=s.attributes or [], active=s.active, created_at=s.created_at, updated_at=s.updated_at,
     )
@@ -78,6 +83,10 @@ async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True)
     return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
 
 
+def _timezone(request: Request) -> str:
+    return str(get_context(request).settings.city_timezone)
+
+
 def catalog_changed(request: Request) -> None:
     """This process's POST path reads the catalog from memory: reload it after a catalog write."""
     get_context(request).extras["catalog"].invalidate()
@@ -92,7 +101,7 @@ async def admin_create_service(
     if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
         return previous
     dept = await resolve_department(request, uow, data.department_code)
-    s = await service.create_service(uow, data=data, department=dept)
+    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request))
     body = orjson.dumps(service_read(s).model_dump(mode="json"))
     await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
@@ -112,7 +121,8 @@ async def admin_update_service(
     service_code: str, data: schemas.ServiceUpdate, uow: UoW, _: Admin, request: Request
 ) -> schemas.ServiceAdminRead:
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
-    s = await service.update_service(uow, code=service_code, data=data, department=dept)
+    s = await catalog_admin.update_service(uow, code=service_code, data=data, department=dept,
+                                           timezone=_timezone(request))
     result = service_read(s)
     await uow.commit()
     catalog_changed(request)
@@ -122,7 +132,8 @@ async def admin_update_service(
 @router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
 async def admin_retire_service(service_code: str, uow: UoW, _: Admin, request: Request) -> Response:
-    await service.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None)
+    await catalog_admin.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
+                                       timezone=_timezone(request))
     await uow.commit()
     catalog_changed(request)
     return Response(status_code=204)
@@ -146,7 +157,7 @@ async def admin_put_calendar(
 ) -> schemas.CalendarRead:
     if not schemas.DEPT_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
-    result = calendar_read(await service.put_calendar(uow, code=code, data=data))
+    result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request)))
     await uow.commit()
     catalog_changed(request)
     return result
@@ -286,7 +297,7 @@ async def transfer(
 ) -> schemas.StaffRequestRead:
     await resolve_department(request, uow, body.department_code)
     return await _act(uow, who, service_request_id, "transfer", text=body.text, department_code=body.department_code,
-                      public=body.public)
+                      public=body.public, timezone=_timezone(request))
 
 
 @router.post("/staff/requests/{service_request_id}/notes", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
@@ -317,9 +328,9 @@ async def unlink(service_request_id: str, uow: UoW, who: Writer) -> schemas.Staf
 
 @router.post("/requests/{service_request_id}/feedback", status_code=201, response_model=schemas.FeedbackRead,
              tags=["feedback"], summary="The resident's satisfaction (1-5) and comment, after closure")
-async def feedback(service_request_id: str, body: schemas.FeedbackBody, uow: UoW, who: Writer) -> schemas.FeedbackRead:
-    fb = await service.add_feedback(uow, rid=_rid(service_request_id), score=body.score, comment=body.comment,
-                                    author=who.name)
+async def feedback(service_request_id: str, body: schemas.FeedbackBody, uow: UoW, who: Submitter) -> schemas.FeedbackRead:
+    fb = await add_feedback(uow, rid=_rid(service_request_id), token=body.feedback_token, score=body.score,
+                            comment=body.comment, author=who.name)
     await uow.commit()
     metrics.FEEDBACK_SCORE.labels(fb.department_code).observe(fb.score)
     return schemas.FeedbackRead(service_request_id=str(fb.request_id), score=fb.score, comment=fb.comment,
@@ -357,7 +368,7 @@ async def export_csv(
         end = parse_datetime(end_date, tz) if end_date else utcnow()
         start = parse_datetime(start_date, tz) if start_date else end - MAX_RANGE
     except ValueError as exc:
-        raise Invalid("start_date and end_date must be ISO 8601 dates or times", field="start_date") from exc
+        raise Invalid(f"start_date and end_date must be ISO 8601 dates or times {RANGE_TEXT}", field="start_date") from exc
     if end < start:
         raise Invalid("end_date must not be before start_date", field="end_date")
     if end - start > MAX_EXPORT_RANGE:

@@ -29,6 +29,7 @@ from citystat_common.logging import current_correlation_id, get_logger
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
 from intake311 import metrics, service
+from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
 from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
 from intake311.open311 import (
@@ -218,12 +219,14 @@ def authenticate(request: Request, params: Params) -> Principal:
     principal = request.app.state.keystore.authenticate(raw)
     if principal is None:
         raise Open311Error([(403, "invalid api_key received -- can't proceed with create_request")])
-    if not principal.has("311:write"):
+    if not principal.has("311:submit"):
         raise Open311Error([(403, "this api_key may not create service requests")])
     return principal
 
 
-def post_response_item(req: service.CreatedRequest) -> dict[str, Any]:
+def post_response_item(req: service.CreatedRequest, *, with_feedback_token: bool = True) -> dict[str, Any]:
+    """The spec's fields, then ``feedback_token``: the reporter's, to rate the request once it is
+    closed. Shown once: an Idempotency-Key replay answers without it (only its hash is kept)."""
     item: dict[str, Any] = {}
     if req.pending:
         item["token"] = req.token
@@ -231,6 +234,8 @@ def post_response_item(req: service.CreatedRequest) -> dict[str, Any]:
         item["service_request_id"] = str(req.id)
     item["service_notice"] = req.service_notice
     item["account_id"] = req.account_id
+    if with_feedback_token:
+        item["feedback_token"] = req.feedback_token
     return item
 
 
@@ -254,7 +259,8 @@ async def write_new_requests(uow: UnitOfWork, items: Sequence[NewRequestItem], *
         if item.idempotency:
             key, scope, fingerprint = item.idempotency
             await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
-                           body=orjson.dumps([post_response_item(req)]), media_type="application/json")
+                           body=orjson.dumps([post_response_item(req, with_feedback_token=False)]),
+                           media_type="application/json")
     return created
 
 
@@ -281,9 +287,13 @@ async def post_request(request: Request, fmt: str) -> Response:
         code = params.get("service_code")
         svc = await ctx.extras["catalog"].get(code) if code else None
         data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone))
+        channel, channel_errors = resolve_channel(principal, data.channel if data else params.get("channel"),
+                                                  settings.default_channel)
+        if data is not None:
+            channel_errors += first_contact_errors(channel, data.first_contact_resolution)
+        errors += channel_errors
         if errors or data is None or svc is None:
             raise Open311Error(errors)
-        channel = data.channel or principal.channel or settings.default_channel
         draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name,
                                      correlation_id=current_correlation_id())
         try:
@@ -320,9 +330,10 @@ def _replay(fmt: str, previous: Response) -> Response:
 async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Response:
     async def run() -> Response:
         check_jurisdiction(request, query_params(request))
-        row = (
+        # matched whole: a token is 36 characters, and "<token>garbage" is not that token
+        row = None if len(token) != 36 else (
             await uow.session.execute(
-                sa.select(ServiceRequest.id, ServiceRequest.pending).where(ServiceRequest.token == token[:36])
+                sa.select(ServiceRequest.id, ServiceRequest.pending).where(ServiceRequest.token == token)
             )
         ).first()
         if row is None:

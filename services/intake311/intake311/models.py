@@ -98,6 +98,10 @@ class Service(Base):
     department_code: Mapped[str] = mapped_column(sa.ForeignKey("departments.code"), index=True)
     sla_amount: Mapped[float] = mapped_column(sa.Float)
     sla_unit: Mapped[str] = mapped_column(sa.String(20))
+    # [{attribute, value, amount, unit}]: another level for requests with that value (migration 0007)
+    sla_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)
+    # {enabled, radius_m, window_hours} (schemas.DuplicatePolicy); None: the settings' defaults
+    duplicate_policy: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     calendar_code: Mapped[str] = mapped_column(sa.ForeignKey("calendars.code"), default="CITY")
     service_notice: Mapped[str | None] = mapped_column(sa.Text)
     attributes: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
@@ -134,6 +138,8 @@ class ServiceRequest(Base):
     cell: Mapped[int | None] = mapped_column(sa.BigInteger, default=cell_default)
     address_string: Mapped[str | None] = mapped_column(sa.String(500))
     address_id: Mapped[str | None] = mapped_column(sa.String(100))
+    # duplicates.address_key(address_id or address_string): what a report without a position is matched on
+    address_key: Mapped[str | None] = mapped_column(sa.String(500))
     zipcode: Mapped[str | None] = mapped_column(sa.String(20))
     media_url: Mapped[str | None] = mapped_column(sa.String(2000))
     # Personal data: never in the public Open311 GET, only through the staff API.
@@ -152,6 +158,8 @@ class ServiceRequest(Base):
     expected_datetime: Mapped[datetime | None] = mapped_column(index=True)
     closed_datetime: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(sa.String(100))
+    # SHA-256 of the token the POST returned to the reporter: only its holder may rate the request
+    feedback_token_hash: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         sa.Index("ix_service_requests_open_nearby", "service_code", "status", "requested_datetime"),

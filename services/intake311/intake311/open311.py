@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import orjson
 from fastapi import Response
 
+from citystat_common.bounds import RANGE_TEXT, check_datetime
+
 XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
 FORMATS = ("xml", "json")
@@ -246,7 +248,13 @@ def parse_bool(value: str | None) -> bool | None:
     raise ValueError(value)
 
 
+_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+
+
 def parse_float(value: str) -> float:
+    """A decimal number as written on a form: no nan, inf, 1_000 or spaces (Python's float takes them)."""
+    if not _DECIMAL.match(value):
+        raise ValueError(value)
     f = float(value)
     if not math.isfinite(f):
         raise ValueError(value)
@@ -263,6 +271,8 @@ def parse_datetime(value: str, tz: ZoneInfo) -> datetime:
     except ValueError:
         d = date.fromisoformat(text)  # raises ValueError when not a date either
         dt = datetime.combine(d, time(0, 0))
+    # before any zone arithmetic: year 1 or 9999 parses, then overflows when moved to UTC
+    check_datetime(dt)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
     return dt.astimezone(UTC)
@@ -349,7 +359,8 @@ def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo) -> t
     return (None if errors else req), errors
 
 
-def validate_attributes(params: Params, definitions: list[dict[str, Any]], tz: ZoneInfo) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+def validate_attributes(params: Params, definitions: list[dict[str, Any]], tz: ZoneInfo,
+                        now: datetime | None = None) -> tuple[dict[str, Any], list[tuple[int, str]]]:
     errors: list[tuple[int, str]] = []
     out: dict[str, Any] = {}
     by_code = {d["code"]: d for d in definitions}
@@ -388,14 +399,25 @@ def validate_attributes(params: Params, definitions: list[dict[str, Any]], tz: Z
         elif datatype == "number":
             try:
                 n = parse_float(value)
-                out[code] = int(n) if n.is_integer() and abs(n) < 2**53 else n
             except ValueError:
-                errors.append((400, f"{label} must be a number, got {value!r}"))
+                errors.append((400, f"{label} must be a number, got {value[:50]!r}"))
+                continue
+            low, high = attribute_number_bounds(d)
+            if not low <= n <= high:
+                errors.append((400, f"{label} must be between {low:g} and {high:g}, got {value[:50]}"))
+            else:
+                out[code] = int(n) if n.is_integer() else n
         elif datatype == "datetime":
             try:
-                out[code] = parse_datetime(value, tz).isoformat()
+                moment = parse_datetime(value, tz)
             except ValueError:
-                errors.append((400, f"{label} must be an ISO 8601 date and time, got {value!r}"))
+                errors.append((400, f"{label} must be an ISO 8601 date and time {RANGE_TEXT}, got {value[:50]!r}"))
+                continue
+            problem = attribute_datetime_problem(d, moment, now or datetime.now(UTC))
+            if problem:
+                errors.append((400, f"{label} {problem}"))
+            else:
+                out[code] = moment.isoformat()
         else:  # string, text
             limit = 4000 if datatype == "text" else 500
             if len(value) > limit:
@@ -405,6 +427,24 @@ def validate_attributes(params: Params, definitions: list[dict[str, Any]], tz: Z
             else:
                 out[code] = value
     return out, errors
+
+
+NUMBER_LIMIT = 1e12  # as schemas.NUMBER_LIMIT: the default bounds of a number attribute
+
+
+def attribute_number_bounds(definition: Mapping[str, Any]) -> tuple[float, float]:
+    low, high = definition.get("minimum"), definition.get("maximum")
+    return (-NUMBER_LIMIT if low is None else float(low)), (NUMBER_LIMIT if high is None else float(high))
+
+
+def attribute_datetime_problem(definition: Mapping[str, Any], moment: datetime, now: datetime) -> str | None:
+    """Why a datetime attribute's value is refused by its own window around ``now``, or None."""
+    before, after = definition.get("days_before"), definition.get("days_after")
+    if before is not None and moment < now - timedelta(days=before):
+        return f"must be at most {before} days before now"
+    if after is not None and moment > now + timedelta(days=after):
+        return f"must be at most {after} days after now"
+    return None
 
 
 # --- GET /requests -----------------------------------------------------------------------------
@@ -481,7 +521,7 @@ def parse_search(params: Params, now: datetime, tz: ZoneInfo, max_results: int) 
         try:
             times[name] = parse_datetime(v, tz)
         except ValueError:
-            errors.append((400, f"{name} must be an ISO 8601 date and time, e.g. 2026-11-01T00:00:00Z"))
+            errors.append((400, f"{name} must be an ISO 8601 date and time {RANGE_TEXT}, e.g. 2026-11-01T00:00:00Z"))
     s.updated_after, s.updated_before = times.get("updated_after"), times.get("updated_before")
     start, end = times.get("start_date"), times.get("end_date")
     if start and end:

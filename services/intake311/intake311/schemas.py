@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from citystat_common.bounds import PlausibleDate
 
 SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$")
 DEPT_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
@@ -61,8 +63,16 @@ class AttributeValue(Strict):
     name: Name
 
 
+# A number attribute's default bounds: beyond them a value is a typo or a probe, and a float that
+# large loses integer precision in JSON (2**53); an attribute may set tighter ones.
+NUMBER_LIMIT = 1e12
+Bound = Annotated[float, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT, allow_inf_nan=False)]
+
+
 class AttributeDef(Strict):
-    """An Open311 service-definition attribute."""
+    """An Open311 service-definition attribute. ``minimum``/``maximum``: a number's bounds (default
+    +-1e12); ``days_before``/``days_after``: how far a datetime may lie before or after the time it
+    is reported (default: only the plausible range, 1970 to 2100)."""
 
     code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\[\]\s]+$")]
     variable: bool = True
@@ -72,6 +82,20 @@ class AttributeDef(Strict):
     order: int | None = Field(None, ge=0, le=1000)
     description: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
     values: list[AttributeValue] = Field(default_factory=list)
+    minimum: Bound | None = None
+    maximum: Bound | None = None
+    days_before: int | None = Field(None, ge=0, le=36_500)
+    days_after: int | None = Field(None, ge=0, le=36_500)
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_type(self) -> AttributeDef:
+        if (self.minimum is not None or self.maximum is not None) and self.datatype != "number":
+            raise ValueError("minimum and maximum are for number attributes")
+        if (self.days_before is not None or self.days_after is not None) and self.datatype != "datetime":
+            raise ValueError("days_before and days_after are for datetime attributes")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum must not exceed maximum")
+        return self
 
     @model_validator(mode="after")
     def _lists_have_values(self) -> AttributeDef:
@@ -86,10 +110,34 @@ class AttributeDef(Strict):
         return self
 
 
+Amount = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+
+
+class LevelRule(Strict):
+    """Requests whose ``attribute`` has ``value`` get this level instead (the first matching rule wins)."""
+
+    attribute: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    amount: Amount
+    unit: Unit
+
+
 class ServiceLevel(Strict):
-    amount: float = Field(gt=0, le=10_000)
+    """Whether the due date falls within two years on the calendar is checked when it is saved."""
+
+    amount: Amount
     unit: Unit
     calendar: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] = "CITY"
+    rules: list[LevelRule] = Field(default_factory=list, max_length=20)
+
+
+class DuplicatePolicy(Strict):
+    """How new requests of a service are linked to an open one reported before: within ``radius_m``
+    and ``window_hours`` (None: the service-wide settings), or never (enabled false, e.g. questions)."""
+
+    enabled: bool = True
+    radius_m: float | None = Field(None, ge=0, le=5000, allow_inf_nan=False)
+    window_hours: float | None = Field(None, ge=0, le=24 * 365, allow_inf_nan=False)
 
 
 def _unique_codes(attrs: list[AttributeDef] | None) -> list[AttributeDef] | None:
@@ -123,6 +171,7 @@ class ServiceCreate(_ServiceFields):
     service_level: ServiceLevel
     service_notice: Text | None = None
     attributes: list[AttributeDef] = Field(default_factory=list, max_length=100)
+    duplicates: DuplicatePolicy | None = None
 
 
 
@@ -136,6 +185,7 @@ class ServiceUpdate(_ServiceFields):
     service_level: ServiceLevel | None = None
     service_notice: Text | None = None
     attributes: list[AttributeDef] | None = None
+    duplicates: DuplicatePolicy | None = None
     active: bool | None = None
 
 
@@ -154,6 +204,7 @@ class ServiceAdminRead(BaseModel):
     service_level_text: str
     service_notice: str | None
     attributes: list[dict[str, Any]]
+    duplicates: DuplicatePolicy | None
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -164,7 +215,7 @@ class CalendarPut(Strict):
     opens: str = "08:00"
     closes: str = "17:00"
     workdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1, max_length=7)
-    holidays: list[date] = Field(default_factory=list, max_length=500)
+    holidays: list[PlausibleDate] = Field(default_factory=list, max_length=500)
     federal_holidays: bool = True
 
     @field_validator("opens", "closes")
@@ -233,6 +284,7 @@ class MergeBody(Strict):
 
 
 class FeedbackBody(Strict):
+    feedback_token: str = Field(min_length=1, max_length=100, description="returned once by POST /requests")
     score: int = Field(ge=1, le=5)
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
 

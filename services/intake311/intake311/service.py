@@ -6,38 +6,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from citystat_common.calendar import BusinessCalendar, add_duration
+from citystat_common.calendar import BusinessCalendar
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     DepartmentUpserted,
     RequestClosed,
     RequestCreated,
-    RequestFeedback,
     RequestUpdated,
     ServiceRequestData,
 )
+from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from intake311 import schemas
+from intake311.duplicates import find_duplicates, request_address_key
+from intake311.feedback import new_feedback_token
 from intake311.models import (
     Calendar,
     Department,
-    Feedback,
     Service,
     ServiceRequest,
     StatusNote,
-    covering_cells,
     grid_cell,
 )
-from intake311.open311 import CLOSURE_REASONS, NewRequest, box_around, haversine_m
+from intake311.open311 import CLOSURE_REASONS, NewRequest
+from intake311.service_levels import BeyondHorizon, Level, due_datetime, pick_level
 
+log = get_logger(__name__)
 DETAILED = ("open", "acknowledged", "in_progress", "closed")
 UNIT_WORDS = {
     "business_hours": "business hours", "business_days": "business days",
@@ -67,9 +68,9 @@ def business_calendar(cal: Calendar | None, timezone: str) -> BusinessCalendar:
 
 
 def expected_datetime(service: Service, requested: datetime, timezone: str) -> datetime:
-    """When the service level says the request will be closed."""
+    """When the service level says the request will be closed (BeyondHorizon: it cannot say)."""
     cal = business_calendar(service.calendar, timezone)
-    return add_duration(cal, requested, service.sla_amount, service.sla_unit)
+    return due_datetime(cal, requested, service.sla_amount, service.sla_unit)
 
 
 def service_level_text(service: Service) -> str:
@@ -82,6 +83,15 @@ def commitment_text(expected: datetime, agency: str, tz: ZoneInfo) -> str:
     local = expected.astimezone(tz)
     hour = local.strftime("%I:%M %p").lstrip("0")
     return f"Expected by {local.strftime('%A, %B')} {local.day} at {hour} ({agency})."
+
+
+def no_commitment_text(agency: str) -> str:
+    return f"{agency} will tell you when to expect it."
+
+
+def duplicate_text(original: int) -> str:
+    return (f"This looks like request {original}, already reported nearby; we linked yours to it "
+            "and will update both.")
 
 
 # --- catalog -------------------------------------------------------------------------------
@@ -112,74 +122,6 @@ async def get_department(uow: UnitOfWork, code: str) -> Department | None:
     return await uow.session.get(Department, code.upper())
 
 
-async def get_calendar(uow: UnitOfWork, code: str) -> Calendar:
-    cal = await uow.session.get(Calendar, code.upper())
-    if cal is None:
-        raise Invalid(f"no business calendar with code {code!r}", field="service_level.calendar")
-    return cal
-
-
-async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, department: Department) -> Service:
-    if await uow.session.get(Service, data.service_code) is not None:
-        raise Conflict(f"a service with code {data.service_code!r} exists", field="service_code")
-    cal = await get_calendar(uow, data.service_level.calendar)
-    service = Service(
-        service_code=data.service_code, service_name=data.service_name, description=data.description,
-        group_name=data.group, keywords=", ".join(data.keywords), type=data.type, department_code=department.code,
-        sla_amount=data.service_level.amount, sla_unit=data.service_level.unit, calendar_code=cal.code,
-        service_notice=data.service_notice, attributes=[a.model_dump(mode="json") for a in data.attributes], active=True,
-    )
-    service.department, service.calendar = department, cal
-    uow.session.add(service)
-    await uow.flush()
-    return service
-
-
-async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpdate, department: Department | None) -> Service:
-    service = await require_service(uow, code)
-    fields = data.model_dump(exclude_unset=True)
-    if "service_name" in fields and data.service_name:
-        service.service_name = data.service_name
-    if "description" in fields and data.description is not None:
-        service.description = data.description
-    if "group" in fields and data.group is not None:
-        service.group_name = data.group
-    if "keywords" in fields and data.keywords is not None:
-        service.keywords = ", ".join(data.keywords)
-    if "type" in fields and data.type:
-        service.type = data.type
-    if "service_notice" in fields:
-        service.service_notice = data.service_notice
-    if "attributes" in fields and data.attributes is not None:
-        service.attributes = [a.model_dump(mode="json") for a in data.attributes]
-    if "active" in fields and data.active is not None:
-        service.active = data.active
-    if department is not None:
-        service.department_code = department.code
-        service.department = department
-    if "service_level" in fields and data.service_level is not None:
-        cal = await get_calendar(uow, data.service_level.calendar)
-        service.sla_amount, service.sla_unit = data.service_level.amount, data.service_level.unit
-        service.calendar_code, service.calendar = cal.code, cal
-    service.updated_at = utcnow()
-    return service
-
-
-async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut) -> Calendar:
-    cal = await uow.session.get(Calendar, code.upper())
-    if cal is None:
-        cal = Calendar(code=code.upper())
-        uow.session.add(cal)
-    cal.name = data.name
-    cal.opens, cal.closes = data.opens, data.closes
-    cal.workdays = sorted(set(data.workdays))
-    cal.holidays = sorted({d.isoformat() for d in data.holidays})
-    cal.federal_holidays = data.federal_holidays
-    cal.updated_at = utcnow()
-    await uow.flush()
-    return cal
-
-
 async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Department:
     """Keep the local copy of a directory department current (directory.department.upserted)."""
     code = data.code.upper()
@@ -196,8 +138,10 @@ async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Depart
 
 
 def request_id(value: str) -> int | None:
-    value = value.strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 18 else None
+    """A request number written as it is issued: ASCII digits, no sign, spaces or leading zeros (an
+    id is matched whole, so "7 " or "007" is not request 7)."""
+    ok = value.isascii() and value.isdigit() and len(value) < 18 and (value == "0" or value[0] != "0")
+    return int(value) if ok else None
 
 
 def event_data(req: ServiceRequest, service_name: str, change: str, previous_department: str | None = None) -> dict[str, Any]:
@@ -252,6 +196,8 @@ class ServiceEntry:
     service_notice: str | None
     attributes: list[dict[str, Any]]
     calendar: BusinessCalendar
+    sla_rules: tuple[dict[str, Any], ...] = ()
+    duplicates: dict[str, Any] | None = None  # duplicates.policy reads it; None: the settings
 
     @classmethod
     def of(cls, s: Service, timezone: str) -> ServiceEntry:
@@ -260,6 +206,7 @@ class ServiceEntry:
             agency=s.department.name if s.department else s.department_code, type=s.type,
             sla_amount=float(s.sla_amount), sla_unit=s.sla_unit, service_notice=s.service_notice,
             attributes=list(s.attributes or []), calendar=business_calendar(s.calendar, timezone),
+            sla_rules=tuple(s.sla_rules or ()), duplicates=s.duplicate_policy,
         )
 
 
@@ -282,6 +229,7 @@ class CreatedRequest:
     service_notice: str
     account_id: str | None
     duplicate_of: int | None
+    feedback_token: str | None = None  # returned once to the reporter; only its hash is stored
 
 
 class RequestNumbers:
@@ -307,128 +255,6 @@ class RequestNumbers:
 
 _PG_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('service_requests', 'id')) FROM generate_series(1, :n)")
 
-# PostgreSQL: every draft's duplicate candidates in one statement of fixed text (prepared once):
-# the duplicate predicates (see _candidates), per (draft, grid cell) through lateral joins over arrays. No ORDER BY
-# ... LIMIT inside (it would tempt the planner to walk a time index instead of the cell one); a
-# 50 m circle holds few open requests, and Python keeps the first 50 in time order.
-_PG_CANDIDATES = sa.text("""
-SELECT q.i, r.id, r.lat, r.long, r.requested_datetime
-FROM unnest(CAST(:draft AS INTEGER[]), CAST(:codes AS VARCHAR[]), CAST(:cells AS BIGINT[]),
-            CAST(:min_lat AS FLOAT8[]), CAST(:max_lat AS FLOAT8[]), CAST(:min_long AS FLOAT8[]),
-            CAST(:max_long AS FLOAT8[]), CAST(:address_ids AS VARCHAR[]))
-     AS q(i, code, cell, min_lat, max_lat, min_long, max_long, address_id)
-CROSS JOIN LATERAL (
-  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
-   WHERE q.cell IS NOT NULL AND s.cell = q.cell AND s.status = 'open' AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ)
-     AND s.lat BETWEEN q.min_lat AND q.max_lat AND s.long BETWEEN q.min_long AND q.max_long
-     AND s.service_code = q.code AND NOT s.pending AND s.duplicate_of IS NULL LIMIT 2000)
-  UNION ALL
-  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
-   WHERE q.cell IS NULL AND q.min_lat IS NOT NULL
-     AND s.lat BETWEEN q.min_lat AND q.max_lat AND s.long BETWEEN q.min_long AND q.max_long
-     AND s.service_code = q.code AND s.status = 'open' AND NOT s.pending AND s.duplicate_of IS NULL
-     AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ) LIMIT 2000)
-  UNION ALL
-  (SELECT s.id, s.lat, s.long, s.requested_datetime FROM service_requests s
-   WHERE q.min_lat IS NULL AND s.address_id = q.address_id
-     AND s.service_code = q.code AND s.status = 'open' AND NOT s.pending AND s.duplicate_of IS NULL
-     AND s.requested_datetime >= CAST(:since AS TIMESTAMPTZ) LIMIT 2000)
-) r
-""")  # the arrays are bound as they are: asyncpg encodes lists by the CASTs' types
-
-
-def _nearest(lat: float | None, long: float | None, candidates: list[tuple[int, float | None, float | None]],
-             radius_m: float) -> int | None:
-    """The choice among candidates in requested order: the nearest within the
-    radius (by position), else the first (same address id)."""
-    best: tuple[float, int] | None = None
-    for rid, rlat, rlong in candidates[:50]:
-        if lat is not None and long is not None:
-            if rlat is None or rlong is None:
-                continue
-            d = haversine_m(lat, long, rlat, rlong)
-            if d > radius_m:
-                continue
-        else:
-            d = 0.0
-        if best is None or d < best[0]:
-            best = (d, rid)
-    return best[1] if best else None
-
-
-async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], ids: Sequence[int], now: datetime,
-                          radius_m: float, window_hours: float) -> list[int | None]:
-    """For each new request of a batch, in order, the open request of the same service it
-    duplicates: the nearest within the radius and window (an earlier request of the same batch
-    counts too: it was reported a moment before), or the first with the same address id."""
-    out: list[int | None] = [None] * len(drafts)
-    if radius_m <= 0 or window_hours <= 0:
-        return out
-    looked = [i for i, d in enumerate(drafts)
-              if not d.data.first_contact_resolution and (d.data.lat is not None or d.data.address_id)]
-    if not looked:
-        return out
-    since = now - timedelta(hours=window_hours)
-    stored: dict[int, list[tuple[int, float | None, float | None]]] = {i: [] for i in looked}
-    if uow.dialect == "postgresql":
-        lookups: list[tuple[Any, ...]] = []  # (draft, code, cell, min_lat, max_lat, min_long, max_long, address_id)
-        for i in looked:
-            d, code = drafts[i].data, drafts[i].service.service_code
-            if d.lat is not None and d.long is not None:
-                around = box_around(d.lat, d.long, radius_m)
-                cells: Sequence[int | None] = covering_cells(*around) or [None]
-                lookups += [(i, code, cell, *around, d.address_id) for cell in cells]
-            else:
-                lookups.append((i, code, None, None, None, None, None, d.address_id))
-        names = ("draft", "codes", "cells", "min_lat", "max_lat", "min_long", "max_long", "address_ids")
-        q = {name: list(column) for name, column in zip(names, zip(*lookups, strict=True), strict=True)}
-        found: dict[int, list[tuple[datetime, int, float | None, float | None]]] = {i: [] for i in looked}
-        for i, rid, rlat, rlong, at in await uow.session.execute(_PG_CANDIDATES, q | {"since": since}):
-            found[i].append((at, rid, rlat, rlong))
-        for i, rows in found.items():
-            stored[i] = [(rid, rlat, rlong) for _, rid, rlat, rlong in sorted(rows)[:50]]
-    else:  # SQLite: in-process, a query per draft costs no round trip
-        for i in looked:
-            d = drafts[i].data
-            stored[i] = await _candidates(uow, service_code=drafts[i].service.service_code, lat=d.lat, long=d.long,
-                                          address_id=d.address_id, since=since, radius_m=radius_m)
-    for i in looked:
-        d, code = drafts[i].data, drafts[i].service.service_code
-        box = box_around(d.lat, d.long, radius_m) if d.lat is not None and d.long is not None else None
-        same_batch = []  # earlier drafts of this batch that are open originals themselves
-        for j in range(i):
-            o = drafts[j].data
-            if (out[j] is not None or o.first_contact_resolution or drafts[j].service.type == "batch"
-                    or drafts[j].service.service_code != code):
-                continue
-            if box is None:
-                near = o.address_id == d.address_id
-            else:
-                near = o.lat is not None and o.long is not None and box[0] <= o.lat <= box[1] and box[2] <= o.long <= box[3]
-            if near:
-                same_batch.append((ids[j], o.lat, o.long))
-        out[i] = _nearest(d.lat, d.long, stored[i] + same_batch, radius_m)
-    return out
-
-
-async def _candidates(uow: UnitOfWork, *, service_code: str, lat: float | None, long: float | None,
-                      address_id: str | None, since: datetime, radius_m: float) -> list[tuple[int, float | None, float | None]]:
-    R = ServiceRequest
-    stmt = sa.select(R.id, R.lat, R.long).where(
-        R.service_code == service_code, R.status == "open", R.pending.is_(False), R.duplicate_of.is_(None),
-        R.requested_datetime >= since,
-    )
-    if lat is not None and long is not None:
-        min_lat, max_lat, min_long, max_long = box_around(lat, long, radius_m)
-        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
-        cells = covering_cells(min_lat, max_lat, min_long, max_long)
-        if cells is not None:  # 1-4 cells of the index on (cell, requested_datetime, ...)
-            stmt = stmt.where(R.cell.in_(cells))
-    else:
-        stmt = stmt.where(R.address_id == address_id)
-    return [tuple(r) for r in (await uow.session.execute(stmt.order_by(R.requested_datetime).limit(50))).all()]  # type: ignore[misc]
-
-
 async def create_requests(
     uow: UnitOfWork, *, drafts: Sequence[RequestDraft], timezone: str, radius_m: float, window_hours: float,
     now: datetime | None = None, numbers: RequestNumbers | None = None,
@@ -442,23 +268,22 @@ async def create_requests(
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     created: list[CreatedRequest] = []
-    commitments: dict[str, tuple[datetime, str]] = {}  # one batch, one "now": one per service type
+    # one batch, one "now": one commitment per service type and level (its own or a rule's)
+    commitments: dict[tuple[str, int], tuple[datetime | None, str]] = {}
     for draft, rid, duplicate_of in zip(drafts, ids, duplicates, strict=True):
         data, svc = draft.data, draft.service
-        if svc.service_code not in commitments:
-            due = add_duration(svc.calendar, now, svc.sla_amount, svc.sla_unit)
-            commitments[svc.service_code] = (due, commitment_text(due, svc.agency, tz))
-        expected, commitment = commitments[svc.service_code]
+        level, rule = pick_level(Level(svc.sla_amount, svc.sla_unit), svc.sla_rules, data.attributes)
+        if (svc.service_code, rule) not in commitments:
+            commitments[(svc.service_code, rule)] = _commitment(svc, level, now, tz)
+        expected, commitment = commitments[(svc.service_code, rule)]
         batch = svc.type == "batch"
         closed = data.first_contact_resolution
         notices = [n for n in (svc.service_notice,) if n]
         notices.append("Resolved at first contact." if closed else commitment)
         if duplicate_of is not None:
-            notices.append(
-                f"This looks like request {duplicate_of}, already reported nearby; we linked yours to it "
-                "and will update both."
-            )
+            notices.append(duplicate_text(duplicate_of))
         status = "closed" if closed else "open"
+        token, token_hash = new_feedback_token()
         row: dict[str, Any] = {
             "id": rid, "token": str(uuid.uuid4()) if batch else None, "pending": batch,
             "service_code": svc.service_code, "department_code": svc.department_code, "channel": draft.channel,
@@ -466,13 +291,15 @@ async def create_requests(
             "closure_reason": (data.closure_reason or "no_further_action") if closed else None,
             "first_contact_resolution": closed, "description": data.description, "lat": data.lat, "long": data.long,
             "cell": grid_cell(data.lat, data.long),
-            "address_string": data.address_string, "address_id": data.address_id, "zipcode": data.zipcode,
+            "address_string": data.address_string, "address_id": data.address_id,
+            "address_key": request_address_key(data), "zipcode": data.zipcode,
             "media_url": data.media_url, "email": data.email, "phone": data.phone, "first_name": data.first_name,
             "last_name": data.last_name, "device_id": data.device_id, "account_id": data.account_id,
             "attributes": data.attributes, "service_notice": " ".join(notices),
             "status_notes": (data.status_notes or "Resolved at first contact.") if closed else None,
             "duplicate_of": duplicate_of, "requested_datetime": now, "updated_datetime": now,
             "expected_datetime": expected, "closed_datetime": now if closed else None, "created_by": draft.author,
+            "feedback_token_hash": token_hash,
         }
         rows.append(row)
         text = row["status_notes"] if closed else f"Request received by {draft.channel}."
@@ -489,10 +316,20 @@ async def create_requests(
                 uow.emit(RequestClosed(**event_data(view, svc.service_name, "closed")),  # type: ignore[arg-type]
                          subject=str(rid), correlation_id=draft.correlation_id)
         created.append(CreatedRequest(id=rid, token=row["token"], pending=batch, service_notice=row["service_notice"],
-                                      account_id=data.account_id, duplicate_of=duplicate_of))
+                                      account_id=data.account_id, duplicate_of=duplicate_of, feedback_token=token))
     await uow.insert(ServiceRequest.__table__, rows)  # type: ignore[arg-type]
     await uow.insert(StatusNote.__table__, notes)  # type: ignore[arg-type]
     return created
+
+
+def _commitment(svc: ServiceEntry, level: Level, now: datetime, tz: ZoneInfo) -> tuple[datetime | None, str]:
+    try:
+        due = due_datetime(svc.calendar, now, level.amount, level.unit)
+    except BeyondHorizon:
+        # a level saved before the checks (or edited in the database): take the request, promise nothing
+        log.warning("service_level_beyond_horizon", service_code=svc.service_code, amount=level.amount, unit=level.unit)
+        return None, no_commitment_text(svc.agency)
+    return due, commitment_text(due, svc.agency, tz)
 
 
 def _note_row(rid: int, *, kind: str, status: str, author: str, text: str | None, at: datetime) -> dict[str, Any]:
@@ -554,7 +391,7 @@ ACTIONS = ("acknowledge", "start", "close", "reopen", "transfer", "note")
 
 async def change(
     uow: UnitOfWork, *, rid: int, action: str, author: str, text: str | None = None, reason: str | None = None,
-    department_code: str | None = None, public: bool = True,
+    department_code: str | None = None, public: bool = True, timezone: str = "UTC",
 ) -> ServiceRequest:
     """A lifecycle step: open -> acknowledged -> in_progress -> closed, reopen, transfer, note."""
     req, service = await load_request(uow, rid, for_update=True)
@@ -598,6 +435,7 @@ async def change(
             raise Conflict(f"the request is already with {dept.code}", field="department_code")
         previous_dept, req.department_code = req.department_code, dept.code
         kind, default = "transferred", f"Transferred to {dept.name}."
+        req.service_notice = transfer_notice(req, dept.name, ZoneInfo(timezone))
     elif action == "note":
         if not text:
             raise Invalid("text is required", field="text")
@@ -610,6 +448,17 @@ async def change(
     if action == "close" and reason != "duplicate":
         await _close_duplicates_of(uow, req, service, author, now)
     return req
+
+
+def transfer_notice(req: ServiceRequest, agency: str, tz: ZoneInfo) -> str:
+    """The notice after a transfer: the new department's name in the promise (the service's own notice
+    is dropped: it speaks for the department that had it)."""
+    notices = [f"Transferred to {agency}."]
+    notices.append(commitment_text(req.expected_datetime, agency, tz) if req.expected_datetime
+                   else no_commitment_text(agency))
+    if req.duplicate_of is not None:
+        notices.append(duplicate_text(req.duplicate_of))
+    return " ".join(notices)
 
 
 def _close(req: ServiceRequest, reason: str, now: datetime) -> None:
@@ -647,7 +496,10 @@ async def link(uow: UnitOfWork, *, rid: int, into: int | None, author: str, text
         return req
     if into == req.id:
         raise Invalid("a request cannot duplicate itself", field="into")
-    target, _ = await load_request(uow, into)
+    try:
+        target, _ = await load_request(uow, into)
+    except NotFound as exc:  # the body names it: a bad field, not a missing resource at this path
+        raise Invalid(f"no service request {into} to merge into", field="into") from exc
     root = target.duplicate_of or target.id  # merge into the original, never into a chain
     if root == req.id:
         raise Conflict(f"request {into} is itself a duplicate of this request", field="into")
@@ -664,26 +516,6 @@ async def link(uow: UnitOfWork, *, rid: int, into: int | None, author: str, text
         sa.update(ServiceRequest).where(ServiceRequest.duplicate_of == req.id).values(duplicate_of=root)
     )
     return req
-
-
-async def add_feedback(uow: UnitOfWork, *, rid: int, score: int, comment: str | None, author: str) -> Feedback:
-    req, service = await load_request(uow, rid)
-    if req.status != "closed":
-        raise Conflict("feedback is taken after the request is closed", field="status")
-    if await uow.session.get(Feedback, req.id) is not None:
-        raise Conflict("feedback for this request was already given", field="service_request_id")
-    now = utcnow()
-    fb = Feedback(request_id=req.id, score=score, comment=comment, submitted_at=now, submitted_by=author,
-                  department_code=req.department_code)
-    uow.session.add(fb)
-    uow.emit(
-        RequestFeedback(
-            service_request_id=str(req.id), service_code=req.service_code, department_code=req.department_code,
-            score=score, comment=comment, submitted_at=now, closed_datetime=req.closed_datetime,
-        ),
-        subject=str(req.id),
-    )
-    return fb
 
 
 async def notes_for(uow: UnitOfWork, ids: list[int], *, public_only: bool = True) -> dict[int, list[StatusNote]]:
