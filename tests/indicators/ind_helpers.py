@@ -39,12 +39,25 @@ async def create(client, **kw):
     return r.json()
 
 
+def fy_now() -> int:
+    """The city's current fiscal year (July start, the default)."""
+    from indicators.periods import fiscal_year
+
+    return fiscal_year(datetime.now(UTC).astimezone(CITY).date(), 7)
+
+
+def standing_period() -> str:
+    """The first month a target may be set for (five fiscal years back): a target from there on
+    covers every period a test observes."""
+    return f"{fy_now() - 6}-07"
+
+
 async def target(client, code, value, period=None, fiscal_year=None):
     t = {"value": value}
     if fiscal_year:
         t["fiscal_year"] = fiscal_year
     else:
-        t["period"] = period or "2000-01"
+        t["period"] = period or standing_period()
     r = await client.put(f"/indicators/{code}/targets", json={"targets": [t]}, headers=W)
     assert r.status_code == 200, r.text
 

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 import orjson
 import sqlalchemy as sa
-from ind_helpers import W, create, target
+from ind_helpers import W, create, standing_period, target
 
 from indicators.models import ObservationRevision, observations
 
@@ -21,9 +21,12 @@ async def test_bulk_100k_observations_idempotent(client, app):
     for i in range(N_IND):
         await create(client, code=f"BULK.{i:03d}", unit="count", direction="down", frequency="daily", kind="output",
                      critical=False)
-    await target(client, "BULK.000", 120, period="2000-01-01")
+    # the earliest target allowed (five fiscal years back): the first days, before it, have none
+    first = date.today() - timedelta(days=N_DAYS + 1)
+    since = date.fromisoformat(standing_period() + "-01")
+    assert first < since
+    await target(client, "BULK.000", 120, period=since.isoformat())
     rng = random.Random(1)
-    first = date(2020, 1, 1)
     rows = [{"indicator_code": f"BULK.{i:03d}", "period": (first + timedelta(days=d)).isoformat(),
              "value": rng.randint(50, 150)} for i in range(N_IND) for d in range(N_DAYS)]
     body = orjson.dumps(rows)
@@ -37,13 +40,16 @@ async def test_bulk_100k_observations_idempotent(client, app):
     assert len(series) == N_DAYS
     prev = None
     for s, row in zip(series, rows[:N_DAYS], strict=True):
+        if row["period"] < since.isoformat():
+            assert s["status"] == "grey" and s["target"] is None, s
+            continue
         miss = (row["value"] - 120) / 120  # direction down, target 120; city defaults 5% / 10%, recovery 5%
         want = "green" if miss <= 0.05 else "yellow" if miss <= 0.10 else "red"
         if prev == "red" and miss > 0.05:
             want = "red"  # hysteresis
         assert s["status"] == want, (s, row)
         prev = want
-    assert {s["status"] for s in series} == {"green", "yellow", "red"}
+    assert {s["status"] for s in series} == {"grey", "green", "yellow", "red"}
 
     # resubmission: nothing changes, nothing is revised
     r = await client.post("/observations/bulk", content=body, headers={**W, "content-type": "application/json"})

@@ -41,7 +41,7 @@ def _rows(prefix: str, days: range, bump: int = 0) -> list[dict]:
 async def _setup(client, prefix: str) -> None:
     for s, kw in SHAPES.items():
         await create(client, code=f"{prefix}.{s}", unit="count", frequency="daily", kind="output", critical=True, **kw)
-        await target(client, f"{prefix}.{s}", 100, period="2023-06-01")
+        await target(client, f"{prefix}.{s}", 100, period=(FIRST - timedelta(days=30)).isoformat())
         await target(client, f"{prefix}.{s}", 104, period=(FIRST + timedelta(days=120)).isoformat())
 
 

@@ -282,7 +282,7 @@ async def get_summary(code: str, uow: UoW, ctx: Context,
         elif ind.latest_period_start:
             p = period_of(ind.frequency, ind.latest_period_start, fy0)
         else:
-            p = period_of(ind.frequency, date.today(), fy0)
+            p = period_of(ind.frequency, _today(settings), fy0)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
     return await service.summary(uow, settings, ind, p)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from citystat_common.bounds import RANGE_TEXT, check_date
+
 FREQUENCIES = ("daily", "weekly", "monthly", "quarterly", "annual")
 
 
@@ -103,7 +105,14 @@ def parse_period(frequency: str, text: str, fy_start: int = 7) -> Period:
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a period: use a date (2026-10-05) or a label such as "
                          f"2026-W41, 2026-10, FY2027-Q2, FY2027") from exc
-    p = period_of(frequency, d, fy_start)
+    try:
+        p = period_of(frequency, d, fy_start)
+        # Years 1 or 9999 parse, then overflow in the arithmetic that follows (a year back, the next
+        # period): a period a city can have data or targets for lies within the shared bounds.
+        check_date(p.start)
+        check_date(p.end)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{text!r} is not a plausible period: it must lie {RANGE_TEXT}") from exc
     # A coarser label for a finer indicator is ambiguous (a month for a daily indicator): refuse.
     coarse = {"daily": 0, "weekly": 1, "monthly": 2, "quarterly": 3, "annual": 4}
     given = 1 if _WEEK.match(text) else 2 if _MONTH.match(text) else 3 if _QUARTER.match(text) else 4 if _YEAR.match(text) else 0

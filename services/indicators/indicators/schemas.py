@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from citystat_common.bounds import check_year, within_horizon
 from indicators.evaluation import validate_rules
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,119}$")
@@ -29,6 +30,7 @@ Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
 FunctionTag = Literal["technology", "staffing", "spending", "customer_service", "performance"]
 Basis = Literal["target", "prior_period", "same_period_last_year", "history"]
 Status = Literal["green", "yellow", "red", "grey"]
+OVERRIDE_MAX_DAYS = 366
 
 
 def _code(v: str) -> str:
@@ -178,7 +180,8 @@ class DescriptionRead(BaseModel):
 
 class TargetIn(Strict):
     period: str | None = Field(None, description="a period label or a date inside it")
-    fiscal_year: int | None = Field(None, ge=1900, le=2200, description="from the first period of that fiscal year")
+    fiscal_year: Annotated[int, AfterValidator(check_year)] | None = Field(
+        None, description="from the first period of that fiscal year (within a few fiscal years of now)")
     value: float
 
     @model_validator(mode="after")
@@ -249,7 +252,8 @@ class RevisionRead(BaseModel):
 class OverrideIn(Strict):
     status: Status
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=2000)]
-    expires_at: datetime
+    # Judgement is revisited: an override ends in the future, and within about a year.
+    expires_at: Annotated[datetime, AfterValidator(within_horizon(days=OVERRIDE_MAX_DAYS))]
 
     @field_validator("expires_at")
     @classmethod

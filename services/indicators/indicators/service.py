@@ -70,6 +70,7 @@ from indicators.periods import (
     period_of,
     same_period_last_year,
 )
+from indicators.targets import check_target_year
 
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
 CHUNK_INDICATORS = 400
@@ -288,15 +289,19 @@ async def set_targets(
     uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, targets: Sequence[schemas.TargetIn]
 ) -> None:
     fy0 = settings.fiscal_year_start_month
+    today = local_date(utcnow(), tz_of(settings))
     rows: dict[date, dict[str, Any]] = {}
     for i, t in enumerate(targets):
         if t.fiscal_year is not None:
             p = period_of(ind.frequency, fiscal_year_start(t.fiscal_year, fy0), fy0)
+            field_name = f"targets.{i}.fiscal_year"
         else:
+            field_name = f"targets.{i}.period"
             try:
                 p = _period_cached(ind.frequency, str(t.period), fy0)
             except ValueError as exc:
-                raise Invalid(str(exc), field=f"targets.{i}.period") from exc
+                raise Invalid(str(exc), field=field_name) from exc
+        check_target_year(p, today=today, fy0=fy0, field=field_name)
         err = validate_value(ind.unit, t.value)
         if err:
             raise Invalid(err, field=f"targets.{i}.value")
