@@ -19,7 +19,7 @@ from asgi_lifespan import LifespanManager
 from citystat_common.consumer import ConsumerRunner
 from citystat_common.db import create_engine, session_factory
 from citystat_common.demo import directory_rows
-from citystat_common.events import IndicatorBreached, IndicatorRecovered, make_event
+from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusChanged, make_event
 from citystat_common.runtime import make_consumer
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
 from citystat_common.uow import UnitOfWork
@@ -163,6 +163,30 @@ def recovery(*, indicator: str = "ind-1", department: str = "STREETS", episode: 
         department_code=department, period="2026-11", period_start="2026-11-01", period_end="2026-11-30",
         previous_status="red", status="green", value=95.0, target=100.0, basis="target", magnitude=0.0,
         kind="outcome", function_tag="technology", episode_id=episode,
+    )
+    return make_event(payload, subject=indicator)
+
+
+def contract_fields(model: Any, **fields: Any) -> dict[str, Any]:
+    """The override contract's optional fields that the shared event model has (they land in
+    citystat_common.events in parallel): tests run before and after they do."""
+    return {k: v for k, v in fields.items() if k in model.model_fields}
+
+
+def status_changed(
+    *, indicator: str = "ind-1", department: str = "STREETS", status: str = "yellow", previous: str = "red",
+    overridden: bool = True, reason: str | None = "Data lag: the October backlog is a reporting artefact",
+    by: str | None = "Dana Whitfield", until: datetime | None = None, computed: str | None = "red",
+    episode: str | None = "ep-1", period: str = "2026-10",
+) -> Any:
+    payload = IndicatorStatusChanged(
+        indicator_id=indicator, indicator_code=indicator.upper(), indicator_name=f"Indicator {indicator}",
+        department_code=department, period=period, period_start="2026-10-01", period_end="2026-10-31",
+        previous_status=previous, status=status, value=130.0, target=100.0, basis="target", magnitude=0.3,
+        overridden=overridden, override_reason=reason if overridden else None, kind="outcome", function_tag="technology",
+        **contract_fields(IndicatorStatusChanged, override_by=by if overridden else None,
+                          override_expires_at=until if overridden else None, computed_status=computed,
+                          episode_id=episode),
     )
     return make_event(payload, subject=indicator)
 

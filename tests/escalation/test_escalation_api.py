@@ -40,8 +40,12 @@ async def test_writes_need_the_escalation_scope_and_reads_are_open(harness):
     assert (await h.client.get("/tickets/nope")).status_code == 404
 
 
-async def test_staff_actions_timeline_and_action_log(harness):
+async def test_staff_actions_timeline_and_action_log(harness, directory):
     h = harness
+    r = await directory.client.post("/people", json={"name": "Rosa Diaz", "title": "Clinic lead"},
+                                    headers=auth("directory"))
+    assert r.status_code == 201, r.text
+    rosa = r.json()["id"]
     t = (await h.client.post("/tickets", json=FLAG, headers=OPS)).json()
     other = (await h.client.post("/tickets", json={**FLAG, "title": "Same problem, second report"}, headers=OPS)).json()
     tid = t["id"]
@@ -61,7 +65,7 @@ async def test_staff_actions_timeline_and_action_log(harness):
     r = await h.client.post(f"/tickets/{other['id']}/resolve", json={"reason": "duplicate", "duplicate_of": tid},
                             headers=OPS)
     assert r.status_code == 200, r.text
-    r = await h.client.post(f"/tickets/{tid}/assign", json={"assignee": {"person_id": "p-9", "name": "Rosa Diaz"},
+    r = await h.client.post(f"/tickets/{tid}/assign", json={"assignee": {"person_id": rosa, "name": "R. Diaz"},
                                                             "reason": "clinic lead takes it"}, headers=OPS)
     assert r.json()["assignee"]["name"] == "Rosa Diaz"
     h.clock.advance(hours=2)

@@ -77,14 +77,21 @@ async def test_breach_after_resolution_opens_a_new_ticket(harness):
     assert r.json()["status"] == "resolved" and r.json()["resolution_reason"] == "fixed"
     # the indicator is still red in the same episode: a breach after resolution opens a new ticket
     await harness.deliver(breach(episode="ep-1", period="2026-11"))
-    # ... and after recovery a new episode opens another one
+    # ... and after recovery, a new episode before staff resolve that ticket is noted on it: red again
     await harness.deliver(recovery(episode="ep-1"))
     await harness.deliver(breach(episode="ep-2", period="2026-12"))
     tickets = await harness.tickets()
-    assert len(tickets) == 3
-    assert len({t["id"] for t in tickets}) == 3
-    assert sorted(t["episode_id"] for t in tickets) == ["ep-1", "ep-1", "ep-2"]
-    assert sorted(t["status"] for t in tickets) == ["open", "open", "resolved"]
+    assert len(tickets) == 2
+    assert sorted(t["episode_id"] for t in tickets) == ["ep-1", "ep-2"]
+    assert sorted(t["status"] for t in tickets) == ["open", "resolved"]
+    second = next(t for t in tickets if t["status"] == "open")
+    assert not second["review_pending"] and second["period"] == "2026-12"
+    assert "red_again" in [e["kind"] for e in (await harness.ticket(second["id"]))["timeline"]]
+    # once staff resolve it, the next episode opens a new ticket
+    await harness.client.post(f"/tickets/{second['id']}/resolve", json={"reason": "fixed"}, headers=OPS)
+    await harness.deliver(recovery(episode="ep-2"))
+    await harness.deliver(breach(episode="ep-3", period="2027-01"))
+    assert len(await harness.tickets()) == 3
 
 
 async def test_recovery_marks_pending_review_by_default_and_resolves_when_the_policy_says_so(harness):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from citystat_common.auth import Principal, require_scope
@@ -17,7 +17,8 @@ from citystat_common.idempotency import check_key, remember, replayed, request_f
 from citystat_common.pagination import Page, Paging
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import Context, UoW
-from escalation import reports, schemas, service
+from escalation import references, reports, schemas, service
+from escalation.limits import check_due
 from escalation.models import (
     OPEN_STATUSES,
     Action,
@@ -35,6 +36,8 @@ router = APIRouter()
 Writer = Annotated[Principal, require_scope("escalation:write")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+# Row ids are 32-bit integers on PostgreSQL: a larger one is the caller's 422, not the driver's 500.
+RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 def _now(ctx: Context) -> datetime:
@@ -137,6 +140,8 @@ async def list_tickets(
 ) -> Page[schemas.TicketRead]:
     if severity and any(not 1 <= s <= 4 for s in severity):
         raise Invalid("severity is 1..4", field="severity")
+    if level and any(not 0 <= lv <= 3 for lv in level):
+        raise Invalid("level is 0..3", field="level")
     stmt = tickets_stmt(status=status, department=department, cluster=cluster, severity=severity, level=level,
                         assignee=assignee, source=source, indicator_id=indicator_id, project_id=project_id,
                         open_only=open)
@@ -152,12 +157,16 @@ async def list_tickets(
 async def create_ticket(data: schemas.ManualFlag, uow: UoW, ctx: Context, who: Writer, request: Request,
                         key: IdemKey = None) -> Response:
     async def build() -> schemas.TicketDetail:
-        now = _now(ctx)
+        now, deps = _now(ctx), _deps(ctx)
         severity = data.severity or ctx.settings.manual_default_severity  # type: ignore[attr-defined]
+        await references.known_department(uow, deps, data.department_code)
+        indicator_id, indicator_code = await references.check_flag_indicator(
+            uow, department_code=data.department_code, indicator_id=data.indicator_id,
+            indicator_code=data.indicator_code)
         t = await service.open_ticket(
-            uow, _deps(ctx), now=now, actor=who.name, department_code=data.department_code, title=data.title,
+            uow, deps, now=now, actor=who.name, department_code=data.department_code, title=data.title,
             source="manual", severity=severity, function_tag=data.function_tag, reason=data.reason,
-            description=data.description, indicator_id=data.indicator_id, indicator_code=data.indicator_code,
+            description=data.description, indicator_id=indicator_id, indicator_code=indicator_code,
         )
         await uow.flush()
         return await ticket_detail(uow, t, now)
@@ -234,7 +243,7 @@ async def add_note(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, w
 
 @router.post("/tickets/{ticket_id}/assign", response_model=schemas.TicketDetail, tags=["ticket actions"])
 async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.assign(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+    t = await service.assign(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
@@ -273,7 +282,7 @@ async def list_actions(ticket_id: str, uow: UoW) -> list[schemas.ActionRead]:
 
 
 @router.patch("/tickets/{ticket_id}/actions/{action_id}", response_model=schemas.ActionRead, tags=["action log"])
-async def update_action(ticket_id: str, action_id: int, data: schemas.ActionUpdate, uow: UoW, ctx: Context,
+async def update_action(ticket_id: str, action_id: RowId, data: schemas.ActionUpdate, uow: UoW, ctx: Context,
                         who: Writer) -> schemas.ActionRead:
     a = await service.update_action(uow, ticket_id=ticket_id, action_id=action_id, actor=who.name, data=data,
                                     now=_now(ctx))
@@ -324,9 +333,10 @@ async def get_project(project_id: str, uow: UoW, ctx: Context) -> schemas.Projec
 async def update_project(project_id: str, data: schemas.ProjectUpdate, uow: UoW, ctx: Context,
                          who: Writer) -> schemas.ProjectRead:
     p = await service.get_project(uow, project_id)
+    now = _now(ctx)
+    check_due(data.due_date, now.date())
     for k, v in data.model_dump(exclude_unset=True).items():
         setattr(p, k, v)
-    now = _now(ctx)
     p.updated_at = now
     await uow.flush()
     result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
@@ -340,6 +350,7 @@ async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, ct
     from escalation.models import Milestone
 
     p = await service.get_project(uow, project_id)
+    check_due(data.due_date, _now(ctx).date())
     uow.session.add(Milestone(project_id=p.id, title=data.title, due_date=data.due_date))
     await uow.flush()
     result = await service.project_read(uow, p, _now(ctx).astimezone(_deps(ctx).calendar.tz).date())
@@ -348,7 +359,7 @@ async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, ct
 
 
 @router.patch("/projects/{project_id}/milestones/{milestone_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def update_milestone(project_id: str, milestone_id: int, data: schemas.MilestoneUpdate, uow: UoW, ctx: Context,
+async def update_milestone(project_id: str, milestone_id: RowId, data: schemas.MilestoneUpdate, uow: UoW, ctx: Context,
                            who: Writer) -> schemas.ProjectRead:
     from escalation.models import Milestone
 
@@ -357,6 +368,7 @@ async def update_milestone(project_id: str, milestone_id: int, data: schemas.Mil
     if m is None or m.project_id != p.id:
         raise NotFound(f"no milestone {milestone_id} in project {project_id}", field="milestone_id")
     now = _now(ctx)
+    check_due(data.due_date, now.date())
     for k, v in data.model_dump(exclude_unset=True).items():
         setattr(m, k, v)
     if data.done is not None:
@@ -373,7 +385,7 @@ async def update_milestone(project_id: str, milestone_id: int, data: schemas.Mil
 @router.post("/mutes", status_code=201, response_model=schemas.MuteRead, tags=["snooze"],
              summary="Silence escalation of a department's tickets until a time")
 async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
-    m = await service.mute_department(uow, actor=who.name, data=data, now=_now(ctx))
+    m = await service.mute_department(uow, _deps(ctx), actor=who.name, data=data, now=_now(ctx))
     result = schemas.MuteRead.model_validate(m)
     await uow.commit()
     return result
@@ -388,7 +400,7 @@ async def list_mutes(uow: UoW, ctx: Context, active: bool = True) -> list[schema
 
 
 @router.delete("/mutes/{mute_id}", response_model=schemas.MuteRead, tags=["snooze"])
-async def cancel_mute(mute_id: int, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
+async def cancel_mute(mute_id: RowId, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
     m = await service.cancel_mute(uow, mute_id=mute_id, now=_now(ctx))
     await uow.flush()
     result = schemas.MuteRead.model_validate(m)
@@ -412,11 +424,11 @@ async def get_policy(name: str, uow: UoW) -> schemas.PolicyRead:
 
 @router.put("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"],
             summary="Create or replace a policy (idempotent); new tickets and due times use it")
-async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, who: Writer,
+async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, ctx: Context, who: Writer,
                      response: Response) -> schemas.PolicyRead:
     if not name or len(name) > 100:
         raise Invalid("policy name is 1-100 characters", field="name")
-    p, created = await service.put_policy(uow, name=name, data=data)
+    p, created = await service.put_policy(uow, _deps(ctx), name=name, data=data)
     result = schemas.PolicyRead.model_validate(p)
     await uow.commit()
     response.status_code = 201 if created else 200

@@ -1,5 +1,6 @@
-"""Event handlers (consumer group ``escalation``): indicator breaches and recoveries open and
-note tickets; the directory's changes keep the local copy of the senior teams."""
+"""Event handlers (consumer group ``escalation``): indicator breaches, recoveries and status
+changes (overrides) open and note tickets; the directory's changes keep the local copy of the
+departments, senior teams and people."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from citystat_common.events import (
     Envelope,
     IndicatorBreached,
     IndicatorRecovered,
+    IndicatorStatusChanged,
+    PersonUpserted,
     SeniorTeamChanged,
 )
 from citystat_common.uow import UnitOfWork
-from escalation import service
+from escalation import episodes, service
 
 GROUP_ID = "escalation"
 TOPICS = [TOPIC_INDICATORS, TOPIC_DIRECTORY]
@@ -28,11 +31,19 @@ TOPICS = [TOPIC_INDICATORS, TOPIC_DIRECTORY]
 def make_handlers(deps: service.Deps, clock: Callable[[], datetime] = utcnow) -> dict[str, Handler]:
     async def breached(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, IndicatorBreached)
-        await service.handle_breach(uow, deps, payload=payload, now=clock())
+        await episodes.handle_breach(uow, deps, payload=payload, now=clock())
 
     async def recovered(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, IndicatorRecovered)
-        await service.handle_recovery(uow, deps, payload=payload, now=clock())
+        await episodes.handle_recovery(uow, deps, payload=payload, now=clock())
+
+    async def status_changed(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
+        assert isinstance(payload, IndicatorStatusChanged)
+        await episodes.handle_status_changed(uow, deps, payload=payload, now=clock())
+
+    async def person(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
+        assert isinstance(payload, PersonUpserted)
+        await service.apply_person(uow, payload=payload, now=clock())
 
     async def senior_team(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, SeniorTeamChanged)
@@ -45,6 +56,8 @@ def make_handlers(deps: service.Deps, clock: Callable[[], datetime] = utcnow) ->
     return {
         "indicators.indicator.breached": breached,
         "indicators.indicator.recovered": recovered,
+        "indicators.indicator.status_changed": status_changed,
         "directory.senior_team.changed": senior_team,
         "directory.department.upserted": department,
+        "directory.person.upserted": person,
     }

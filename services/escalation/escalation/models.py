@@ -245,3 +245,39 @@ class SeniorTeamCopy(Base):
     managing_director: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     team_event_time: Mapped[datetime | None]  # the event time of the copy: older events do not overwrite it
     updated_at: Mapped[datetime]
+
+
+class PersonCopy(Base):
+    """The directory's people (``directory.person.upserted``, and the holders named in
+    ``senior_team.changed``): who a ticket may be assigned to."""
+
+    __tablename__ = "people"
+    person_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(300))
+    title: Mapped[str | None] = mapped_column(sa.String(300))
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime]
+
+
+class IndicatorSeen(Base):
+    """What escalation knows of indicators: the last status event seen of each (any of
+    breached, recovered, status_changed). Manual flags that name an indicator are checked here."""
+
+    __tablename__ = "indicators_seen"
+    indicator_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    indicator_code: Mapped[str] = mapped_column(sa.String(100), index=True)
+    indicator_name: Mapped[str] = mapped_column(sa.String(300))
+    department_code: Mapped[str] = mapped_column(sa.String(40))
+    status: Mapped[str] = mapped_column(sa.String(10))
+    updated_at: Mapped[datetime]
+
+
+class TicketEpisode(Base):
+    """Every breach episode a ticket has answered for (a new red period before staff resolve it
+    joins the open ticket), and whether it recovered: a replayed breach of a past or recovered
+    episode changes nothing."""
+
+    __tablename__ = "ticket_episodes"
+    ticket_id: Mapped[str] = mapped_column(sa.ForeignKey("tickets.id"), primary_key=True)
+    episode_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True, index=True)
+    recovered_at: Mapped[datetime | None]

@@ -83,3 +83,13 @@ def add_delay(calendar: BusinessCalendar, start: datetime, delay: dict[str, Any]
 def delay_for(spec: dict[str, Any], severity: int) -> dict[str, Any] | None:
     delays = spec.get("delays") or {}
     return delays.get(str(severity)) or delays.get(severity)  # type: ignore[call-overload]
+
+
+def resolution_delay(levels: list[dict[str, Any]], level: int, severity: int) -> dict[str, Any] | None:
+    """The resolution clock of work under way at a level that waits only for an acknowledgement:
+    the delay of the first ``not_resolved`` level above it (the default policy: 1 to 10 business
+    days by severity), so a ticket marked in progress still climbs if it is never resolved."""
+    for lv in sorted(levels, key=lambda lv: lv["level"]):
+        if lv["level"] > level and lv["condition"] == "not_resolved":
+            return delay_for(lv, severity)
+    return None

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import sqlalchemy as sa
@@ -103,6 +104,31 @@ class DirectoryClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """``GET /departments/{code}`` or ``/people/{id}``: the record, None when the directory does
+        not know it; DirectoryUnavailable when it cannot tell. One attempt: a caller is waiting."""
+        self.breaker.before_call()
+        try:
+            # quoted: a key is one path segment, whatever it contains
+            r = await self._client.get(f"/{kind}/{quote(key, safe='')}")
+        except (httpx.TransportError, OSError) as exc:
+            self.breaker.failure()
+            raise DirectoryUnavailable(repr(exc)) from exc
+        if r.status_code == 404:
+            self.breaker.success()
+            return None
+        if r.status_code != 200:
+            self.breaker.failure()
+            raise DirectoryUnavailable(f"directory answered {r.status_code}")
+        try:
+            doc = r.json()
+        except ValueError as exc:
+            raise DirectoryUnavailable("unreadable directory answer") from exc
+        if not isinstance(doc, dict):
+            raise DirectoryUnavailable("unreadable directory answer")
+        self.breaker.success()
+        return doc
 
     async def routing(self, department: str, function: str) -> dict[str, Any]:
         self.breaker.before_call()

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from citystat_common.bounds import PlausibleDate, PlausibleDatetime
+from escalation.limits import check_delay
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -14,6 +26,14 @@ Status = Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
 Resolution = Literal["fixed", "recovered", "false_positive", "accepted_risk", "duplicate"]
 Unit = Literal["business_hours", "business_days", "calendar_minutes", "calendar_hours", "calendar_days"]
 FunctionTag = Literal["technology", "staffing", "spending", "customer_service", "performance"]
+PARTNER_ROLES = ("oit_partner", "hr_partner", "budget_partner", "stat_partner", "customer_service_officer")
+# Who a ticket can be assigned as: a senior-team role or a chain level above it.
+AssigneeRole = Literal["oit_partner", "hr_partner", "budget_partner", "stat_partner", "customer_service_officer",
+                       "department_head", "deputy_mayor", "managing_director"]
+# The role each policy level stands for (level 0: the partner matched to the indicator, or one named).
+LEVEL_ROLE_NAMES: dict[int, tuple[str, ...]] = {
+    0: ("partner", *PARTNER_ROLES), 1: ("department_head",), 2: ("deputy_mayor",), 3: ("managing_director",),
+}
 
 
 def _code(v: str) -> str:
@@ -30,7 +50,7 @@ def _aware(v: datetime | None) -> datetime | None:
 
 
 Code = Annotated[str, AfterValidator(_code)]
-Aware = Annotated[datetime, AfterValidator(_aware)]
+Aware = Annotated[PlausibleDatetime, AfterValidator(_aware)]
 
 
 class Strict(BaseModel):
@@ -44,6 +64,11 @@ class Delay(Strict):
     amount: float = Field(gt=0, le=10_000)
     unit: Unit
 
+    @model_validator(mode="after")
+    def _plausible(self) -> Delay:
+        check_delay(self.amount, self.unit)
+        return self
+
 
 class PolicyLevel(Strict):
     level: int = Field(ge=0, le=3, description="0 partner, 1 department head, 2 deputy mayor, 3 managing director")
@@ -51,6 +76,14 @@ class PolicyLevel(Strict):
     condition: Literal["not_acknowledged", "not_resolved"]
     delays: dict[Literal["1", "2", "3", "4"], Delay] = Field(description="per severity: how long at this level")
     repeat: int = Field(0, ge=0, le=20, description="reminders at this level before moving up")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str, info: ValidationInfo) -> str:
+        allowed = LEVEL_ROLE_NAMES.get(info.data.get("level", -1))
+        if allowed is not None and v not in allowed:
+            raise ValueError(f"level {info.data['level']} is the {' or '.join(allowed)} role, not {v!r}")
+        return v
 
 
 class PolicyIn(Strict):
@@ -129,7 +162,7 @@ class Resolve(Strict):
 
 class Assign(Strict):
     assignee: PersonIn
-    role: str | None = Field(None, max_length=40)
+    role: AssigneeRole | None = None
     reason: Text
 
 
@@ -150,32 +183,32 @@ class LinkIn(Strict):
 class ActionIn(Strict):
     description: Text
     owner: Short
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
     status: Literal["planned", "in_progress", "done", "cancelled"] = "planned"
 
 
 class ActionUpdate(Strict):
     description: Text | None = None
     owner: Short | None = None
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
     status: Literal["planned", "in_progress", "done", "cancelled"] | None = None
 
 
 class MilestoneIn(Strict):
     title: Short
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
 
 
 class MilestoneUpdate(Strict):
     title: Short | None = None
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
     done: bool | None = None
 
 
 class Promote(Strict):
     owner: Short
     goal: Text
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
     title: Short | None = None
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=50)
     link_tickets: list[str] = Field(default_factory=list, max_length=100, description="more tickets to link")
@@ -184,7 +217,7 @@ class Promote(Strict):
 class ProjectUpdate(Strict):
     owner: Short | None = None
     goal: Text | None = None
-    due_date: date | None = None
+    due_date: PlausibleDate | None = None
     status: Literal["active", "on_hold", "done", "cancelled"] | None = None
 
 

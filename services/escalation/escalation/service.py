@@ -15,8 +15,9 @@ from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     DepartmentUpserted,
     IndicatorBreached,
-    IndicatorRecovered,
+    IndicatorStatusData,
     PersonRef,
+    PersonUpserted,
     SeniorTeamChanged,
     TicketAcknowledged,
     TicketEscalated,
@@ -26,8 +27,9 @@ from citystat_common.events import (
 )
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import metrics, schemas
+from escalation import metrics, references, schemas
 from escalation.config import Settings
+from escalation.limits import check_due, check_mute_until
 from escalation.models import (
     LEVEL_ROLES,
     OPEN_STATUSES,
@@ -36,14 +38,16 @@ from escalation.models import (
     Milestone,
     Mute,
     Notification,
+    PersonCopy,
     Policy,
     Project,
     SeniorTeamCopy,
     Ticket,
+    TicketEpisode,
     TicketLink,
     TimelineEntry,
 )
-from escalation.policy import add_delay, default_policy, delay_for, derive_severity, level_spec, next_level
+from escalation.policy import add_delay, default_policy, delay_for, level_spec, next_level, resolution_delay
 from escalation.routing import DirectoryClient, current_chain, function_of, route
 
 log = get_logger(__name__)
@@ -120,6 +124,14 @@ async def get_ticket(uow: UnitOfWork, ticket_id: str, *, lock: bool = False) -> 
     return t
 
 
+async def referenced_ticket(uow: UnitOfWork, ticket_id: str, *, field: str) -> Ticket:
+    """A ticket named in a body: unknown is the caller's 422 (naming the field), not a 404 of the URL."""
+    t = (await uow.session.execute(sa.select(Ticket).where(Ticket.id == ticket_id))).scalar_one_or_none()
+    if t is None:
+        raise Invalid(f"no ticket {ticket_id}", field=field)
+    return t
+
+
 # --- policies --------------------------------------------------------------------------------
 
 
@@ -148,8 +160,15 @@ async def policy_for(uow: UnitOfWork, department_code: str) -> Policy:
     return next((p for p in rows if p.is_default), None) or await ensure_default_policy(uow)
 
 
-async def put_policy(uow: UnitOfWork, *, name: str, data: schemas.PolicyIn) -> tuple[Policy, bool]:
+async def put_policy(uow: UnitOfWork, deps: Deps, *, name: str, data: schemas.PolicyIn) -> tuple[Policy, bool]:
     doc = data.model_dump(mode="json")
+    others = (await uow.session.execute(sa.select(Policy).where(Policy.name != name))).scalars().all()
+    for i, code in enumerate(data.departments):
+        await references.known_department(uow, deps, code, field=f"departments.{i}")
+        # one policy per department: with two, which one applied would depend on their names
+        claimed = next((o.name for o in others if code in (o.departments or [])), None)
+        if claimed:
+            raise Conflict(f"department {code} already has policy {claimed!r}", field=f"departments.{i}")
     p = (await uow.session.execute(sa.select(Policy).where(Policy.name == name))).scalar_one_or_none()
     created = p is None
     if p is None:
@@ -176,7 +195,10 @@ def schedule(deps: Deps, t: Ticket, policy: Policy, *, start: datetime) -> None:
         t.next_escalation_at = None
         return
     if spec["condition"] == "not_acknowledged" and t.status != "open":
-        t.next_escalation_at = None
+        # acknowledged: the acknowledgement timeout returns it to open; in progress: the resolution clock
+        delay = resolution_delay(policy.levels, t.level, t.severity) if t.status == "in_progress" else None
+        begun = t.in_progress_at or start
+        t.next_escalation_at = add_delay(deps.calendar, begun, delay, deps.settings.delay_scale) if delay else None
         return
     delay = delay_for(spec, t.severity)
     t.next_escalation_at = add_delay(deps.calendar, start, delay, deps.settings.delay_scale) if delay else None
@@ -232,6 +254,8 @@ async def open_ticket(
     d0 = delay_for(spec0, severity) if spec0 else None
     t.ack_due_at = add_delay(deps.calendar, now, d0, deps.settings.delay_scale) if d0 else None
     await uow.flush()
+    if breach is not None:
+        uow.session.add(TicketEpisode(ticket_id=t.id, episode_id=breach.episode_id))
     what = f"breach of {t.indicator_code} ({_miss(breach)})" if breach else f"manual flag: {reason}"
     note(uow, t, actor=actor, kind="opened", text=f"Opened from a {what}; severity {severity}", now=now,
          source=source, severity=severity)
@@ -253,7 +277,7 @@ async def open_ticket(
     return t
 
 
-def _miss(b: IndicatorBreached | IndicatorRecovered | None) -> str:
+def _miss(b: IndicatorStatusData | None) -> str:
     if b is None:
         return ""
     parts = [f"value {b.value:g}" if b.value is not None else "no value"]
@@ -263,63 +287,6 @@ def _miss(b: IndicatorBreached | IndicatorRecovered | None) -> str:
         parts.append(f"{b.magnitude:.0%} worse vs {b.basis}")
     parts.append(f"period {b.period}")
     return ", ".join(parts)
-
-
-async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreached, now: datetime) -> Ticket | None:
-    """One open ticket per breach episode: a repeat adds to it; a new episode opens a new ticket."""
-    existing = (
-        await uow.session.execute(sa.select(Ticket).where(Ticket.open_episode == payload.episode_id))
-    ).scalar_one_or_none()
-    if existing is not None:
-        existing.breach_count += 1
-        existing.value, existing.magnitude, existing.period = payload.value, payload.magnitude, payload.period
-        existing.updated_at = now
-        note(uow, existing, actor="indicators", kind="breach_repeated", now=now,
-             text=f"Still red: {_miss(payload)} (breach #{existing.breach_count})", period=payload.period,
-             value=payload.value, magnitude=payload.magnitude)
-        return existing
-    recovered = (
-        await uow.session.execute(
-            sa.select(Ticket.id).where(Ticket.episode_id == payload.episode_id, Ticket.recovered_at.is_not(None)).limit(1)
-        )
-    ).first()
-    if recovered is not None:
-        log.info("stale_breach_ignored", episode=payload.episode_id, indicator=payload.indicator_code)
-        return None
-    severity = derive_severity(payload.magnitude, payload.critical, deps.settings.severity_bands)
-    return await open_ticket(
-        uow, deps, now=now, actor="indicators", department_code=payload.department_code,
-        title=f"{payload.indicator_name} is {payload.status} ({payload.period})", source="threshold",
-        severity=severity, function_tag=payload.function_tag, breach=payload,
-        reason=payload.override_reason if payload.overridden else None,
-    )
-
-
-async def handle_recovery(uow: UnitOfWork, deps: Deps, *, payload: IndicatorRecovered, now: datetime) -> Ticket | None:
-    t = (
-        await uow.session.execute(sa.select(Ticket).where(Ticket.open_episode == payload.episode_id))
-    ).scalar_one_or_none()
-    if t is None:
-        # Already resolved by staff (or never opened): remember the recovery on the episode's tickets.
-        await uow.session.execute(
-            sa.update(Ticket).where(Ticket.episode_id == payload.episode_id, Ticket.recovered_at.is_(None))
-            .values(recovered_at=now)
-        )
-        return None
-    t.recovered_at = now
-    note(uow, t, actor="indicators", kind="recovered", now=now,
-         text=f"Indicator recovered to {payload.status}: {_miss(payload)}", status=payload.status)
-    policy = await _policy_of(uow, t)
-    if policy.resolve_on_recovery:
-        await resolve(uow, deps, ticket=t, actor="indicators", reason="recovered", now=now,
-                      text="resolved automatically: the indicator recovered (policy)")
-    else:
-        t.review_pending = True
-        t.next_escalation_at = None
-        t.ack_expires_at = None
-        note(uow, t, actor=SYSTEM, kind="review_pending", now=now,
-             text="Recovered, pending review: escalation stopped; staff confirm and resolve")
-    return t
 
 
 # --- staff actions ---------------------------------------------------------------------------
@@ -362,6 +329,10 @@ async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str,
     if t.status == "open":
         await _acknowledge(uow, deps, t, actor=actor, now=now, text="implicitly, by starting work")
     t.status, t.in_progress_at, t.updated_at, t.ack_expires_at = "in_progress", now, now, None
+    policy = await _policy_of(uow, t)
+    spec = level_spec(policy.levels, t.level)
+    if spec is not None and spec["condition"] == "not_acknowledged":
+        schedule(deps, t, policy, start=now)  # work under way still has a resolution clock
     note(uow, t, actor=actor, kind="in_progress", now=now, text="Work in progress" + (f": {text}" if text else ""))
     return t
 
@@ -377,7 +348,7 @@ async def resolve(
             raise Invalid("reason duplicate needs duplicate_of: the ticket that is kept", field="duplicate_of")
         if duplicate_of == t.id:
             raise Invalid("a ticket cannot duplicate itself", field="duplicate_of")
-        await get_ticket(uow, duplicate_of)
+        await referenced_ticket(uow, duplicate_of, field="duplicate_of")
         await _link(uow, t, other_id=duplicate_of, kind="duplicates", actor=actor, now=now)
     t.status, t.resolved_at, t.resolved_by, t.resolution_reason = "resolved", now, actor, reason
     t.open_episode, t.next_escalation_at, t.ack_expires_at, t.review_pending, t.updated_at = None, None, None, False, now
@@ -435,23 +406,28 @@ async def add_note(uow: UnitOfWork, *, ticket_id: str, actor: str, text: str, no
     return entry
 
 
-async def assign(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.Assign, now: datetime) -> Ticket:
+async def assign(
+    uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, data: schemas.Assign, now: datetime
+) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, OPEN_STATUSES, "reassign")
     old = assignee_of(t)
-    p = data.assignee
+    # the directory's record, not the caller's spelling: a made-up person is refused
+    p = await references.known_person(uow, deps, data.assignee.person_id)
+    if old and old["person_id"] == p.person_id and (data.role or t.assignee_role) == t.assignee_role:
+        raise Conflict(f"the ticket is already assigned to {p.name}", field="assignee.person_id")
     t.assignee_id, t.assignee_name, t.assignee_title = p.person_id, p.name, p.title
     t.assignee_role, t.updated_at = data.role or t.assignee_role, now
     note(uow, t, actor=actor, kind="reassigned", now=now,
          text=f"Reassigned from {old['name'] if old else 'nobody'} to {p.name}: {data.reason}",
-         old=old, new=p.model_dump(), reason=data.reason)
+         old=old, new={"person_id": p.person_id, "name": p.name, "title": p.title}, reason=data.reason)
     return t
 
 
 async def mute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.MuteIn, now: datetime) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
-    if data.until <= now:
-        raise Invalid("until must be in the future", field="until")
+    _require(t, OPEN_STATUSES, "mute")
+    check_mute_until(data.until, now)
     t.muted_until, t.mute_reason, t.updated_at = data.until, data.reason, now
     uow.session.add(Mute(ticket_id=t.id, until=data.until, reason=data.reason, created_by=actor, created_at=now))
     note(uow, t, actor=actor, kind="muted", now=now, text=f"Escalation muted until {data.until.isoformat()}: {data.reason}",
@@ -471,9 +447,11 @@ async def unmute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: str, now: dat
     return t
 
 
-async def mute_department(uow: UnitOfWork, *, actor: str, data: schemas.DepartmentMuteIn, now: datetime) -> Mute:
-    if data.until <= now:
-        raise Invalid("until must be in the future", field="until")
+async def mute_department(
+    uow: UnitOfWork, deps: Deps, *, actor: str, data: schemas.DepartmentMuteIn, now: datetime
+) -> Mute:
+    check_mute_until(data.until, now)
+    await references.known_department(uow, deps, data.department_code)
     m = Mute(department_code=data.department_code, until=data.until, reason=data.reason, created_by=actor, created_at=now)
     uow.session.add(m)
     await uow.flush()
@@ -484,6 +462,8 @@ async def cancel_mute(uow: UnitOfWork, *, mute_id: int, now: datetime) -> Mute:
     m = await uow.session.get(Mute, mute_id)
     if m is None:
         raise NotFound(f"no mute {mute_id}", field="mute_id")
+    if m.cancelled_at is not None:
+        raise Conflict(f"mute {mute_id} was already cancelled at {m.cancelled_at.isoformat()}", field="mute_id")
     m.cancelled_at = now
     if m.ticket_id:
         t = await get_ticket(uow, m.ticket_id)
@@ -517,13 +497,14 @@ async def add_link(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas
     t = await get_ticket(uow, ticket_id)
     if data.other_ticket_id == t.id:
         raise Invalid("a ticket cannot link to itself", field="other_ticket_id")
-    await get_ticket(uow, data.other_ticket_id)
+    await referenced_ticket(uow, data.other_ticket_id, field="other_ticket_id")
     await _link(uow, t, other_id=data.other_ticket_id, kind=data.kind, actor=actor, now=now)
     return t
 
 
 async def add_action(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.ActionIn, now: datetime) -> Action:
     t = await get_ticket(uow, ticket_id)
+    check_due(data.due_date, now.date())
     a = Action(ticket_id=t.id, description=data.description, owner=data.owner, due_date=data.due_date,
                status=data.status, created_by=actor, created_at=now, updated_at=now)
     uow.session.add(a)
@@ -541,6 +522,7 @@ async def update_action(
     a = await uow.session.get(Action, action_id)
     if a is None or a.ticket_id != t.id:
         raise NotFound(f"no action {action_id} on ticket {ticket_id}", field="action_id")
+    check_due(data.due_date, now.date())
     changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if getattr(a, k) != v}
     for k, v in changes.items():
         setattr(a, k, v)
@@ -559,14 +541,24 @@ async def promote(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.
     t = await get_ticket(uow, ticket_id, lock=True)
     if t.project_id:
         raise Conflict(f"ticket already belongs to project {t.project_id}", field="project_id")
+    check_due(data.due_date, now.date())
+    for i, m in enumerate(data.milestones):
+        check_due(m.due_date, now.date(), field=f"milestones.{i}.due_date")
     p = Project(title=data.title or t.title, department_code=t.department_code, owner=data.owner, goal=data.goal,
                 due_date=data.due_date, status="active", created_by=actor, created_at=now, updated_at=now)
     uow.session.add(p)
     await uow.flush()
     for m in data.milestones:
         uow.session.add(Milestone(project_id=p.id, title=m.title, due_date=m.due_date))
-    for tid in [t.id, *[x for x in data.link_tickets if x != t.id]]:
-        other = t if tid == t.id else await get_ticket(uow, tid)
+    linked = [t]
+    for i, tid in enumerate(data.link_tickets):
+        if tid == t.id or any(x.id == tid for x in linked):
+            continue
+        other = await referenced_ticket(uow, tid, field=f"link_tickets.{i}")
+        if other.project_id:
+            raise Conflict(f"ticket {tid} already belongs to project {other.project_id}", field=f"link_tickets.{i}")
+        linked.append(other)
+    for other in linked:
         other.project_id = p.id
         note(uow, other, actor=actor, kind="promoted", now=now,
              text=f"Promoted to project '{p.title}' (owner {p.owner}" + (f", due {p.due_date}" if p.due_date else "") + ")",
@@ -626,23 +618,30 @@ async def apply_senior_team(uow: UnitOfWork, *, payload: SeniorTeamChanged, even
     row = await uow.session.get(SeniorTeamCopy, payload.department_code)
     if row is not None and row.team_event_time and row.team_event_time > event_time:
         return
-    if row is None:
-        row = SeniorTeamCopy(department_code=payload.department_code, updated_at=now)
-        uow.session.add(row)
+    if row is None:  # add_if_absent: a request's on-demand copy may store it at the same time
+        row = await uow.add_if_absent(SeniorTeamCopy, {"department_code": payload.department_code, "updated_at": now})
     row.department_id, row.department_name, row.cluster_code = payload.department_id, payload.department_name, payload.cluster_code
     row.roles = {k: (v.model_dump() if v else None) for k, v in payload.roles.items()}
     row.deputy_mayor = payload.deputy_mayor.model_dump() if payload.deputy_mayor else None
     row.managing_director = payload.managing_director.model_dump() if payload.managing_director else None
     row.team_event_time, row.updated_at = event_time, now
+    for holder in [*payload.roles.values(), payload.deputy_mayor, payload.managing_director]:
+        await references.remember_person(uow, holder.model_dump() if holder else None, now=now)
 
 
 async def apply_department(uow: UnitOfWork, *, payload: DepartmentUpserted, now: datetime) -> None:
     row = await uow.session.get(SeniorTeamCopy, payload.code)
     if row is None:
-        row = SeniorTeamCopy(department_code=payload.code, roles=None, updated_at=now)
-        uow.session.add(row)
+        row = await uow.add_if_absent(SeniorTeamCopy, {"department_code": payload.code, "roles": None, "updated_at": now})
     row.department_id, row.department_name = payload.department_id, payload.name
     row.cluster_code, row.active, row.updated_at = payload.cluster_code, payload.active, now
+
+
+async def apply_person(uow: UnitOfWork, *, payload: PersonUpserted, now: datetime) -> None:
+    row = await uow.session.get(PersonCopy, payload.person_id)
+    if row is None:
+        row = await uow.add_if_absent(PersonCopy, {"person_id": payload.person_id, "name": payload.name, "updated_at": now})
+    row.name, row.title, row.active, row.updated_at = payload.name, payload.title, payload.active, now
 
 
 # --- the scheduler's work --------------------------------------------------------------------
@@ -708,12 +707,14 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
              text=f"Escalation held until {mute[0].isoformat()}: {mute[1]}")
         return "held"
     spec = level_spec(policy.levels, t.level)
-    if spec is None or (spec["condition"] == "not_acknowledged" and t.status != "open"):
+    resolving = spec is not None and spec["condition"] == "not_acknowledged" and t.status == "in_progress"
+    if spec is None or (spec["condition"] == "not_acknowledged" and t.status != "open" and not resolving):
         t.next_escalation_at = None
         return outcome
-    delay = delay_for(spec, t.severity) or {"amount": 0, "unit": "calendar_hours"}
+    delay = (resolution_delay(policy.levels, t.level, t.severity) if resolving else delay_for(spec, t.severity)) \
+        or {"amount": 0, "unit": "calendar_hours"}
     chain = await current_chain(uow, t.department_code, t.chain or [])
-    if t.level_repeats < int(spec.get("repeat", 0)):
+    if not resolving and t.level_repeats < int(spec.get("repeat", 0)):
         t.level_repeats += 1
         holder = _holder(chain, t.level) or assignee_of(t)
         _notify(uow, deps, t, kind="reminder", level=t.level, person=holder, role=level_role(t), now=now,
@@ -728,8 +729,10 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
         t.next_escalation_at = None
         note(uow, t, actor=SYSTEM, kind="top_reached", now=now, text="Top of the chain reached: no further escalation")
         return "top"
-    cond = "acknowledged" if spec["condition"] == "not_acknowledged" else "resolved"
+    cond = "acknowledged" if spec["condition"] == "not_acknowledged" and not resolving else "resolved"
     reason = f"not {cond} within {delay['amount']:g} {delay['unit'].replace('_', ' ')} at level {t.level}"
+    if resolving:
+        reason += " (in progress since " + (t.in_progress_at.isoformat() if t.in_progress_at else "?") + ")"
     if deps.settings.delay_scale != 1.0:
         reason += f" (delays scaled by {deps.settings.delay_scale:g} for the demo)"
     await escalate(uow, deps, t, to_level=to, reason=reason, chain=chain, now=now)
