@@ -27,3 +27,16 @@ async def test_writes_over_the_limit_get_429_with_retry_after(db_factory):
         # another key has its own bucket, and reads are never limited
         assert (await client.post("/people", json={"name": "Q"}, headers=auth("admin"))).status_code == 201
         assert (await client.get("/people")).status_code == 200
+
+
+def test_the_key_is_found_in_every_body_an_open311_client_sends():
+    from citystat_common.ratelimit import body_api_key
+
+    assert body_api_key(b"application/x-www-form-urlencoded", b"service_code=X&api_key=k%2B1&lat=1") == b"k+1"
+    assert body_api_key(b"application/x-www-form-urlencoded; charset=utf-8", b"api_key=&api_key=second") == b"second"
+    assert body_api_key(b"application/json", b'{"service_code": "X", "api_key": "j"}') == b"j"
+    assert body_api_key(b"application/json", b'[1, 2]') is None and body_api_key(b"application/json", b"{bad") is None
+    multipart = (b'--B\r\nContent-Disposition: form-data; name="service_code"\r\n\r\nX\r\n'
+                 b'--B\r\nContent-Disposition: form-data; name="api_key"\r\n\r\nm\r\n--B--\r\n')
+    assert body_api_key(b"multipart/form-data; boundary=B", multipart) == b"m"
+    assert body_api_key(b"application/octet-stream", b"api_key=x") is None

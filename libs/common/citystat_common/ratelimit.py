@@ -2,16 +2,26 @@
 
 In-process (per web worker), which bounds a runaway client on one small machine; a
 deployment with many replicas puts a shared limiter (the gateway's) in front as well.
+
+The key is found where a client may send it: the X-API-Key header, ``api_key`` in the query, or
+``api_key`` in the body (form, multipart or JSON, as Open311 clients do; the body is read here and
+handed on unchanged). Without one, the bucket is the client address's. An app may answer the 429
+in its own format: ``app.state.rate_limit_response(path, retry_seconds)`` returning a response
+(or None for the default problem+json); intake311 answers Open311 routes with the spec's errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citystat_common.errors import problem
 
@@ -47,19 +57,58 @@ class TokenBuckets:
         return (1 - bucket.tokens) / self.rate
 
 
-def _client_key(scope: Scope) -> str:
+def _from_pairs(data: bytes) -> bytes | None:
+    """``api_key`` of an urlencoded query or form (the first non-empty one, as Open311's parser takes)."""
+    for part in data.split(b"&"):
+        if part.startswith(b"api_key=") and len(part) > 8:
+            return unquote_plus(part[8:].decode("latin-1")).encode("latin-1", "replace")
+    return None
+
+
+_MULTIPART_KEY = re.compile(rb'name="api_key"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]+)\r\n')
+
+
+def body_api_key(content_type: bytes, body: bytes) -> bytes | None:
+    """The ``api_key`` a write carries in its body, or None."""
+    kind = content_type.split(b";")[0].strip().lower()
+    if kind in (b"application/x-www-form-urlencoded", b"", b"text/plain"):
+        return _from_pairs(body)
+    if kind == b"multipart/form-data":
+        m = _MULTIPART_KEY.search(body)
+        return m.group(1) if m else None
+    if kind == b"application/json" or kind.endswith(b"+json"):
+        try:
+            doc: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        key = doc.get("api_key") if isinstance(doc, dict) else None
+        return key.encode() if isinstance(key, str) and key else None
+    return None
+
+
+def _client_key(scope: Scope, body_key: bytes | None = None) -> str:
     headers = dict(scope.get("headers") or [])
-    raw = headers.get(b"x-api-key")
-    if raw is None:
-        # Open311 clients may send api_key in the query string
-        for part in (scope.get("query_string") or b"").split(b"&"):
-            if part.startswith(b"api_key="):
-                raw = part[8:]
-                break
+    raw = headers.get(b"x-api-key") or _from_pairs(scope.get("query_string") or b"") or body_key
     if raw:
         return "key:" + hashlib.sha256(raw).hexdigest()[:16]
     client = scope.get("client") or ("anonymous", 0)
     return f"ip:{client[0]}"
+
+
+def _key_outside_body(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return bool(headers.get(b"x-api-key") or _from_pairs(scope.get("query_string") or b""))
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    """The whole body, and the messages that carried it (to hand on to the app as they came)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"), messages
 
 
 class RateLimitMiddleware:
@@ -69,11 +118,36 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("method") in WRITE_METHODS:
-            wait = self.buckets.take(_client_key(scope))
+            body_key = None
+            if not _key_outside_body(scope):
+                # the key may be in the body (Open311's api_key): read it (the body size limit
+                # around this middleware still applies) and replay it to the app unchanged
+                body, messages = await _read_body(receive)
+                headers = dict(scope.get("headers") or [])
+                body_key = body_api_key(headers.get(b"content-type", b""), body)
+                receive = _replay(messages, receive)
+            wait = self.buckets.take(_client_key(scope, body_key))
             if wait > 0:
                 retry = max(1, math.ceil(wait))
-                response = problem(429, "Too many requests", f"write rate limit exceeded; retry in {retry} s")
-                response.headers["Retry-After"] = str(retry)
-                await response(scope, receive, send)
+                await self._too_many(scope, retry)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _too_many(scope: Scope, retry: int) -> Any:
+        state = getattr(scope.get("app"), "state", None)
+        hook = getattr(state, "rate_limit_response", None)
+        response = hook(scope.get("path", ""), retry) if hook is not None else None
+        if response is None:
+            response = problem(429, "Too many requests", f"write rate limit exceeded; retry in {retry} s")
+        response.headers["Retry-After"] = str(retry)
+        return response
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
