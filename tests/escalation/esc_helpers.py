@@ -167,12 +167,6 @@ def recovery(*, indicator: str = "ind-1", department: str = "STREETS", episode: 
     return make_event(payload, subject=indicator)
 
 
-def contract_fields(model: Any, **fields: Any) -> dict[str, Any]:
-    """The override contract's optional fields that the shared event model has (they land in
-    citystat_common.events in parallel): tests run before and after they do."""
-    return {k: v for k, v in fields.items() if k in model.model_fields}
-
-
 def status_changed(
     *, indicator: str = "ind-1", department: str = "STREETS", status: str = "yellow", previous: str = "red",
     overridden: bool = True, reason: str | None = "Data lag: the October backlog is a reporting artefact",
@@ -184,9 +178,8 @@ def status_changed(
         department_code=department, period=period, period_start="2026-10-01", period_end="2026-10-31",
         previous_status=previous, status=status, value=130.0, target=100.0, basis="target", magnitude=0.3,
         overridden=overridden, override_reason=reason if overridden else None, kind="outcome", function_tag="technology",
-        **contract_fields(IndicatorStatusChanged, override_by=by if overridden else None,
-                          override_expires_at=until if overridden else None, computed_status=computed,
-                          episode_id=episode),
+        override_by=by if overridden else None, override_expires_at=until if overridden else None,
+        computed_status=computed, episode_id=episode,
     )
     return make_event(payload, subject=indicator)
 

@@ -5,9 +5,9 @@ the ticket (and resolves it where the policy says so). A staff override (status_
 ``overridden``) is judgement on the same episode: it goes on the timeline with its author, reason
 and expiry, and neither resolves the ticket nor opens one; so does the override's end.
 
-The optional fields of the override contract (``override_by``, ``override_expires_at``,
-``computed_status``, ``episode_id`` on every status event) are read with getattr: events from a
-publisher without them still parse."""
+The override contract's fields (``override_by``, ``override_expires_at``, ``computed_status``,
+``episode_id`` on every status event) are optional: an older event without them is noted with
+"staff" as the author and matched by indicator."""
 
 from __future__ import annotations
 
@@ -51,9 +51,8 @@ async def open_ticket_of(uow: UnitOfWork, *, indicator_id: str, episode_id: str 
 
 
 def _override_text(payload: IndicatorStatusData) -> tuple[str, dict[str, Any]]:
-    by = getattr(payload, "override_by", None) or "staff"
-    until: datetime | None = getattr(payload, "override_expires_at", None)
-    computed = getattr(payload, "computed_status", None)
+    by = payload.override_by or "staff"
+    until, computed = payload.override_expires_at, payload.computed_status
     text = f"Status set to {payload.status} by {by}: {payload.override_reason or 'no reason given'}"
     if until:
         text += f", until {until.isoformat()}"
@@ -169,7 +168,7 @@ async def handle_status_changed(
     open ticket there is nothing to note: a status change never opens one."""
     if not recorded:
         await record_indicator(uow, payload, now=now)
-    t = await open_ticket_of(uow, indicator_id=payload.indicator_id, episode_id=getattr(payload, "episode_id", None))
+    t = await open_ticket_of(uow, indicator_id=payload.indicator_id, episode_id=payload.episode_id)
     if t is None:
         return None
     if payload.overridden:
