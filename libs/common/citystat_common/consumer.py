@@ -24,6 +24,7 @@ from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
 from citystat_common.logging import correlation_id_var, get_logger
+from citystat_common.outage import is_infrastructure_down
 from citystat_common.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -35,6 +36,14 @@ Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 # median and ~250 ms at p99 with it, 3 ms and 8 ms with 50 ms. Apache Kafka answers a fetch as
 # soon as records arrive, so there a short wait only adds a few cheap empty fetches when idle.
 CONSUMER_FETCH_KWARGS: dict[str, Any] = {"fetch_max_wait_ms": 50}
+
+# While the database or the broker is away the consumer waits on the same record, at most this long
+# between attempts; those attempts never count toward dead-lettering (the event is not at fault).
+INFRA_MAX_BACKOFF = 5.0
+
+
+class Stopped(Exception):
+    """The worker stops while a record waits for the infrastructure: its offset is not committed."""
 
 
 class ConsumerRunner:
@@ -71,6 +80,8 @@ class ConsumerRunner:
         self.commit_timeout = commit_timeout
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
+        self._stop: asyncio.Event | None = None
+        self.outage_waits = 0  # attempts that met the database or broker away (never toward the DLQ)
 
     # -- one message ------------------------------------------------------------------
     async def process(self, record: ConsumerRecord) -> str:
@@ -86,9 +97,14 @@ class ConsumerRunner:
         token = correlation_id_var.set(envelope.correlation_id)
         try:
             last_error: BaseException | None = None
-            for attempt in range(self.max_retries + 1):
+            attempt = 0
+            outage_waits = 0
+            while attempt <= self.max_retries:
                 try:
                     outcome = await self._apply(envelope, payload, handler)
+                    if outage_waits:
+                        metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
+                        log.info("consumer_resumed", group=self.group_id, event_id=envelope.id, waits=outage_waits)
                     if outcome == "duplicate":
                         metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
                     else:
@@ -97,15 +113,36 @@ class ConsumerRunner:
                     log.info("event_processed", type=envelope.type, event_id=envelope.id, outcome=outcome)
                     return outcome
                 except Exception as exc:
+                    if is_infrastructure_down(exc):
+                        # The database (or broker) is away, not the event at fault: wait on this record,
+                        # offsets uncommitted, for as long as it takes; it never counts toward the DLQ.
+                        metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(1)
+                        await self._wait_out_outage(envelope, exc, outage_waits)
+                        outage_waits += 1
+                        self.outage_waits += 1
+                        continue
                     last_error = exc
                     metrics.EVENTS_FAILED.labels(self.service, envelope.type).inc()
                     log.warning("handler_failed", event_id=envelope.id, type=envelope.type, attempt=attempt, error=repr(exc))
                     if attempt < self.max_retries:
                         await asyncio.sleep(self.retry_backoff * (2**attempt))
+                    attempt += 1
             await self._dead_letter(record, envelope, f"{type(last_error).__name__}: {last_error}")
             return "dead_lettered"
         finally:
             correlation_id_var.reset(token)
+
+    async def _wait_out_outage(self, envelope: Envelope, exc: BaseException, waits: int) -> None:
+        if waits == 0:
+            log.warning("consumer_paused_infrastructure_down", group=self.group_id, event_id=envelope.id,
+                        type=envelope.type, error=repr(exc)[:500])
+        delay = min(INFRA_MAX_BACKOFF, max(self.retry_backoff, 0.05) * (2 ** min(waits, 10)))
+        if self._stop is None:
+            await asyncio.sleep(delay)
+            return
+        await _wait(self._stop, delay)
+        if self._stop.is_set():
+            raise Stopped(envelope.id)
 
     async def _apply(self, envelope: Envelope, payload: Payload, handler: Handler) -> str:
         inbox = self.tables.inbox
@@ -187,6 +224,7 @@ class ConsumerRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
+        self._stop = stop
         while not stop.is_set():
             try:
                 self.consumer = await self._start_consumer()
@@ -195,6 +233,8 @@ class ConsumerRunner:
                 await self._poll_loop(stop)
             except asyncio.CancelledError:
                 raise
+            except Stopped:
+                break
             except Exception as exc:
                 log.warning("consumer_error", group=self.group_id, error=repr(exc), retry_in=backoff)
                 await _wait(stop, backoff)

@@ -82,11 +82,57 @@ CONSUMER_LAG = Gauge(
     "citystat_consumer_lag", "Approximate consumer lag (messages) per topic partition",
     ["service", "topic", "partition"], multiprocess_mode="livemax",
 )
+BROKER_RESETS = Counter(
+    "citystat_broker_resets_total",
+    "Times the relay found the broker had lost records it acknowledged, and published them again",
+    ["service"],
+)
 BROKER_UP = Gauge("citystat_broker_up", "1 when the relay could reach the broker", ["service"], multiprocess_mode="livemax")
+CONSUMER_PAUSED = Gauge(
+    "citystat_consumer_paused", "1 while a consumer waits on a record for the database or broker to come back",
+    ["service", "group"], multiprocess_mode="livemax",
+)
+DATABASE_UP = Gauge(
+    "citystat_database_up", "1 when the worker's last database statement succeeded", ["service"],
+    multiprocess_mode="livemin",
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:  # a killed child nobody has reaped yet is a zombie: dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc: trust kill(0)
+
+
+def remove_dead_process_gauges(path: str | None = None) -> list[int]:
+    """Remove the live* gauge files of processes that no longer exist. A worker killed -9 never
+    runs prometheus_client's exit hook, and its last values (a backlog of 1, broker_up 1) would be
+    read by livemax/livemin for ever. Counters and histograms stay: they are totals."""
+    path = path or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path or not os.path.isdir(path):
+        return []
+    dead: set[int] = set()
+    for name in os.listdir(path):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid_text = name[:-3].rpartition("_")[2]
+            if pid_text.isdigit() and not _alive(int(pid_text)):
+                dead.add(int(pid_text))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return sorted(dead)
 
 
 def render_metrics() -> tuple[bytes, str]:
     if multiprocess_enabled():
+        remove_dead_process_gauges()  # at every scrape: what is read is what live processes say
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
