@@ -46,6 +46,7 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
     if existing.json()["total"]:
         return f"intake311 already has {existing.json()['total']} requests"
     ids: list[str] = []
+    tokens: list[str] = []  # each reporter's feedback token, returned once by the POST
     for role, fields in DEMO_REQUESTS:
         r = await client.post(  # form-encoded, as a stock Open311 client sends it (repeated attribute[X][] keys)
             f"{BASE}/open311/v2/requests.json", params={"api_key": keys[role]}, content=urlencode(fields),
@@ -53,12 +54,15 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
         )
         r.raise_for_status()
         ids.append(r.json()[0].get("service_request_id", ""))
+        tokens.append(r.json()[0].get("feedback_token", ""))
     writer = {"X-API-Key": keys["call_center"]}
     await client.post(f"{BASE}/staff/requests/{ids[0]}/acknowledge", headers=writer, json={})
     await client.post(f"{BASE}/staff/requests/{ids[0]}/start", headers=writer, json={"text": "Crew scheduled."})
     await client.post(f"{BASE}/staff/requests/{ids[1]}/close", headers=writer,
                       json={"reason": "fixed", "text": "Lamp replaced."})
-    await client.post(f"{BASE}/requests/{ids[1]}/feedback", headers=writer, json={"score": 5, "comment": "Quick fix."})
+    # the resident rates it through the app they reported with (its key, their token)
+    await client.post(f"{BASE}/requests/{ids[1]}/feedback", headers={"X-API-Key": keys["web"]},
+                      json={"score": 5, "comment": "Quick fix.", "feedback_token": tokens[1]})
     await client.post(f"{BASE}/staff/requests/{ids[5]}/transfer", headers=writer,
                       json={"department_code": "LI", "text": "Property owner's responsibility."})
     return f"posted {len(ids)} requests across phone, web, mobile_app, sms, walk_in and frontline"
