@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import ValidationError
 
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
 from citystat_common.bounds import PlausibleDatetime
@@ -19,7 +16,7 @@ from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging, paginate
 from citystat_common.web import UoW
-from directory import schemas, service
+from directory import import_file, importer, schemas, service
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
 from directory.params import clean_parameters
 
@@ -324,66 +321,31 @@ async def routing(
 
 # --- import and audit --------------------------------------------------------------------
 
-IMPORT_EXAMPLE = "department_code,department_name,cluster_code,cluster_name,role,person_name,person_title,person_email,person_phone"
-
 
 @router.post(
     "/import", response_model=schemas.ImportReport, tags=["import"],
-    summary="Import a whole directory, all or nothing",
+    summary="Import a whole directory, all or nothing; importing the same file again changes nothing",
     description=(
         "JSON: a list of rows, or {\"rows\": [...]}. CSV (text/csv) with the header "
-        f"`{IMPORT_EXAMPLE}`. Nothing is stored unless every row is valid; the report lists each bad row."
+        f"`{import_file.IMPORT_HEADER}`. Nothing is stored unless every row is valid; the report lists each "
+        "bad row (and every row a contradiction involves, such as two names for one department code). "
+        "People are matched by email, else by name."
     ),
     responses={422: {"model": schemas.ImportReport}},
 )
 async def import_directory(request: Request, uow: UoW, who: Writer) -> Response:
     raw = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    rows, errors = _parse_import(raw, ctype)
+    rows_read, rows, errors = import_file.parse(raw, ctype)
     if errors:
-        report = schemas.ImportReport(ok=False, rows=len(rows) + len(errors), errors=errors)
+        report = importer.failed(schemas.ImportReport(ok=False, rows=rows_read, errors=errors))
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
-    report = await service.import_directory(uow, actor=who.name, rows=rows)
+    report = await importer.import_directory(uow, actor=who.name, rows=rows, rows_read=rows_read)
     if not report.ok:
         await uow.rollback()
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
     await uow.commit()
     return Response(report.model_dump_json(), status_code=200, media_type="application/json")
-
-
-def _parse_import(raw: bytes, ctype: str) -> tuple[list[schemas.ImportRow], list[dict[str, object]]]:
-    docs: list[object]
-    if ctype in ("text/csv", "application/csv"):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return [], [{"row": 0, "field": "body", "message": "CSV must be UTF-8"}]
-        reader = csv.DictReader(io.StringIO(text))
-        docs = [{k: (v if v != "" else None) for k, v in r.items() if k} for r in reader]
-        if reader.fieldnames is None:
-            return [], [{"row": 0, "field": "body", "message": f"empty CSV; expected header {IMPORT_EXAMPLE}"}]
-    elif ctype in ("application/json", ""):
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return [], [{"row": 0, "field": "body", "message": f"not JSON: {exc}"}]
-        doc = doc.get("rows") if isinstance(doc, dict) else doc
-        if not isinstance(doc, list):
-            return [], [{"row": 0, "field": "body", "message": "expected a list of rows or {\"rows\": [...]}"}]
-        docs = doc
-    else:
-        return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
-    rows: list[schemas.ImportRow] = []
-    errors: list[dict[str, object]] = []
-    for index, doc in enumerate(docs, start=1):
-        try:
-            rows.append(schemas.ImportRow.model_validate(doc))
-        except ValidationError as exc:
-            for e in exc.errors():
-                errors.append({"row": index, "field": ".".join(str(p) for p in e["loc"]) or "row", "message": e["msg"]})
-    if not docs:
-        errors.append({"row": 0, "field": "body", "message": "no rows"})
-    return rows, errors
 
 
 @router.get("/audit", response_model=Page[schemas.AuditRead], tags=["audit"])

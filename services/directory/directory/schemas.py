@@ -246,8 +246,15 @@ class ImportRow(Strict):
 
 
 class ImportReport(BaseModel):
+    """``rows`` read = ``applied`` (changed something) + ``unchanged`` (already so) when ok; when not,
+    nothing is stored, ``failed`` counts the rows in error and ``errors`` lists each problem (a
+    row may have several). ``clusters`` ... ``assignments``: how many were created."""
+
     ok: bool
     rows: int
+    applied: int = 0
+    unchanged: int = 0
+    failed: int = 0
     clusters: int = 0
     departments: int = 0
     people: int = 0

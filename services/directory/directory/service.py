@@ -86,7 +86,7 @@ def _scope_filter(role: str, *, department_id: str | None, cluster_id: str | Non
     )
 
 
-def _active_at(at: datetime) -> sa.ColumnElement[bool]:
+def active_at(at: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(RoleAssignment.starts_at <= at, sa.or_(RoleAssignment.ends_at.is_(None), RoleAssignment.ends_at > at))
 
 
@@ -97,7 +97,7 @@ async def holder(
     at = at or utcnow()
     stmt = (
         sa.select(RoleAssignment)
-        .where(_scope_filter(role, department_id=department_id, cluster_id=cluster_id), _active_at(at))
+        .where(_scope_filter(role, department_id=department_id, cluster_id=cluster_id), active_at(at))
         .order_by(RoleAssignment.starts_at.desc())
         .limit(1)
     )
@@ -119,7 +119,7 @@ async def upcoming(
 
 async def senior_team(uow: UnitOfWork, dept: Department, at: datetime | None = None) -> dict[str, RoleAssignment | None]:
     at = at or utcnow()
-    stmt = sa.select(RoleAssignment).where(RoleAssignment.department_id == dept.id, _active_at(at))
+    stmt = sa.select(RoleAssignment).where(RoleAssignment.department_id == dept.id, active_at(at))
     team: dict[str, RoleAssignment | None] = dict.fromkeys(SENIOR_ROLES)
     for a in (await uow.session.execute(stmt)).scalars():
         team[a.role] = a
@@ -264,7 +264,7 @@ async def update_cluster(uow: UnitOfWork, *, actor: str, code: str, data: schema
         audit(uow, actor=actor, action="cluster.updated", entity="cluster", entity_id=cluster.code, old=cluster.name, new=data.name)
         cluster.name = data.name
         for dept in (await uow.session.execute(sa.select(Department).where(Department.cluster_id == cluster.id))).scalars():
-            _emit_department(uow, dept, cluster)
+            emit_department(uow, dept, cluster)
     return cluster
 
 
@@ -278,7 +278,7 @@ async def cluster_departments(uow: UnitOfWork, cluster: Cluster) -> list[str]:
 # --- departments -------------------------------------------------------------------------
 
 
-def _emit_department(uow: UnitOfWork, dept: Department, cluster: Cluster | None) -> None:
+def emit_department(uow: UnitOfWork, dept: Department, cluster: Cluster | None) -> None:
     uow.emit(
         DepartmentUpserted(
             department_id=dept.id,
@@ -303,7 +303,7 @@ async def create_department(uow: UnitOfWork, *, actor: str, data: schemas.Depart
     await uow.flush()
     audit(uow, actor=actor, action="department.created", entity="department", entity_id=dept.code, name=dept.name,
           cluster=cluster.code if cluster else None)
-    _emit_department(uow, dept, cluster)
+    emit_department(uow, dept, cluster)
     await publish_senior_team(uow, dept)
     return dept
 
@@ -327,7 +327,7 @@ async def update_department(uow: UnitOfWork, *, actor: str, code: str, data: sch
     if changes:
         dept.updated_at = utcnow()
         audit(uow, actor=actor, action="department.updated", entity="department", entity_id=dept.code, **changes)
-        _emit_department(uow, dept, dept.cluster)
+        emit_department(uow, dept, dept.cluster)
         await publish_senior_team(uow, dept)
     return dept
 
@@ -357,7 +357,7 @@ async def _check_email_free(uow: UnitOfWork, email: str | None, except_id: str |
         raise Conflict(f"another person already has the email {email!r}", field="email")
 
 
-def _emit_person(uow: UnitOfWork, person: Person) -> None:
+def emit_person(uow: UnitOfWork, person: Person) -> None:
     uow.emit(PersonUpserted(person_id=person.id, name=person.name, title=person.title, active=person.active), subject=person.id)
 
 
@@ -367,7 +367,7 @@ async def create_person(uow: UnitOfWork, *, actor: str, data: schemas.PersonCrea
     uow.session.add(person)
     await uow.flush()
     audit(uow, actor=actor, action="person.created", entity="person", entity_id=person.id, name=person.name)
-    _emit_person(uow, person)
+    emit_person(uow, person)
     return person
 
 
@@ -384,7 +384,7 @@ async def update_person(uow: UnitOfWork, *, actor: str, person_id: str, data: sc
     person.updated_at = utcnow()
     # Only the field names go in the audit log: the values may be personal data.
     audit(uow, actor=actor, action="person.updated", entity="person", entity_id=person.id, fields=sorted(changed))
-    _emit_person(uow, person)
+    emit_person(uow, person)
     if {"name", "title", "active"} & changed.keys():
         await _republish_teams_of(uow, person)
     return person
@@ -393,7 +393,7 @@ async def update_person(uow: UnitOfWork, *, actor: str, person_id: str, data: sc
 async def _republish_teams_of(uow: UnitOfWork, person: Person) -> None:
     now = utcnow()
     rows = (
-        await uow.session.execute(sa.select(RoleAssignment).where(RoleAssignment.person_id == person.id, _active_at(now)))
+        await uow.session.execute(sa.select(RoleAssignment).where(RoleAssignment.person_id == person.id, active_at(now)))
     ).scalars().all()
     seen: set[str] = set()
     for a in rows:
@@ -463,100 +463,3 @@ async def route(uow: UnitOfWork, *, department_code: str, function: str, at: dat
         fallback_reason=reason,
         chain=chain,
     )
-
-
-# --- bulk import -------------------------------------------------------------------------
-
-
-async def import_directory(uow: UnitOfWork, *, actor: str, rows: Iterable[schemas.ImportRow]) -> schemas.ImportReport:
-    """Apply every row or none: the caller commits only when the report says ok."""
-    report = schemas.ImportReport(ok=True, rows=0)
-    people_by_email: dict[str, Person] = {}
-    people_by_name: dict[str, Person] = {}
-    touched: dict[str, Department] = {}
-    role_scope_changes: list[tuple[str, Department | None, Cluster | None]] = []
-    for index, row in enumerate(rows, start=1):
-        report.rows += 1
-        try:
-            async with uow.session.begin_nested():
-                await _import_row(uow, actor, row, report, people_by_email, people_by_name, touched, role_scope_changes)
-        except (Conflict, Invalid, NotFound) as exc:
-            report.ok = False
-            report.errors.append({"row": index, "field": exc.errors[0]["field"] if exc.errors else None, "message": exc.detail})
-    if report.ok:
-        scopes = {(role, cluster.id if cluster else None) for role, _, cluster in role_scope_changes}
-        if any(role == "managing_director" for role, _ in scopes):
-            stmt = sa.select(Department).where(Department.active.is_(True))
-            touched.update({d.code: d for d in (await uow.session.execute(stmt)).scalars()})
-        cluster_ids = {cid for role, cid in scopes if role == "deputy_mayor"}
-        if cluster_ids:
-            stmt = sa.select(Department).where(Department.cluster_id.in_(cluster_ids))
-            touched.update({d.code: d for d in (await uow.session.execute(stmt)).scalars()})
-        for dept in touched.values():
-            await publish_senior_team(uow, dept)
-        audit(uow, actor=actor, action="directory.imported", entity="directory", entity_id="import", rows=report.rows)
-    return report
-
-
-async def _import_row(
-    uow: UnitOfWork, actor: str, row: schemas.ImportRow, report: schemas.ImportReport,
-    by_email: dict[str, Person], by_name: dict[str, Person], touched: dict[str, Department],
-    scope_changes: list[tuple[str, Department | None, Cluster | None]],
-) -> None:
-    cluster = None
-    if row.cluster_code:
-        cluster = (await uow.session.execute(sa.select(Cluster).where(Cluster.code == row.cluster_code))).scalar_one_or_none()
-        if cluster is None:
-            cluster = Cluster(code=row.cluster_code, name=row.cluster_name or row.cluster_code)
-            uow.session.add(cluster)
-            await uow.flush()
-            report.clusters += 1
-        elif row.cluster_name and row.cluster_name != cluster.name:
-            cluster.name = row.cluster_name
-    dept = (await uow.session.execute(sa.select(Department).where(Department.code == row.department_code))).scalar_one_or_none()
-    if dept is None:
-        dept = Department(code=row.department_code, name=row.department_name, cluster_id=cluster.id if cluster else None)
-        dept.cluster = cluster
-        uow.session.add(dept)
-        await uow.flush()
-        report.departments += 1
-    else:
-        dept.name = row.department_name
-        if cluster is not None:
-            dept.cluster_id, dept.cluster = cluster.id, cluster
-    if dept.code not in touched:
-        touched[dept.code] = dept
-        _emit_department(uow, dept, dept.cluster)
-    if row.role is None:
-        if row.person_name:
-            raise Invalid("person_name given without a role", field="role")
-        return
-    if not row.person_name:
-        raise Invalid(f"role {row.role} needs a person_name", field="person_name")
-    person = None
-    if row.person_email:
-        person = by_email.get(row.person_email.lower()) or (
-            await uow.session.execute(sa.select(Person).where(sa.func.lower(Person.email) == row.person_email.lower()))
-        ).scalar_one_or_none()
-    if person is None and not row.person_email:
-        person = by_name.get(row.person_name)
-    if person is None:
-        person = Person(name=row.person_name, title=row.person_title, email=row.person_email, phone=row.person_phone)
-        uow.session.add(person)
-        await uow.flush()
-        report.people += 1
-        _emit_person(uow, person)
-    if row.person_email:
-        by_email[row.person_email.lower()] = person
-    by_name[row.person_name] = person
-    if row.role == "deputy_mayor":
-        if cluster is None:
-            raise Invalid("deputy_mayor needs a cluster_code", field="cluster_code")
-        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, cluster=cluster, publish=False)
-        scope_changes.append((row.role, None, cluster))
-    elif row.role == "managing_director":
-        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, publish=False)
-        scope_changes.append((row.role, None, None))
-    else:
-        await assign_role(uow, actor=actor, role=row.role, person_id=person.id, department=dept, publish=False)
-    report.assignments += 1
