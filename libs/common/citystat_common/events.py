@@ -38,6 +38,7 @@ class PersonRef(Payload):
     person_id: str
     name: str
     title: str | None = None
+    email: str | None = None  # where the system reaches them (notifications); None for old events
 
 
 # --- intake311: 311.requests, key = service_request_id ---------------------------------
@@ -233,11 +234,16 @@ class SeniorTeamChanged(Payload):
     managing_director: PersonRef | None = None
 
 
+NotifyMode = Literal["immediate", "digest"]
+
+
 class PersonUpserted(Payload):
     person_id: str
     name: str
     title: str | None = None
     active: bool = True
+    email: str | None = None
+    notify: NotifyMode = "immediate"  # mail at once, or one daily digest outside closed hours
 
 
 # --- registry --------------------------------------------------------------------------
