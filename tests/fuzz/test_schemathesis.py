@@ -64,7 +64,7 @@ def test_api_fuzz(service, tmp_path, directory_url):
     with ThreadServer(_app(service, fresh_database("sqlite", service, tmp_path), directory_url)) as server:
         known = getattr(seeds, service)(server.url)
         extra = _open311(server.url, known) if service == "intake311" else {}
-        failures += fuzz_service(server.url, headers=auth("admin"), max_examples=8, known=known, **extra)
+        failures += fuzz_service(server.url, headers=auth("admin"), max_examples=6, known=known, **extra)
         failures += fuzz_service(server.url, headers=None, max_examples=4, sweep=False, known=known, **extra)
     if postgres_admin_url():  # again on PostgreSQL, with what it refuses and SQLite stores
         with ThreadServer(_app(service, fresh_database("postgres", service, tmp_path), directory_url)) as server:

@@ -60,6 +60,16 @@ ALL_EDGES: list[Any] = [*STRING_EDGES, *NUMBER_EDGES[:12]]
 DATABASE_EDGES: list[Any] = ["a\x00b", LONG_TEXT, "", 2**31, 2**63, -(2**63) - 1, 10**400, 1e308, "9223372036854775808"]
 
 
+# A path variant after the first (``.xml`` after ``.json``) renders the same answers differently:
+# swept with what the rendering meets (text, control characters, the outlying dates) only.
+RENDERING_EDGES: list[Any] = [*EDGE_TEXT, EDGE_DATETIMES[0], EDGE_DATETIMES[1], "NaN", 1e308, math.nan]
+
+
+def is_rendering_edge(value: Any) -> bool:
+    leaf = value[0] if isinstance(value, list) and value else value
+    return any(type(leaf) is type(d) and (leaf == d or leaf != leaf and d != d) for d in RENDERING_EDGES)
+
+
 def is_database_edge(value: Any) -> bool:
     leaf = value[0] if isinstance(value, list) and value else value
     return any(type(leaf) is type(d) and leaf == d for d in DATABASE_EDGES)
@@ -476,9 +486,12 @@ class Runner:
         # each path variant and each encoding once, not every pair (each pair doubled the sweep)
         combos = [(variants[i % len(variants)], encodings[i % len(encodings)])
                   for i in range(max(len(variants), len(encodings)))]
-        for pp, media_type in combos:
+        for n, (pp, media_type) in enumerate(combos):
+            later_variant = n > 0 and pp != combos[0][0]
             for slot in operation_slots(self.doc, op, base.body):
                 for value in filter(self.edges, slot_values(slot)):
+                    if later_variant and not is_rendering_edge(value):
+                        continue
                     path_parameters, query, headers = dict(pp), dict(base.query), dict(base.headers)
                     body = copy.deepcopy(base.body)
                     if slot.location == "path":
