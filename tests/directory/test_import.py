@@ -138,3 +138,16 @@ async def test_import_keeps_a_scheduled_assignment_and_reports_the_conflict(clie
     r = await client.post("/import", json=rows, headers=W)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["row"] == 1 and r.json()["errors"][0]["field"] == "role"
+
+
+async def test_unknown_role_and_control_characters_in_rows_are_row_errors(client):
+    rows = [
+        {"department_code": "STREETS", "department_name": "Streets", "role": "chief_wizard", "person_name": "Merlin"},
+        {"department_code": "WATER", "department_name": "Water\x00works"},
+    ]
+    r = await client.post("/import", json=rows, headers=W)
+    assert r.status_code == 422, r.text
+    assert [(e["row"], e["field"]) for e in r.json()["errors"]] == [(1, "role"), (2, "department_name")]
+    csv_text = "department_code,department_name\nWATER,Water\x00works\n"
+    r = await _csv(client, csv_text)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "department_name", r.text
