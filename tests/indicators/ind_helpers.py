@@ -52,12 +52,16 @@ def standing_period() -> str:
     return f"{fy_now() - 6}-07"
 
 
-async def target(client, code, value, period=None, fiscal_year=None):
+async def target(client, code, value, period=None, fiscal_year=None, applies=None):
+    """A target; given by period it applies onward unless told otherwise (a standing target)."""
     t = {"value": value}
     if fiscal_year:
         t["fiscal_year"] = fiscal_year
     else:
         t["period"] = period or standing_period()
+        t["applies"] = applies or "onward"
+    if applies:
+        t["applies"] = applies
     r = await client.put(f"/indicators/{code}/targets", json={"targets": [t]}, headers=W)
     assert r.status_code == 200, r.text
 

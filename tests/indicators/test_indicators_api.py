@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from ind_helpers import W, create, feed, fy_now, indicator, month, month_start, observe, outbox_events, target
+from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
 
 from citystat_common.db import utcnow
 from citystat_common.testing import app_client, auth
@@ -140,7 +140,7 @@ async def test_bad_or_future_period_names_the_field(client, period):
 async def test_series_statuses_ytd_and_last_year(client):
     await create(client, code="WATER.breaks", department_code="WATER", unit="count", direction="down", kind="output",
                  additive=True)
-    await target(client, "WATER.breaks", 100, fiscal_year=fy_now() - 2)
+    await target(client, "WATER.breaks", 100)
     values = {month(k): v for k, v in zip(range(14, 0, -1), [90, 95, 100, 104, 106, 111, 99, 98, 97, 96, 95, 94, 93, 150],
                                           strict=True)}
     for m, v in values.items():
@@ -275,6 +275,7 @@ async def test_missing_period_turns_grey_via_the_scheduler(client, app):
 
 
 async def test_efficiency_formula_recomputed_when_either_input_arrives(client):
+    await create(client, code="SANIT.clean", department_code="STREETS", unit="percentage", kind="outcome")
     await create(client, code="SANIT.spend", department_code="STREETS", unit="currency", kind="input",
                  direction="down", function_tag="spending", linked_outcome_code="SANIT.clean")
     await create(client, code="SANIT.tons", department_code="STREETS", unit="count", kind="output", direction="up")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from operator import itemgetter
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from citystat_common.idempotency import check_key, remember, replayed, request_f
 from citystat_common.pagination import Page, Paging, paginate
 from citystat_common.web import Context, UoW
 from indicators import schemas, service
+from indicators import summary as ytd
 from indicators.config import Settings
 from indicators.evaluation import default_rules
 from indicators.models import (
@@ -30,7 +31,8 @@ from indicators.models import (
     Override,
     StatusChange,
 )
-from indicators.periods import DEFAULT_GRACE_DAYS, period_of
+from indicators.periods import DEFAULT_GRACE_DAYS, fiscal_year, fiscal_year_start, period_of, periods_between
+from indicators.targets import EMPTY, load_books
 
 router = APIRouter()
 Writer = Annotated[Principal, require_scope("indicators:write")]
@@ -173,7 +175,7 @@ async def descriptions(code: str, uow: UoW) -> list[schemas.DescriptionRead]:
 
 
 @router.put("/indicators/{code}/targets", response_model=list[schemas.TargetRead], tags=["targets"],
-            summary="Set targets per period (or from a fiscal year's first period); a target carries forward")
+            summary="Set targets for a period, the rest of its fiscal year, a fiscal year, or onward (`applies`)")
 async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, ctx: Context, who: Writer) -> list[schemas.TargetRead]:
     ind = await service.get_indicator(uow, code)
     await service.set_targets(uow, _settings(ctx), actor=who.name, ind=ind, targets=data.targets)
@@ -191,9 +193,49 @@ async def _targets(uow: UoW, ind: Indicator) -> list[schemas.TargetRead]:
     from indicators.models import Target
 
     rows = (await uow.session.execute(
-        sa.select(Target).where(Target.indicator_id == ind.id).order_by(Target.period_start))).scalars()
+        sa.select(Target).where(Target.indicator_id == ind.id).order_by(Target.period_start, Target.applies))).scalars()
     return [schemas.TargetRead(period=t.period_label, period_start=t.period_start, fiscal_year=t.fiscal_year,
-                               value=t.value, set_by=t.set_by, set_at=t.set_at) for t in rows]
+                               value=t.value, applies=t.applies, set_by=t.set_by, set_at=t.set_at)  # type: ignore[arg-type]
+            for t in rows]
+
+
+MAX_TARGET_PERIODS = 1000
+
+
+@router.get("/indicators/{code}/targets/periods", response_model=list[schemas.TargetPeriodRead], tags=["targets"],
+            summary="Which target governs each period, and why (default: the current fiscal year)")
+async def target_periods(
+    code: str, uow: UoW, ctx: Context,
+    start: Annotated[str | None, Query(alias="from", description="first period (label or date)")] = None,
+    end: Annotated[str | None, Query(alias="to", description="last period (label or date)")] = None,
+) -> list[schemas.TargetPeriodRead]:
+    settings = _settings(ctx)
+    fy0 = settings.fiscal_year_start_month
+    ind = await service.get_indicator(uow, code)
+    fy = fiscal_year(_today(settings), fy0)
+    first = period_of(ind.frequency, fiscal_year_start(fy, fy0), fy0)
+    last = period_of(ind.frequency, fiscal_year_start(fy + 1, fy0) - timedelta(days=1), fy0)
+    try:
+        first = service._period_cached(ind.frequency, start, fy0) if start else first
+    except ValueError as exc:
+        raise Invalid(str(exc), field="from") from exc
+    try:
+        last = service._period_cached(ind.frequency, end, fy0) if end else last
+    except ValueError as exc:
+        raise Invalid(str(exc), field="to") from exc
+    if last.start < first.start:
+        raise Invalid("'to' is before 'from'", field="to")
+    periods = periods_between(ind.frequency, first.start, last.start, fy0, limit=MAX_TARGET_PERIODS + 1)
+    if len(periods) > MAX_TARGET_PERIODS:
+        raise Invalid(f"at most {MAX_TARGET_PERIODS} periods at once", field="to")
+    book = (await load_books(uow, [ind.id], fy0)).get(ind.id, EMPTY)
+    out = []
+    for p in periods:
+        row, why = book.governing(p.start)
+        out.append(schemas.TargetPeriodRead(
+            period=p.label, period_start=p.start, target=row.value if row else None,
+            applies=row.applies if row else None, set_for=row.label if row else None, why=why))  # type: ignore[arg-type]
+    return out
 
 
 # --- observations -----------------------------------------------------------------------
@@ -225,7 +267,7 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, ctx
         raise Invalid(err, field="value")
     await service.record_observations(uow, settings, [service.ObsIn(ind, p, data.value, data.note)],
                                       actor=who.name, source="api")
-    rows = await service.series(uow, ind, start=p.start, end=p.start)
+    rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
     await uow.commit()
     return _obs_read(rows[0])
 
@@ -247,7 +289,8 @@ async def get_observations(
                           if text else None)
         except ValueError as exc:
             raise Invalid(str(exc), field=name) from exc
-    rows = await service.series(uow, ind, start=bounds[0], end=bounds[1], limit=limit)
+    rows = await service.series(uow, ind, start=bounds[0], end=bounds[1], limit=limit,
+                                fy0=settings.fiscal_year_start_month)
     return [_obs_read(r) for r in rows]
 
 
@@ -285,7 +328,7 @@ async def get_summary(code: str, uow: UoW, ctx: Context,
             p = period_of(ind.frequency, _today(settings), fy0)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
-    return await service.summary(uow, settings, ind, p)
+    return await ytd.summary(uow, settings, ind, p)
 
 
 BULK_HEADER = "indicator_code,period,value[,note]"

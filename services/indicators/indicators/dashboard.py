@@ -420,7 +420,7 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
     now = utcnow()
     override = (await service.active_overrides(uow, [ind.id], now)).get(ind.id)
     status, overridden, oreason, reason = service.effective_status(ind, override, now)
-    rows = await service.series(uow, ind, limit=60)
+    rows = await service.series(uow, ind, limit=60, fy0=settings.fiscal_year_start_month)
     desc = await service.current_description(uow, ind.id)
     hist = (await uow.session.execute(
         sa.select(StatusChange).where(StatusChange.indicator_id == ind.id).order_by(StatusChange.id.desc()).limit(20)
@@ -485,9 +485,9 @@ async def _links(uow: Any, ind: Indicator) -> str:
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
-async def drilldown_csv(code: str, uow: UoW) -> Response:
+async def drilldown_csv(code: str, uow: UoW, ctx: Context) -> Response:
     ind = await service.get_indicator(uow, code)
-    rows = await service.series(uow, ind)
+    rows = await service.series(uow, ind, fy0=cast(Settings, ctx.settings).fiscal_year_start_month)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "miss", "reason", "revision"])

@@ -141,7 +141,8 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
             raise RuntimeError(f"reading {d['code']}: {r.status_code} {r.text[:300]}")
         if d.get("target") is not None:
             r = await client.put(f"{base}/indicators/{d['code']}/targets", headers=h,
-                                 json={"targets": [{"period": _month(36, today), "value": d["target"]}]})
+                                 json={"targets": [{"period": _month(36, today), "value": d["target"],
+                                                   "applies": "onward"}]})
             r.raise_for_status()
         if d.get("formula"):
             continue

@@ -267,8 +267,9 @@ async def ensure_indicators(
             ),
         )
         if d.target:
+            # the city's standing target for a derived indicator: explicitly onward, from before any 311 data
             p = period_of(ind.frequency, date(2000, 1, 1), fy0)
-            uow.session.add(Target(indicator_id=ind.id, period_start=p.start, period_label=p.label,
+            uow.session.add(Target(indicator_id=ind.id, period_start=p.start, applies="onward", period_label=p.label,
                                    fiscal_year=2000, value=float(getattr(settings, d.target)), set_by="311-derivation"))
         found[m] = ind
     await uow.session.flush()

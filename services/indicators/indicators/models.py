@@ -108,6 +108,8 @@ class Target(Base):
     __tablename__ = "targets"
     indicator_id: Mapped[str] = mapped_column(sa.ForeignKey("indicators.id"), primary_key=True)
     period_start: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    # period | rest_of_year | fiscal_year | onward: what the target governs (indicators.targets)
+    applies: Mapped[str] = mapped_column(sa.String(16), primary_key=True, server_default="onward")
     period_label: Mapped[str] = mapped_column(sa.String(16))
     fiscal_year: Mapped[int] = mapped_column()
     value: Mapped[float] = mapped_column()

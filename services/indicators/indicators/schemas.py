@@ -31,6 +31,7 @@ FunctionTag = Literal["technology", "staffing", "spending", "customer_service", 
 Basis = Literal["target", "prior_period", "same_period_last_year", "history"]
 Status = Literal["green", "yellow", "red", "grey"]
 OVERRIDE_MAX_DAYS = 366
+Applies = Literal["period", "rest_of_year", "fiscal_year", "onward"]
 
 
 def _code(v: str) -> str:
@@ -95,7 +96,8 @@ class IndicatorCreate(EvaluationFields):
     kind: Kind
     direction: Direction
     frequency: Frequency
-    additive: bool = True
+    additive: bool | None = Field(None, description="sum over periods; default by unit: count and currency yes, "
+                                  "percentage, score, duration and formulas no (percentages and scores never)")
     critical: bool = False
     function_tag: FunctionTag = "performance"
     owner: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -183,6 +185,9 @@ class TargetIn(Strict):
     fiscal_year: Annotated[int, AfterValidator(check_year)] | None = Field(
         None, description="from the first period of that fiscal year (within a few fiscal years of now)")
     value: float
+    applies: Applies | None = Field(None, description="period (default for a period): that period only; "
+                                    "rest_of_year: to the end of its fiscal year; fiscal_year (default for a "
+                                    "fiscal_year): that whole fiscal year; onward: until a later onward target")
 
     @model_validator(mode="after")
     def _one(self) -> TargetIn:
@@ -198,12 +203,24 @@ class TargetsIn(Strict):
 
 
 class TargetRead(BaseModel):
-    period: str
+    period: str  # FY2027 for a fiscal-year target, else the period it was set for
     period_start: date
     fiscal_year: int
     value: float
+    applies: Applies
     set_by: str
     set_at: datetime
+
+
+class TargetPeriodRead(BaseModel):
+    """Which target governs one period, and why (the precedence is in indicators.targets)."""
+
+    period: str
+    period_start: date
+    target: float | None
+    applies: Applies | None
+    set_for: str | None = Field(description="the period or fiscal year the governing target was set for")
+    why: str
 
 
 class ObservationIn(Strict):
@@ -289,7 +306,7 @@ class SummaryRead(BaseModel):
     ytd_periods: int
     ytd_value: float | None
     ytd_target: float | None
-    ytd_method: Literal["sum", "mean"]
+    ytd_method: Literal["sum", "mean", "formula"]
     fiscal_year: int
     last_year_period: str
     last_year_value: float | None

@@ -38,6 +38,7 @@ from citystat_common.events import (
 )
 from citystat_common.uow import UnitOfWork
 from indicators import metrics, schemas
+from indicators.aggregation import check_additive, default_additive
 from indicators.config import Settings
 from indicators.evaluation import (
     EvalConfig,
@@ -62,7 +63,6 @@ from indicators.periods import (
     DEFAULT_GRACE_DAYS,
     Period,
     due_after,
-    fiscal_year,
     fiscal_year_start,
     local_date,
     next_period,
@@ -70,7 +70,8 @@ from indicators.periods import (
     period_of,
     same_period_last_year,
 )
-from indicators.targets import check_target_year
+from indicators.references import check_linked_outcome, formula_inputs
+from indicators.targets import EMPTY, Book, applies_of, check_target_year, load_books
 
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
 CHUNK_INDICATORS = 400
@@ -202,10 +203,17 @@ async def create_indicator(
         raise Conflict(f"an indicator with code {data.code!r} exists", field="code")
     if directory is not None:
         await check_department(uow, data.department_code, directory=directory)
+    is_formula = data.formula is not None
+    additive = data.additive if data.additive is not None else default_additive(data.unit, formula=is_formula)
+    check_additive(data.unit, additive, formula=is_formula)
+    await check_linked_outcome(uow, data.linked_outcome_code, own_code=data.code)
+    inputs = {} if data.formula is None else await formula_inputs(
+        uow, own_code=data.code, frequency=data.frequency,
+        roles={"numerator": data.formula.numerator, "denominator": data.formula.denominator})
     now = utcnow()
     ind = Indicator(
         id=str(uuid.uuid4()), code=data.code, name=data.name, department_code=data.department_code, unit=data.unit,
-        kind=data.kind, direction=data.direction, frequency=data.frequency, additive=data.additive,
+        kind=data.kind, direction=data.direction, frequency=data.frequency, additive=additive,
         critical=data.critical, function_tag=data.function_tag, owner=data.owner, data_source=data.data_source,
         basis=data.basis or "target", rules=[r.model_dump() for r in data.rules] if data.rules else None,
         persistence=data.persistence, recovery_within=data.recovery_within,
@@ -219,15 +227,6 @@ async def create_indicator(
     uow.session.add(ind)
     uow.session.add(IndicatorDescription(indicator_id=ind.id, text=data.description, valid_from=now, changed_by=actor))
     if data.formula is not None:
-        inputs = {}
-        for role in ("numerator", "denominator"):
-            code = getattr(data.formula, role)
-            other = (await uow.session.execute(sa.select(Indicator).where(Indicator.code == code))).scalar_one_or_none()
-            if other is None:
-                raise Invalid(f"formula {role} {code!r} is not an indicator", field=f"formula.{role}")
-            if other.frequency != ind.frequency:
-                raise Invalid(f"formula {role} {code!r} is {other.frequency}, not {ind.frequency}", field=f"formula.{role}")
-            inputs[role] = other
         ind.formula = data.formula.model_dump()
         await uow.session.flush()
         for role, other in inputs.items():
@@ -243,6 +242,10 @@ async def update_indicator(
 ) -> Indicator:
     ind = await get_indicator(uow, code)
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("additive"):
+        check_additive(ind.unit, True, formula=bool(ind.formula))
+    if "linked_outcome_code" in changes:
+        await check_linked_outcome(uow, changes["linked_outcome_code"], own_code=ind.code)
     now = utcnow()
     reevaluate = False
     if "description" in changes:
@@ -290,7 +293,7 @@ async def set_targets(
 ) -> None:
     fy0 = settings.fiscal_year_start_month
     today = local_date(utcnow(), tz_of(settings))
-    rows: dict[date, dict[str, Any]] = {}
+    rows: dict[tuple[date, str], dict[str, Any]] = {}
     for i, t in enumerate(targets):
         if t.fiscal_year is not None:
             p = period_of(ind.frequency, fiscal_year_start(t.fiscal_year, fy0), fy0)
@@ -301,38 +304,24 @@ async def set_targets(
                 p = _period_cached(ind.frequency, str(t.period), fy0)
             except ValueError as exc:
                 raise Invalid(str(exc), field=field_name) from exc
-        check_target_year(p, today=today, fy0=fy0, field=field_name)
+        fy = check_target_year(p, today=today, fy0=fy0, field=field_name)
+        applies = applies_of(by_fiscal_year=t.fiscal_year is not None, applies=t.applies,
+                             field=f"targets.{i}.applies")
         err = validate_value(ind.unit, t.value)
         if err:
             raise Invalid(err, field=f"targets.{i}.value")
-        rows[p.start] = {
-            "indicator_id": ind.id, "period_start": p.start, "period_label": p.label,
-            "fiscal_year": fiscal_year(p.start, fy0), "value": float(t.value), "set_by": actor, "set_at": utcnow(),
+        rows[(p.start, applies)] = {
+            "indicator_id": ind.id, "period_start": p.start, "applies": applies,
+            "period_label": f"FY{t.fiscal_year}" if t.fiscal_year is not None else p.label,
+            "fiscal_year": t.fiscal_year if t.fiscal_year is not None else fy, "value": float(t.value),
+            "set_by": actor, "set_at": utcnow(),
         }
-    await _upsert(uow, cast(sa.Table, Target.__table__), list(rows.values()), ["indicator_id", "period_start"])
-    await record_observations(uow, settings, [], actor=actor, source="api", reevaluate={ind.id: min(rows)})
+    await _upsert(uow, cast(sa.Table, Target.__table__), list(rows.values()),
+                  ["indicator_id", "period_start", "applies"])
+    await record_observations(uow, settings, [], actor=actor, source="api",
+                              reevaluate={ind.id: min(start for start, _ in rows)})
 
 
-async def load_targets(uow: UnitOfWork, ids: Sequence[str]) -> dict[str, list[tuple[date, float]]]:
-    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
-    for i in range(0, len(ids), CHUNK_INDICATORS):
-        chunk = list(ids[i : i + CHUNK_INDICATORS])
-        res = await uow.session.execute(
-            sa.select(Target.indicator_id, Target.period_start, Target.value)
-            .where(Target.indicator_id.in_(chunk))
-            .order_by(Target.indicator_id, Target.period_start)
-        )
-        for iid, start, value in res:
-            out[iid].append((start, value))
-    return out
-
-
-def target_at(series: Sequence[tuple[date, float]], start: date) -> float | None:
-    """A target series carries forward: the latest target set for this period or an earlier one."""
-    if not series:
-        return None
-    idx = bisect.bisect_right([s for s, _ in series], start) - 1
-    return series[idx][1] if idx >= 0 else None
 
 
 # --- observations: the one write path ---------------------------------------------------
@@ -500,7 +489,7 @@ async def record_observations(
         )
         for row in res:
             existing[row[0]][row[1]] = list(row)
-        targets = await load_targets(uow, chunk)
+        targets = await load_books(uow, chunk, settings.fiscal_year_start_month)
         plans, revisions, n_fresh = _merge(chunk, inds, by_ind, existing, forced, result, actor, source, now)
         updates: list[list[Any]] = []
         counts: dict[str, int] = defaultdict(int)
@@ -584,7 +573,7 @@ def _merge(
 
 
 def _evaluate_plans(
-    plans: list[_Plan], settings: Settings, targets: dict[str, list[tuple[date, float]]], updates: list[list[Any]],
+    plans: list[_Plan], settings: Settings, targets: dict[str, Book], updates: list[list[Any]],
     counts: dict[str, int], *, trim: bool = False,
 ) -> Iterator[list[Any]]:
     """Re-evaluate each indicator's series from its first changed period forward. Yields the new
@@ -602,7 +591,7 @@ def _evaluate_plans(
         srows = [rows[s] for s in series]
         values = [r[VALUE] for r in srows]
         k0 = bisect.bisect_left(series, plan.first_changed)
-        refs = _references(ind, cfg, series, values, rows, k0, targets.get(ind.id, []), fy0)
+        refs = _references(ind, cfg, series, values, rows, k0, targets.get(ind.id, EMPTY), fy0)
         prev = PrevState(srows[k0 - 1][STATUS], srows[k0 - 1][STREAK]) if k0 > 0 else None
         was_red = [s in plan.was_red for s in series[k0:]] if plan.was_red else None
         dirty, fresh = plan.dirty, plan.fresh
@@ -631,23 +620,21 @@ def _evaluate_plans(
 
 def _references(
     ind: Indicator, cfg: EvalConfig, series: list[date], values: list[float], rows: dict[date, list[Any]], k0: int,
-    tseries: list[tuple[date, float]], fy0: int,
+    book: Book, fy0: int,
 ) -> list[Any]:
     """The reference of each period from ``k0`` on; only the indicator's own basis is looked up."""
     n = len(series)
     if cfg.basis == "target":
-        # targets carry forward: walk them alongside the sorted periods, one Reference per target
-        tstarts = [s for s, _ in tseries]
-        j = bisect.bisect_right(tstarts, series[k0]) - 1 if k0 < n else -1
-        cache: dict[int, Any] = {}
+        # the governing target of each period (indicators.targets), one Reference per target value
+        if not book:
+            return [None] * (n - k0)
+        cache: dict[float | None, Any] = {}
         out = []
         for k in range(k0, n):
-            s = series[k]
-            while j + 1 < len(tstarts) and tstarts[j + 1] <= s:
-                j += 1
-            if j not in cache:
-                cache[j] = reference_for(cfg, target=tseries[j][1] if j >= 0 else None)
-            out.append(cache[j])
+            t = book.value_at(series[k])
+            if t not in cache:
+                cache[t] = reference_for(cfg, target=t)
+            out.append(cache[t])
         return out
     if cfg.basis == "history":
         w = cfg.history_window
@@ -800,6 +787,9 @@ async def set_override(
     uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, data: schemas.OverrideIn
 ) -> Override:
     now = utcnow()
+    if not ind.active:
+        # a retired indicator is not judged (an override of one would still open a ticket)
+        raise Invalid(f"indicator {ind.code!r} is inactive: reactivate it before overriding its status", field="code")
     if data.expires_at <= now:
         raise Invalid("expires_at must be in the future", field="expires_at")
     current = await active_overrides(uow, [ind.id], now)
@@ -930,7 +920,8 @@ async def status_counts(uow: UnitOfWork) -> list[tuple[str, str, int]]:
 
 
 async def series(
-    uow: UnitOfWork, ind: Indicator, *, start: date | None = None, end: date | None = None, limit: int = 5000
+    uow: UnitOfWork, ind: Indicator, *, start: date | None = None, end: date | None = None, limit: int = 5000,
+    fy0: int = 7,
 ) -> list[dict[str, Any]]:
     stmt = sa.select(observations).where(observations.c.indicator_id == ind.id)
     if start:
@@ -940,48 +931,7 @@ async def series(
     stmt = stmt.order_by(observations.c.period_start.desc()).limit(limit)
     rows = [dict(r) for r in (await uow.session.execute(stmt)).mappings()]
     rows.reverse()
-    targets = (await load_targets(uow, [ind.id])).get(ind.id, [])
+    book = (await load_books(uow, [ind.id], fy0)).get(ind.id, EMPTY)
     for r in rows:
-        r["target"] = target_at(targets, r["period_start"])
+        r["target"] = book.value_at(r["period_start"])
     return rows
-
-
-async def summary(uow: UnitOfWork, settings: Settings, ind: Indicator, period: Period) -> schemas.SummaryRead:
-    fy0 = settings.fiscal_year_start_month
-    fy = fiscal_year(period.start, fy0)
-    fy_first = fiscal_year_start(fy, fy0)
-    ly = same_period_last_year(period, fy0)
-    rows = (
-        await uow.session.execute(
-            sa.select(observations.c.period_start, observations.c.value, observations.c.status).where(
-                observations.c.indicator_id == ind.id,
-                sa.or_(
-                    sa.and_(observations.c.period_start >= fy_first, observations.c.period_start <= period.start),
-                    observations.c.period_start == ly.start,
-                ),
-            )
-        )
-    ).all()
-    by_start = {r.period_start: r for r in rows}
-    targets = (await load_targets(uow, [ind.id])).get(ind.id, [])
-    ytd_rows = [r for r in rows if fy_first <= r.period_start <= period.start]
-    ytd_targets = [t for t in (target_at(targets, r.period_start) for r in ytd_rows) if t is not None]
-    method = "sum" if ind.additive else "mean"
-
-    def agg(xs: list[float]) -> float | None:
-        if not xs:
-            return None
-        return sum(xs) if method == "sum" else sum(xs) / len(xs)
-
-    cur = by_start.get(period.start)
-    last = by_start.get(ly.start)
-    change = None
-    if cur is not None and last is not None and last.value != 0:
-        change = (cur.value - last.value) / abs(last.value)
-    return schemas.SummaryRead(
-        code=ind.code, period=period.label, value=cur.value if cur else None, target=target_at(targets, period.start),
-        status=cur.status if cur else None, ytd_periods=len(ytd_rows), ytd_value=agg([r.value for r in ytd_rows]),
-        ytd_target=agg(ytd_targets) if len(ytd_targets) == len(ytd_rows) else None, ytd_method=method,
-        fiscal_year=fy, last_year_period=ly.label, last_year_value=last.value if last else None,
-        change_from_last_year=change,
-    )
