@@ -26,21 +26,29 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from citystat_common import metrics
-from citystat_common.bus import ensure_topics, make_producer
-from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, utcnow
+from citystat_common.brokerwatch import BrokerWatch, replay
+from citystat_common.bus import broker_reachable, ensure_topics, make_producer
+from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import ALL_TOPICS
 from citystat_common.logging import get_logger
+from citystat_common.outage import is_broker_down, is_database_down
+from citystat_common.outbox_listen import OutboxListener
+from citystat_common.outbox_listen import wait_any as _wait_any
+from citystat_common.outbox_listen import wait_stop as _wait
 
 log = get_logger(__name__)
 
+__all__ = ["OutboxRelay", "replay"]  # replay lives with the broker watch; runtime and tests import it here
+
 LEASE_SECONDS = 30
 RELAY_LOCK_ID = 731_311  # pg advisory lock key: one active relay per service database
-LISTEN_RETRY_SECONDS = 10.0
 LOCK_RECHECK_SECONDS = 5.0  # how often a relay that holds the lock asks the database again
 TOPIC_CHECK_SECONDS = 1.0  # local broker: how often the relay asks whether its topics still exist
 # How long a published range waits before the claim floor moves past it: outbox rows are
 # inserted at commit, so a transaction that drew a lower id commits well within this.
 FLOOR_LAG_SECONDS = 2.0
+# How often the relay reports in worker_heartbeat: /readyz calls a relay silent after a few of these.
+HEARTBEAT_SECONDS = 2.0
 
 # PostgreSQL statements of fixed text: prepared once per connection, no SQL built per batch.
 # No lease on PostgreSQL: the advisory lock makes this relay the only one, and it reads on the
@@ -87,6 +95,7 @@ class OutboxRelay:
         max_backoff: float = 10.0,
         topic_partitions: int | None = None,
         request_timeout_ms: int = 10_000,
+        reset_margin: timedelta = timedelta(seconds=60),
     ):
         self.service = service
         self.engine = engine
@@ -105,9 +114,7 @@ class OutboxRelay:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._lock_checked_at = float("-inf")
         self._lock_conn: Any = None
-        self._listen_conn: Any = None
-        self._listen_retry_at = 0.0
-        self._wake = asyncio.Event()
+        self.listener = OutboxListener(engine)
         self._topics_checked_at = float("-inf")
         self.broker_up = False
         # PostgreSQL claim floor. Marking a row sent leaves its old index entry behind until VACUUM,
@@ -120,6 +127,8 @@ class OutboxRelay:
         # one is below it (a straggler past the lag, a replay), so no row waits more than its period.
         self._floor: int | None = None
         self._covered: deque[tuple[float, int]] = deque()  # (published at, first id after the claim)
+        # Notices a broker that lost what it held and says what to publish again (see brokerwatch).
+        self.watch = BrokerWatch(bootstrap=bootstrap, engine=engine, tables=tables, margin=reset_margin)
 
     # -- producer -------------------------------------------------------------------
     async def _ensure_producer(self) -> AIOKafkaProducer:
@@ -230,6 +239,7 @@ class OutboxRelay:
             got = (await self._lock_conn.execute(_PG_TRY_LOCK, {"k": RELAY_LOCK_ID})).scalar()
         except Exception as exc:  # database down: not the active relay until it answers again
             log.warning("outbox_relay_lock_failed", error=repr(exc))
+            self._database_is(False)
             await self._release_lock_conn()
             return False
         if not got:
@@ -260,41 +270,6 @@ class OutboxRelay:
             except Exception:  # noqa: BLE001 - a connection the database already dropped
                 pass
 
-    async def _ensure_listener(self) -> None:
-        """PostgreSQL: LISTEN on a dedicated connection (outside the pool, never in a transaction,
-        so notifications arrive at once); on failure keep polling and try again later."""
-        if self.engine.dialect.name != "postgresql":
-            return
-        if self._listen_conn is not None and not self._listen_conn.is_closed():
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._listen_retry_at:
-            return
-        self._listen_retry_at = loop.time() + LISTEN_RETRY_SECONDS
-        import asyncpg
-
-        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = None
-        try:
-            conn = await asyncpg.connect(url, timeout=5)
-            await conn.add_listener(OUTBOX_NOTIFY_CHANNEL, self._notified)
-            self._listen_conn = conn
-        except Exception as exc:  # noqa: BLE001 - polling still works
-            log.warning("outbox_listen_failed", error=repr(exc))
-            if conn is not None:
-                conn.terminate()
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _close_listener(self) -> None:
-        if self._listen_conn is not None:
-            conn, self._listen_conn = self._listen_conn, None
-            try:
-                await asyncio.wait_for(conn.close(), timeout=5)
-            except Exception:  # noqa: BLE001 - a connection the database already dropped
-                conn.terminate()
-
     # -- one pass -----------------------------------------------------------------------
     async def publish_once(self) -> int:
         """Publish one batch; returns how many rows were sent. Raises when the broker fails."""
@@ -324,8 +299,10 @@ class OutboxRelay:
                     .where(o.c.id.in_([r.id for r in sent]))
                     .values(sent_at=now, lease_token=None, lease_until=None, attempts=o.c.attempts + 1)
                 )
-        for row in sent:
-            metrics.EVENTS_PUBLISHED.labels(self.service, row.event_type).inc()
+        for row, res in zip(rows, results, strict=True):
+            if not isinstance(res, BaseException):
+                self.watch.record(row.topic, res.partition, res.offset, row.event_id)
+                metrics.EVENTS_PUBLISHED.labels(self.service, row.event_type).inc()
         if failed:
             first_error = next(r for r in results if isinstance(r, BaseException))
             await self._release(failed, repr(first_error))
@@ -368,9 +345,29 @@ class OutboxRelay:
             res = await conn.execute(sa.delete(o).where(o.c.sent_at.is_not(None), o.c.sent_at < utcnow() - self.retention))
         return res.rowcount or 0
 
+    async def _check_broker_kept(self) -> None:
+        """A broker that lost what it held (restarted memory-only, rebuilt): publish again, on its own,
+        what the consumers may not have read; they drop what they had applied (inbox)."""
+        lost = await self.watch.lost()
+        if not lost:
+            return
+        since = self.watch.replay_from()
+        count = await self.watch.mark_lost_unsent()
+        self._forget_floor()  # the next claim starts at the first row marked unsent, in id order
+        await self._drop_producer()  # a new one re-creates the topics (local broker)
+        metrics.BROKER_RESETS.labels(self.service).inc()
+        log.warning("broker_reset_detected", lost_topics=sorted(lost), republishing=count,
+                    since=since.isoformat() if since else "every kept row")
+
+    def _database_is(self, up: bool) -> None:
+        metrics.DATABASE_UP.labels(self.service).set(1 if up else 0)
+
     async def _heartbeat(self, backlog: int) -> None:
         hb = self.tables.heartbeat
-        values = {"details": {"broker_up": self.broker_up, "backlog": backlog}, "updated_at": utcnow()}
+        watch = self.watch.details()
+        details = {"broker_up": self.broker_up, "backlog": backlog, "broker_resets": watch["resets"],
+                   "last_broker_reset": watch["last_reset"], "consumed_through": watch["consumed_through"]}
+        values = {"details": details, "updated_at": utcnow()}
         async with self.engine.begin() as conn:
             res = await conn.execute(sa.update(hb).where(hb.c.component == "relay").values(**values))
             if not res.rowcount:
@@ -379,7 +376,9 @@ class OutboxRelay:
     # -- loop -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.0
-        last_housekeeping = 0.0
+        last_housekeeping = last_beat = 0.0
+        backlog = 0
+        published_since_check = False
         loop = asyncio.get_running_loop()
         log.info("outbox_relay_started", bootstrap=self.bootstrap)
         try:
@@ -390,27 +389,54 @@ class OutboxRelay:
                 now = loop.time()
                 if now - last_housekeeping > 5:
                     last_housekeeping = now
+                    if not published_since_check:
+                        # Nothing went out since the last pass, so no publish has told: ask the broker.
+                        self.broker_up = await broker_reachable(self.bootstrap)
+                    published_since_check = False
+                    metrics.BROKER_UP.labels(self.service).set(1 if self.broker_up else 0)
                     try:
-                        count, age = await self.backlog()
-                        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+                        backlog, age = await self.backlog()
+                        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)
                         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
-                        metrics.BROKER_UP.labels(self.service).set(1 if self.broker_up else 0)
-                        await self._heartbeat(count)
                         await self.purge_sent()
+                        self._database_is(True)
                     except Exception as exc:  # database hiccup: keep the relay alive
                         log.warning("outbox_housekeeping_failed", error=repr(exc))
-                await self._ensure_listener()
-                self._wake.clear()  # from here on, a commit's notification wakes the wait below
+                        if is_database_down(exc):
+                            self._database_is(False)
+                    if self.broker_up:
+                        try:
+                            await self.watch.refresh_consumed()
+                            await self.watch.save()
+                        except Exception as exc:  # noqa: BLE001 - known next pass; the last one stays saved
+                            log.warning("broker_watch_refresh_failed", error=repr(exc))
+                if now - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = now
+                    try:
+                        await self._heartbeat(backlog)
+                        self._database_is(True)
+                    except Exception as exc:  # noqa: BLE001 - the database is away: readyz says so
+                        log.warning("outbox_heartbeat_failed", error=repr(exc))
+                        self._database_is(False)
+                await self.listener.ensure()
+                self.listener.wake.clear()  # from here on, a commit's notification wakes the wait below
                 try:
+                    await self._check_broker_kept()
                     sent = await self.publish_once()
-                    self.broker_up = True
+                    if sent:  # an idle pass touched no broker: housekeeping asks it instead
+                        self.broker_up = published_since_check = True
                     backoff = 0.0
-                    listening = self._listen_conn is not None and not self._listen_conn.is_closed()
-                    if sent >= self.batch_size or (sent and not listening):
+                    if sent >= self.batch_size or (sent and not self.listener.listening):
                         continue  # drain a backlog without sleeping
                     # A partial batch was all there was: a commit since the claim has notified
                     # (the wait below returns at once), so another claim now would find nothing.
                 except Exception as exc:
+                    if is_database_down(exc) and not is_broker_down(exc):
+                        # Each signal blames its own component: the broker may be fine.
+                        self._database_is(False)
+                        log.warning("outbox_database_unavailable", error=repr(exc), retry_in=self.max_backoff)
+                        await _wait(stop, min(self.max_backoff, 2.0))
+                        continue
                     self.broker_up = False
                     metrics.BROKER_UP.labels(self.service).set(0)
                     await self._drop_producer()
@@ -418,47 +444,13 @@ class OutboxRelay:
                     log.warning("outbox_publish_failed", error=repr(exc), retry_in=backoff)
                     await _wait(stop, backoff)
                     continue
-                await _wait_any(stop, self._wake, self.poll_interval)
+                await _wait_any(stop, self.listener.wake, self.poll_interval)
         finally:
             await self._drop_producer()
-            await self._close_listener()
+            await self.watch.close()
+            await self.listener.close()
             await self._release_lock_conn()
             log.info("outbox_relay_stopped")
-
-
-async def replay(engine: AsyncEngine, tables: PlumbingTables, since: datetime) -> int:
-    """Mark every kept row created since ``since`` as unsent, so the relay publishes it again.
-
-    Consumers deduplicate on the event id, so a replay changes nothing downstream; it
-    exists for the day the broker lost its records (Tansu is memory-only). A running relay finds
-    the rows at its next housekeeping pass (below its claim floor, see ``OutboxRelay``)."""
-    o = tables.outbox
-    async with engine.begin() as conn:
-        res = await conn.execute(
-            sa.update(o)
-            .where(o.c.created_at >= since, o.c.sent_at.is_not(None))
-            .values(sent_at=None, lease_token=None, lease_until=None)
-        )
-    return res.rowcount or 0
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    """Sleep until ``stop`` or ``wake`` is set, or ``seconds`` pass."""
-    if stop.is_set() or wake.is_set():
-        return
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 async def _quiet_stop(producer: AIOKafkaProducer) -> None:

@@ -58,6 +58,7 @@ def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingT
         max_backoff=settings.outbox_max_backoff,
         topic_partitions=settings.topic_partitions if settings.create_topics else None,
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        reset_margin=timedelta(seconds=settings.broker_reset_margin_seconds),
     )
 
 
@@ -181,6 +182,9 @@ def worker_main(
 
 def _start_worker_metrics(settings: ServiceSettings) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from citystat_common.metrics import remove_dead_process_gauges
+
+        remove_dead_process_gauges()  # a predecessor killed -9 left its gauges behind
         return  # the api's /metrics reads this process's files
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from citystat_common.people import PeopleSettings
 
 
-class ServiceSettings(BaseSettings):
-    """Base settings; a service subclasses it with its own ``env_prefix`` and port."""
+class ServiceSettings(PeopleSettings):
+    """Base settings; a service subclasses it with its own ``env_prefix`` and port. The provider and
+    mail settings every service shares come from `PeopleSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="CITYSTAT_", extra="ignore", populate_by_name=True)
 
@@ -47,6 +50,15 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval: float = Field(0.2, gt=0, le=60)
     outbox_retention_hours: float = Field(72, gt=0)
     outbox_max_backoff: float = Field(10.0, gt=0)
+    # After the broker lost what it held, rows marked sent this long before the last moment every
+    # consumer group was known to have read them are published again too (the mark follows the ack).
+    broker_reset_margin_seconds: float = Field(60, ge=0, le=86_400)
+    # /readyz: the worker's relay and consumers must have reported within this many seconds (they
+    # report every 2). The relay check is on where the worker runs beside the api (make run, compose).
+    worker_heartbeat_max_age_seconds: float = Field(6.0, gt=0, le=600)
+    readiness_checks_worker: bool = Field(
+        False, validation_alias=AliasChoices("readiness_checks_worker", "READINESS_CHECKS_WORKER")
+    )
 
     # How long a consumer group waits for a silent member (a killed worker) before it hands that
     # member's partitions to the others; a member heartbeats every tenth of it, and at least once a second.

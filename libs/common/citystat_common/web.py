@@ -24,9 +24,16 @@ from citystat_common.bus import broker_reachable
 from citystat_common.db import PlumbingTables, create_engine, ping, session_factory, utcnow
 from citystat_common.errors import install_problem_handlers, problem
 from citystat_common.logging import configure_logging, correlation_id_var, new_correlation_id
-from citystat_common.metrics import MetricsMiddleware, metrics_endpoint
+from citystat_common.metrics import (
+    DATABASE_UP,
+    MetricsMiddleware,
+    metrics_endpoint,
+    remove_dead_process_gauges,
+)
+from citystat_common.people import install_people
 from citystat_common.ratelimit import RateLimitMiddleware
 from citystat_common.settings import ServiceSettings
+from citystat_common.textguard import NulTextGuard
 from citystat_common.uow import UnitOfWork
 
 
@@ -133,7 +140,9 @@ async def check_database(ctx: ServiceContext) -> str | None:
     try:
         await ping(ctx.engine)
     except Exception as exc:  # noqa: BLE001
+        DATABASE_UP.labels(ctx.settings.service_name).set(0)
         return f"database unreachable: {type(exc).__name__}"
+    DATABASE_UP.labels(ctx.settings.service_name).set(1)
     return None
 
 
@@ -141,17 +150,23 @@ async def check_broker(ctx: ServiceContext) -> str | None:
     return None if await broker_reachable(ctx.settings.kafka_bootstrap) else "broker unreachable"
 
 
-def check_consumer(group_id: str, max_age: timedelta = timedelta(seconds=30)) -> ReadinessCheck:
-    """Ready when some replica of the group reported, recently, an assignment of partitions."""
+def _max_age(ctx: ServiceContext, max_age: timedelta | None) -> timedelta:
+    return max_age or timedelta(seconds=ctx.settings.worker_heartbeat_max_age_seconds)
+
+
+def check_consumer(group_id: str, max_age: timedelta | None = None) -> ReadinessCheck:
+    """Ready when some replica of the group reported, recently (a few of its 2-s reports: a worker
+    down for 10 s shows), an assignment of partitions."""
 
     async def check(ctx: ServiceContext) -> str | None:
+        max_age_ = _max_age(ctx, max_age)
         hb = ctx.tables.heartbeat
         try:
             async with ctx.engine.connect() as conn:
                 rows = (await conn.execute(sa.select(hb).where(hb.c.component.like(f"consumer:{group_id}:%")))).all()
         except Exception as exc:  # noqa: BLE001
             return f"database unreachable: {type(exc).__name__}"
-        fresh = [r for r in rows if utcnow() - r.updated_at <= max_age]
+        fresh = [r for r in rows if utcnow() - r.updated_at <= max_age_]
         if not rows:
             return f"consumer {group_id} has not reported"
         if not fresh:
@@ -161,6 +176,23 @@ def check_consumer(group_id: str, max_age: timedelta = timedelta(seconds=30)) ->
         return None
 
     return check
+
+
+async def check_relay(ctx: ServiceContext, max_age: timedelta | None = None) -> str | None:
+    """Ready when the worker's outbox relay reported recently. What it reported (backlog, broker
+    resets it recovered from on its own) goes into /readyz's ``relay`` detail."""
+    hb = ctx.tables.heartbeat
+    try:
+        async with ctx.engine.connect() as conn:
+            row = (await conn.execute(sa.select(hb).where(hb.c.component == "relay"))).first()
+    except Exception as exc:  # noqa: BLE001
+        return f"database unreachable: {type(exc).__name__}"
+    if row is None:
+        return "outbox relay has not reported"
+    ctx.extras["readiness_relay"] = dict(row.details or {}) | {"reported_at": row.updated_at.isoformat()}
+    if utcnow() - row.updated_at > _max_age(ctx, max_age):
+        return f"outbox relay silent since {row.updated_at.isoformat()}"
+    return None
 
 
 def health_router(checks: Sequence[ReadinessCheck]) -> APIRouter:
@@ -173,10 +205,15 @@ def health_router(checks: Sequence[ReadinessCheck]) -> APIRouter:
     @router.get("/readyz", summary="Readiness: database, broker and consumers", responses={503: {}})
     async def readyz(request: Request) -> JSONResponse:
         ctx = get_context(request)
-        problems = [p for p in [await c(ctx) for c in checks] if p]
-        if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        all_checks = list(checks)
+        if ctx.settings.readiness_checks_worker and check_relay not in all_checks:
+            all_checks.append(check_relay)
+        ctx.extras.pop("readiness_relay", None)
+        problems = [p for p in [await c(ctx) for c in all_checks] if p]
+        body: dict[str, Any] = {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
+        if "readiness_relay" in ctx.extras:
+            body["relay"] = ctx.extras["readiness_relay"]
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     return router
 
@@ -225,6 +262,7 @@ def build_app(
         )
         app.state.ctx = ctx
         app.state.keystore = ctx.keystore
+        remove_dead_process_gauges()  # of an earlier api or worker killed -9 (multiprocess folder)
         if on_startup:
             await on_startup(ctx)
         if settings.gc_freeze:
@@ -242,6 +280,7 @@ def build_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     if problem_handlers:
         install_problem_handlers(app)
+    app.add_middleware(NulTextGuard)
     if settings.rate_limit_per_minute:
         app.add_middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
@@ -253,4 +292,5 @@ def build_app(
     app.include_router(health_router(readiness))
     for router in routers:
         app.include_router(router)
+    install_people(app, settings)  # bearer tokens and page sign-in, when the city's provider is configured
     return app
