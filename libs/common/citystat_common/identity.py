@@ -64,9 +64,9 @@ class RoleMap:
 class ProviderKeys:
     """The provider's discovery document and JWKS, fetched lazily and refreshed on an unknown kid."""
 
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient):
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient | None = None):
         self.config = config
-        self._client = client
+        self._client = client  # None: a client per fetch (fetches are rare: at start and on rotation)
         self._keys: KeySet | None = None
         self._jwks_uri: str | None = None
         self._fetched_at = 0.0
@@ -74,17 +74,22 @@ class ProviderKeys:
 
     async def discovery(self) -> dict[str, Any]:
         url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        resp = await self._client.get(url, timeout=5.0)
-        resp.raise_for_status()
-        doc: dict[str, Any] = resp.json()
+        doc: dict[str, Any] = await self._get_json(url)
         return doc
+
+    async def _get_json(self, url: str) -> Any:
+        if self._client is not None:
+            resp = await self._client.get(url, timeout=5.0)
+        else:
+            async with httpx.AsyncClient() as client:
+                resp = await client.get(url, timeout=5.0)
+        resp.raise_for_status()
+        return resp.json()
 
     async def _refresh(self) -> KeySet:
         if self._jwks_uri is None:
             self._jwks_uri = str((await self.discovery())["jwks_uri"])
-        resp = await self._client.get(self._jwks_uri, timeout=5.0)
-        resp.raise_for_status()
-        self._keys = KeySet.import_key_set(resp.json())
+        self._keys = KeySet.import_key_set(await self._get_json(self._jwks_uri))
         self._fetched_at = time.monotonic()
         return self._keys
 

@@ -100,7 +100,7 @@ def _key_outside_body(scope: Scope) -> bool:
     return bool(headers.get(b"x-api-key") or _from_pairs(scope.get("query_string") or b""))
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+async def read_body(receive: Receive) -> tuple[bytes, list[Message]]:
     """The whole body, and the messages that carried it (to hand on to the app as they came)."""
     messages: list[Message] = []
     while True:
@@ -122,10 +122,10 @@ class RateLimitMiddleware:
             if not _key_outside_body(scope):
                 # the key may be in the body (Open311's api_key): read it (the body size limit
                 # around this middleware still applies) and replay it to the app unchanged
-                body, messages = await _read_body(receive)
+                body, messages = await read_body(receive)
                 headers = dict(scope.get("headers") or [])
                 body_key = body_api_key(headers.get(b"content-type", b""), body)
-                receive = _replay(messages, receive)
+                receive = replay(messages, receive)
             wait = self.buckets.take(_client_key(scope, body_key))
             if wait > 0:
                 retry = max(1, math.ceil(wait))
@@ -144,7 +144,8 @@ class RateLimitMiddleware:
         return response
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands the app the messages already read, then the rest as they come."""
     pending = list(messages)
 
     async def replayed() -> Message:
