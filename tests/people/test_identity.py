@@ -101,11 +101,22 @@ async def test_a_rotated_provider_key_is_accepted_after_refresh():
         first.stop()
 
 
-def test_demo_people_have_one_entry_per_email_with_their_roles():
-    people = demo_people([
-        {"person_email": "A@x.gov", "person_name": "A", "role": "department_head"},
-        {"person_email": "a@x.gov", "person_name": "A", "role": "deputy_mayor"},
-        {"person_email": "", "person_name": "nobody", "role": "hr_partner"},
-    ])
-    assert people == [{"sub": "a@x.gov", "email": "a@x.gov", "email_verified": True, "name": "A",
-                       "groups": [STAFF_GROUP, "citystat-department_head", "citystat-deputy_mayor"]}]
+def test_demo_people_have_one_entry_per_email_with_their_roles_and_departments():
+    people = demo_people(
+        [
+            {"person_email": "A@x.gov", "person_name": "A", "role": "department_head", "department_code": "STREETS"},
+            {"person_email": "a@x.gov", "person_name": "A", "role": "stat_partner", "department_code": "WATER"},
+            {"person_email": "dm@x.gov", "person_name": "D", "role": "deputy_mayor", "department_code": "STREETS"},
+            {"person_email": "", "person_name": "nobody", "role": "hr_partner"},
+        ],
+        [{"email": "c@x.gov", "name": "C", "department_code": "CONTACT311", "groups": ["citystat-311_staff"]}],
+    )
+    assert people == [
+        {"sub": "a@x.gov", "email": "a@x.gov", "email_verified": True, "name": "A",
+         "groups": [STAFF_GROUP, "citystat-department_head", "citystat-dept-STREETS", "citystat-stat_partner",
+                    "citystat-dept-WATER"]},
+        {"sub": "dm@x.gov", "email": "dm@x.gov", "email_verified": True, "name": "D",
+         "groups": [STAFF_GROUP, "citystat-deputy_mayor"]},
+        {"sub": "c@x.gov", "email": "c@x.gov", "email_verified": True, "name": "C",
+         "groups": [STAFF_GROUP, "citystat-311_staff", "citystat-dept-CONTACT311"]},
+    ]

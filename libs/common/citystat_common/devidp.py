@@ -5,8 +5,9 @@ as the STREETS stat partner or a deputy mayor by choosing their email on its for
     python -m citystat_common.devidp --port 8009
 
 Each person's token carries `email`, `name` and `groups`: "citystat-staff" for everyone in the
-directory, plus one group per senior-team role they hold (e.g. "citystat-performance_partner"),
-which the services map to scopes (IDENTITY_ROLE_MAP). A restart generates a new signing key:
+directory, one group per senior-team role they hold (e.g. "citystat-stat_partner") and one per
+department they work in ("citystat-dept-STREETS"), which the services map to scopes and departments
+(citystat_common.auth.DEFAULT_ROLE_MAP, IDENTITY_ROLE_MAP). A restart generates a new signing key:
 services pick it up through their JWKS refresh, as they would after a production key rotation.
 """
 
@@ -20,23 +21,40 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from citystat_common.auth import DEPARTMENT_GROUP_PREFIX
+
 STAFF_GROUP = "citystat-staff"
+CHAIN_ROLES = ("deputy_mayor", "managing_director")
 
 
-def demo_people(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One claims document per distinct email in the directory rows (as the import file has them)."""
+def demo_people(rows: Iterable[dict[str, Any]], staff: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """One claims document per distinct email: the senior-team rows of the directory import (a group
+    per role they hold and per department they hold it in) and the demo city's other staff (their
+    `groups` as the demo data names them, plus their department's)."""
     people: dict[str, dict[str, Any]] = {}
+
+    def add(email: str, name: str | None, groups: Iterable[str]) -> None:
+        person = people.setdefault(
+            email, {"sub": email, "email": email, "email_verified": True, "name": name, "groups": [STAFF_GROUP]},
+        )
+        for group in groups:
+            if group and group not in person["groups"]:
+                person["groups"].append(group)
+
     for row in rows:
         email = (row.get("person_email") or "").strip().lower()
-        if not email:
-            continue
-        person = people.setdefault(
-            email, {"sub": email, "email": email, "email_verified": True, "name": row.get("person_name"),
-                    "groups": [STAFF_GROUP]},
-        )
-        group = f"citystat-{row.get('role')}"
-        if row.get("role") and group not in person["groups"]:
-            person["groups"].append(group)
+        if email:
+            add(email, row.get("person_name"), [
+                f"citystat-{row['role']}" if row.get("role") else "",
+                # a deputy mayor or the managing director answers for many departments: no department group
+                f"{DEPARTMENT_GROUP_PREFIX}{row['department_code']}"
+                if row.get("department_code") and row.get("role") not in CHAIN_ROLES else "",
+            ])
+    for person in staff:
+        email = (person.get("email") or "").strip().lower()
+        if email:
+            dept = person.get("department_code")
+            add(email, person.get("name"), [*person.get("groups", []), f"{DEPARTMENT_GROUP_PREFIX}{dept}" if dept else ""])
     return list(people.values())
 
 
@@ -115,14 +133,14 @@ def sign_in_as(issuer: str, email: str, *, client_id: str, redirect_uri: str = "
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    from citystat_common.demo import directory_rows
+    from citystat_common.demo import directory_rows, load
 
     ap = argparse.ArgumentParser(description="CityStat's local OpenID Connect provider (demo people)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8009)
     ap.add_argument("--token-max-age", type=int, default=8 * 3600, help="seconds")
     args = ap.parse_args(argv)
-    people = demo_people(directory_rows())
+    people = demo_people(directory_rows(), load("directory.json").get("staff", []))
     print(f"identity provider: http://{args.host}:{args.port}/.well-known/openid-configuration "
           f"({len(people)} demo people; sign in by choosing an email)", flush=True)
     app = build_app(people, token_max_age=timedelta(seconds=args.token_max_age))
