@@ -146,3 +146,28 @@ async def test_attribute_bounds_are_validated(client, attribute, field):
     r = await client.patch("/admin/services/SIDEWALK", headers=ADMIN, json={"attributes": [attribute]})
     assert r.status_code == 422, r.text
     assert any(e["field"] == field for e in r.json()["errors"]), r.json()
+
+
+# --- NUL text refused at the door -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+@pytest.mark.parametrize("prefix", ["", "/open311/v2"])
+async def test_nul_on_open311_routes_is_the_spec_error_document(client, fmt, prefix):
+    """The shared guard answers problem+json 422; an Open311 caller reads the spec's errors instead."""
+    answers = [
+        await post(client, {**POTHOLE, "description": "a hole\x00"}, fmt=fmt),  # form body
+        await client.post(f"{prefix}/requests.{fmt}", json={**POTHOLE, "description": "x\x00"}),  # JSON body
+        await client.get(f"{prefix}/requests.{fmt}", params={"service_code": "POT\x00HOLE"}),  # query
+        await client.get(f"{prefix}/services/POT%00HOLE.{fmt}"),  # path
+    ]
+    for r in answers:
+        errors = assert_error_doc(r, 400, fmt, contains="NUL character")
+        assert errors[0]["code"] == 400
+
+
+async def test_nul_elsewhere_stays_problem_json(client):
+    r = await client.put("/admin/calendars/EDGE", headers=ADMIN, json={"name": "nul\x00"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    r = await client.get("/requests.js%00on")  # not a format: the XML document, as the route itself answers
+    assert_error_doc(r, 400, "xml", contains="NUL character")

@@ -9,7 +9,6 @@ collected, and anything unexpected still becomes an ``errors`` document.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,18 +79,6 @@ async def guarded(fmt: str, action: Callable[[], Awaitable[Response]]) -> Respon
             return resp
         log.exception("open311_unhandled_error")
         return error_response(fmt, Open311Error([(500, "an unexpected error; it has been logged")]))
-
-
-_OPEN311_PATH = re.compile(r"^(?:/open311/v2)?/(?:discovery|services|requests|tokens)(?:/[^/]+)?\.([A-Za-z0-9]+)$")
-
-
-def rate_limited(path: str, retry: int) -> Response | None:
-    """The 429 of an Open311 route as the spec's error document (``app.state.rate_limit_response``);
-    None elsewhere (problem+json). The limiter adds Retry-After."""
-    m = _OPEN311_PATH.match(path)
-    if m is None:
-        return None
-    return error_response(m.group(1), Open311Error([(429, f"write rate limit exceeded; retry in {retry} s")]))
 
 
 def query_params(request: Request) -> Params:

@@ -19,11 +19,12 @@ from citystat_common.web import (
     check_database,
 )
 from intake311.api import router as staff_router
-from intake311.api_open311 import post_request_hot, rate_limited, write_new_requests
+from intake311.api_open311 import post_request_hot, write_new_requests
 from intake311.api_open311 import router as open311_router
 from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.models import PLUMBING
+from intake311.refusals import bad_input, rate_limited
 from intake311.service import RequestNumbers
 
 
@@ -66,7 +67,9 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
         on_shutdown=shutdown,
     )
     app.include_router(open311_router, prefix="/open311/v2")
-    app.state.rate_limit_response = rate_limited  # a 429 on an Open311 route in the spec's error format
+    # refusals before a route runs: on an Open311 route in the spec's error format
+    app.state.rate_limit_response = rate_limited
+    app.state.bad_input_response = bad_input
     for prefix in ("", "/open311/v2"):  # the hot path: past FastAPI's routing, same handler
         add_hot_route(app, f"{prefix}/requests.{{fmt}}", post_request_hot, methods=["POST"])
     return app
