@@ -188,13 +188,17 @@ async def test_persistence_and_hysteresis_through_the_api_with_events(client, ap
         "indicators.indicator.status_changed",  # grey -> green
         "indicators.indicator.status_changed",  # green -> yellow
         "indicators.indicator.status_changed", "indicators.indicator.breached",
+        # each further red period is noted on the same episode (issue 16)
+        "indicators.indicator.breached", "indicators.indicator.breached",
         "indicators.indicator.status_changed", "indicators.indicator.recovered",
     ]
     breach = events[3][1]
     assert breach.status == "red" and breach.kind == "quality" and breach.critical is True
     assert breach.department_code == "STREETS" and breach.basis == "target" and breach.target == 100
     assert breach.magnitude == pytest.approx(0.15) and breach.function_tag == "performance"
-    assert events[5][1].episode_id == breach.episode_id and events[5][1].previous_status == "red"
+    assert [p.episode_id for _, p in events[4:6]] == [breach.episode_id] * 2
+    assert [p.period for _, p in events[3:6]] == [month(4), month(3), month(2)]
+    assert events[7][1].episode_id == breach.episode_id and events[7][1].previous_status == "red"
 
 
 async def test_one_breach_episode_until_recovery(client, app):
@@ -206,8 +210,10 @@ async def test_one_breach_episode_until_recovery(client, app):
     evs = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
     breaches = [p for t, p in evs if t.endswith("breached")]
     recoveries = [p for t, p in evs if t.endswith("recovered")]
-    assert len(breaches) == 2 and len(recoveries) == 1
-    assert breaches[0].episode_id == recoveries[0].episode_id != breaches[1].episode_id
+    # a breach per red period, the three of the first episode under one id (issue 16)
+    assert len(breaches) == 4 and len(recoveries) == 1
+    assert breaches[0].episode_id == breaches[1].episode_id == breaches[2].episode_id == recoveries[0].episode_id
+    assert breaches[3].episode_id != breaches[0].episode_id
 
 
 async def test_override_with_reason_and_expiry(client, app):
@@ -227,17 +233,20 @@ async def test_override_with_reason_and_expiry(client, app):
     hist = (await client.get("/indicators/STREETS.potholes/history")).json()["items"]
     assert hist[0]["overridden"] and hist[0]["override_reason"].startswith("Asphalt") and hist[0]["status"] == "yellow"
     evs = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
-    assert evs[-1][0].endswith("recovered") and evs[-1][1].overridden  # judgement lowered the flag
+    # judgement lowered the flag on the same episode: a status change, not a recovery (issue 16)
+    assert evs[-1][0].endswith("status_changed") and evs[-1][1].overridden and evs[-1][1].episode_id
+    episode = evs[-1][1].episode_id
     dash = (await client.get("/dashboard")).text
     assert "Asphalt plant strike" in dash
-    # the scheduler expires it: back to the computed red, a new breach episode
+    # the scheduler expires it: back to the computed red, the same episode
     async with app.state.ctx.uow() as uow:
         n = await service.expire_overrides(uow, app.state.ctx.settings, now=expires + timedelta(seconds=1))
         await uow.commit()
     assert n == 1
     assert (await client.get("/indicators/STREETS.potholes")).json()["overridden"] is False
     evs = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
-    assert evs[-1][0].endswith("breached") and evs[-1][1].overridden is False
+    assert evs[-1][0].endswith("status_changed") and evs[-1][1].overridden is False
+    assert evs[-1][1].episode_id == episode and not any(t.endswith("breached") for t, _ in evs[-2:])
 
 
 async def test_override_up_raises_a_flag_and_delete_clears_it(client, app):
@@ -248,8 +257,9 @@ async def test_override_up_raises_a_flag_and_delete_clears_it(client, app):
         "status": "red", "reason": "Data quality concerns raised by the auditor",
         "expires_at": (datetime.now(UTC) + timedelta(days=3)).isoformat()})
     assert r.json()["status"] == "red"
-    evs = [e.type for e, _ in await outbox_events(app, ind["id"])]
-    assert evs[-1].endswith("breached")
+    evs = [(e.type, p) for e, p in await outbox_events(app, ind["id"])]
+    # raised by judgement: published as a status change with no breach episode (issue 16)
+    assert evs[-1][0].endswith("status_changed") and evs[-1][1].status == "red" and evs[-1][1].episode_id is None
     r = await client.delete("/indicators/STREETS.potholes/override", headers=W)
     assert r.status_code == 200 and r.json()["status"] == "green"
     assert (await client.delete("/indicators/STREETS.potholes/override", headers=W)).status_code == 404

@@ -32,9 +32,6 @@ from citystat_common.directory import Departments, DirectoryUnreachable
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     DepartmentUpserted,
-    IndicatorBreached,
-    IndicatorRecovered,
-    IndicatorStatusChanged,
 )
 from citystat_common.uow import UnitOfWork
 from indicators import metrics, schemas
@@ -55,7 +52,6 @@ from indicators.models import (
     IndicatorDescription,
     ObservationRevision,
     Override,
-    StatusChange,
     Target,
     observations,
 )
@@ -70,6 +66,9 @@ from indicators.periods import (
     period_of,
     same_period_last_year,
 )
+from indicators.publish import apply_effective
+from indicators.publish import effective_status as effective_status  # re-exported: api, dashboard, tests
+from indicators.publish import missing_period as missing_period
 from indicators.references import check_linked_outcome, formula_inputs
 from indicators.targets import EMPTY, Book, applies_of, check_target_year, load_books
 
@@ -688,8 +687,10 @@ async def _refresh_state(
 ) -> None:
     tz = tz_of(settings)
     fy0 = settings.fiscal_year_start_month
+    new_period = False
     if latest is not None:
         start = latest[_C["period_start"]]
+        new_period = ind.latest_period_start is not None and start > ind.latest_period_start
         ind.latest_period_start = start
         ind.latest_value = latest[VALUE]
         ind.latest_reference = latest[_C["reference"]]
@@ -699,85 +700,7 @@ async def _refresh_state(
         due = due_after(next_period(_period_at(ind.frequency, start, fy0), fy0), grace_days(ind), tz)
         ind.next_due_at = due if due > now else None
         ind.missing = due <= now
-    await apply_effective(uow, settings, ind, override, now, actor, locked=locked)
-
-
-def missing_period(ind: Indicator, settings: Settings) -> Period:
-    fy0 = settings.fiscal_year_start_month
-    if ind.latest_period_start is not None:
-        return next_period(_period_at(ind.frequency, ind.latest_period_start, fy0), fy0)
-    return period_of(ind.frequency, local_date(ind.created_at, tz_of(settings)), fy0)
-
-
-def effective_status(ind: Indicator, override: Override | None, now: datetime) -> tuple[str, bool, str | None, str | None]:
-    """(status, overridden, override_reason, reason): an active override, else grey when the due
-    period passed with no observation, else the latest period's evaluated status."""
-    if override is not None and override.cleared_at is None and override.expires_at > now:
-        return override.status, True, override.reason, f"override by {override.created_by}"
-    if ind.missing or (ind.next_due_at is not None and ind.next_due_at <= now):
-        return "grey", False, None, "no observation for a period that has passed"
-    return ind.computed_status or "grey", False, None, ind.status_reason
-
-
-async def apply_effective(
-    uow: UnitOfWork, settings: Settings, ind: Indicator, override: Override | None, now: datetime, actor: str,
-    note: str | None = None, *, locked: bool = False,
-) -> bool:
-    """Publish a change of the indicator's effective status; True if it changed. ``locked``: the
-    caller already holds the row lock and read the published state (``_lock_indicators``)."""
-    if not locked and uow.dialect == "postgresql":
-        # Lock the indicator and read its published state as committed: two transactions
-        # evaluating it at once (consumer, scheduler, api) publish one breach, not two.
-        # (SQLite needs none: BEGIN IMMEDIATE already serializes the writers.)
-        row = (await uow.session.execute(
-            sa.select(Indicator.status, Indicator.episode_id).where(Indicator.id == ind.id).with_for_update()
-        )).one()
-        set_committed_value(ind, "status", row.status)
-        set_committed_value(ind, "episode_id", row.episode_id)
-    status, overridden, override_reason, reason = effective_status(ind, override, now)
-    previous = ind.status
-    if status == previous and note is None:
-        return False
-    fy0 = settings.fiscal_year_start_month
-    if status == "grey" and not overridden and ind.missing:
-        p = missing_period(ind, settings)
-        value = None
-    elif ind.latest_period_start is not None:
-        p = _period_at(ind.frequency, ind.latest_period_start, fy0)
-        value = ind.latest_value
-    else:
-        p = missing_period(ind, settings)
-        value = None
-    magnitude = max(ind.latest_miss, 0.0) if (ind.latest_miss is not None and value is not None) else None
-    base = dict(
-        indicator_id=ind.id, indicator_code=ind.code, indicator_name=ind.name, department_code=ind.department_code,
-        period=p.label, period_start=p.start, period_end=p.end, previous_status=previous, status=status,
-        value=value, target=ind.latest_reference if value is not None else None, basis=ind.basis,
-        magnitude=magnitude, overridden=overridden, override_reason=override_reason, kind=ind.kind,
-        critical=ind.critical, function_tag=ind.function_tag, unit=ind.unit,
-    )
-    events: list[str] = []
-    if status != previous:
-        uow.emit(IndicatorStatusChanged(**base), subject=ind.id)
-        events.append("status_changed")
-        if status == "red" and ind.episode_id is None:
-            ind.episode_id = str(uuid.uuid4())
-            uow.emit(IndicatorBreached(**base, episode_id=ind.episode_id), subject=ind.id)
-            events.append("breached")
-            metrics.BREACHES.labels(ind.department_code).inc()
-        elif status in ("green", "yellow") and ind.episode_id is not None:
-            uow.emit(IndicatorRecovered(**base, episode_id=ind.episode_id), subject=ind.id)
-            events.append("recovered")
-            ind.episode_id = None
-        ind.status = status
-        ind.status_changed_at = now
-    uow.session.add(StatusChange(
-        indicator_id=ind.id, at=now, period_label=p.label, previous_status=previous, status=status, value=value,
-        target=base["target"], magnitude=magnitude, basis=ind.basis, overridden=overridden,
-        override_reason=override_reason, reason=(note or reason or "")[:300], episode_id=ind.episode_id,
-        event=",".join(events) or "noted", actor=actor,
-    ))
-    return status != previous
+    await apply_effective(uow, settings, ind, override, now, actor, locked=locked, new_period=new_period)
 
 
 # --- overrides --------------------------------------------------------------------------
@@ -800,7 +723,7 @@ async def set_override(
     uow.session.add(o)
     await uow.session.flush()
     await apply_effective(uow, settings, ind, o, now, actor, note=f"override to {data.status} until "
-                          f"{o.expires_at.isoformat()}: {data.reason}")
+                          f"{o.expires_at.isoformat()}: {data.reason}", judgement=True)
     return o
 
 
@@ -811,7 +734,7 @@ async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind
         raise NotFound("the indicator has no active override", field="override")
     for o in current.values():
         o.cleared_at, o.cleared_by = now, actor
-    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}")
+    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True)
 
 
 # --- formulas ---------------------------------------------------------------------------
@@ -903,7 +826,8 @@ async def expire_overrides(uow: UnitOfWork, settings: Settings, *, now: datetime
         ind = await uow.session.get(Indicator, iid)
         if ind is not None:
             still = await active_overrides(uow, [iid], now)
-            await apply_effective(uow, settings, ind, still.get(iid), now, "scheduler", note="override expired")
+            await apply_effective(uow, settings, ind, still.get(iid), now, "scheduler", note="override expired",
+                                  judgement=True)
     return len(expired)
 
 
