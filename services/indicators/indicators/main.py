@@ -15,6 +15,7 @@ from citystat_common.web import (
     check_database,
 )
 from indicators.api import router
+from indicators.api_targets import router as targets_router
 from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
 from indicators.handlers import GROUP_ID
@@ -50,7 +51,7 @@ def create_app(
             "hysteresis and staff overrides; 311-derived indicators; breach events on indicators.status; "
             "the color-coded dashboard at /dashboard."
         ),
-        routers=[router, dashboard_router],
+        routers=[router, targets_router, dashboard_router],
         readiness=readiness,
         on_startup=startup,
         on_shutdown=shutdown,
