@@ -60,11 +60,11 @@ migrate: install
 	  $(BIN)/$$s-worker migrate && echo "$$s: migrated"; done; true
 
 run: install keys
-	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s))
-	@set -a; . deploy/local.env; set +a; exec $(BIN)/honcho -f deploy/Procfile start
+	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s)) var/mail
+	@set -a; . deploy/local.env; . var/local-secrets.env; set +a; exec $(BIN)/honcho -f deploy/Procfile start
 
-demo: install
-	@set -a; . deploy/local.env; set +a; $(BIN)/python -m citystat_common.demo.simulate
+demo: install keys
+	@set -a; . deploy/local.env; . var/local-secrets.env; set +a; $(BIN)/python -m citystat_common.demo.simulate
 
 test: install system-deps axe
 	$(BIN)/python -m pytest -p no:cacheprovider
@@ -87,5 +87,5 @@ clean:
 
 # The stack with demo timings (tickets climb within minutes, daily 311 indicators) and the simulator.
 run-demo: install keys
-	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s))
-	@set -a; . deploy/local.env; . deploy/demo.env; set +a; exec $(BIN)/honcho -f deploy/Procfile.demo start
+	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s)) var/mail
+	@set -a; . deploy/local.env; . var/local-secrets.env; . deploy/demo.env; set +a; exec $(BIN)/honcho -f deploy/Procfile.demo start

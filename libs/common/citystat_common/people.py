@@ -48,6 +48,13 @@ class PeopleSettings(BaseSettings):
     smtp_password: str | None = Field(None, validation_alias=_shared("smtp_password"))
     mail_from: str = Field("CityStat <citystat@localhost>", validation_alias=_shared("mail_from"))
 
+    @field_validator("identity_issuer", "identity_client_secret", "session_secret", "public_url", "smtp_host",
+                     "smtp_username", "smtp_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # compose passes `${VAR:-}` as an empty string: that means "not configured", not "blank"
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("identity_role_map", mode="before")
     @classmethod
     def _parse_map(cls, v: Any) -> Any:
