@@ -32,9 +32,9 @@ import httpx
 
 from citystat_common.demo.loader import base
 
-CHANNELS = [("phone", "call_center", 0.45), ("web", "web", 0.25), ("mobile_app", "mobile_app", 0.2),
-            ("sms", "web", 0.04), ("email", "web", 0.03), ("walk_in", "call_center", 0.02),
-            ("frontline", "call_center", 0.01)]
+# (channel, the key that files it, share). A key's channel is fixed by the key (intake311 refuses
+# another), so each channel is filed with its own key.
+CHANNELS = [("phone", "call_center", 0.5), ("web", "web", 0.3), ("mobile_app", "mobile_app", 0.2)]
 # (department, service code suffix, name, SLA days, share of volume, close speed: fraction of SLA used)
 SERVICES = [
     ("STREETS", "POTHOLE", "Pothole", 3, 0.22, 2.2),          # slipping: closes at twice its SLA
@@ -69,6 +69,7 @@ class Due:
     action: str = field(compare=False)
     request_id: str = field(compare=False)
     dept: str = field(compare=False)
+    feedback_token: str = field(default="", compare=False)  # the reporter's, returned once at POST
 
 
 class City:
@@ -140,7 +141,8 @@ class City:
         if not rid:
             return  # a batch service: a token, closed later by staff elsewhere
         sim_days = max(0.05, self.rng.gammavariate(4, days * speed / 4))
-        heapq.heappush(self.queue, Due(now + sim_days * 86400 / self.speed, "close", rid, dept))
+        heapq.heappush(self.queue, Due(now + sim_days * 86400 / self.speed, "close", rid, dept,
+                                       r.json()[0].get("feedback_token", "")))
         if self.rng.random() < 0.5:
             heapq.heappush(self.queue, Due(now + sim_days * 0.3 * 86400 / self.speed, "acknowledge", rid, dept))
 
@@ -157,8 +159,9 @@ class City:
                 if self.rng.random() < 0.3:
                     slow = dict((s[0], s[5]) for s in SERVICES).get(due.dept, 1) > 1.5
                     score = self.rng.choice([1, 2, 2, 3] if slow else [3, 4, 5, 5])
-                    fb = await c["intake311"].post(f"/requests/{due.request_id}/feedback", headers=self.headers("admin"),
-                                                   json={"score": score, "comment": "simulated resident"})
+                    fb = await c["intake311"].post(f"/requests/{due.request_id}/feedback", headers=self.headers("web"),
+                                                   json={"score": score, "comment": "simulated resident",
+                                                         "feedback_token": due.feedback_token})
                     self.stats["feedback"] += fb.status_code == 201
 
     async def report_month(self, c: dict[str, httpx.AsyncClient], month: str, months_done: int) -> None:
