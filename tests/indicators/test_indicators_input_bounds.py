@@ -121,3 +121,39 @@ async def test_durations_of_an_indicator_are_bounded(client, body, field):
     assert _field(await client.post("/indicators", json=indicator(**body), headers=W)) == field
     await create(client)
     assert _field(await client.patch("/indicators/STREETS.potholes", json=body, headers=W)) == field
+
+
+NON_FINITE = ["Infinity", "-Infinity", "NaN", "inf", "nan"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+async def test_non_finite_numbers_are_refused_everywhere(client, number):
+    """A number that is not finite is not a setting, a target or a measurement: 422 naming the
+    field, and nothing stored (it once came back as null, breaking the response's own shape)."""
+    await create(client)
+    before = (await client.get("/indicators/STREETS.potholes")).json()
+    for field in ("recovery_within", "band_tolerance", "history_k"):
+        assert _field(await client.patch("/indicators/STREETS.potholes", json={field: number}, headers=W)) == field
+    rules = [{"status": "green", "max_miss": number}, {"status": "red"}]
+    assert _field(await client.patch("/indicators/STREETS.potholes", json={"rules": rules}, headers=W)).startswith(
+        "rules")
+    assert (await client.get("/indicators/STREETS.potholes")).json()["recovery_within"] == before["recovery_within"]
+    from ind_helpers import indicator
+
+    assert _field(await client.post("/indicators", json=indicator(code="X.y", recovery_within=number),
+                                    headers=W)) == "recovery_within"
+    r = await client.post("/indicators/STREETS.potholes/observations", json={"period": month(1), "value": number},
+                          headers=W)
+    assert _field(r) == "value"
+    r = await client.put("/indicators/STREETS.potholes/targets", headers=W,
+                         json={"targets": [{"fiscal_year": _fy_now(), "value": number}]})
+    assert _field(r) == "targets.0.value"
+    assert (await client.get("/indicators/STREETS.potholes/observations")).json() == []
+
+
+async def test_bare_json_infinity_is_refused(client):
+    """Python's JSON reader takes a bare Infinity literal; the API must not."""
+    await create(client)
+    r = await client.patch("/indicators/STREETS.potholes", content=b'{"recovery_within": Infinity}',
+                           headers={**W, "content-type": "application/json"})
+    assert r.status_code == 422, r.text

@@ -55,7 +55,8 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Every number an input carries is finite: Infinity/NaN are neither settings nor measurements.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RuleIn(Strict):
