@@ -24,7 +24,7 @@ from citystat_common.idempotency import check_key, remember, replayed, request_f
 from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import UoW, get_context
-from intake311 import catalog_admin, metrics, schemas, service
+from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, service
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
 from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
@@ -51,6 +51,7 @@ def service_read(s: Service) -> schemas.ServiceAdminRead:
         duplicates=schemas.DuplicatePolicy(**s.duplicate_policy) if s.duplicate_policy else None,
         service_level_text=service.service_level_text(s), service_notice=s.service_notice,
         attributes=s.attributes or [], active=s.active, created_at=s.created_at, updated_at=s.updated_at,
+        changed_by=schemas.ActorRead(**s.changed_by) if s.changed_by else None,
     )
 
 
@@ -101,13 +102,13 @@ async def admin_create_service(
     if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
         return previous
     dept = await resolve_department(request, uow, data.department_code)
-    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request))
+    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request), actor=who.actor())
     body = orjson.dumps(service_read(s).model_dump(mode="json"))
     await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
     await uow.commit()
     catalog_changed(request)
-    log.info("service_created", service_code=s.service_code, by=who.name)
+    log.info("service_created", service_code=s.service_code, by=who.actor().label)
     return Response(body, status_code=201, media_type="application/json")
 
 
@@ -118,11 +119,11 @@ async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.Se
 
 @router.patch("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_update_service(
-    service_code: str, data: schemas.ServiceUpdate, uow: UoW, _: Admin, request: Request
+    service_code: str, data: schemas.ServiceUpdate, uow: UoW, who: Admin, request: Request
 ) -> schemas.ServiceAdminRead:
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
     s = await catalog_admin.update_service(uow, code=service_code, data=data, department=dept,
-                                           timezone=_timezone(request))
+                                           timezone=_timezone(request), actor=who.actor())
     result = service_read(s)
     await uow.commit()
     catalog_changed(request)
@@ -131,9 +132,9 @@ async def admin_update_service(
 
 @router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
-async def admin_retire_service(service_code: str, uow: UoW, _: Admin, request: Request) -> Response:
+async def admin_retire_service(service_code: str, uow: UoW, who: Admin, request: Request) -> Response:
     await catalog_admin.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
-                                       timezone=_timezone(request))
+                                       timezone=_timezone(request), actor=who.actor())
     await uow.commit()
     catalog_changed(request)
     return Response(status_code=204)
@@ -141,7 +142,8 @@ async def admin_retire_service(service_code: str, uow: UoW, _: Admin, request: R
 
 def calendar_read(c: Calendar) -> schemas.CalendarRead:
     return schemas.CalendarRead(code=c.code, name=c.name, opens=c.opens, closes=c.closes, workdays=c.workdays,
-                                holidays=c.holidays, federal_holidays=c.federal_holidays)
+                                holidays=c.holidays, federal_holidays=c.federal_holidays,
+                                changed_by=schemas.ActorRead(**c.changed_by) if c.changed_by else None)
 
 
 @router.get("/admin/calendars", response_model=list[schemas.CalendarRead], tags=["catalog admin"])
@@ -153,11 +155,12 @@ async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
 @router.put("/admin/calendars/{code}", response_model=schemas.CalendarRead, tags=["catalog admin"],
             summary="Create or replace a business calendar (working hours, days, holidays)")
 async def admin_put_calendar(
-    code: str, data: schemas.CalendarPut, uow: UoW, _: Admin, request: Request
+    code: str, data: schemas.CalendarPut, uow: UoW, who: Admin, request: Request
 ) -> schemas.CalendarRead:
     if not schemas.DEPT_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
-    result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request)))
+    result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request),
+                                                              actor=who.actor()))
     await uow.commit()
     catalog_changed(request)
     return result
@@ -190,14 +193,19 @@ def staff_read(r: ServiceRequest, service_name: str, agency: str | None, *, pers
         requested_datetime=r.requested_datetime, updated_datetime=r.updated_datetime,
         expected_datetime=r.expected_datetime, closed_datetime=r.closed_datetime,
         overdue=bool(r.status == "open" and r.expected_datetime and r.expected_datetime < now),
-        created_by=r.created_by,
-        notes=[
-            schemas.NoteRead(datetime=n.at, type=n.kind, status=n.status, author=n.author, description=n.text,
-                             public=n.public)
-            for n in notes or []
-        ],
+        created_by=r.created_by, created_by_kind=r.created_by_kind,  # type: ignore[arg-type]
+        created_by_email=r.created_by_email, filed_by=actors.label(r.created_by, r.created_by_kind),
+        notes=[note_read(n) for n in notes or []],
         feedback=schemas.FeedbackRead(service_request_id=str(r.id), score=feedback.score, comment=feedback.comment,
                                       submitted_at=feedback.submitted_at) if feedback else None,
+    )
+
+
+def note_read(n: StatusNote) -> schemas.NoteRead:
+    return schemas.NoteRead(
+        datetime=n.at, type=n.kind, status=n.status, author=n.author, author_kind=n.author_kind,  # type: ignore[arg-type]
+        author_email=n.author_email, author_via=n.author_via, by=actors.label(n.author, n.author_kind),  # type: ignore[arg-type]
+        summary=actors.history_line(n.kind, n.author, n.author_kind), description=n.text, public=n.public,
     )
 
 
@@ -263,7 +271,7 @@ async def staff_get(service_request_id: str, uow: UoW, _: Staff) -> schemas.Staf
 
 async def _act(uow: UoW, who: Principal, service_request_id: str, action: str, **kw: Any) -> schemas.StaffRequestRead:
     rid = _rid(service_request_id)
-    await service.change(uow, rid=rid, action=action, author=who.name, **kw)
+    await lifecycle.change(uow, rid=rid, action=action, who=who, **kw)
     await uow.commit()
     return await full_read(uow, rid, personal=can_see_personal_data(who))
 
@@ -312,7 +320,7 @@ async def merge(service_request_id: str, body: schemas.MergeBody, uow: UoW, who:
     into = service.request_id(body.into)
     if into is None:
         raise Invalid(f"no service request {body.into!r}", field="into")
-    await service.link(uow, rid=rid, into=into, author=who.name, text=body.text)
+    await lifecycle.link(uow, rid=rid, into=into, who=who, text=body.text)
     await uow.commit()
     return await full_read(uow, rid, personal=can_see_personal_data(who))
 
@@ -321,7 +329,7 @@ async def merge(service_request_id: str, body: schemas.MergeBody, uow: UoW, who:
              summary="No longer a duplicate (reopened if it was closed as one)")
 async def unlink(service_request_id: str, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
     rid = _rid(service_request_id)
-    await service.link(uow, rid=rid, into=None, author=who.name)
+    await lifecycle.link(uow, rid=rid, into=None, who=who)
     await uow.commit()
     return await full_read(uow, rid, personal=can_see_personal_data(who))
 

@@ -28,7 +28,7 @@ from citystat_common.idempotency import check_key, remember, replayed
 from citystat_common.logging import current_correlation_id, get_logger
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
-from intake311 import metrics, service
+from intake311 import actors, metrics, service
 from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
 from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
@@ -294,7 +294,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         errors += channel_errors
         if errors or data is None or svc is None:
             raise Open311Error(errors)
-        draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name,
+        draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name, actor=principal.actor(),
                                      correlation_id=current_correlation_id())
         try:
             req = await ctx.extras["intake"].submit(
@@ -381,7 +381,8 @@ def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz:
             "closed_datetime": fmt_datetime(r.closed_datetime, tz),
         }
         doc["notes"] = [
-            {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status, "author": n.author,
+            {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status,
+             "author": actors.public_author(n.author, n.author_kind),
              "description": n.text}
             for n in notes or []
         ]

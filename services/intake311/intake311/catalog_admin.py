@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from citystat_common.auth import Actor
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid
 from citystat_common.uow import UnitOfWork
@@ -43,7 +44,8 @@ def _level_fields(level: schemas.ServiceLevel) -> dict[str, Any]:
     return {"sla_amount": level.amount, "sla_unit": level.unit, "sla_rules": [r.model_dump() for r in level.rules]}
 
 
-async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, department: Department, timezone: str) -> Service:
+async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, department: Department, timezone: str,
+                         actor: Actor) -> Service:
     if await uow.session.get(Service, data.service_code) is not None:
         raise Conflict(f"a service with code {data.service_code!r} exists", field="service_code")
     cal = await get_calendar(uow, data.service_level.calendar)
@@ -53,6 +55,7 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
         calendar_code=cal.code, service_notice=data.service_notice,
         attributes=_attributes(data.attributes), active=True,
         duplicate_policy=data.duplicates.model_dump() if data.duplicates else None, **_level_fields(data.service_level),
+        changed_by=actor.as_dict(),
     )
     check_service_levels(service, cal, timezone)
     service.department, service.calendar = department, cal
@@ -62,7 +65,7 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
 
 
 async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpdate, department: Department | None,
-                         timezone: str) -> Service:
+                         timezone: str, actor: Actor) -> Service:
     service = await require_service(uow, code)
     fields = data.model_dump(exclude_unset=True)
     if "service_name" in fields and data.service_name:
@@ -96,10 +99,11 @@ async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpd
         # never refused: it is how a service with a bad level is taken out of the catalog)
         check_service_levels(service, service.calendar, timezone)
     service.updated_at = utcnow()
+    service.changed_by = actor.as_dict()
     return service
 
 
-async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut, timezone: str) -> Calendar:
+async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut, timezone: str, actor: Actor) -> Calendar:
     cal = await uow.session.get(Calendar, code.upper())
     if cal is None:
         cal = Calendar(code=code.upper())
@@ -110,6 +114,7 @@ async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut,
     cal.holidays = sorted({d.isoformat() for d in data.holidays})
     cal.federal_holidays = data.federal_holidays
     cal.updated_at = utcnow()
+    cal.changed_by = actor.as_dict()
     # every service on this calendar must still be able to keep its promise on the new hours
     users = (await uow.session.execute(sa.select(Service).where(Service.calendar_code == cal.code))).unique().scalars()
     for service in users:

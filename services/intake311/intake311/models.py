@@ -83,6 +83,7 @@ class Calendar(Base):
     holidays: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     federal_holidays: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    changed_by: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # Actor.as_dict() (migration 0008)
 
 
 class Service(Base):
@@ -106,6 +107,8 @@ class Service(Base):
     service_notice: Mapped[str | None] = mapped_column(sa.Text)
     attributes: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     active: Mapped[bool] = mapped_column(default=True)
+    # Actor.as_dict() of the last catalog write (migration 0008; None before)
+    changed_by: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     department: Mapped[Department] = relationship(lazy="joined")
@@ -158,6 +161,11 @@ class ServiceRequest(Base):
     expected_datetime: Mapped[datetime | None] = mapped_column(index=True)
     closed_datetime: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(sa.String(100))
+    # who filed it (intake311.actors): "person" or "key", a person's email, how they came in (key,
+    # bearer, session); None on rows filed before migration 0008, which keep created_by alone
+    created_by_kind: Mapped[str | None] = mapped_column(sa.String(10))
+    created_by_email: Mapped[str | None] = mapped_column(sa.String(320))
+    created_by_via: Mapped[str | None] = mapped_column(sa.String(10))
     # SHA-256 of the token the POST returned to the reporter: only its holder may rate the request
     feedback_token_hash: Mapped[str | None] = mapped_column(sa.String(64))
 
@@ -186,6 +194,11 @@ class StatusNote(Base):
     kind: Mapped[str] = mapped_column(sa.String(30))
     status: Mapped[str] = mapped_column(sa.String(20))
     author: Mapped[str] = mapped_column(sa.String(100))
+    # "person", "key" or "system" (intake311's own notes), the person's email, key/bearer/session;
+    # None on notes written before migration 0008 (their author is a key's name or "intake311")
+    author_kind: Mapped[str | None] = mapped_column(sa.String(10))
+    author_email: Mapped[str | None] = mapped_column(sa.String(320))
+    author_via: Mapped[str | None] = mapped_column(sa.String(10))
     text: Mapped[str | None] = mapped_column(sa.Text)
     public: Mapped[bool] = mapped_column(default=True)
 

@@ -190,6 +190,15 @@ class ServiceUpdate(_ServiceFields):
 
 
 
+class ActorRead(BaseModel):
+    """Who made a change: a person (name, email, signed in by page session or bearer token) or a key."""
+
+    kind: Literal["person", "key"]
+    name: str
+    email: str | None = None
+    via: Literal["key", "bearer", "session"] = "key"
+
+
 class ServiceAdminRead(BaseModel):
     service_code: str
     service_name: str
@@ -208,6 +217,7 @@ class ServiceAdminRead(BaseModel):
     active: bool
     created_at: datetime
     updated_at: datetime
+    changed_by: ActorRead | None = None  # the last catalog write's (None: before migration 0008)
 
 
 class CalendarPut(Strict):
@@ -247,6 +257,7 @@ class CalendarRead(BaseModel):
     workdays: list[int]
     holidays: list[str]
     federal_holidays: bool
+    changed_by: ActorRead | None = None
 
 
 class DepartmentRead(BaseModel):
@@ -300,7 +311,12 @@ class NoteRead(BaseModel):
     datetime: datetime
     type: str
     status: str
-    author: str
+    author: str  # the person's or key's name (as every note had)
+    author_kind: Literal["person", "key", "system"] | None = None  # None: written before people signed in
+    author_email: str | None = None
+    author_via: Literal["key", "bearer", "session"] | None = None
+    by: str  # how staff read it: "Ann Lee", "key ops", "the 311 system"
+    summary: str  # "Closed by Ann Lee"
     description: str | None
     public: bool
 
@@ -342,5 +358,8 @@ class StaffRequestRead(BaseModel):
     closed_datetime: datetime | None
     overdue: bool
     created_by: str
+    created_by_kind: Literal["person", "key"] | None = None
+    created_by_email: str | None = None
+    filed_by: str  # "Ann Lee" (a call-taker) or "key call_center"
     notes: list[NoteRead] = Field(default_factory=list)
     feedback: FeedbackRead | None = None

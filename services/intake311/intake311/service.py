@@ -13,18 +13,19 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from citystat_common.auth import Actor
 from citystat_common.calendar import BusinessCalendar
 from citystat_common.db import utcnow
-from citystat_common.errors import Conflict, Invalid, NotFound
+from citystat_common.errors import NotFound
 from citystat_common.events import (
     DepartmentUpserted,
     RequestClosed,
     RequestCreated,
-    RequestUpdated,
     ServiceRequestData,
 )
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
+from intake311.actors import filed_by, key_actor, note_author
 from intake311.duplicates import find_duplicates, request_address_key
 from intake311.feedback import new_feedback_token
 from intake311.models import (
@@ -35,7 +36,7 @@ from intake311.models import (
     StatusNote,
     grid_cell,
 )
-from intake311.open311 import CLOSURE_REASONS, NewRequest
+from intake311.open311 import NewRequest
 from intake311.service_levels import BeyondHorizon, Level, due_datetime, pick_level
 
 log = get_logger(__name__)
@@ -172,9 +173,11 @@ def emit(uow: UnitOfWork, cls: type[ServiceRequestData], req: ServiceRequest, se
     uow.emit(cls(**event_data(req, service_name, change, previous_department)), subject=str(req.id))
 
 
-def note(uow: UnitOfWork, req: ServiceRequest, *, kind: str, author: str, text: str | None, at: datetime,
+def note(uow: UnitOfWork, req: ServiceRequest, *, kind: str, actor: Actor | None, text: str | None, at: datetime,
          public: bool = True) -> StatusNote:
-    n = StatusNote(request_id=req.id, at=at, kind=kind, status=req.detailed_status, author=author, text=text, public=public)
+    """A step in the request's history, by ``actor`` (None: intake311 itself)."""
+    n = StatusNote(request_id=req.id, at=at, kind=kind, status=req.detailed_status, text=text, public=public,
+                   **note_author(actor))
     uow.session.add(n)
     if public and text:
         req.status_notes = text
@@ -217,8 +220,13 @@ class RequestDraft:
     data: NewRequest
     service: ServiceEntry
     channel: str
-    author: str
+    author: str  # a key's name, when no actor is given
     correlation_id: str | None = None
+    actor: Actor | None = None  # who filed it: a person (a call-taker's page) or the key
+
+    @property
+    def filer(self) -> Actor:
+        return self.actor or key_actor(self.author)
 
 
 @dataclass(frozen=True)
@@ -298,15 +306,15 @@ async def create_requests(
             "attributes": data.attributes, "service_notice": " ".join(notices),
             "status_notes": (data.status_notes or "Resolved at first contact.") if closed else None,
             "duplicate_of": duplicate_of, "requested_datetime": now, "updated_datetime": now,
-            "expected_datetime": expected, "closed_datetime": now if closed else None, "created_by": draft.author,
+            "expected_datetime": expected, "closed_datetime": now if closed else None, **filed_by(draft.filer),
             "feedback_token_hash": token_hash,
         }
         rows.append(row)
         text = row["status_notes"] if closed else f"Request received by {draft.channel}."
-        notes.append(_note_row(rid, kind="closed" if closed else "created", status=status, author=draft.author,
+        notes.append(_note_row(rid, kind="closed" if closed else "created", status=status, actor=draft.filer,
                                text=text, at=now))
         if duplicate_of is not None:
-            notes.append(_note_row(rid, kind="linked", status=status, author="intake311",
+            notes.append(_note_row(rid, kind="linked", status=status, actor=None,
                                    text=f"Linked as a duplicate of request {duplicate_of}.", at=now))
         if not batch:
             view = SimpleNamespace(**row)
@@ -332,17 +340,17 @@ def _commitment(svc: ServiceEntry, level: Level, now: datetime, tz: ZoneInfo) ->
     return due, commitment_text(due, svc.agency, tz)
 
 
-def _note_row(rid: int, *, kind: str, status: str, author: str, text: str | None, at: datetime) -> dict[str, Any]:
-    return {"request_id": rid, "at": at, "kind": kind, "status": status, "author": author, "text": text, "public": True}
+def _note_row(rid: int, *, kind: str, status: str, actor: Actor | None, text: str | None, at: datetime) -> dict[str, Any]:
+    return {"request_id": rid, "at": at, "kind": kind, "status": status, **note_author(actor), "text": text, "public": True}
 
 
 async def create_request(
     uow: UnitOfWork, *, data: NewRequest, service: Service | ServiceEntry, channel: str, author: str, timezone: str,
-    radius_m: float, window_hours: float, now: datetime | None = None,
+    radius_m: float, window_hours: float, now: datetime | None = None, actor: Actor | None = None,
 ) -> ServiceRequest:
     """One new request (create_requests with a batch of one), loaded as its row."""
     entry = service if isinstance(service, ServiceEntry) else ServiceEntry.of(service, timezone)
-    draft = RequestDraft(data=data, service=entry, channel=channel, author=author)
+    draft = RequestDraft(data=data, service=entry, channel=channel, author=author, actor=actor)
     (created,) = await create_requests(uow, drafts=[draft], timezone=timezone, radius_m=radius_m,
                                        window_hours=window_hours, now=now)
     req = await uow.session.get(ServiceRequest, created.id)
@@ -364,7 +372,7 @@ async def accept_batch(uow: UnitOfWork, *, limit: int = 500) -> int:
     for req, name in rows:
         req.pending = False
         req.updated_datetime = now
-        note(uow, req, kind="accepted", author="intake311", text="Accepted for review.", at=now)
+        note(uow, req, kind="accepted", actor=None, text="Accepted for review.", at=now)
         emit(uow, RequestCreated, req, name, "created")
         if req.status == "closed":
             emit(uow, RequestClosed, req, name, "closed")
@@ -384,138 +392,6 @@ async def load_request(uow: UnitOfWork, rid: int | str, *, for_update: bool = Fa
     service = await get_service(uow, req.service_code, active_only=False)
     assert service is not None
     return req, service
-
-
-ACTIONS = ("acknowledge", "start", "close", "reopen", "transfer", "note")
-
-
-async def change(
-    uow: UnitOfWork, *, rid: int, action: str, author: str, text: str | None = None, reason: str | None = None,
-    department_code: str | None = None, public: bool = True, timezone: str = "UTC",
-) -> ServiceRequest:
-    """A lifecycle step: open -> acknowledged -> in_progress -> closed, reopen, transfer, note."""
-    req, service = await load_request(uow, rid, for_update=True)
-    now = utcnow()
-    previous_dept = None
-    cls: type[ServiceRequestData] = RequestUpdated
-    if action == "acknowledge":
-        if req.detailed_status != "open":
-            raise Conflict(f"only an open request can be acknowledged; this one is {req.detailed_status}", field="status")
-        req.detailed_status = "acknowledged"
-        kind, default = "acknowledged", "Your request has been received by the department."
-    elif action == "start":
-        if req.detailed_status not in ("open", "acknowledged"):
-            raise Conflict(f"work cannot start on a request that is {req.detailed_status}", field="status")
-        req.detailed_status = "in_progress"
-        kind, default = "in_progress", "Work is in progress."
-    elif action == "close":
-        if req.status == "closed":
-            raise Conflict("the request is already closed", field="status")
-        if reason not in CLOSURE_REASONS:
-            raise Invalid(f"reason must be one of {', '.join(CLOSURE_REASONS)}", field="reason")
-        _close(req, reason, now)
-        cls = RequestClosed
-        kind, default = "closed", f"Closed: {reason.replace('_', ' ')}."
-    elif action == "reopen":
-        if req.status != "closed":
-            raise Conflict("only a closed request can be reopened", field="status")
-        req.status, req.detailed_status = "open", "open"
-        req.closed_datetime, req.closure_reason = None, None
-        req.first_contact_resolution = False
-        kind, default = "reopened", "The request has been reopened."
-    elif action == "transfer":
-        if req.status == "closed":
-            raise Conflict("a closed request cannot be transferred; reopen it first", field="status")
-        if not department_code:
-            raise Invalid("department_code is required", field="department_code")
-        dept = await get_department(uow, department_code)
-        if dept is None or not dept.active:
-            raise Invalid(f"unknown or inactive department {department_code!r}", field="department_code")
-        if dept.code == req.department_code:
-            raise Conflict(f"the request is already with {dept.code}", field="department_code")
-        previous_dept, req.department_code = req.department_code, dept.code
-        kind, default = "transferred", f"Transferred to {dept.name}."
-        req.service_notice = transfer_notice(req, dept.name, ZoneInfo(timezone))
-    elif action == "note":
-        if not text:
-            raise Invalid("text is required", field="text")
-        kind, default = "note", None
-    else:
-        raise Invalid(f"unknown action {action!r}", field="action")
-    req.updated_datetime = now
-    note(uow, req, kind=kind, author=author, text=text or default, at=now, public=public)
-    emit(uow, cls, req, service.service_name, kind, previous_dept)
-    if action == "close" and reason != "duplicate":
-        await _close_duplicates_of(uow, req, service, author, now)
-    return req
-
-
-def transfer_notice(req: ServiceRequest, agency: str, tz: ZoneInfo) -> str:
-    """The notice after a transfer: the new department's name in the promise (the service's own notice
-    is dropped: it speaks for the department that had it)."""
-    notices = [f"Transferred to {agency}."]
-    notices.append(commitment_text(req.expected_datetime, agency, tz) if req.expected_datetime
-                   else no_commitment_text(agency))
-    if req.duplicate_of is not None:
-        notices.append(duplicate_text(req.duplicate_of))
-    return " ".join(notices)
-
-
-def _close(req: ServiceRequest, reason: str, now: datetime) -> None:
-    req.status, req.detailed_status = "closed", "closed"
-    req.closure_reason, req.closed_datetime = reason, now
-
-
-async def _close_duplicates_of(uow: UnitOfWork, original: ServiceRequest, service: Service, author: str, now: datetime) -> None:
-    dups = (
-        await uow.session.execute(
-            sa.select(ServiceRequest).where(ServiceRequest.duplicate_of == original.id, ServiceRequest.status == "open")
-        )
-    ).scalars().all()
-    for dup in dups:
-        _close(dup, "duplicate", now)
-        dup.updated_datetime = now
-        note(uow, dup, kind="closed", author=author, text=f"Closed with request {original.id}: {original.closure_reason}.", at=now)
-        emit(uow, RequestClosed, dup, service.service_name, "closed")
-
-
-async def link(uow: UnitOfWork, *, rid: int, into: int | None, author: str, text: str | None = None) -> ServiceRequest:
-    """Merge ``rid`` into ``into`` (a duplicate, closed as such), or unlink it (``into`` None)."""
-    req, service = await load_request(uow, rid, for_update=True)
-    now = utcnow()
-    if into is None:
-        if req.duplicate_of is None:
-            raise Conflict("the request is not linked to another", field="duplicate_of")
-        previous = req.duplicate_of
-        req.duplicate_of = None
-        if req.status == "closed" and req.closure_reason == "duplicate":
-            req.status, req.detailed_status, req.closed_datetime, req.closure_reason = "open", "open", None, None
-        req.updated_datetime = now
-        note(uow, req, kind="unlinked", author=author, text=text or f"No longer a duplicate of request {previous}.", at=now)
-        emit(uow, RequestUpdated, req, service.service_name, "unlinked")
-        return req
-    if into == req.id:
-        raise Invalid("a request cannot duplicate itself", field="into")
-    try:
-        target, _ = await load_request(uow, into)
-    except NotFound as exc:  # the body names it: a bad field, not a missing resource at this path
-        raise Invalid(f"no service request {into} to merge into", field="into") from exc
-    root = target.duplicate_of or target.id  # merge into the original, never into a chain
-    if root == req.id:
-        raise Conflict(f"request {into} is itself a duplicate of this request", field="into")
-    req.duplicate_of = root
-    req.updated_datetime = now
-    cls: type[ServiceRequestData] = RequestUpdated
-    if req.status != "closed":
-        _close(req, "duplicate", now)
-        cls = RequestClosed
-    note(uow, req, kind="merged", author=author, text=text or f"Merged into request {root}.", at=now)
-    emit(uow, cls, req, service.service_name, "merged")
-    # Requests that pointed at this one now point at the original.
-    await uow.session.execute(
-        sa.update(ServiceRequest).where(ServiceRequest.duplicate_of == req.id).values(duplicate_of=root)
-    )
-    return req
 
 
 async def notes_for(uow: UnitOfWork, ids: list[int], *, public_only: bool = True) -> dict[int, list[StatusNote]]:

@@ -1,0 +1,60 @@
+"""Whose requests a caller may act on (acknowledge, start, close, reopen, transfer, note, merge).
+
+A department's 311 staff act on their own department's requests: a person with 311:write acts on a
+request whose department is one of theirs (the provider's ``citystat-dept-<CODE>`` groups). The 311
+contact center (department CONTACT311) takes calls about everything, so its staff act on all, as do
+administrators. A machine key is limited the same way when its entry lists departments; a key
+without (the call-center software, a city integration) acts on all, as it always has. A person in no
+department acts on none: being staff is not enough to close another agency's work.
+"""
+
+from __future__ import annotations
+
+from citystat_common.auth import Principal
+from citystat_common.errors import DomainError
+
+CONTACT_CENTER = "CONTACT311"
+
+
+class NotYours(DomainError):
+    """403: the caller may write, but not on this department's requests."""
+
+    status = 403
+    title = "Forbidden"
+
+
+def acts_on_all(who: Principal) -> bool:
+    if "admin" in who.scopes or CONTACT_CENTER in who.departments:
+        return True
+    return not who.is_person and not who.departments
+
+
+def may_act_on(who: Principal, department_code: str) -> bool:
+    return acts_on_all(who) or department_code.upper() in who.departments
+
+
+def refusal(who: Principal, department_code: str) -> str | None:
+    """Why ``who`` may not act on a request of ``department_code``, in words; None when they may."""
+    if may_act_on(who, department_code):
+        return None
+    code = department_code.upper()
+    if not who.departments:
+        return (f"this request belongs to {code}, and you are in no department: only {code}'s 311 staff "
+                "or the 311 contact center may act on it")
+    mine = ", ".join(sorted(who.departments))
+    if who.is_person:
+        whose = "your departments are" if len(who.departments) > 1 else "your department is"
+    else:
+        whose = f"key {who.name} is limited to"
+    return f"this request belongs to {code}; {whose} {mine}: only {code}'s 311 staff or the 311 contact center may act on it"
+
+
+def check(who: Principal, department_code: str, *, field: str = "department_code") -> None:
+    reason = refusal(who, department_code)
+    if reason is not None:
+        raise NotYours(reason, field=field)
+
+
+def visible_departments(who: Principal) -> frozenset[str] | None:
+    """The departments whose queue ``who`` works (None: every department's)."""
+    return None if acts_on_all(who) else who.departments
