@@ -233,3 +233,28 @@ async def harness_down(db_factory, clock):
         yield h
     await deps.directory.aclose()
     await engine.dispose()
+
+
+def demo_email(department: str, role: str) -> str:
+    return next(r["person_email"] for r in directory_rows() if r["department_code"] == department and r["role"] == role)
+
+
+async def seed_people(h: Harness, directory: Any, *, notify: dict[str, str] | None = None) -> dict[str, str]:
+    """Escalation's copy of the directory as the directory's events make it: the senior teams, and
+    every person with their email and notification mode (``directory.person.upserted``).
+    Returns {email: person_id}."""
+    from citystat_common.events import PersonUpserted
+
+    await h.feed_directory_changes(directory.database_url)
+    r = await directory.client.get("/people", params={"page_size": 500}, headers=auth("staff"))
+    assert r.status_code == 200, r.text
+    ids: dict[str, str] = {}
+    for p in r.json()["items"]:
+        email = (p.get("email") or "").lower() or None
+        mode = (notify or {}).get(email or "", p.get("notify") or "immediate")
+        await h.deliver(make_event(PersonUpserted(person_id=p["id"], name=p["name"], title=p.get("title"),
+                                                  active=p["active"], email=email, notify=mode),  # type: ignore[arg-type]
+                                   subject=p["id"]), topic="directory.changes")
+        if email:
+            ids[email] = p["id"]
+    return ids

@@ -23,7 +23,7 @@ async def test_manual_flag_with_reason_is_routed_and_idempotent(harness):
     t = r.json()
     assert t["source"] == "manual" and t["indicator_id"] is None and t["department_code"] == "HEALTH"
     assert t["assignee"]["name"] == person("HEALTH", "customer_service_officer")
-    assert t["reason"].startswith("Frontline") and t["severity"] == 2 and t["opened_by"] == "ops"
+    assert t["reason"].startswith("Frontline") and t["severity"] == 2 and t["opened_by"] == "key ops"
     again = await h.client.post("/tickets", json=FLAG, headers={**OPS, "Idempotency-Key": "flag-1"})
     assert again.status_code == 201 and again.json()["id"] == t["id"]
     assert len(await h.tickets()) == 1

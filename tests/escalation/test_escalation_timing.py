@@ -116,7 +116,7 @@ async def test_severity_change_moves_the_due_time_and_is_in_the_timeline(harness
     assert r.status_code == 200, r.text
     assert r.json()["severity"] == 1 and r.json()["next_escalation_at"] == iso(ny(2026, 11, 23, 14, 0))
     entry = [e for e in r.json()["timeline"] if e["kind"] == "severity_changed"][0]
-    assert "affects 911 dispatch" in entry["text"] and entry["actor"] == "ops"
+    assert "affects 911 dispatch" in entry["text"] and entry["actor"] == "key ops"
     r = await h.client.post(f"/tickets/{t['id']}/severity", json={"severity": 2}, headers=OPS)
     assert r.status_code == 422  # a written reason is required
 

@@ -9,33 +9,19 @@ from typing import Annotated, Any, Literal
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
 
-from citystat_common.auth import Principal, require_scope
-from citystat_common.errors import Invalid, NotFound
+from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import Context, UoW
-from escalation import references, reports, schemas, service
-from escalation.limits import check_due
-from escalation.models import (
-    OPEN_STATUSES,
-    Action,
-    Escalation,
-    Mute,
-    Policy,
-    Project,
-    SeniorTeamCopy,
-    Ticket,
-    TicketLink,
-    TimelineEntry,
-)
+from escalation import access, references, schemas, service
+from escalation.access import Caller
+from escalation.authors import Author
+from escalation.models import OPEN_STATUSES, Action, Escalation, Ticket, TicketLink, TimelineEntry
 
 router = APIRouter()
-Writer = Annotated[Principal, require_scope("escalation:write")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe creation")]
-Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 # Row ids are 32-bit integers on PostgreSQL: a larger one is the caller's 422, not the driver's 500.
 RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
@@ -154,17 +140,18 @@ async def list_tickets(
 
 @router.post("/tickets", status_code=201, response_model=schemas.TicketDetail, tags=["tickets"],
              summary="Open a manual flag (no threshold needed), routed like a breach")
-async def create_ticket(data: schemas.ManualFlag, uow: UoW, ctx: Context, who: Writer, request: Request,
+async def create_ticket(data: schemas.ManualFlag, uow: UoW, ctx: Context, who: Caller, request: Request,
                         key: IdemKey = None) -> Response:
     async def build() -> schemas.TicketDetail:
         now, deps = _now(ctx), _deps(ctx)
         severity = data.severity or ctx.settings.manual_default_severity  # type: ignore[attr-defined]
         await references.known_department(uow, deps, data.department_code)
+        author = await access.may_act_for_department(uow, who, data.department_code, "open a flag")
         indicator_id, indicator_code = await references.check_flag_indicator(
             uow, department_code=data.department_code, indicator_id=data.indicator_id,
             indicator_code=data.indicator_code)
         t = await service.open_ticket(
-            uow, deps, now=now, actor=who.name, department_code=data.department_code, title=data.title,
+            uow, deps, now=now, actor=author, department_code=data.department_code, title=data.title,
             source="manual", severity=severity, function_tag=data.function_tag, reason=data.reason,
             description=data.description, indicator_id=indicator_id, indicator_code=indicator_code,
         )
@@ -179,6 +166,10 @@ async def get_ticket(ticket_id: str, uow: UoW, ctx: Context) -> schemas.TicketDe
     return await ticket_detail(uow, await service.get_ticket(uow, ticket_id), _now(ctx))
 
 
+async def _author(uow: UnitOfWork, who: Caller, ticket_id: str, verb: str) -> Author:
+    return await access.may_act(uow, who, await service.get_ticket(uow, ticket_id), verb)
+
+
 async def _done(uow: UnitOfWork, t: Ticket, ctx: Context) -> schemas.TicketDetail:
     await uow.flush()
     result = await ticket_detail(uow, t, _now(ctx))
@@ -187,88 +178,100 @@ async def _done(uow: UnitOfWork, t: Ticket, ctx: Context) -> schemas.TicketDetai
 
 
 @router.post("/tickets/{ticket_id}/acknowledge", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def acknowledge(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+async def acknowledge(ticket_id: str, uow: UoW, ctx: Context, who: Caller,
                       data: schemas.Comment | None = None) -> schemas.TicketDetail:
-    t = await service.acknowledge(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx),
+    author = await _author(uow, who, ticket_id, "acknowledge")
+    t = await service.acknowledge(uow, _deps(ctx), ticket_id=ticket_id, actor=author, now=_now(ctx),
                                   text=data.note if data else None)
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/start", response_model=schemas.TicketDetail, tags=["ticket actions"],
              summary="Mark in progress (acknowledges first if needed)")
-async def start(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+async def start(ticket_id: str, uow: UoW, ctx: Context, who: Caller,
                 data: schemas.Comment | None = None) -> schemas.TicketDetail:
-    t = await service.start_work(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx),
+    author = await _author(uow, who, ticket_id, "start work on")
+    t = await service.start_work(uow, _deps(ctx), ticket_id=ticket_id, actor=author, now=_now(ctx),
                                  text=data.note if data else None)
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/resolve", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def resolve(ticket_id: str, data: schemas.Resolve, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
+async def resolve(ticket_id: str, data: schemas.Resolve, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "resolve")
     t = await service.get_ticket(uow, ticket_id, lock=True)
-    await service.resolve(uow, _deps(ctx), ticket=t, actor=who.name, reason=data.reason, now=_now(ctx), text=data.note,
+    await service.resolve(uow, _deps(ctx), ticket=t, actor=author, reason=data.reason, now=_now(ctx), text=data.note,
                           duplicate_of=data.duplicate_of)
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/close", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def close(ticket_id: str, uow: UoW, ctx: Context, who: Writer,
+async def close(ticket_id: str, uow: UoW, ctx: Context, who: Caller,
                 data: schemas.Comment | None = None) -> schemas.TicketDetail:
-    t = await service.close(uow, ticket_id=ticket_id, actor=who.name, now=_now(ctx), text=data.note if data else None)
+    author = await _author(uow, who, ticket_id, "close")
+    t = await service.close(uow, ticket_id=ticket_id, actor=author, now=_now(ctx), text=data.note if data else None)
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/reopen", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def reopen(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.reopen(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, now=_now(ctx), text=data.text)
+async def reopen(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "reopen")
+    t = await service.reopen(uow, _deps(ctx), ticket_id=ticket_id, actor=author, now=_now(ctx), text=data.text)
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/severity", response_model=schemas.TicketDetail, tags=["ticket actions"],
              summary="Change the severity, with a written reason (kept in the timeline)")
 async def change_severity(ticket_id: str, data: schemas.SeverityChange, uow: UoW, ctx: Context,
-                          who: Writer) -> schemas.TicketDetail:
-    t = await service.change_severity(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, severity=data.severity,
+                          who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "change the severity of")
+    t = await service.change_severity(uow, _deps(ctx), ticket_id=ticket_id, actor=author, severity=data.severity,
                                       reason=data.reason, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=schemas.TimelineRead, tags=["ticket actions"])
-async def add_note(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Writer) -> schemas.TimelineRead:
-    entry = await service.add_note(uow, ticket_id=ticket_id, actor=who.name, text=data.text, now=_now(ctx))
+async def add_note(ticket_id: str, data: schemas.Note, uow: UoW, ctx: Context, who: Caller) -> schemas.TimelineRead:
+    author = await _author(uow, who, ticket_id, "add a note to")
+    entry = await service.add_note(uow, ticket_id=ticket_id, actor=author, text=data.text, now=_now(ctx))
     result = schemas.TimelineRead.model_validate(entry)
     await uow.commit()
     return result
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.assign(uow, _deps(ctx), ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "reassign")
+    t = await service.assign(uow, _deps(ctx), ticket_id=ticket_id, actor=author, data=data, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/mute", response_model=schemas.TicketDetail, tags=["ticket actions"],
              summary="Snooze escalation of this ticket until a time, with a reason")
-async def mute(ticket_id: str, data: schemas.MuteIn, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.mute_ticket(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+async def mute(ticket_id: str, data: schemas.MuteIn, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "mute")
+    t = await service.mute_ticket(uow, ticket_id=ticket_id, actor=author, data=data, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/unmute", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def unmute(ticket_id: str, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.unmute_ticket(uow, ticket_id=ticket_id, actor=who.name, now=_now(ctx))
+async def unmute(ticket_id: str, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "unmute")
+    t = await service.unmute_ticket(uow, ticket_id=ticket_id, actor=author, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/links", response_model=schemas.TicketDetail, tags=["ticket actions"])
-async def link(ticket_id: str, data: schemas.LinkIn, uow: UoW, ctx: Context, who: Writer) -> schemas.TicketDetail:
-    t = await service.add_link(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+async def link(ticket_id: str, data: schemas.LinkIn, uow: UoW, ctx: Context, who: Caller) -> schemas.TicketDetail:
+    author = await _author(uow, who, ticket_id, "link")
+    t = await service.add_link(uow, ticket_id=ticket_id, actor=author, data=data, now=_now(ctx))
     return await _done(uow, t, ctx)
 
 
 @router.post("/tickets/{ticket_id}/actions", status_code=201, response_model=schemas.ActionRead, tags=["action log"])
-async def add_action(ticket_id: str, data: schemas.ActionIn, uow: UoW, ctx: Context, who: Writer) -> schemas.ActionRead:
-    a = await service.add_action(uow, ticket_id=ticket_id, actor=who.name, data=data, now=_now(ctx))
+async def add_action(ticket_id: str, data: schemas.ActionIn, uow: UoW, ctx: Context, who: Caller) -> schemas.ActionRead:
+    author = await _author(uow, who, ticket_id, "log an action on")
+    a = await service.add_action(uow, _deps(ctx), ticket_id=ticket_id, actor=author, data=data, now=_now(ctx))
     result = schemas.ActionRead.model_validate(a)
     await uow.commit()
     return result
@@ -283,8 +286,9 @@ async def list_actions(ticket_id: str, uow: UoW) -> list[schemas.ActionRead]:
 
 @router.patch("/tickets/{ticket_id}/actions/{action_id}", response_model=schemas.ActionRead, tags=["action log"])
 async def update_action(ticket_id: str, action_id: RowId, data: schemas.ActionUpdate, uow: UoW, ctx: Context,
-                        who: Writer) -> schemas.ActionRead:
-    a = await service.update_action(uow, ticket_id=ticket_id, action_id=action_id, actor=who.name, data=data,
+                        who: Caller) -> schemas.ActionRead:
+    author = await _author(uow, who, ticket_id, "update an action of")
+    a = await service.update_action(uow, ticket_id=ticket_id, action_id=action_id, actor=author, data=data,
                                     now=_now(ctx))
     await uow.flush()
     result = schemas.ActionRead.model_validate(a)
@@ -294,181 +298,10 @@ async def update_action(ticket_id: str, action_id: RowId, data: schemas.ActionUp
 
 @router.post("/tickets/{ticket_id}/promote", status_code=201, response_model=schemas.ProjectRead, tags=["projects"],
              summary="Every flag can become a project: owner, goal, due date, milestones")
-async def promote(ticket_id: str, data: schemas.Promote, uow: UoW, ctx: Context, who: Writer) -> schemas.ProjectRead:
+async def promote(ticket_id: str, data: schemas.Promote, uow: UoW, ctx: Context, who: Caller) -> schemas.ProjectRead:
+    author = await _author(uow, who, ticket_id, "promote")
     now = _now(ctx)
-    p = await service.promote(uow, ticket_id=ticket_id, actor=who.name, data=data, now=now)
+    p = await service.promote(uow, ticket_id=ticket_id, actor=author, data=data, now=now)
     result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
     await uow.commit()
     return result
-
-
-# --- projects --------------------------------------------------------------------------------
-
-
-@router.get("/projects", response_model=Page[schemas.ProjectRead], tags=["projects"])
-async def list_projects(
-    uow: UoW, ctx: Context, paging: Paging,
-    status: Literal["active", "on_hold", "done", "cancelled"] | None = None,
-    department: Annotated[str | None, Query(max_length=40)] = None,
-) -> Page[schemas.ProjectRead]:
-    stmt = sa.select(Project).order_by(Project.created_at.desc(), Project.id)
-    if status:
-        stmt = stmt.where(Project.status == status)
-    if department:
-        stmt = stmt.where(Project.department_code == department.upper())
-    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).scalars().all()
-    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
-    return Page(items=[await service.project_read(uow, p, today) for p in rows], total=total, page=paging.page,
-                page_size=paging.page_size)
-
-
-@router.get("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def get_project(project_id: str, uow: UoW, ctx: Context) -> schemas.ProjectRead:
-    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
-    return await service.project_read(uow, await service.get_project(uow, project_id), today)
-
-
-@router.patch("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def update_project(project_id: str, data: schemas.ProjectUpdate, uow: UoW, ctx: Context,
-                         who: Writer) -> schemas.ProjectRead:
-    p = await service.get_project(uow, project_id)
-    now = _now(ctx)
-    check_due(data.due_date, now.date())
-    for k, v in data.model_dump(exclude_unset=True).items():
-        setattr(p, k, v)
-    p.updated_at = now
-    await uow.flush()
-    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
-    await uow.commit()
-    return result
-
-
-@router.post("/projects/{project_id}/milestones", status_code=201, response_model=schemas.ProjectRead, tags=["projects"])
-async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, ctx: Context,
-                        who: Writer) -> schemas.ProjectRead:
-    from escalation.models import Milestone
-
-    p = await service.get_project(uow, project_id)
-    check_due(data.due_date, _now(ctx).date())
-    uow.session.add(Milestone(project_id=p.id, title=data.title, due_date=data.due_date))
-    await uow.flush()
-    result = await service.project_read(uow, p, _now(ctx).astimezone(_deps(ctx).calendar.tz).date())
-    await uow.commit()
-    return result
-
-
-@router.patch("/projects/{project_id}/milestones/{milestone_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def update_milestone(project_id: str, milestone_id: RowId, data: schemas.MilestoneUpdate, uow: UoW, ctx: Context,
-                           who: Writer) -> schemas.ProjectRead:
-    from escalation.models import Milestone
-
-    p = await service.get_project(uow, project_id)
-    m = await uow.session.get(Milestone, milestone_id)
-    if m is None or m.project_id != p.id:
-        raise NotFound(f"no milestone {milestone_id} in project {project_id}", field="milestone_id")
-    now = _now(ctx)
-    check_due(data.due_date, now.date())
-    for k, v in data.model_dump(exclude_unset=True).items():
-        setattr(m, k, v)
-    if data.done is not None:
-        m.done_at = now if data.done else None
-    await uow.flush()
-    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
-    await uow.commit()
-    return result
-
-
-# --- mutes, policies, local directory copy ---------------------------------------------------
-
-
-@router.post("/mutes", status_code=201, response_model=schemas.MuteRead, tags=["snooze"],
-             summary="Silence escalation of a department's tickets until a time")
-async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
-    m = await service.mute_department(uow, _deps(ctx), actor=who.name, data=data, now=_now(ctx))
-    result = schemas.MuteRead.model_validate(m)
-    await uow.commit()
-    return result
-
-
-@router.get("/mutes", response_model=list[schemas.MuteRead], tags=["snooze"])
-async def list_mutes(uow: UoW, ctx: Context, active: bool = True) -> list[schemas.MuteRead]:
-    stmt = sa.select(Mute).order_by(Mute.id.desc()).limit(500)
-    if active:
-        stmt = stmt.where(Mute.cancelled_at.is_(None), Mute.until > _now(ctx))
-    return [schemas.MuteRead.model_validate(m) for m in (await uow.session.execute(stmt)).scalars()]
-
-
-@router.delete("/mutes/{mute_id}", response_model=schemas.MuteRead, tags=["snooze"])
-async def cancel_mute(mute_id: RowId, uow: UoW, ctx: Context, who: Writer) -> schemas.MuteRead:
-    m = await service.cancel_mute(uow, mute_id=mute_id, now=_now(ctx))
-    await uow.flush()
-    result = schemas.MuteRead.model_validate(m)
-    await uow.commit()
-    return result
-
-
-@router.get("/policies", response_model=list[schemas.PolicyRead], tags=["policies"])
-async def list_policies(uow: UoW) -> list[schemas.PolicyRead]:
-    rows = (await uow.session.execute(sa.select(Policy).order_by(Policy.name))).scalars()
-    return [schemas.PolicyRead.model_validate(p) for p in rows]
-
-
-@router.get("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"])
-async def get_policy(name: str, uow: UoW) -> schemas.PolicyRead:
-    p = (await uow.session.execute(sa.select(Policy).where(Policy.name == name))).scalar_one_or_none()
-    if p is None:
-        raise NotFound(f"no policy {name!r}", field="name")
-    return schemas.PolicyRead.model_validate(p)
-
-
-@router.put("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"],
-            summary="Create or replace a policy (idempotent); new tickets and due times use it")
-async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, ctx: Context, who: Writer,
-                     response: Response) -> schemas.PolicyRead:
-    if not name or len(name) > 100:
-        raise Invalid("policy name is 1-100 characters", field="name")
-    p, created = await service.put_policy(uow, _deps(ctx), name=name, data=data)
-    result = schemas.PolicyRead.model_validate(p)
-    await uow.commit()
-    response.status_code = 201 if created else 200
-    return result
-
-
-@router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")
-async def routing_copy(uow: UoW) -> list[dict[str, Any]]:
-    rows = (await uow.session.execute(sa.select(SeniorTeamCopy).order_by(SeniorTeamCopy.department_code))).scalars()
-    return [{"department": r.department_code, "name": r.department_name, "cluster": r.cluster_code,
-             "roles": r.roles, "deputy_mayor": r.deputy_mayor, "managing_director": r.managing_director,
-             "updated_at": r.updated_at} for r in rows]
-
-
-# --- reports ---------------------------------------------------------------------------------
-
-
-def _table(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
-    if fmt == "csv":
-        return PlainTextResponse(reports.to_csv(rows), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return rows
-
-
-@router.get("/reports/open-tickets", tags=["reports"], summary="Open tickets by department, cluster, level and age")
-async def report_open(
-    uow: UoW, ctx: Context, format: Format = "json",
-    group_by: Annotated[list[Literal["department", "cluster", "level", "age"]] | None,
-                        Query(description="repeatable; default all four")] = None,
-) -> Any:
-    rows = await reports.open_tickets(uow, now=_now(ctx), group_by=list(group_by or reports.GROUPS))
-    return _table(rows, format, "open-tickets")
-
-
-@router.get("/reports/response-times", tags=["reports"],
-            summary="Time to acknowledge and to resolve per department (hours)")
-async def report_response(uow: UoW, format: Format = "json") -> Any:
-    return _table(await reports.response_times(uow), format, "response-times")
-
-
-@router.get("/reports/escalations", tags=["reports"], summary="Escalations per month and department")
-async def report_escalations(uow: UoW, format: Format = "json") -> Any:
-    return _table(await reports.escalations_per_month(uow), format, "escalations")

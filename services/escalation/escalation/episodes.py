@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusData
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
+from escalation.authors import INDICATORS, override_author
 from escalation.models import OPEN_STATUSES, IndicatorSeen, Ticket, TicketEpisode, TimelineEntry
 from escalation.policy import derive_severity
 from escalation.service import SYSTEM, Deps, _miss, _policy_of, note, open_ticket, resolve, schedule
@@ -71,7 +72,7 @@ async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreach
         existing.breach_count += 1
         existing.value, existing.magnitude, existing.period = payload.value, payload.magnitude, payload.period
         existing.updated_at = now
-        note(uow, existing, actor="indicators", kind="breach_repeated", now=now,
+        note(uow, existing, actor=INDICATORS, kind="breach_repeated", now=now,
              text=f"Still red: {_miss(payload)} (breach #{existing.breach_count})", period=payload.period,
              value=payload.value, magnitude=payload.magnitude)
         return existing
@@ -91,7 +92,7 @@ async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreach
         return other
     severity = derive_severity(payload.magnitude, payload.critical, deps.settings.severity_bands)
     return await open_ticket(
-        uow, deps, now=now, actor="indicators", department_code=payload.department_code,
+        uow, deps, now=now, actor=INDICATORS, department_code=payload.department_code,
         title=f"{payload.indicator_name} is {payload.status} ({payload.period})", source="threshold",
         severity=severity, function_tag=payload.function_tag, breach=payload,
         reason=payload.override_reason if payload.overridden else None,
@@ -110,7 +111,7 @@ async def _red_again(uow: UnitOfWork, deps: Deps, t: Ticket, *, payload: Indicat
     text = f"Red again for {payload.period}: {_miss(payload)} (breach #{t.breach_count})"
     if payload.overridden:
         text += f"; {_override_text(payload)[0]}"
-    note(uow, t, actor="indicators", kind="red_again", now=now, text=text, period=payload.period,
+    note(uow, t, actor=INDICATORS, kind="red_again", now=now, text=text, period=payload.period,
          episode_id=payload.episode_id, previous_episode_id=previous, value=payload.value, magnitude=payload.magnitude)
     if t.review_pending or t.recovered_at is not None:
         t.review_pending, t.recovered_at = False, None
@@ -139,11 +140,11 @@ async def handle_recovery(uow: UnitOfWork, deps: Deps, *, payload: IndicatorReco
         return None
     await _episode_recovered(uow, payload.episode_id, now)
     t.recovered_at = now
-    note(uow, t, actor="indicators", kind="recovered", now=now,
+    note(uow, t, actor=INDICATORS, kind="recovered", now=now,
          text=f"Indicator recovered to {payload.status}: {_miss(payload)}", status=payload.status)
     policy = await _policy_of(uow, t)
     if policy.resolve_on_recovery:
-        await resolve(uow, deps, ticket=t, actor="indicators", reason="recovered", now=now,
+        await resolve(uow, deps, ticket=t, actor=INDICATORS, reason="recovered", now=now,
                       text="resolved automatically: the indicator recovered (policy)")
     else:
         t.review_pending = True
@@ -173,16 +174,16 @@ async def handle_status_changed(
         return None
     if payload.overridden:
         text, data = _override_text(payload)
-        note(uow, t, actor=data["by"], kind="override", now=now, text=text, **data)
+        note(uow, t, actor=await override_author(uow, payload.override_by), kind="override", now=now, text=text, **data)
     else:
         overridden_before = (await uow.session.execute(
             sa.select(TimelineEntry.id).where(TimelineEntry.ticket_id == t.id, TimelineEntry.kind == "override").limit(1)
         )).first()
         if overridden_before:
-            note(uow, t, actor="indicators", kind="override_ended", now=now, status=payload.status,
+            note(uow, t, actor=INDICATORS, kind="override_ended", now=now, status=payload.status,
                  text=f"Override ended: status back to {payload.status} (computed) for {payload.period}")
         else:
-            note(uow, t, actor="indicators", kind="status_changed", now=now, status=payload.status,
+            note(uow, t, actor=INDICATORS, kind="status_changed", now=now, status=payload.status,
                  text=f"Status {payload.previous_status or '?'} -> {payload.status} for {payload.period}")
     t.updated_at = now
     return t

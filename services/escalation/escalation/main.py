@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from citystat_common.db import utcnow
 from citystat_common.runtime import api_main
 from citystat_common.web import ServiceContext, build_app, check_broker, check_consumer, check_database
+from escalation.admin_api import router as admin_router
 from escalation.api import router
 from escalation.board import router as board_router
 from escalation.config import Settings
@@ -52,7 +53,7 @@ def create_app(
             "when nobody acts, with the timeline and action log that show what the city did; projects; reports; "
             "the ticket board at /board."
         ),
-        routers=[router, board_router],
+        routers=[router, admin_router, board_router],
         readiness=readiness,
         on_startup=startup,
         on_shutdown=shutdown,

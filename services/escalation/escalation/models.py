@@ -87,6 +87,7 @@ class Ticket(Base):
     next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
     ack_due_at: Mapped[datetime | None]  # when the first acknowledgement was due (overdue gauge, board)
     ack_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    ack_warned_for: Mapped[datetime | None]  # the ack_expires_at already warned about (one mail per acknowledgement)
     muted_until: Mapped[datetime | None]
     mute_reason: Mapped[str | None] = mapped_column(sa.String(500))
     review_pending: Mapped[bool] = mapped_column(default=False)  # indicator recovered, awaiting review
@@ -121,6 +122,8 @@ class TimelineEntry(Base):
     kind: Mapped[str] = mapped_column(sa.String(40))
     text: Mapped[str] = mapped_column(sa.Text)
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # who, in full (escalation.authors.Author.as_dict); NULL on rows written before people signed in
+    author: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
 
 class Escalation(Base):
@@ -153,6 +156,11 @@ class Notification(Base):
     recipient_id: Mapped[str | None] = mapped_column(sa.String(36))
     recipient_name: Mapped[str | None] = mapped_column(sa.String(200))
     recipient_role: Mapped[str | None] = mapped_column(sa.String(40))
+    recipient_email: Mapped[str | None] = mapped_column(sa.String(320))
+    cc: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)  # [{name, email}]
+    # One message per event per recipient: a replay or a second scheduler writes the same key.
+    key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    digest_at: Mapped[datetime | None]  # a digest person's mail waits for the calendar's next opening
     body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)  # pending, sent, failed
     attempts: Mapped[int] = mapped_column(default=0)
@@ -171,9 +179,12 @@ class Action(Base):
     ticket_id: Mapped[str] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
     description: Mapped[str] = mapped_column(sa.Text)
     owner: Mapped[str] = mapped_column(sa.String(200))
+    owner_person_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
     due_date: Mapped[date | None]
+    due_notified_for: Mapped[date | None]  # the due date its owner was mailed about
     status: Mapped[str] = mapped_column(sa.String(20), default="planned")  # planned, in_progress, done, cancelled
     created_by: Mapped[str] = mapped_column(sa.String(100))
+    author: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -202,6 +213,7 @@ class Project(Base):
     due_date: Mapped[date | None]
     status: Mapped[str] = mapped_column(sa.String(20), default="active")  # active, on_hold, done, cancelled
     created_by: Mapped[str] = mapped_column(sa.String(100))
+    author: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -226,6 +238,7 @@ class Mute(Base):
     until: Mapped[datetime]
     reason: Mapped[str] = mapped_column(sa.String(500))
     created_by: Mapped[str] = mapped_column(sa.String(100))
+    author: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
 
@@ -256,6 +269,8 @@ class PersonCopy(Base):
     name: Mapped[str] = mapped_column(sa.String(300))
     title: Mapped[str | None] = mapped_column(sa.String(300))
     active: Mapped[bool] = mapped_column(default=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320), index=True)  # lower case; where mail goes
+    notify: Mapped[str] = mapped_column(sa.String(20), default="immediate", server_default="immediate")  # immediate | digest
     updated_at: Mapped[datetime]
 
 

@@ -69,6 +69,7 @@ async def known_person(uow: UnitOfWork, deps: Deps, person_id: str, *, field: st
         row = await uow.add_if_absent(PersonCopy, {
             "person_id": person_id, "name": str(doc.get("name") or person_id)[:300], "title": doc.get("title"),
             "active": bool(doc.get("active", True)), "updated_at": utcnow(),
+            "email": str(doc["email"]).lower() if doc.get("email") else None,
         })
     if not row.active:
         raise Invalid(f"person {person_id} ({row.name}) is no longer active in the directory", field=field)
@@ -78,10 +79,12 @@ async def known_person(uow: UnitOfWork, deps: Deps, person_id: str, *, field: st
 async def remember_person(uow: UnitOfWork, person: dict[str, Any] | None, *, now: Any) -> None:
     """A holder named in a senior team is a known person (an upsert of their own wins over this)."""
     if person and person.get("person_id"):
-        await uow.add_if_absent(PersonCopy, {
+        row = await uow.add_if_absent(PersonCopy, {
             "person_id": person["person_id"], "name": person["name"], "title": person.get("title"), "active": True,
-            "updated_at": now,
+            "updated_at": now, "email": str(person["email"]).lower() if person.get("email") else None,
         })
+        if person.get("email") and not row.email:
+            row.email = str(person["email"]).lower()
 
 
 async def check_flag_indicator(

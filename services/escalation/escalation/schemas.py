@@ -182,7 +182,8 @@ class LinkIn(Strict):
 
 class ActionIn(Strict):
     description: Text
-    owner: Short
+    owner: Short | None = Field(None, description="the owner's name; or owner_person_id")
+    owner_person_id: str | None = Field(None, max_length=36, description="a directory person: mailed when it falls due")
     due_date: PlausibleDate | None = None
     status: Literal["planned", "in_progress", "done", "cancelled"] = "planned"
 
@@ -277,11 +278,24 @@ class TicketRead(BaseModel):
     age_hours: float
 
 
+class AuthorOut(BaseModel):
+    """Who made a change: a person (name, email, how they signed in, directory person id when known),
+    a machine key (label "key <name>") or the system."""
+
+    kind: str
+    name: str
+    label: str
+    email: str | None = None
+    via: str | None = None
+    person_id: str | None = None
+
+
 class TimelineRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     at: datetime
-    actor: str
+    actor: str = Field(description="the author's label (a person's name, 'key <name>', or the system)")
+    author: AuthorOut | None = Field(None, description="null on entries written before authors were recorded")
     kind: str
     text: str
     data: dict[str, Any]
@@ -303,9 +317,11 @@ class ActionRead(BaseModel):
     ticket_id: str
     description: str
     owner: str
+    owner_person_id: str | None = None
     due_date: date | None
     status: str
     created_by: str
+    author: AuthorOut | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -332,6 +348,7 @@ class MuteRead(BaseModel):
     until: datetime
     reason: str
     created_by: str
+    author: AuthorOut | None = None
     created_at: datetime
     cancelled_at: datetime | None
 
@@ -354,6 +371,7 @@ class ProjectRead(BaseModel):
     due_date: date | None
     status: str
     created_by: str
+    author: AuthorOut | None = None
     created_at: datetime
     milestones: list[MilestoneRead]
     tickets: list[str]

@@ -28,6 +28,7 @@ from citystat_common.events import (
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from escalation import metrics, references, schemas
+from escalation.authors import INDICATORS, SYSTEM, Author
 from escalation.config import Settings
 from escalation.limits import check_due, check_mute_until
 from escalation.models import (
@@ -51,7 +52,7 @@ from escalation.policy import add_delay, default_policy, delay_for, level_spec, 
 from escalation.routing import DirectoryClient, current_chain, function_of, route
 
 log = get_logger(__name__)
-SYSTEM = "escalation"
+__all__ = ["INDICATORS", "SYSTEM", "Author"]  # re-exported for episodes and the API
 
 
 @dataclass
@@ -76,8 +77,9 @@ class Deps:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def note(uow: UnitOfWork, ticket: Ticket, *, actor: str, kind: str, text: str, now: datetime, **data: Any) -> None:
-    uow.session.add(TimelineEntry(ticket_id=ticket.id, at=now, actor=actor, kind=kind, text=text, data=data))
+def note(uow: UnitOfWork, ticket: Ticket, *, actor: Author, kind: str, text: str, now: datetime, **data: Any) -> None:
+    uow.session.add(TimelineEntry(ticket_id=ticket.id, at=now, actor=actor.label[:100], kind=kind, text=text, data=data,
+                                  author=actor.as_dict()))
 
 
 def _person(d: dict[str, Any] | None) -> PersonRef | None:
@@ -226,7 +228,7 @@ def _notify(
 
 
 async def open_ticket(
-    uow: UnitOfWork, deps: Deps, *, now: datetime, actor: str, department_code: str, title: str, source: str,
+    uow: UnitOfWork, deps: Deps, *, now: datetime, actor: Author, department_code: str, title: str, source: str,
     severity: int, function_tag: str | None, reason: str | None = None, description: str | None = None,
     breach: IndicatorBreached | None = None, indicator_id: str | None = None, indicator_code: str | None = None,
 ) -> Ticket:
@@ -246,7 +248,7 @@ async def open_ticket(
         assignee_id=a["person_id"] if a else None, assignee_name=a["name"] if a else None,
         assignee_title=a.get("title") if a else None, assignee_role=routing.assignee_role,
         routing_source=routing.source, routing_note=routing.note, chain=routing.chain, policy_id=policy.id,
-        level=routing.level, level_entered_at=now, level_repeats=0, opened_by=actor, opened_at=now, updated_at=now,
+        level=routing.level, level_entered_at=now, level_repeats=0, opened_by=actor.label[:100], opened_at=now, updated_at=now,
     )
     uow.session.add(t)
     schedule(deps, t, policy, start=now)
@@ -297,18 +299,18 @@ def _require(t: Ticket, allowed: tuple[str, ...], action: str) -> None:
         raise Conflict(f"cannot {action} a ticket that is {t.status}", field="status")
 
 
-async def acknowledge(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, now: datetime, text: str | None = None) -> Ticket:
+async def acknowledge(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, now: datetime, text: str | None = None) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, ("open",), "acknowledge")
     await _acknowledge(uow, deps, t, actor=actor, now=now, text=text)
     return t
 
 
-async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: str, now: datetime, text: str | None) -> None:
+async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: Author, now: datetime, text: str | None) -> None:
     first = not (await uow.session.execute(
         sa.select(TimelineEntry.id).where(TimelineEntry.ticket_id == t.id, TimelineEntry.kind == "acknowledged").limit(1)
     )).first()
-    t.status, t.acknowledged_at, t.acknowledged_by, t.updated_at = "acknowledged", now, actor, now
+    t.status, t.acknowledged_at, t.acknowledged_by, t.updated_at = "acknowledged", now, actor.label[:100], now
     policy = await _policy_of(uow, t)
     t.ack_expires_at = (
         add_delay(deps.calendar, now, policy.ack_timeout, deps.settings.delay_scale) if policy.ack_timeout else None
@@ -318,12 +320,12 @@ async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: str, no
         t.next_escalation_at = None
     note(uow, t, actor=actor, kind="acknowledged", now=now, text="Acknowledged" + (f": {text}" if text else ""),
          ack_expires_at=t.ack_expires_at.isoformat() if t.ack_expires_at else None)
-    uow.emit(TicketAcknowledged(ticket_id=t.id, department_code=t.department_code, by=actor, at=now), subject=t.id)
+    uow.emit(TicketAcknowledged(ticket_id=t.id, department_code=t.department_code, by=actor.label, at=now), subject=t.id)
     if first:
         metrics.TIME_TO_ACK.labels(t.department_code).observe(max(0.0, (now - t.opened_at).total_seconds()))
 
 
-async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, now: datetime, text: str | None = None) -> Ticket:
+async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, now: datetime, text: str | None = None) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, ("open", "acknowledged"), "start work on")
     if t.status == "open":
@@ -338,7 +340,7 @@ async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str,
 
 
 async def resolve(
-    uow: UnitOfWork, deps: Deps, *, ticket: Ticket, actor: str, reason: str, now: datetime, text: str | None = None,
+    uow: UnitOfWork, deps: Deps, *, ticket: Ticket, actor: Author, reason: str, now: datetime, text: str | None = None,
     duplicate_of: str | None = None,
 ) -> Ticket:
     t = ticket
@@ -350,16 +352,16 @@ async def resolve(
             raise Invalid("a ticket cannot duplicate itself", field="duplicate_of")
         await referenced_ticket(uow, duplicate_of, field="duplicate_of")
         await _link(uow, t, other_id=duplicate_of, kind="duplicates", actor=actor, now=now)
-    t.status, t.resolved_at, t.resolved_by, t.resolution_reason = "resolved", now, actor, reason
+    t.status, t.resolved_at, t.resolved_by, t.resolution_reason = "resolved", now, actor.label[:100], reason
     t.open_episode, t.next_escalation_at, t.ack_expires_at, t.review_pending, t.updated_at = None, None, None, False, now
     note(uow, t, actor=actor, kind="resolved", now=now, text=f"Resolved: {reason}" + (f" ({text})" if text else ""),
          reason=reason)
-    uow.emit(TicketResolved(ticket_id=t.id, department_code=t.department_code, reason=reason, by=actor, at=now),  # type: ignore[arg-type]
+    uow.emit(TicketResolved(ticket_id=t.id, department_code=t.department_code, reason=reason, by=actor.label, at=now),  # type: ignore[arg-type]
              subject=t.id)
     return t
 
 
-async def close(uow: UnitOfWork, *, ticket_id: str, actor: str, now: datetime, text: str | None = None) -> Ticket:
+async def close(uow: UnitOfWork, *, ticket_id: str, actor: Author, now: datetime, text: str | None = None) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, ("resolved",), "close")
     t.status, t.closed_at, t.updated_at = "closed", now, now
@@ -367,7 +369,7 @@ async def close(uow: UnitOfWork, *, ticket_id: str, actor: str, now: datetime, t
     return t
 
 
-async def reopen(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, now: datetime, text: str) -> Ticket:
+async def reopen(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, now: datetime, text: str) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, ("resolved",), "reopen")
     if t.episode_id:
@@ -383,7 +385,7 @@ async def reopen(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, now
 
 
 async def change_severity(
-    uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, severity: int, reason: str, now: datetime
+    uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, severity: int, reason: str, now: datetime
 ) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, OPEN_STATUSES, "change the severity of")
@@ -397,9 +399,10 @@ async def change_severity(
     return t
 
 
-async def add_note(uow: UnitOfWork, *, ticket_id: str, actor: str, text: str, now: datetime) -> TimelineEntry:
+async def add_note(uow: UnitOfWork, *, ticket_id: str, actor: Author, text: str, now: datetime) -> TimelineEntry:
     t = await get_ticket(uow, ticket_id)
-    entry = TimelineEntry(ticket_id=t.id, at=now, actor=actor, kind="note", text=text, data={})
+    entry = TimelineEntry(ticket_id=t.id, at=now, actor=actor.label[:100], kind="note", text=text, data={},
+                          author=actor.as_dict())
     uow.session.add(entry)
     t.updated_at = now
     await uow.flush()
@@ -407,7 +410,7 @@ async def add_note(uow: UnitOfWork, *, ticket_id: str, actor: str, text: str, no
 
 
 async def assign(
-    uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: str, data: schemas.Assign, now: datetime
+    uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, data: schemas.Assign, now: datetime
 ) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, OPEN_STATUSES, "reassign")
@@ -424,18 +427,19 @@ async def assign(
     return t
 
 
-async def mute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.MuteIn, now: datetime) -> Ticket:
+async def mute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: Author, data: schemas.MuteIn, now: datetime) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     _require(t, OPEN_STATUSES, "mute")
     check_mute_until(data.until, now)
     t.muted_until, t.mute_reason, t.updated_at = data.until, data.reason, now
-    uow.session.add(Mute(ticket_id=t.id, until=data.until, reason=data.reason, created_by=actor, created_at=now))
+    uow.session.add(Mute(ticket_id=t.id, until=data.until, reason=data.reason, created_by=actor.label[:100],
+                         author=actor.as_dict(), created_at=now))
     note(uow, t, actor=actor, kind="muted", now=now, text=f"Escalation muted until {data.until.isoformat()}: {data.reason}",
          until=data.until.isoformat())
     return t
 
 
-async def unmute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: str, now: datetime) -> Ticket:
+async def unmute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: Author, now: datetime) -> Ticket:
     t = await get_ticket(uow, ticket_id, lock=True)
     if t.muted_until is None:
         raise Conflict("the ticket is not muted", field="muted_until")
@@ -448,11 +452,12 @@ async def unmute_ticket(uow: UnitOfWork, *, ticket_id: str, actor: str, now: dat
 
 
 async def mute_department(
-    uow: UnitOfWork, deps: Deps, *, actor: str, data: schemas.DepartmentMuteIn, now: datetime
+    uow: UnitOfWork, deps: Deps, *, actor: Author, data: schemas.DepartmentMuteIn, now: datetime
 ) -> Mute:
     check_mute_until(data.until, now)
     await references.known_department(uow, deps, data.department_code)
-    m = Mute(department_code=data.department_code, until=data.until, reason=data.reason, created_by=actor, created_at=now)
+    m = Mute(department_code=data.department_code, until=data.until, reason=data.reason, created_by=actor.label[:100],
+             author=actor.as_dict(), created_at=now)
     uow.session.add(m)
     await uow.flush()
     return m
@@ -484,16 +489,16 @@ async def muted_until(uow: UnitOfWork, t: Ticket, now: datetime) -> tuple[dateti
     return (m.until, f"{t.department_code} muted: {m.reason}") if m else None
 
 
-async def _link(uow: UnitOfWork, t: Ticket, *, other_id: str, kind: str, actor: str, now: datetime) -> None:
+async def _link(uow: UnitOfWork, t: Ticket, *, other_id: str, kind: str, actor: Author, now: datetime) -> None:
     exists = (await uow.session.execute(sa.select(TicketLink.id).where(
         TicketLink.ticket_id == t.id, TicketLink.other_id == other_id, TicketLink.kind == kind))).first()
     if exists:
         return
-    uow.session.add(TicketLink(ticket_id=t.id, other_id=other_id, kind=kind, created_by=actor, created_at=now))
+    uow.session.add(TicketLink(ticket_id=t.id, other_id=other_id, kind=kind, created_by=actor.label[:100], created_at=now))
     note(uow, t, actor=actor, kind="linked", now=now, text=f"Linked: {kind} {other_id}", other=other_id, link=kind)
 
 
-async def add_link(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.LinkIn, now: datetime) -> Ticket:
+async def add_link(uow: UnitOfWork, *, ticket_id: str, actor: Author, data: schemas.LinkIn, now: datetime) -> Ticket:
     t = await get_ticket(uow, ticket_id)
     if data.other_ticket_id == t.id:
         raise Invalid("a ticket cannot link to itself", field="other_ticket_id")
@@ -502,21 +507,35 @@ async def add_link(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas
     return t
 
 
-async def add_action(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.ActionIn, now: datetime) -> Action:
+async def _action_owner(uow: UnitOfWork, deps: Deps | None, data: schemas.ActionIn) -> tuple[str, str | None]:
+    """The owner by name, or a directory person (their name from the copy: mail reaches them when it falls due)."""
+    if data.owner_person_id:
+        if deps is None:
+            raise Invalid("an owner person needs the directory", field="owner_person_id")
+        p = await references.known_person(uow, deps, data.owner_person_id, field="owner_person_id")
+        return p.name, p.person_id
+    if not data.owner:
+        raise Invalid("name the owner, or give owner_person_id", field="owner")
+    return data.owner, None
+
+
+async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: str, actor: Author, data: schemas.ActionIn, now: datetime) -> Action:
     t = await get_ticket(uow, ticket_id)
     check_due(data.due_date, now.date())
-    a = Action(ticket_id=t.id, description=data.description, owner=data.owner, due_date=data.due_date,
-               status=data.status, created_by=actor, created_at=now, updated_at=now)
+    owner, owner_id = await _action_owner(uow, deps, data)
+    a = Action(ticket_id=t.id, description=data.description, owner=owner, owner_person_id=owner_id,
+               due_date=data.due_date, status=data.status, created_by=actor.label[:100], author=actor.as_dict(),
+               created_at=now, updated_at=now)
     uow.session.add(a)
     await uow.flush()
     note(uow, t, actor=actor, kind="action_added", now=now,
-         text=f"Action: {data.description} (owner {data.owner}" + (f", due {data.due_date}" if data.due_date else "") + ")",
+         text=f"Action: {data.description} (owner {owner}" + (f", due {data.due_date}" if data.due_date else "") + ")",
          action_id=a.id)
     return a
 
 
 async def update_action(
-    uow: UnitOfWork, *, ticket_id: str, action_id: int, actor: str, data: schemas.ActionUpdate, now: datetime
+    uow: UnitOfWork, *, ticket_id: str, action_id: int, actor: Author, data: schemas.ActionUpdate, now: datetime
 ) -> Action:
     t = await get_ticket(uow, ticket_id)
     a = await uow.session.get(Action, action_id)
@@ -537,7 +556,7 @@ async def update_action(
 # --- projects --------------------------------------------------------------------------------
 
 
-async def promote(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.Promote, now: datetime) -> Project:
+async def promote(uow: UnitOfWork, *, ticket_id: str, actor: Author, data: schemas.Promote, now: datetime) -> Project:
     t = await get_ticket(uow, ticket_id, lock=True)
     if t.project_id:
         raise Conflict(f"ticket already belongs to project {t.project_id}", field="project_id")
@@ -545,7 +564,8 @@ async def promote(uow: UnitOfWork, *, ticket_id: str, actor: str, data: schemas.
     for i, m in enumerate(data.milestones):
         check_due(m.due_date, now.date(), field=f"milestones.{i}.due_date")
     p = Project(title=data.title or t.title, department_code=t.department_code, owner=data.owner, goal=data.goal,
-                due_date=data.due_date, status="active", created_by=actor, created_at=now, updated_at=now)
+                due_date=data.due_date, status="active", created_by=actor.label[:100], author=actor.as_dict(),
+                created_at=now, updated_at=now)
     uow.session.add(p)
     await uow.flush()
     for m in data.milestones:
@@ -605,7 +625,7 @@ async def project_read(uow: UnitOfWork, p: Project, today: date) -> schemas.Proj
     }
     return schemas.ProjectRead(
         id=p.id, title=p.title, department_code=p.department_code, owner=p.owner, goal=p.goal, due_date=p.due_date,
-        status=p.status, created_by=p.created_by, created_at=p.created_at,
+        status=p.status, created_by=p.created_by, author=p.author, created_at=p.created_at,
         milestones=[schemas.MilestoneRead.model_validate(m) for m in milestones], tickets=ids, rollup=rollup,
     )
 
@@ -642,6 +662,9 @@ async def apply_person(uow: UnitOfWork, *, payload: PersonUpserted, now: datetim
     if row is None:
         row = await uow.add_if_absent(PersonCopy, {"person_id": payload.person_id, "name": payload.name, "updated_at": now})
     row.name, row.title, row.active, row.updated_at = payload.name, payload.title, payload.active, now
+    if payload.email:  # an older event without one keeps what the copy knew
+        row.email = payload.email.lower()
+    row.notify = payload.notify
 
 
 # --- the scheduler's work --------------------------------------------------------------------
