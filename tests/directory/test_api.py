@@ -210,7 +210,8 @@ async def test_audit_trail_records_who_changed_what(client):
     await client.patch("/departments/FIRE", json={"name": "Fire & Rescue"}, headers=W)
     assert (await client.get("/audit")).status_code == 401
     log = (await client.get("/audit", params={"entity": "department", "entity_id": "FIRE"}, headers=auth("staff"))).json()
-    assert log["items"][0]["action"] == "department.updated" and log["items"][0]["actor"] == "directory"
+    assert log["items"][0]["action"] == "department.updated" and log["items"][0]["actor"] == "key directory"
+    assert log["items"][0]["by"] == {"kind": "key", "name": "directory", "email": None, "via": "key"}
     assert log["items"][0]["details"]["name"] == ["Fire Department", "Fire & Rescue"]
 
 

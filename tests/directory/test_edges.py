@@ -22,9 +22,11 @@ async def seeded(client):
     return r.json()
 
 
-def _problem(r, status, field):
+def _problem(r, status, field, *, nul=False):
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json"), r.text
+    if nul and "NUL character" in r.json()["detail"]:
+        return  # refused at the door for every route (citystat_common.textguard): it says where, not which field
     fields = [e["field"] for e in r.json().get("errors", [])]
     assert field in fields, r.json()
 
@@ -92,7 +94,7 @@ async def test_edge_input_is_a_clear_422(client, seeded, index):
     method, path, kw, field = _cases(seeded["id"])[index]
     headers = kw.pop("headers", W)
     r = await client.request(method, path, headers=headers, **kw)
-    _problem(r, 422, field)
+    _problem(r, 422, field, nul="%00" in path or r"\x00" in repr(kw))
 
 
 async def test_unicode_and_long_strings_that_are_valid_are_kept(client, seeded):

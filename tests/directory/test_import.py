@@ -143,11 +143,18 @@ async def test_import_keeps_a_scheduled_assignment_and_reports_the_conflict(clie
 async def test_unknown_role_and_control_characters_in_rows_are_row_errors(client):
     rows = [
         {"department_code": "STREETS", "department_name": "Streets", "role": "chief_wizard", "person_name": "Merlin"},
-        {"department_code": "WATER", "department_name": "Water\x00works"},
+        {"department_code": "WATER", "department_name": "Water\x07works"},
     ]
     r = await client.post("/import", json=rows, headers=W)
     assert r.status_code == 422, r.text
     assert [(e["row"], e["field"]) for e in r.json()["errors"]] == [(1, "role"), (2, "department_name")]
-    csv_text = "department_code,department_name\nWATER,Water\x00works\n"
+    csv_text = "department_code,department_name\nWATER,Water\x07works\n"
     r = await _csv(client, csv_text)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "department_name", r.text
+    # A NUL is refused at the door for every route (citystat_common.textguard), before any row is read:
+    # the whole file is a clear 422 and nothing is stored.
+    rows[1]["department_name"] = "Water\x00works"
+    for r in (await client.post("/import", json=rows, headers=W),
+              await _csv(client, csv_text.replace("\x07", "\x00"))):
+        assert r.status_code == 422 and "NUL character" in r.json()["detail"], r.text
+    assert (await client.get("/departments")).json()["total"] == 0

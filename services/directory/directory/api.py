@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
 from citystat_common.bounds import PlausibleDatetime
@@ -16,7 +16,7 @@ from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging, paginate
 from citystat_common.web import UoW
-from directory import import_file, importer, schemas, service
+from directory import actors, import_file, importer, people, schemas, service
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
 from directory.params import clean_parameters
 
@@ -34,19 +34,25 @@ def department_read(d: Department) -> schemas.DepartmentRead:
     )
 
 
-def person_read(p: Person, principal: Principal | None) -> schemas.PersonRead:
-    personal = can_see_personal_data(principal)
+def person_read(p: Person, principal: Principal | None, *, personal: bool | None = None) -> schemas.PersonRead:
+    personal = can_see_personal_data(principal) if personal is None else personal
     return schemas.PersonRead(
         id=p.id, name=p.name, title=p.title, active=p.active,
         email=p.email if personal else None, phone=p.phone if personal else None,
+        department=p.department.code if p.department else None, notify=p.notify,  # type: ignore[arg-type]
     )
 
 
-def assignment_read(a: RoleAssignment, dept_code: str | None = None, cluster_code: str | None = None) -> schemas.AssignmentRead:
+def assignment_read(
+    a: RoleAssignment, dept_code: str | None = None, cluster_code: str | None = None, *, personal: bool = True
+) -> schemas.AssignmentRead:
+    by = actors.assignment_actor(a)
+    if by is not None and not personal:
+        by.email = None  # the history is public; a recorder's email is for staff
     return schemas.AssignmentRead(
         id=a.id, role=a.role, department=dept_code, cluster=cluster_code,
         person=schemas.PersonBrief.model_validate(a.person), starts_at=a.starts_at, ends_at=a.ends_at,
-        reason=a.reason, created_by=a.created_by,
+        reason=a.reason, created_by=a.created_by, created_by_actor=by,
     )
 
 
@@ -103,7 +109,7 @@ async def list_clusters(uow: UoW) -> list[schemas.ClusterRead]:
 @router.post("/clusters", status_code=201, response_model=schemas.ClusterRead, tags=["clusters"])
 async def create_cluster(data: schemas.ClusterCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
     async def build() -> schemas.ClusterRead:
-        cluster = await service.create_cluster(uow, actor=who.name, data=data)
+        cluster = await service.create_cluster(uow, actor=who.actor(), data=data)
         return await _cluster_read(uow, cluster)
 
     return await _create(uow, request, key, "clusters", build)
@@ -116,7 +122,7 @@ async def get_cluster(code: str, uow: UoW) -> schemas.ClusterRead:
 
 @router.patch("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
 async def update_cluster(code: str, data: schemas.ClusterUpdate, uow: UoW, who: Writer) -> schemas.ClusterRead:
-    cluster = await service.update_cluster(uow, actor=who.name, code=code, data=data)
+    cluster = await service.update_cluster(uow, actor=who.actor(), code=code, data=data)
     result = await _cluster_read(uow, cluster)
     await uow.commit()
     return result
@@ -126,7 +132,7 @@ async def update_cluster(code: str, data: schemas.ClusterUpdate, uow: UoW, who: 
 async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
     cluster = await service.get_cluster(uow, code)
     a = await service.assign_role(
-        uow, actor=who.name, role="deputy_mayor", person_id=data.person_id, cluster=cluster,
+        uow, actor=who.actor(), role="deputy_mayor", person_id=data.person_id, cluster=cluster,
         starts_at=data.starts_at, reason=data.reason,
     )
     result = assignment_read(a, cluster_code=cluster.code)
@@ -148,7 +154,7 @@ async def get_managing_director(uow: UoW) -> schemas.ManagingDirectorRead:
 @router.put("/managing-director", response_model=schemas.AssignmentRead, tags=["clusters"])
 async def assign_managing_director(data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
     a = await service.assign_role(
-        uow, actor=who.name, role="managing_director", person_id=data.person_id, starts_at=data.starts_at, reason=data.reason
+        uow, actor=who.actor(), role="managing_director", person_id=data.person_id, starts_at=data.starts_at, reason=data.reason
     )
     result = assignment_read(a)
     await uow.commit()
@@ -175,7 +181,7 @@ async def create_department(
     data: schemas.DepartmentCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None
 ) -> Response:
     async def build() -> schemas.DepartmentRead:
-        return department_read(await service.create_department(uow, actor=who.name, data=data))
+        return department_read(await service.create_department(uow, actor=who.actor(), data=data))
 
     return await _create(uow, request, key, "departments", build)
 
@@ -187,14 +193,14 @@ async def get_department(code: str, uow: UoW) -> schemas.DepartmentRead:
 
 @router.patch("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
 async def update_department(code: str, data: schemas.DepartmentUpdate, uow: UoW, who: Writer) -> schemas.DepartmentRead:
-    result = department_read(await service.update_department(uow, actor=who.name, code=code, data=data))
+    result = department_read(await service.update_department(uow, actor=who.actor(), code=code, data=data))
     await uow.commit()
     return result
 
 
 @router.delete("/departments/{code}", status_code=204, tags=["departments"], summary="Deactivate (history is kept)")
 async def deactivate_department(code: str, uow: UoW, who: Writer) -> Response:
-    await service.update_department(uow, actor=who.name, code=code, data=schemas.DepartmentUpdate(active=False))
+    await service.update_department(uow, actor=who.actor(), code=code, data=schemas.DepartmentUpdate(active=False))
     await uow.commit()
     return Response(status_code=204)
 
@@ -228,7 +234,7 @@ async def assign_senior_role(
 ) -> schemas.AssignmentRead:
     dept = await service.get_department(uow, code)
     a = await service.assign_role(
-        uow, actor=who.name, role=role, person_id=data.person_id, department=dept, starts_at=data.starts_at,
+        uow, actor=who.actor(), role=role, person_id=data.person_id, department=dept, starts_at=data.starts_at,
         reason=data.reason,
     )
     result = assignment_read(a, dept_code=dept.code)
@@ -242,14 +248,14 @@ async def vacate_senior_role(
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
     dept = await service.get_department(uow, code)
-    await service.vacate_role(uow, actor=who.name, role=role, department=dept, reason=reason)
+    await service.vacate_role(uow, actor=who.actor(), role=role, department=dept, reason=reason)
     await uow.commit()
     return Response(status_code=204)
 
 
 @router.get("/assignments", response_model=Page[schemas.AssignmentRead], tags=["senior team"])
 async def list_assignments(
-    uow: UoW, paging: Paging,
+    uow: UoW, paging: Paging, principal: OptionalPrincipal,
     department: Annotated[str | None, Query(max_length=40)] = None,
     role: schemas.AnyRole | None = None,
     person_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -269,7 +275,7 @@ async def list_assignments(
     total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
     rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
     return Page(
-        items=[assignment_read(a, d, c) for a, d, c in rows], total=total, page=paging.page, page_size=paging.page_size
+        items=[assignment_read(a, d, c, personal=can_see_personal_data(principal)) for a, d, c in rows], total=total, page=paging.page, page_size=paging.page_size
     )
 
 
@@ -279,16 +285,21 @@ async def list_assignments(
 @router.get("/people", response_model=Page[schemas.PersonRead], tags=["people"])
 async def list_people(
     uow: UoW, paging: Paging, principal: OptionalPrincipal,
-    q: Annotated[str | None, Query(max_length=200)] = None, active: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None, active: bool | None = None,
+    email: Annotated[str | None, Query(max_length=320, description="exactly this email, in any case (staff only)")] = None,
 ) -> Page[schemas.PersonRead]:
-    items, total = await paginate(uow.session, service.list_people_stmt(q=q, active=active), paging)
+    if email is not None and not can_see_personal_data(principal):
+        # An email is personal data: looking people up by it is for staff, as reading it is.
+        raise HTTPException(403, "finding a person by email needs the 'staff' scope: emails are personal data")
+    stmt = people.list_people_stmt(q=q, active=active, email=email)
+    items, total = await paginate(uow.session, stmt, paging)
     return Page(items=[person_read(p, principal) for p in items], total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.post("/people", status_code=201, response_model=schemas.PersonRead, tags=["people"])
 async def create_person(data: schemas.PersonCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
     async def build() -> schemas.PersonRead:
-        return person_read(await service.create_person(uow, actor=who.name, data=data), who)
+        return person_read(await people.create_person(uow, actor=who.actor(), data=data), who)
 
     return await _create(uow, request, key, "people", build)
 
@@ -300,7 +311,7 @@ async def get_person(person_id: str, uow: UoW, principal: OptionalPrincipal) -> 
 
 @router.patch("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
 async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, who: Writer) -> schemas.PersonRead:
-    result = person_read(await service.update_person(uow, actor=who.name, person_id=person_id, data=data), who)
+    result = person_read(await people.update_person(uow, actor=who.actor(), person_id=person_id, data=data), who)
     await uow.commit()
     return result
 
@@ -340,7 +351,7 @@ async def import_directory(request: Request, uow: UoW, who: Writer) -> Response:
     if errors:
         report = importer.failed(schemas.ImportReport(ok=False, rows=rows_read, errors=errors))
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
-    report = await importer.import_directory(uow, actor=who.name, rows=rows, rows_read=rows_read)
+    report = await importer.import_directory(uow, actor=who.actor(), rows=rows, rows_read=rows_read)
     if not report.ok:
         await uow.rollback()
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
@@ -354,13 +365,19 @@ async def audit_log(
     entity: Annotated[str | None, Query(max_length=40)] = None,
     entity_id: Annotated[str | None, Query(max_length=100)] = None,
     order: Literal["newest", "oldest"] = "newest",
+    actor_email: Annotated[str | None, Query(max_length=320, description="changes made by the person with this email")] = None,
 ) -> Page[schemas.AuditRead]:
     stmt = sa.select(AuditEntry).order_by(AuditEntry.id.desc() if order == "newest" else AuditEntry.id)
     if entity:
         stmt = stmt.where(AuditEntry.entity == entity)
     if entity_id:
         stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    if actor_email:
+        stmt = stmt.where(sa.func.lower(AuditEntry.actor_email) == actor_email.strip().lower())
     items, total = await paginate(uow.session, stmt, paging)
-    return Page(
-        items=[schemas.AuditRead.model_validate(a) for a in items], total=total, page=paging.page, page_size=paging.page_size
-    )
+    return Page(items=[audit_read(a) for a in items], total=total, page=paging.page, page_size=paging.page_size)
+
+
+def audit_read(a: AuditEntry) -> schemas.AuditRead:
+    return schemas.AuditRead(id=a.id, at=a.at, actor=a.actor, by=actors.audit_actor(a), action=a.action,
+                             entity=a.entity, entity_id=a.entity_id, details=a.details)

@@ -10,11 +10,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from citystat_common.auth import Actor
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import SENIOR_ROLES
 from citystat_common.uow import UnitOfWork
-from directory import schemas, service
+from directory import people, schemas, service
+from directory.actors import audit
 from directory.import_file import Numbered
 from directory.models import Cluster, Department, Person, RoleAssignment
 
@@ -32,7 +34,7 @@ class _Changes:
     people_in_teams: set[str] = field(default_factory=set)  # name or title changed: their teams too
 
 
-async def import_directory(uow: UnitOfWork, *, actor: str, rows: Numbered, rows_read: int) -> schemas.ImportReport:
+async def import_directory(uow: UnitOfWork, *, actor: Actor, rows: Numbered, rows_read: int) -> schemas.ImportReport:
     """The caller commits only when the report says ok."""
     report = schemas.ImportReport(ok=True, rows=rows_read)
     changes = _Changes(now=utcnow())
@@ -51,7 +53,7 @@ async def import_directory(uow: UnitOfWork, *, actor: str, rows: Numbered, rows_
         return failed(report)
     if report.applied:
         await _publish(uow, changes)
-        service.audit(
+        audit(
             uow, actor=actor, action="directory.imported", entity="directory", entity_id="import",
             rows=report.rows, applied=report.applied,
         )
@@ -65,7 +67,7 @@ def failed(report: schemas.ImportReport) -> schemas.ImportReport:
 
 
 async def _apply_row(
-    uow: UnitOfWork, actor: str, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
+    uow: UnitOfWork, actor: Actor, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
 ) -> bool:
     changed = False
     cluster = None
@@ -105,7 +107,7 @@ async def _apply_row(
 
 
 async def _apply_role(
-    uow: UnitOfWork, actor: str, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
+    uow: UnitOfWork, actor: Actor, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
     report: schemas.ImportReport, changes: _Changes,
 ) -> bool:
     assert row.role is not None and row.person_name is not None
@@ -193,7 +195,7 @@ async def _publish(uow: UnitOfWork, changes: _Changes) -> None:
         reached = await service.departments_in_scope(uow, cluster_ids=None if changes.whole_city else changes.team_clusters)
         changes.teams.update({d.id: d for d in reached})
     for person in changes.people.values():
-        service.emit_person(uow, person)
+        people.emit_person(uow, person)
     for dept in sorted(changes.departments.values(), key=lambda d: d.code):
         service.emit_department(uow, dept, dept.cluster)
     for dept in sorted(changes.teams.values(), key=lambda d: d.code):

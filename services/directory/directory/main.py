@@ -8,6 +8,7 @@ from citystat_common.runtime import api_main
 from citystat_common.web import build_app, check_broker, check_database
 from directory.api import router
 from directory.config import Settings
+from directory.me import router as me_router
 from directory.models import PLUMBING
 
 
@@ -21,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "(OIT, HR, Budget and performance-office business partners, Customer Service Officer), "
             "with effective-dated history and routing of problems to the partner that fits."
         ),
-        routers=[router],
+        routers=[router, me_router],
         readiness=[check_database, check_broker],
     )
 

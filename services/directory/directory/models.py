@@ -54,8 +54,14 @@ class Person(Base):
     email: Mapped[str | None] = mapped_column(sa.String(320), unique=True)
     phone: Mapped[str | None] = mapped_column(sa.String(40))
     active: Mapped[bool] = mapped_column(default=True)
+    # The department they work in when it is not a senior-team role (311 staff, a department's
+    # queue); the identity provider gives them its citystat-dept-<CODE> group.
+    department_id: Mapped[str | None] = mapped_column(sa.ForeignKey("departments.id"), index=True)
+    # How escalation reaches them: a mail per ticket ("immediate") or one daily digest.
+    notify: Mapped[str] = mapped_column(sa.String(10), default="immediate", server_default="immediate")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    department: Mapped[Department | None] = relationship(lazy="joined")
 
 
 class RoleAssignment(Base):
@@ -71,7 +77,12 @@ class RoleAssignment(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(sa.String(500))
-    created_by: Mapped[str] = mapped_column(sa.String(100))
+    # Who recorded it (directory.actors): the label a reader sees ("Ann Lee", "key ops"), and the
+    # person's email and how they called; rows from before people signed in have only the label.
+    created_by: Mapped[str] = mapped_column(sa.String(320))
+    created_by_kind: Mapped[str | None] = mapped_column(sa.String(10))
+    created_by_email: Mapped[str | None] = mapped_column(sa.String(320))
+    created_by_via: Mapped[str | None] = mapped_column(sa.String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Recorded before it starts: the team event goes out when it does (directory.schedule).
     pending_effect: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
@@ -89,7 +100,10 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(sa.String(100))
+    actor: Mapped[str] = mapped_column(sa.String(320))  # label, as RoleAssignment.created_by
+    actor_kind: Mapped[str | None] = mapped_column(sa.String(10))
+    actor_email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    actor_via: Mapped[str | None] = mapped_column(sa.String(10))
     action: Mapped[str] = mapped_column(sa.String(60))
     entity: Mapped[str] = mapped_column(sa.String(40))
     entity_id: Mapped[str] = mapped_column(sa.String(100))

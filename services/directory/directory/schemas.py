@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from citystat_common.bounds import PlausibleDatetime, within_horizon
-from citystat_common.events import FUNCTION_ROLE, SENIOR_ROLES
+from citystat_common.events import FUNCTION_ROLE, SENIOR_ROLES, NotifyMode
 
 CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 
@@ -131,11 +131,17 @@ class DepartmentRead(BaseModel):
     updated_at: datetime
 
 
+NOTIFY_HELP = "how escalation reaches them: a mail per ticket (immediate) or one daily digest"
+DEPARTMENT_HELP = "code of the department they work in, when that is not a senior-team role (e.g. 311 staff)"
+
+
 class PersonCreate(Strict):
     name: Name
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     email: EmailStr | None = None
     phone: Phone = None
+    department: Code | None = Field(None, description=DEPARTMENT_HELP)
+    notify: NotifyMode = Field("immediate", description=NOTIFY_HELP)
 
 
 class PersonUpdate(Strict):
@@ -144,8 +150,10 @@ class PersonUpdate(Strict):
     email: EmailStr | None = None
     phone: Phone = None
     active: bool | None = None
+    department: Code | None = Field(None, description=DEPARTMENT_HELP + "; null: none")
+    notify: NotifyMode | None = Field(None, description=NOTIFY_HELP)
 
-    @field_validator("name", "active")
+    @field_validator("name", "active", "notify")
     @classmethod
     def _not_null(cls, v: object) -> object:
         # Runs only for fields that were sent: left out keeps the value, but a person always has
@@ -164,6 +172,34 @@ class PersonRead(BaseModel):
     email: str | None = None
     phone: str | None = None
     active: bool
+    department: str | None = Field(None, description=DEPARTMENT_HELP)
+    notify: NotifyMode = Field("immediate", description=NOTIFY_HELP)
+
+
+class NotifyUpdate(Strict):
+    notify: NotifyMode = Field(description=NOTIFY_HELP)
+
+
+class RoleHeld(BaseModel):
+    role: str
+    department: str | None = None
+    cluster: str | None = None
+    since: datetime
+
+
+class MeRead(PersonRead):
+    """The signed-in caller's own directory entry, with their email and the roles they hold now."""
+
+    holds: list[RoleHeld] = Field(default_factory=list)
+
+
+class ActorRead(BaseModel):
+    """Who made a change: a person (name, email, signed in by bearer token or page session) or a key."""
+
+    kind: Literal["person", "key"]
+    name: str
+    email: str | None = None
+    via: str | None = None
 
 
 class AssignmentCreate(Strict):
@@ -183,7 +219,8 @@ class AssignmentRead(BaseModel):
     starts_at: datetime
     ends_at: datetime | None
     reason: str | None
-    created_by: str
+    created_by: str = Field(description='who recorded it: a person\'s name, or "key <name>" for a machine key')
+    created_by_actor: ActorRead | None = Field(None, description="the same, in detail (email for staff); null on old rows")
 
 
 class RoleHolder(BaseModel):
@@ -263,10 +300,10 @@ class ImportReport(BaseModel):
 
 
 class AuditRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
     id: int
     at: datetime
-    actor: str
+    actor: str = Field(description='a person\'s name, or "key <name>" for a machine key')
+    by: ActorRead | None = Field(None, description="the actor in detail; null on entries older than sign-in")
     action: str
     entity: str
     entity_id: str

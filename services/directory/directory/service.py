@@ -8,18 +8,19 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from citystat_common.auth import Actor
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import (
     SENIOR_ROLES,
     DepartmentUpserted,
     PersonRef,
-    PersonUpserted,
     SeniorTeamChanged,
 )
 from citystat_common.uow import UnitOfWork
 from directory import schemas
-from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
+from directory.actors import audit, record_creator
+from directory.models import Cluster, Department, Person, RoleAssignment
 
 # --- lookups ---------------------------------------------------------------------------
 
@@ -63,16 +64,6 @@ async def referenced_cluster(uow: UnitOfWork, code: str, *, field: str = "cluste
     if cluster is None:
         raise Invalid(f"no cluster with code {code!r}", field=field)
     return cluster
-
-
-def audit(uow: UnitOfWork, *, actor: str, action: str, entity: str, entity_id: str, **details: object) -> None:
-    uow.session.add(
-        AuditEntry(actor=actor, action=action, entity=entity, entity_id=entity_id, details=_jsonable(details))
-    )
-
-
-def _jsonable(d: dict[str, object]) -> dict[str, object]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()}
 
 
 # --- role holders ----------------------------------------------------------------------
@@ -129,7 +120,7 @@ async def senior_team(uow: UnitOfWork, dept: Department, at: datetime | None = N
 async def assign_role(
     uow: UnitOfWork,
     *,
-    actor: str,
+    actor: Actor,
     role: str,
     person_id: str,
     department: Department | None = None,
@@ -174,8 +165,9 @@ async def assign_role(
     scheduled = starts_at > now
     assignment = RoleAssignment(
         role=role, department_id=dept_id, cluster_id=cluster_id, person_id=person.id, starts_at=starts_at,
-        reason=reason, created_by=actor, pending_effect=scheduled,
+        reason=reason, pending_effect=scheduled,
     )
+    record_creator(assignment, actor)
     # Set, not lazy-loaded later: an async session cannot load it on attribute access.
     assignment.person = person
     uow.session.add(assignment)
@@ -186,12 +178,12 @@ async def assign_role(
         cluster=cluster.code if cluster else None, starts_at=starts_at, reason=reason,
     )
     if publish and not scheduled:
-        await _publish_teams_for_scope(uow, department=department, cluster=cluster)
+        await publish_teams_for_scope(uow, department=department, cluster=cluster)
     return assignment
 
 
 async def vacate_role(
-    uow: UnitOfWork, *, actor: str, role: str, department: Department | None = None, cluster: Cluster | None = None,
+    uow: UnitOfWork, *, actor: Actor, role: str, department: Department | None = None, cluster: Cluster | None = None,
     reason: str | None = None,
 ) -> None:
     current = await holder(
@@ -201,10 +193,10 @@ async def vacate_role(
         raise NotFound(f"the {role} role is already vacant", field="role")
     current.ends_at = utcnow()
     audit(uow, actor=actor, action="role.vacated", entity="role_assignment", entity_id=str(current.id), role=role, reason=reason)
-    await _publish_teams_for_scope(uow, department=department, cluster=cluster)
+    await publish_teams_for_scope(uow, department=department, cluster=cluster)
 
 
-async def _publish_teams_for_scope(uow: UnitOfWork, *, department: Department | None, cluster: Cluster | None) -> None:
+async def publish_teams_for_scope(uow: UnitOfWork, *, department: Department | None, cluster: Cluster | None) -> None:
     if department is not None:
         await publish_senior_team(uow, department)
         return
@@ -221,7 +213,10 @@ async def departments_in_scope(uow: UnitOfWork, *, cluster_ids: Iterable[str] | 
 
 
 def _ref(a: RoleAssignment | None) -> PersonRef | None:
-    return PersonRef(person_id=a.person.id, name=a.person.name, title=a.person.title) if a else None
+    # The email is how escalation reaches the holder (its mail goes to the directory's address).
+    if a is None:
+        return None
+    return PersonRef(person_id=a.person.id, name=a.person.name, title=a.person.title, email=a.person.email)
 
 
 async def publish_senior_team(uow: UnitOfWork, dept: Department, *, at: datetime | None = None) -> None:
@@ -247,7 +242,7 @@ async def publish_senior_team(uow: UnitOfWork, dept: Department, *, at: datetime
 # --- clusters ----------------------------------------------------------------------------
 
 
-async def create_cluster(uow: UnitOfWork, *, actor: str, data: schemas.ClusterCreate) -> Cluster:
+async def create_cluster(uow: UnitOfWork, *, actor: Actor, data: schemas.ClusterCreate) -> Cluster:
     exists = (await uow.session.execute(sa.select(Cluster.id).where(Cluster.code == data.code))).first()
     if exists:
         raise Conflict(f"a cluster with code {data.code!r} exists", field="code")
@@ -258,7 +253,7 @@ async def create_cluster(uow: UnitOfWork, *, actor: str, data: schemas.ClusterCr
     return cluster
 
 
-async def update_cluster(uow: UnitOfWork, *, actor: str, code: str, data: schemas.ClusterUpdate) -> Cluster:
+async def update_cluster(uow: UnitOfWork, *, actor: Actor, code: str, data: schemas.ClusterUpdate) -> Cluster:
     cluster = await get_cluster(uow, code)
     if data.name is not None and data.name != cluster.name:
         audit(uow, actor=actor, action="cluster.updated", entity="cluster", entity_id=cluster.code, old=cluster.name, new=data.name)
@@ -292,7 +287,7 @@ def emit_department(uow: UnitOfWork, dept: Department, cluster: Cluster | None) 
     )
 
 
-async def create_department(uow: UnitOfWork, *, actor: str, data: schemas.DepartmentCreate) -> Department:
+async def create_department(uow: UnitOfWork, *, actor: Actor, data: schemas.DepartmentCreate) -> Department:
     exists = (await uow.session.execute(sa.select(Department.id).where(Department.code == data.code))).first()
     if exists:
         raise Conflict(f"a department with code {data.code!r} exists", field="code")
@@ -308,7 +303,7 @@ async def create_department(uow: UnitOfWork, *, actor: str, data: schemas.Depart
     return dept
 
 
-async def update_department(uow: UnitOfWork, *, actor: str, code: str, data: schemas.DepartmentUpdate) -> Department:
+async def update_department(uow: UnitOfWork, *, actor: Actor, code: str, data: schemas.DepartmentUpdate) -> Department:
     dept = await get_department(uow, code)
     changes: dict[str, object] = {}
     if data.name is not None and data.name != dept.name:
@@ -341,78 +336,6 @@ def list_departments_stmt(*, cluster: str | None, active: bool | None, q: str | 
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(sa.or_(sa.func.lower(Department.name).like(like), sa.func.lower(Department.code).like(like)))
-    return stmt
-
-
-# --- people ------------------------------------------------------------------------------
-
-
-async def _check_email_free(uow: UnitOfWork, email: str | None, except_id: str | None = None) -> None:
-    if not email:
-        return
-    stmt = sa.select(Person.id).where(sa.func.lower(Person.email) == email.lower())
-    if except_id:
-        stmt = stmt.where(Person.id != except_id)
-    if (await uow.session.execute(stmt)).first():
-        raise Conflict(f"another person already has the email {email!r}", field="email")
-
-
-def emit_person(uow: UnitOfWork, person: Person) -> None:
-    uow.emit(PersonUpserted(person_id=person.id, name=person.name, title=person.title, active=person.active), subject=person.id)
-
-
-async def create_person(uow: UnitOfWork, *, actor: str, data: schemas.PersonCreate) -> Person:
-    await _check_email_free(uow, data.email)
-    person = Person(name=data.name, title=data.title, email=data.email, phone=data.phone)
-    uow.session.add(person)
-    await uow.flush()
-    audit(uow, actor=actor, action="person.created", entity="person", entity_id=person.id, name=person.name)
-    emit_person(uow, person)
-    return person
-
-
-async def update_person(uow: UnitOfWork, *, actor: str, person_id: str, data: schemas.PersonUpdate) -> Person:
-    person = await get_person(uow, person_id)
-    fields = data.model_dump(exclude_unset=True)
-    if "email" in fields:
-        await _check_email_free(uow, fields["email"], except_id=person.id)
-    changed = {k: v for k, v in fields.items() if getattr(person, k) != v}
-    if not changed:
-        return person
-    for k, v in changed.items():
-        setattr(person, k, v)
-    person.updated_at = utcnow()
-    # Only the field names go in the audit log: the values may be personal data.
-    audit(uow, actor=actor, action="person.updated", entity="person", entity_id=person.id, fields=sorted(changed))
-    emit_person(uow, person)
-    if {"name", "title", "active"} & changed.keys():
-        await _republish_teams_of(uow, person)
-    return person
-
-
-async def _republish_teams_of(uow: UnitOfWork, person: Person) -> None:
-    now = utcnow()
-    rows = (
-        await uow.session.execute(sa.select(RoleAssignment).where(RoleAssignment.person_id == person.id, active_at(now)))
-    ).scalars().all()
-    seen: set[str] = set()
-    for a in rows:
-        if a.department_id:
-            dept = await uow.session.get(Department, a.department_id)
-            if dept and dept.id not in seen:
-                seen.add(dept.id)
-                await publish_senior_team(uow, dept)
-        else:
-            cluster = await uow.session.get(Cluster, a.cluster_id) if a.cluster_id else None
-            await _publish_teams_for_scope(uow, department=None, cluster=cluster)
-
-
-def list_people_stmt(*, q: str | None, active: bool | None) -> sa.Select:  # type: ignore[type-arg]
-    stmt = sa.select(Person).order_by(Person.name, Person.id)
-    if q:
-        stmt = stmt.where(sa.func.lower(Person.name).like(f"%{q.lower()}%"))
-    if active is not None:
-        stmt = stmt.where(Person.active.is_(active))
     return stmt
 
 

@@ -14,10 +14,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from citystat_common.demo import directory_rows
+from citystat_common.demo import directory_rows, load
 
 SERVICES = {
     "directory": int(os.environ.get("DIRECTORY_PORT", 8004)),
@@ -47,11 +48,43 @@ async def wait_ready(client: httpx.AsyncClient, service: str, timeout: float = 9
 async def load_directory(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
     total = (await client.get(f"{base('directory')}/departments")).json()["total"]
     if total:
-        return f"directory already has {total} departments"
-    r = await client.post(f"{base('directory')}/import", json={"rows": directory_rows()}, headers={"X-API-Key": keys["admin"]})
-    r.raise_for_status()
-    report = r.json()
-    return f"loaded {report['departments']} departments, {report['people']} people, {report['assignments']} roles"
+        summary = f"directory already has {total} departments"
+    else:
+        r = await client.post(f"{base('directory')}/import", json={"rows": directory_rows()},
+                              headers={"X-API-Key": keys["admin"]})
+        r.raise_for_status()
+        report = r.json()
+        summary = f"loaded {report['departments']} departments, {report['people']} people, {report['assignments']} roles"
+    added = await load_staff(client, keys)
+    return f"{summary}; {added} staff added" if added else summary
+
+
+def demo_staff() -> list[dict[str, Any]]:
+    """The demo city's people who hold no senior-team role but work in the system every day (311
+    call-takers, each department's 311 queue, the performance office's analyst): directory.json's
+    "staff", each {"name", "title", "email", "phone", "department_code" (or null), "groups" (their
+    identity-provider groups besides citystat-staff and citystat-dept-<CODE>), "notify"}."""
+    return list(load("directory.json").get("staff", []))
+
+
+async def load_staff(client: httpx.AsyncClient, keys: dict[str, str]) -> int:
+    """Creates each demo staff member the directory does not have yet (found by email): a restart
+    adds nothing, and a person already there is left as they are."""
+    headers = {"X-API-Key": keys["admin"]}
+    added = 0
+    for person in demo_staff():
+        found = await client.get(f"{base('directory')}/people", params={"email": person["email"]}, headers=headers)
+        found.raise_for_status()
+        if found.json()["total"]:
+            continue
+        body = {"name": person["name"], "title": person.get("title"), "email": person["email"],
+                "phone": person.get("phone"), "department": person.get("department_code"),
+                "notify": person.get("notify", "immediate")}
+        r = await client.post(f"{base('directory')}/people", json=body,
+                              headers={**headers, "Idempotency-Key": f"demo-staff-{person['email']}"})
+        r.raise_for_status()
+        added += 1
+    return added
 
 
 # Each service adds its loader here as it joins the stack: (service, coroutine).
