@@ -227,3 +227,51 @@ async def test_person_event_with_email_and_notify_reaches_the_broker(client, dir
         await parts.engine.dispose()
     mine = next(e for e in events if e.type == "directory.person.upserted" and e.data["person_id"] == pid)
     assert (mine.data["email"], mine.data["notify"]) == ("bus.rider@city.example.gov", "digest")
+
+
+async def test_old_rows_keep_what_they_had(db_kind, tmp_path, directory_settings):
+    """Rows from before migration 0004: the key's bare name stays their actor, with no detail;
+    every person is told at once (immediate) and works in no department until someone says so."""
+    import sqlalchemy as sa
+
+    from citystat_common.db import create_engine
+    from citystat_common.migrate import upgrade
+    from citystat_common.testing import empty_database
+
+    url = empty_database(db_kind, tmp_path)
+    upgrade("directory", url, "0003")
+    engine = create_engine(url)
+    at = "'2026-01-05 09:00:00+00:00'"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f"INSERT INTO departments (id, code, name, active, created_at, updated_at) "
+                                       f"VALUES ('d1', 'STREETS', 'Streets', true, {at}, {at})"))
+            await conn.execute(sa.text(f"INSERT INTO people (id, name, active, created_at, updated_at) "
+                                       f"VALUES ('p1', 'Old Timer', true, {at}, {at})"))
+            await conn.execute(sa.text(
+                f"INSERT INTO role_assignments (role, department_id, person_id, starts_at, created_by, created_at, "
+                f"pending_effect) VALUES ('hr_partner', 'd1', 'p1', {at}, 'ops', {at}, false)"))
+            await conn.execute(sa.text(f"INSERT INTO audit_log (at, actor, action, entity, entity_id, details) "
+                                       f"VALUES ({at}, 'ops', 'person.created', 'person', 'p1', '{{}}')"))
+    finally:
+        await engine.dispose()
+    upgrade("directory", url)
+    async with app_client(create_app(directory_settings.model_copy(update={"database_url": url}))) as c:
+        person = (await c.get("/people/p1")).json()
+        assert (person["notify"], person["department"]) == ("immediate", None)
+        history = (await c.get("/assignments")).json()["items"][0]
+        assert (history["created_by"], history["created_by_actor"]) == ("ops", None)
+        entry = (await c.get("/audit", headers=auth("staff"))).json()["items"][0]
+        assert (entry["actor"], entry["by"]) == ("ops", None)
+
+
+async def test_import_again_keeps_a_persons_own_preference(client, outbox):
+    await _seed(client, staff=False)
+    head = _row("WATER", "department_head")
+    pid = (await client.get("/people", params={"email": head["person_email"]}, headers=auth("staff"))).json()["items"][0]["id"]
+    assert (await client.patch(f"/people/{pid}", json={"notify": "digest"}, headers=W)).status_code == 200
+    events = await outbox()
+    again = await client.post("/import", json={"rows": directory_rows()}, headers=W)
+    assert again.status_code == 200 and again.json()["applied"] == 0, again.text
+    assert await outbox() == events
+    assert (await client.get(f"/people/{pid}")).json()["notify"] == "digest"
