@@ -24,6 +24,7 @@ from intake311.api_open311 import router as open311_router
 from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.models import PLUMBING
+from intake311.pages import install_pages
 from intake311.refusals import bad_input, rate_limited
 from intake311.service import RequestNumbers
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
         on_shutdown=shutdown,
     )
     app.include_router(open311_router, prefix="/open311/v2")
+    install_pages(app)  # the staff pages: the call-taker's and the department queue
     # refusals before a route runs: on an Open311 route in the spec's error format
     app.state.rate_limit_response = rate_limited
     app.state.bad_input_response = bad_input
