@@ -112,7 +112,7 @@ async def test_observation_is_idempotent_and_keeps_revisions(client):
     fixed = await observe(client, "STREETS.potholes", month_start(1).isoformat(), 79)  # a date inside the month
     assert fixed["revision"] == 2 and fixed["status"] == "green" and fixed["value"] == 79
     revs = (await client.get(f"/indicators/STREETS.potholes/observations/{month(1)}/revisions")).json()
-    assert [(r["old_value"], r["new_value"], r["changed_by"]) for r in revs] == [(70, 79, "analyst")]
+    assert [(r["old_value"], r["new_value"], r["changed_by"]) for r in revs] == [(70, 79, "key analyst")]
     series = (await client.get("/indicators/STREETS.potholes/observations")).json()
     assert len(series) == 1
 

@@ -47,7 +47,7 @@ async def test_an_override_down_is_judgement_on_the_same_episode_not_a_recovery(
     assert [t for t, _ in evs] == [CHANGED]
     p = evs[0][1]
     assert (p.status, p.previous_status, p.computed_status, p.overridden) == ("yellow", "red", "red", True)
-    assert p.episode_id == episode and p.override_by == "analyst"
+    assert p.episode_id == episode and p.override_by == "key analyst"
     assert p.override_reason.startswith("Asphalt") and p.override_expires_at == expires
     body = (await client.get("/indicators/STREETS.potholes")).json()
     assert body["episode_id"] == episode and body["status"] == "yellow" and body["computed_status"] == "red"

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 
 from citystat_common.auth import Principal, require_scope
 from citystat_common.db import utcnow
@@ -31,6 +31,7 @@ from indicators.models import (
     Override,
     StatusChange,
 )
+from indicators.people import by, may_judge
 from indicators.periods import DEFAULT_GRACE_DAYS, period_of
 
 router = APIRouter()
@@ -83,6 +84,7 @@ def _override_read(o: Override) -> schemas.OverrideRead:
     return schemas.OverrideRead(
         id=o.id, status=o.status, reason=o.reason, created_by=o.created_by, created_at=o.created_at,  # type: ignore[arg-type]
         expires_at=o.expires_at, cleared_at=o.cleared_at, cleared_by=o.cleared_by,
+        created_by_email=o.created_by_email, cleared_by_email=o.cleared_by_email,
     )
 
 
@@ -97,7 +99,7 @@ async def create_indicator(
     fingerprint = request_fingerprint(await request.body())
     if (previous := await replayed(uow, key=key, scope="indicators", fingerprint=fingerprint)) is not None:
         return previous
-    ind = await service.create_indicator(uow, _settings(ctx), actor=who.name, data=data,
+    ind = await service.create_indicator(uow, _settings(ctx), actor=by(who), data=data,
                                          directory=ctx.extras["directory"])
     body = orjson.dumps((await indicator_read(uow, _settings(ctx), ind, description=data.description)).model_dump(mode="json"))
     await remember(uow, key=key, scope="indicators", fingerprint=fingerprint, status_code=201, body=body,
@@ -153,7 +155,7 @@ async def get_indicator(code: str, uow: UoW, ctx: Context) -> schemas.IndicatorR
 
 @router.patch("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
 async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, ctx: Context, who: Writer) -> schemas.IndicatorRead:
-    ind = await service.update_indicator(uow, _settings(ctx), actor=who.name, code=code, data=data)
+    ind = await service.update_indicator(uow, _settings(ctx), actor=by(who), code=code, data=data)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
     result = await indicator_read(uow, _settings(ctx), ind, overrides.get(ind.id))
     await uow.commit()
@@ -177,7 +179,7 @@ async def descriptions(code: str, uow: UoW) -> list[schemas.DescriptionRead]:
             summary="Set targets for a period, the rest of its fiscal year, a fiscal year, or onward (`applies`)")
 async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, ctx: Context, who: Writer) -> list[schemas.TargetRead]:
     ind = await service.get_indicator(uow, code)
-    await service.set_targets(uow, _settings(ctx), actor=who.name, ind=ind, targets=data.targets)
+    await service.set_targets(uow, _settings(ctx), actor=by(who), ind=ind, targets=data.targets)
     result = await _targets(uow, ind)
     await uow.commit()
     return result
@@ -226,7 +228,7 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, ctx
     if (err := service.validate_value(ind.unit, data.value)) is not None:
         raise Invalid(err, field="value")
     await service.record_observations(uow, settings, [service.ObsIn(ind, p, data.value, data.note)],
-                                      actor=who.name, source="api")
+                                      actor=by(who), source="api")
     rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
     await uow.commit()
     return _obs_read(rows[0])
@@ -319,7 +321,7 @@ async def bulk_observations(request: Request, uow: UoW, ctx: Context, who: Write
         result.ok = False
         result.errors = errors[:1000]
         return Response(result.model_dump_json(), status_code=422, media_type="application/json")
-    rec = await service.record_observations(uow, settings, items, actor=who.name, source="bulk")
+    rec = await service.record_observations(uow, settings, items, actor=by(who), source="bulk")
     await uow.commit()
     result.inserted, result.updated, result.unchanged, result.indicators = rec.inserted, rec.updated, rec.unchanged, rec.indicators
     return Response(result.model_dump_json(), status_code=200, media_type="application/json")
@@ -426,11 +428,17 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
 # --- overrides and history --------------------------------------------------------------
 
 
+def _may_judge(who: Principal, ind: Indicator) -> None:
+    if (why := may_judge(who, ind.department_code)) is not None:
+        raise HTTPException(403, why)
+
+
 @router.put("/indicators/{code}/override", response_model=schemas.IndicatorRead, tags=["judgement"],
             summary="Staff judgement: set the status (up or down) with a written reason and an expiry")
 async def put_override(code: str, data: schemas.OverrideIn, uow: UoW, ctx: Context, who: Writer) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
-    o = await service.set_override(uow, _settings(ctx), actor=who.name, ind=ind, data=data)
+    _may_judge(who, ind)
+    o = await service.set_override(uow, _settings(ctx), actor=by(who), ind=ind, data=data, by=who.actor())
     result = await indicator_read(uow, _settings(ctx), ind, o)
     await uow.commit()
     return result
@@ -442,7 +450,8 @@ async def delete_override(
     reason: Annotated[str, Query(min_length=1, max_length=500)] = "cleared by staff",
 ) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
-    await service.clear_override(uow, _settings(ctx), actor=who.name, ind=ind, reason=reason)
+    _may_judge(who, ind)
+    await service.clear_override(uow, _settings(ctx), actor=by(who), ind=ind, reason=reason, by=who.actor())
     result = await indicator_read(uow, _settings(ctx), ind, None)
     await uow.commit()
     return result
@@ -466,6 +475,7 @@ async def status_history(code: str, uow: UoW, paging: Paging) -> Page[schemas.St
         at=h.at, event=h.event, period=h.period_label, previous_status=h.previous_status, status=h.status,
         value=h.value, target=h.target, magnitude=h.magnitude, basis=h.basis, overridden=h.overridden,
         override_reason=h.override_reason, reason=h.reason, episode_id=h.episode_id, actor=h.actor,
+        actor_email=h.actor_email, actor_via=h.actor_via,
     ) for h in items], total=total, page=paging.page, page_size=paging.page_size)
 
 

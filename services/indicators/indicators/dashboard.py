@@ -25,12 +25,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from citystat_common.auth import OptionalPrincipal
 from citystat_common.db import utcnow
 from citystat_common.web import Context, UoW
 from indicators import service
 from indicators.config import Settings
+from indicators.dashboard_judgement import override_section
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange, observations
+from indicators.people import PageViewer
 from indicators.periods import period_of
 
 router = APIRouter(tags=["dashboard"])
@@ -270,7 +273,7 @@ def _filters(cluster: str | None, department: str | None, kind: str | None, crit
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The color-coded dashboard")
 async def dashboard(
-    request: Request, uow: UoW, ctx: Context,
+    request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -313,7 +316,7 @@ async def dashboard(
 
 @router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
 async def dashboard_csv(
-    uow: UoW, ctx: Context,
+    uow: UoW, ctx: Context, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -414,7 +417,8 @@ def _pill(status: str) -> str:
 
 
 @router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
-async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
+async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+                    principal: OptionalPrincipal) -> HTMLResponse:
     settings = cast(Settings, ctx.settings)
     ind = await service.get_indicator(uow, code)
     now = utcnow()
@@ -445,7 +449,8 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
         f'<a href="/dashboard/indicators/{escape(ind.code)}/export.csv">Export CSV</a>'
         f'<a href="/dashboard/departments/{escape(ind.department_code)}/report">Department report</a></header><main>'
         f'<p id="current-status">Status: {_pill(status)}'
-        + (f" (override: {escape(oreason or '')}, until {override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")
+        + (f" (override by {escape(override.created_by)}: {escape(oreason or '')}, until "
+           f"{override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")
         + (f" &mdash; {escape(reason)}" if reason and not overridden else "") + "</p>"
         f'<p class="muted">{escape(ind.code)} &middot; {escape(ind.department_code)} &middot; {ind.kind} &middot; {ind.unit} '
         f'&middot; {ind.frequency} &middot; direction {ind.direction} &middot; basis {ind.basis} &middot; rules: {escape(rule_text)}'
@@ -456,7 +461,8 @@ async def drilldown(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
         '<h2>Values</h2><table><caption class="muted">newest first</caption><thead><tr><th scope="col">Period</th>'
         '<th scope="col">Value</th><th scope="col">Target</th><th scope="col">Reference</th><th scope="col">Status</th>'
         f'<th scope="col">Why</th><th scope="col">Revision</th></tr></thead><tbody>{table}</tbody></table>'
-        '<h2>Status history and overrides</h2><table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Period</th>'
+        + override_section(request, principal, ind, override if overridden else None, settings)
+        + '<h2 id="history">Status history and overrides</h2><table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Period</th>'
         '<th scope="col">From</th><th scope="col">To</th><th scope="col">Event</th><th scope="col">Reason</th>'
         f'<th scope="col">By</th></tr></thead><tbody>{htable}</tbody></table></main>'
     )
@@ -485,7 +491,7 @@ async def _links(uow: Any, ind: Indicator) -> str:
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
-async def drilldown_csv(code: str, uow: UoW, ctx: Context) -> Response:
+async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> Response:
     ind = await service.get_indicator(uow, code)
     rows = await service.series(uow, ind, fy0=cast(Settings, ctx.settings).fiscal_year_start_month)
     buf = io.StringIO()
@@ -500,7 +506,7 @@ async def drilldown_csv(code: str, uow: UoW, ctx: Context) -> Response:
 
 @router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
             summary="Printable department chapter (MMR style): indicators, targets, status, trend, notes")
-async def department_report(code: str, uow: UoW, ctx: Context) -> HTMLResponse:
+async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> HTMLResponse:
     code = code.upper()
     dept = await uow.session.get(Department, code)
     tiles = await _tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)

@@ -18,6 +18,7 @@ from indicators.api import router
 from indicators.api_targets import router as targets_router
 from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
+from indicators.dashboard_judgement import router as judgement_router
 from indicators.handlers import GROUP_ID
 from indicators.models import PLUMBING
 
@@ -51,7 +52,7 @@ def create_app(
             "hysteresis and staff overrides; 311-derived indicators; breach events on indicators.status; "
             "the color-coded dashboard at /dashboard."
         ),
-        routers=[router, targets_router, dashboard_router],
+        routers=[router, targets_router, dashboard_router, judgement_router],
         readiness=readiness,
         on_startup=startup,
         on_shutdown=shutdown,

@@ -178,7 +178,9 @@ class StatusChange(Base):
     reason: Mapped[str | None] = mapped_column(sa.String(300))
     episode_id: Mapped[str | None] = mapped_column(sa.String(36))
     event: Mapped[str] = mapped_column(sa.String(40))
-    actor: Mapped[str | None] = mapped_column(sa.String(100))
+    actor: Mapped[str | None] = mapped_column(sa.String(100))  # a person's name, or "key <name>"
+    actor_email: Mapped[str | None] = mapped_column(sa.String(320))
+    actor_via: Mapped[str | None] = mapped_column(sa.String(10))  # key, bearer or session
     __table_args__ = (sa.Index("ix_status_history_indicator", "indicator_id", "at"),)
 
 
@@ -190,11 +192,13 @@ class Override(Base):
     indicator_id: Mapped[str] = mapped_column(sa.ForeignKey("indicators.id"), index=True)
     status: Mapped[str] = mapped_column(sa.String(8))
     reason: Mapped[str] = mapped_column(sa.Text)
-    created_by: Mapped[str] = mapped_column(sa.String(100))
+    created_by: Mapped[str] = mapped_column(sa.String(100))  # a person's name, or "key <name>"
+    created_by_email: Mapped[str | None] = mapped_column(sa.String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     cleared_at: Mapped[datetime | None] = mapped_column()
     cleared_by: Mapped[str | None] = mapped_column(sa.String(100))
+    cleared_by_email: Mapped[str | None] = mapped_column(sa.String(320))
     __table_args__ = (sa.Index("ix_overrides_open", "cleared_at", "expires_at"),)
 
 

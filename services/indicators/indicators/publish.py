@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
+from citystat_common.auth import Actor
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusChanged
 from citystat_common.uow import UnitOfWork
 from indicators import metrics
@@ -60,6 +61,7 @@ def effective_status(ind: Indicator, override: Override | None, now: datetime) -
 async def apply_effective(
     uow: UnitOfWork, settings: Settings, ind: Indicator, override: Override | None, now: datetime, actor: str,
     note: str | None = None, *, locked: bool = False, judgement: bool = False, new_period: bool = False,
+    by: Actor | None = None,
 ) -> bool:
     """Publish what changed; True if the published status moved. ``locked``: the caller already
     holds the row lock and read the published state (``_lock_indicators``). ``judgement``: an
@@ -127,5 +129,6 @@ async def apply_effective(
         target=base["target"], magnitude=magnitude, basis=ind.basis, overridden=overridden,
         override_reason=override_reason, reason=(note or reason or "")[:300], episode_id=ind.episode_id or closed,
         event=",".join(events) or "noted", actor=actor,
+        actor_email=by.email if by else None, actor_via=by.via if by else None,
     ))
     return status != previous

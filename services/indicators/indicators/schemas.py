@@ -130,6 +130,8 @@ class OverrideRead(BaseModel):
     expires_at: datetime
     cleared_at: datetime | None = None
     cleared_by: str | None = None
+    created_by_email: str | None = None
+    cleared_by_email: str | None = None
 
 
 class IndicatorRead(BaseModel):
@@ -295,7 +297,9 @@ class StatusChangeRead(BaseModel):
     override_reason: str | None
     reason: str | None
     episode_id: str | None
-    actor: str | None
+    actor: str | None = Field(description="who: a person's name, or \"key <name>\" for a machine key")
+    actor_email: str | None = None
+    actor_via: str | None = Field(None, description="key, bearer or session")
 
 
 class SummaryRead(BaseModel):

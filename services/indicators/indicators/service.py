@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
+from citystat_common.auth import Actor
 from citystat_common.db import dialect_insert, utcnow
 from citystat_common.directory import Departments, DirectoryUnreachable
 from citystat_common.errors import Conflict, Invalid, NotFound
@@ -707,8 +708,10 @@ async def _refresh_state(
 
 
 async def set_override(
-    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, data: schemas.OverrideIn
+    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, data: schemas.OverrideIn,
+    by: Actor | None = None,
 ) -> Override:
+    """``actor``: what the history records (a name, or "key <name>"); ``by``: the person behind it."""
     now = utcnow()
     if not ind.active:
         # a retired indicator is not judged (an override of one would still open a ticket)
@@ -719,22 +722,24 @@ async def set_override(
     for o in current.values():
         o.cleared_at, o.cleared_by = now, f"replaced by {actor}"
     o = Override(indicator_id=ind.id, status=data.status, reason=data.reason, created_by=actor, created_at=now,
-                 expires_at=data.expires_at.astimezone(UTC))
+                 expires_at=data.expires_at.astimezone(UTC), created_by_email=by.email if by else None)
     uow.session.add(o)
     await uow.session.flush()
     await apply_effective(uow, settings, ind, o, now, actor, note=f"override to {data.status} until "
-                          f"{o.expires_at.isoformat()}: {data.reason}", judgement=True)
+                          f"{o.expires_at.isoformat()}: {data.reason}", judgement=True, by=by)
     return o
 
 
-async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, reason: str) -> None:
+async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, reason: str,
+                         by: Actor | None = None) -> None:
     now = utcnow()
     current = await active_overrides(uow, [ind.id], now)
     if not current:
         raise NotFound("the indicator has no active override", field="override")
     for o in current.values():
-        o.cleared_at, o.cleared_by = now, actor
-    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True)
+        o.cleared_at, o.cleared_by, o.cleared_by_email = now, actor, by.email if by else None
+    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True,
+                          by=by)
 
 
 # --- formulas ---------------------------------------------------------------------------
