@@ -34,3 +34,15 @@ def test_webhook_with_a_secret_and_log_only_without_one(monkeypatch):
     settings = Settings()
     assert build_notifiers(settings)["webhook"].secret == GOOD  # type: ignore[attr-defined]
     assert GOOD not in repr(settings)
+
+
+def test_email_is_on_with_an_smtp_relay_and_refused_without_one():
+    import pytest
+    from pydantic import ValidationError
+
+    from escalation.config import Settings
+
+    assert Settings(smtp_host="127.0.0.1", smtp_port=8025).email_on
+    assert not Settings().email_on
+    with pytest.raises(ValidationError, match="SMTP_HOST is not set"):
+        Settings(notifiers=["log", "email"])

@@ -44,6 +44,12 @@ class Settings(ServiceSettings):
     webhook_timeout: float = Field(2.0, gt=0, le=60)
     notify_max_attempts: int = Field(5, ge=1, le=50)
     notify_interval: float = Field(2.0, gt=0, le=3600)
+    # A claimed batch whose worker died comes back after this lease (then it is sent again, same Message-ID).
+    notify_lease_seconds: float = Field(60.0, gt=0, le=3600)
+    # Email goes out whenever SMTP_HOST is set (make run: the local mail server on 127.0.0.1:8025):
+    # to the people a ticket is routed to, with their directory email. How long before an
+    # acknowledgement expires its author is warned (scaled by delay_scale, like every delay).
+    ack_warning_hours: float = Field(1.0, gt=0, le=72)
 
     @field_validator("severity_bands")
     @classmethod
@@ -55,17 +61,24 @@ class Settings(ServiceSettings):
     @field_validator("notifiers")
     @classmethod
     def _notifiers(cls, v: list[str]) -> list[str]:
-        unknown = set(v) - {"log", "webhook"}
+        unknown = set(v) - {"log", "webhook", "email"}
         if unknown:
-            raise ValueError(f"unknown notifiers {sorted(unknown)}; available: log, webhook")
+            raise ValueError(f"unknown notifiers {sorted(unknown)}; available: log, webhook, email")
         return v
 
     @property
     def webhook_on(self) -> bool:
         return bool(self.webhook_url) or "webhook" in self.notifiers
 
+    @property
+    def email_on(self) -> bool:
+        return self.smtp_host is not None
+
     @model_validator(mode="after")
     def _webhook(self) -> Settings:
+        if "email" in self.notifiers and not self.email_on:
+            raise ValueError("the email notifier is on but SMTP_HOST is not set: name the city's mail relay "
+                             "(make run uses its local mail server, SMTP_HOST=127.0.0.1 SMTP_PORT=8025)")
         if not self.webhook_on:
             return self
         if not self.webhook_url:

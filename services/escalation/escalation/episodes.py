@@ -19,10 +19,21 @@ import sqlalchemy as sa
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusData
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
+from escalation import notices
 from escalation.authors import INDICATORS, override_author
 from escalation.models import OPEN_STATUSES, IndicatorSeen, Ticket, TicketEpisode, TimelineEntry
 from escalation.policy import derive_severity
-from escalation.service import SYSTEM, Deps, _miss, _policy_of, note, open_ticket, resolve, schedule
+from escalation.service import (
+    SYSTEM,
+    Deps,
+    _miss,
+    _policy_of,
+    assignee_of,
+    note,
+    open_ticket,
+    resolve,
+    schedule,
+)
 
 log = get_logger(__name__)
 
@@ -152,6 +163,11 @@ async def handle_recovery(uow: UnitOfWork, deps: Deps, *, payload: IndicatorReco
         t.ack_expires_at = None
         note(uow, t, actor=SYSTEM, kind="review_pending", now=now,
              text="Recovered, pending review: escalation stopped; staff confirm and resolve")
+        owner = assignee_of(t)
+        await notices.notify(uow, deps, t, kind="review", level=t.level, person=owner, role=t.assignee_role, now=now,
+                             text=f"The indicator recovered to {payload.status}: confirm and resolve the ticket, "
+                                  "or note why it stays open.",
+                             key=f"review:{t.id}:{payload.episode_id}:{notices.person_key(owner)}")
     return t
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from citystat_common.db import utcnow
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import metrics, service
+from escalation import followups, metrics, service
 from escalation.models import OPEN_STATUSES, Ticket
 from escalation.notifiers import Notifier, dispatch
 
@@ -41,7 +41,13 @@ class EscalationScheduler:
                 await uow.commit()
             outcomes += done
             if len(done) < self.batch:
-                return outcomes
+                break
+        async with self.uow_factory() as uow:
+            followed = await followups.run(uow, self.deps, now=self.clock())
+            await uow.commit()
+        if followed:
+            log.info("followups_written", count=followed)
+        return outcomes
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.uow_factory() as uow:
@@ -59,15 +65,17 @@ class EscalationScheduler:
 
 class NotificationDispatcher:
     def __init__(self, uow_factory: Callable[[], UnitOfWork], notifiers: dict[str, Notifier], *, clock: Clock = utcnow,
-                 interval: float = 2.0, max_attempts: int = 5):
+                 interval: float = 2.0, max_attempts: int = 5, lease_seconds: float = 60.0):
         self.uow_factory = uow_factory
         self.notifiers = notifiers
         self.clock = clock
         self.interval = interval
         self.max_attempts = max_attempts
+        self.lease = timedelta(seconds=lease_seconds)
 
     async def run_once(self) -> int:
-        return await dispatch(self.uow_factory, self.notifiers, now=self.clock(), max_attempts=self.max_attempts)
+        return await dispatch(self.uow_factory, self.notifiers, now=self.clock(), max_attempts=self.max_attempts,
+                              lease=self.lease)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -27,7 +27,7 @@ from citystat_common.events import (
 )
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import metrics, references, schemas
+from escalation import metrics, notices, references, schemas
 from escalation.authors import INDICATORS, SYSTEM, Author
 from escalation.config import Settings
 from escalation.limits import check_due, check_mute_until
@@ -38,7 +38,6 @@ from escalation.models import (
     Escalation,
     Milestone,
     Mute,
-    Notification,
     PersonCopy,
     Policy,
     Project,
@@ -68,7 +67,7 @@ class Deps:
         return cls(settings=settings, calendar=BusinessCalendar(timezone=settings.city_timezone), directory=directory)
 
     def channels(self) -> list[str]:
-        chans = list(self.settings.notifiers)
+        chans = [c for c in self.settings.notifiers if c != "email"]  # email: per recipient (notices.notify)
         if self.settings.webhook_url and "webhook" not in chans:
             chans.append("webhook")
         return chans
@@ -209,24 +208,6 @@ def schedule(deps: Deps, t: Ticket, policy: Policy, *, start: datetime) -> None:
 # --- opening ---------------------------------------------------------------------------------
 
 
-def _notify(
-    uow: UnitOfWork, deps: Deps, t: Ticket, *, kind: str, level: int, person: dict[str, Any] | None, role: str | None,
-    now: datetime, text: str,
-) -> None:
-    body = {
-        "kind": kind, "text": text, "ticket_id": t.id, "title": t.title, "department": t.department_code,
-        "severity": t.severity, "level": level, "status": t.status,
-        "recipient": person, "recipient_role": role, "at": now.isoformat(),
-    }
-    uow.session.add(
-        Notification(
-            ticket_id=t.id, kind=kind, level=level, recipient_id=person["person_id"] if person else None,
-            recipient_name=person["name"] if person else None, recipient_role=role, body=body, status="pending",
-            attempts=0, channels=deps.channels(), next_attempt_at=now, created_at=now,
-        )
-    )
-
-
 async def open_ticket(
     uow: UnitOfWork, deps: Deps, *, now: datetime, actor: Author, department_code: str, title: str, source: str,
     severity: int, function_tag: str | None, reason: str | None = None, description: str | None = None,
@@ -265,8 +246,9 @@ async def open_ticket(
     note(uow, t, actor=SYSTEM, kind="routed", now=now, text=f"Assigned to {who} via {routing.source}"
          + (f"; {routing.note}" if routing.note else ""), routing_source=routing.source, assignee=a,
          responsible_role=routing.assignee_role, chain=routing.chain)
-    _notify(uow, deps, t, kind="opened", level=t.level, person=a, role=routing.assignee_role, now=now,
-            text=f"New {'flag' if source == 'manual' else 'breach'} for {department_code}: {title}")
+    await notices.notify(uow, deps, t, kind="opened", level=t.level, person=a, role=routing.assignee_role, now=now,
+                         text=f"New {'flag' if source == 'manual' else 'breach'} for {department_code}: {title}",
+                         key=f"opened:{t.id}:{notices.person_key(a)}")
     uow.emit(
         TicketOpened(
             ticket_id=t.id, department_code=department_code, indicator_id=t.indicator_id, episode_id=t.episode_id,
@@ -424,6 +406,10 @@ async def assign(
     note(uow, t, actor=actor, kind="reassigned", now=now,
          text=f"Reassigned from {old['name'] if old else 'nobody'} to {p.name}: {data.reason}",
          old=old, new={"person_id": p.person_id, "name": p.name, "title": p.title}, reason=data.reason)
+    new = {"person_id": p.person_id, "name": p.name, "title": p.title}
+    await notices.notify(uow, deps, t, kind="assigned", level=t.level, person=new, role=t.assignee_role, now=now,
+                         text=f"{actor.label} assigned this ticket to you: {data.reason}",
+                         key=f"assigned:{t.id}:{p.person_id}:{now.isoformat()}", cc=[old] if old else None)
     return t
 
 
@@ -740,8 +726,9 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
     if not resolving and t.level_repeats < int(spec.get("repeat", 0)):
         t.level_repeats += 1
         holder = _holder(chain, t.level) or assignee_of(t)
-        _notify(uow, deps, t, kind="reminder", level=t.level, person=holder, role=level_role(t), now=now,
-                text=f"Reminder {t.level_repeats} of {spec['repeat']}: {t.title} is still {t.status}")
+        await notices.notify(uow, deps, t, kind="reminder", level=t.level, person=holder, role=level_role(t), now=now,
+                             text=f"Reminder {t.level_repeats} of {spec['repeat']}: {t.title} is still {t.status}",
+                             key=f"reminder:{t.id}:{t.level}:{t.level_repeats}:{notices.person_key(holder)}")
         note(uow, t, actor=SYSTEM, kind="reminder", now=now,
              text=f"Reminder {t.level_repeats} of {spec['repeat']} at level {t.level} sent to "
                   f"{holder['name'] if holder else 'nobody (vacant)'}")
@@ -784,6 +771,9 @@ async def escalate(
             extra = f"; the {role} role is vacant, so the {above['role']} was notified"
         else:
             extra = f"; the {role} role is vacant and nobody above is known"
+    recipients = list(notified)
+    # the previous holder (and the assignee) are copied on the message to the new level
+    previous = [p for p in (_holder(chain, t.level) or _holder(t.chain or [], t.level), assignee_of(t)) if p]
     if t.assignee_id and all(p["person_id"] != t.assignee_id for p in notified):
         notified.append(assignee_of(t))  # type: ignore[arg-type]
     uow.session.add(Escalation(ticket_id=t.id, department_code=t.department_code, from_level=t.level, to_level=to_level,
@@ -795,9 +785,12 @@ async def escalate(
     names = ", ".join(p["name"] for p in notified) or "nobody"
     note(uow, t, actor=SYSTEM, kind="escalated", now=now, text=f"Escalated to level {to_level} ({role}): {reason}{extra}. "
          f"Notified: {names}", from_level=from_level, to_level=to_level, notified=notified)
-    for p in notified:
-        _notify(uow, deps, t, kind="escalated", level=to_level, person=p, role=role, now=now,
-                text=f"Escalated to you ({role}): {t.title} — {reason}")
+    targets: list[dict[str, Any] | None] = [*recipients] or [None]  # a vacant chain: logged for nobody
+    for p in targets:
+        await notices.notify(uow, deps, t, kind="escalated", level=to_level, person=p, role=role, now=now,
+                             text=f"Escalated to you ({role.replace('_', ' ')}): {t.title}. {reason}{extra}",
+                             key=f"escalated:{t.id}:{to_level}:{notices.person_key(p)}",
+                             cc=[c for c in previous if not p or c.get("person_id") != p.get("person_id")])
     uow.emit(
         TicketEscalated(ticket_id=t.id, department_code=t.department_code, severity=t.severity, from_level=from_level,
                         to_level=to_level, level_role=role, notified=[_person(p) for p in notified],  # type: ignore[misc]

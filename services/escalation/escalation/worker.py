@@ -48,7 +48,8 @@ def build_worker(
                                     batch=settings.scheduler_batch)
     dispatcher = NotificationDispatcher(uow_factory, notifiers if notifiers is not None else build_notifiers(settings),
                                         clock=clock, interval=settings.notify_interval,
-                                        max_attempts=settings.notify_max_attempts)
+                                        max_attempts=settings.notify_max_attempts,
+                                        lease_seconds=settings.notify_lease_seconds)
     gauges = GaugeRefresher(uow_factory, clock=clock, interval=settings.gauge_interval)
     return WorkerParts(engine=engine, relay=make_relay(settings, engine, PLUMBING), consumers=[consumer],
                        schedulers=[escalator.run, dispatcher.run, gauges.run])
