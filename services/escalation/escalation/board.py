@@ -1,25 +1,32 @@
 """The ticket board for operations staff: open tickets by level and age, colored by severity
-(with text labels), the timeline on click. Server-rendered (Jinja2), no CDN, a few lines of JS."""
+(with text labels), the timeline on click; "My tickets" for the signed-in person; filters by
+status, level, department and severity as URL query parameters; each card shows the next
+escalation and how long the acknowledgement is overdue. Server-rendered (Jinja2), no CDN; a small
+script refreshes the columns every 30 s and opens the timeline beside them (the page works without it)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from citystat_common.errors import Invalid
+from citystat_common.signin import csrf_token
 from citystat_common.web import Context, UoW
-from escalation import service
+from escalation import page_people, service
 from escalation.api import ticket_detail
-from escalation.models import OPEN_STATUSES, Ticket
+from escalation.models import OPEN_STATUSES, PersonCopy, Ticket
+from escalation.page_forms import forms_for
 
 router = APIRouter(tags=["board"])
 SEVERITY = {1: "Critical", 2: "High", 3: "Medium", 4: "Low"}
 LEVELS = [(0, "Level 0 · Senior-team partner"), (1, "Level 1 · Department head"), (2, "Level 2 · Deputy mayor"),
           (3, "Level 3 · Managing director")]
+STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "in_progress": "In progress"}
 _env: Environment | None = None
 
 
@@ -44,34 +51,86 @@ def _when(dt: datetime | None, tz) -> str:  # type: ignore[no-untyped-def]
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
 
 
+def overdue(t: Ticket, now: datetime) -> str | None:
+    """How long the first acknowledgement is overdue (open tickets only), in words."""
+    if t.status != "open" or t.ack_due_at is None or t.ack_due_at >= now:
+        return None
+    return age_text((now - t.ack_due_at).total_seconds() / 3600)
+
+
 @router.get("/board", response_class=HTMLResponse, summary="Ticket board (HTML)")
 async def board(
-    uow: UoW, ctx: Context,
+    request: Request, uow: UoW, ctx: Context, person: page_people.Viewer,
     department: Annotated[str | None, Query(max_length=40)] = None,
     severity: Annotated[int | None, Query(ge=1, le=4)] = None,
+    status: Annotated[list[str] | None, Query(description="open, acknowledged, in_progress; repeatable")] = None,
+    level: Annotated[list[int] | None, Query(description="0..3, repeatable")] = None,
+    mine: bool = False,
+    fragment: bool = False,
 ) -> HTMLResponse:
+    if status and any(s not in STATUS_LABELS for s in status):
+        raise Invalid("status is open, acknowledged or in_progress", field="status")
+    if level and any(not 0 <= lv <= 3 for lv in level):
+        raise Invalid("level is 0..3", field="level")
     now = ctx.extras["clock"]()
-    stmt = sa.select(Ticket).where(Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.opened_at, Ticket.id)
+    stmt = sa.select(Ticket).where(Ticket.status.in_(status or OPEN_STATUSES)).order_by(Ticket.opened_at, Ticket.id)
     if department:
         stmt = stmt.where(Ticket.department_code == department.upper())
     if severity:
         stmt = stmt.where(Ticket.severity == severity)
-    tickets = [service.ticket_read(t, now) for t in (await uow.session.execute(stmt)).scalars()]
+    if level:
+        stmt = stmt.where(Ticket.level.in_(level))
+    rows = list((await uow.session.execute(stmt)).scalars())
+    principal = await page_people.viewer_principal(request, person)
+    my_ids: set[str] = set()
+    if principal is not None and principal.is_person:
+        who, _ = await page_people.asker_of(uow, principal)
+        my_ids = {t.id for t in rows if await page_people.is_mine(uow, who, t)}
+    if mine:
+        rows = [t for t in rows if t.id in my_ids]
+    late = {t.id: overdue(t, now) for t in rows}
+    tickets = [service.ticket_read(t, now) for t in rows]
     departments = [r[0] for r in await uow.session.execute(
         sa.select(Ticket.department_code).where(Ticket.status.in_(OPEN_STATUSES)).distinct().order_by(Ticket.department_code))]
-    columns = [(lvl, label, [t for t in tickets if t.level == lvl]) for lvl, label in LEVELS]
+    columns = [(lvl, label, [t for t in tickets if t.level == lvl]) for lvl, label in LEVELS
+               if not level or lvl in level]
     tz = ctx.extras["deps"].calendar.tz
     html = env().get_template("board.html").render(
         columns=columns, total=len(tickets), departments=departments, department=(department or "").upper(),
-        severity=severity, now=_when(now, tz), when=lambda d: _when(d, tz),
+        severity=severity, statuses=status or [], levels=level or [], mine=mine, person=person,
+        mine_ids=my_ids, late=late, now=_when(now, tz), when=lambda d: _when(d, tz), fragment=fragment,
+        STATUS_LABELS=STATUS_LABELS, LEVELS=LEVELS, query=request.url.query,
+        csrf=csrf_token(request) if person is not None and "session" in request.scope else None,
     )
     return HTMLResponse(html)
 
 
-@router.get("/board/tickets/{ticket_id}", response_class=HTMLResponse, summary="One ticket with its timeline (HTML)")
-async def board_ticket(ticket_id: str, uow: UoW, ctx: Context, fragment: bool = False) -> HTMLResponse:
+async def ticket_page(request: Request, uow: Any, ctx: Any, person: Any, ticket_id: str, *, fragment: bool = False,
+                      error: str | None = None, status_code: int = 200) -> HTMLResponse:
     now = ctx.extras["clock"]()
-    detail = await ticket_detail(uow, await service.get_ticket(uow, ticket_id), now)
+    t = await service.get_ticket(uow, ticket_id)
+    detail = await ticket_detail(uow, t, now)
     tz = ctx.extras["deps"].calendar.tz
-    html = env().get_template("ticket.html").render(t=detail, fragment=fragment, when=lambda d: _when(d, tz))
-    return HTMLResponse(html)
+    principal = await page_people.viewer_principal(request, person)
+    decision = await page_people.decision(uow, principal, t)
+    people: list[PersonCopy] = []
+    if decision:
+        people = list((await uow.session.execute(
+            sa.select(PersonCopy).where(PersonCopy.active.is_(True)).order_by(PersonCopy.name).limit(1000))).scalars())
+    me = None
+    if principal is not None and principal.is_person:
+        _, author = await page_people.asker_of(uow, principal)
+        me = author.person_id
+    html = env().get_template("ticket.html").render(
+        t=detail, fragment=fragment, when=lambda d: _when(d, tz), person=person, may=decision,
+        forms=forms_for(detail.status, detail.muted_until is not None, detail.project_id is not None) if decision else [],
+        csrf=csrf_token(request) if person is not None and "session" in request.scope else None,
+        people=people, me=me, error=error, overdue=overdue(t, now),
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+@router.get("/board/tickets/{ticket_id}", response_class=HTMLResponse, summary="One ticket with its timeline (HTML)")
+async def board_ticket(request: Request, ticket_id: str, uow: UoW, ctx: Context, person: page_people.Viewer,
+                       fragment: bool = False) -> HTMLResponse:
+    return await ticket_page(request, uow, ctx, person, ticket_id, fragment=fragment)

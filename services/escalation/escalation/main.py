@@ -16,6 +16,7 @@ from escalation.api import router
 from escalation.board import router as board_router
 from escalation.config import Settings
 from escalation.models import PLUMBING
+from escalation.page_forms import router as forms_router
 from escalation.service import Deps, ensure_default_policy
 from escalation.worker import make_directory_client
 
@@ -53,7 +54,7 @@ def create_app(
             "when nobody acts, with the timeline and action log that show what the city did; projects; reports; "
             "the ticket board at /board."
         ),
-        routers=[router, admin_router, board_router],
+        routers=[router, admin_router, board_router, forms_router],
         readiness=readiness,
         on_startup=startup,
         on_shutdown=shutdown,
