@@ -79,7 +79,7 @@ async def test_dashboard_in_chromium(indicators_settings, tmp_path):
                     assert await tile.get_attribute("data-status") == status
                     bg = await tile.evaluate("el => getComputedStyle(el).backgroundColor")
                     assert bg == COLOURS[status], (code, status, bg)
-                    label = await tile.get_attribute("aria-label")
+                    label = await tile.inner_text()  # what a screen reader reads too
                     assert {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO DATA"}[status] in label
                 # the override's reason is on the tile
                 dhs = page.locator('a.tile[data-code="DHS.placement_24h"]')

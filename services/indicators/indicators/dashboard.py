@@ -205,13 +205,10 @@ async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: st
 def _tile_html(t: Tile) -> str:
     ind = t.ind
     label = STATUS_LABEL[t.status]
-    aria = (f"{ind.name}, {ind.department_code}: status {label}"
-            + (" (overridden)" if t.overridden else "")
-            + f", value {fmt(t.value, ind.unit)}" + (f" for {t.period}" if t.period else "")
-            + (f", target {fmt(t.target, ind.unit)}" if t.target is not None else ""))
     parts = [
         f'<li><a class="tile status-{t.status}" href="/dashboard/indicators/{escape(ind.code)}" '
-        f'data-code="{escape(ind.code)}" data-status="{t.status}" aria-label="{escape(aria)}">',
+        # no aria-label: the tile's own words (status, name, value, target) are its accessible name
+        f'data-code="{escape(ind.code)}" data-status="{t.status}">',
         f'<div class="badge">{STATUS_SYMBOL[t.status]} {label}'
         + (' <span class="crit">CRITICAL</span>' if ind.critical else "")
         + (' <span class="crit">OVERRIDE</span>' if t.overridden else "") + "</div>",
