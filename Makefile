@@ -9,12 +9,13 @@ SERVICES := directory intake311 indicators escalation
 EDITABLES := -e libs/common $(foreach s,$(SERVICES),-e services/$(s))
 export UV_LINK_MODE := copy
 
-.PHONY: help install axe lock run run-demo demo test test-fast lint migrate bench clean system-deps keys
+.PHONY: help install axe lock run run-demo demo test test-unit test-fast lint migrate bench clean system-deps keys
 
 help:
 	@echo "make run      set up and start broker + services + demo data"
 	@echo "make run-demo the same with demo timings and the city simulator; make demo  simulator only"
 	@echo "make test     set up and run the whole suite (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
+	@echo "make test-unit  the unit tier only (no I/O, under a minute); make test-fast  unit + api tiers"
 	@echo "make lint     ruff + mypy;  make migrate   alembic upgrade head for every service"
 	@echo "make bench    benchmarks (not part of make test);  make lock   refresh requirements.lock"
 
@@ -69,8 +70,13 @@ demo: install keys
 test: install system-deps axe
 	$(BIN)/python -m pytest -p no:cacheprovider
 
+# Test tiers (markers set in tests/conftest.py from the fixtures a test uses): unit, api,
+# integration, e2e, browser. `make test-unit` needs no database server, broker or browser.
+test-unit: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q -m unit
+
 test-fast: install
-	$(BIN)/python -m pytest -x -q -m "not browser"
+	$(BIN)/python -m pytest -p no:cacheprovider -x -q -m "unit or api"
 
 lint: install
 	$(BIN)/ruff check libs services tests scripts bench

@@ -46,6 +46,7 @@ def _pg() -> str:
     return url
 
 
+@pytest.mark.integration  # a server on loopback that refuses as PostgreSQL does
 @pytest.mark.parametrize("refusal", [STARTING_UP, SHUTTING_DOWN, IN_RECOVERY, TOO_MANY_CLIENTS])
 async def test_a_server_that_refuses_connections_is_down(refusal):
     async with RefusingPostgres(refusal) as pg:
@@ -68,6 +69,7 @@ async def test_a_closed_port_and_a_missing_sqlite_folder_are_down(tmp_path):
     assert "unable to open database file" in str(missing) and is_database_down(missing)
 
 
+@pytest.mark.integration
 async def test_terminated_backend_and_cut_connection_mid_query_are_down():
     admin = _pg()
     engine = create_engine(admin)
