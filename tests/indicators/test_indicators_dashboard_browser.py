@@ -21,7 +21,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 # the tile backgrounds of dashboard.py, as the browser reports them
 COLOURS = {"red": "rgb(179, 38, 30)", "yellow": "rgb(245, 197, 24)", "green": "rgb(30, 123, 52)",
-           "grey": "rgb(95, 99, 104)"}
+           "no_report": "rgb(95, 99, 104)", "baseline": "rgb(232, 240, 254)"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,6 +63,7 @@ async def test_dashboard_in_chromium(indicators_settings, tmp_path):
             assert "(0 new)" in again
             items = (await client.get("/indicators", params={"page_size": 500})).json()["items"]
         api_status = {i["code"]: i["status"] for i in items}
+        api_state = {i["code"]: i["state"] for i in items}
         assert set(api_status.values()) == {"red", "yellow", "green", "grey"}, summary
 
         async with async_playwright() as p:
@@ -77,10 +78,12 @@ async def test_dashboard_in_chromium(indicators_settings, tmp_path):
                     code = await tile.get_attribute("data-code")
                     status = api_status[code]
                     assert await tile.get_attribute("data-status") == status
+                    state = api_state[code]
                     bg = await tile.evaluate("el => getComputedStyle(el).backgroundColor")
-                    assert bg == COLOURS[status], (code, status, bg)
+                    assert bg == COLOURS[state], (code, state, bg)
                     label = await tile.inner_text()  # what a screen reader reads too
-                    assert {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO DATA"}[status] in label
+                    assert {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "no_report": "NO REPORT",
+                            "baseline": "BUILDING A BASELINE"}[state] in label
                 # the override's reason is on the tile
                 dhs = page.locator('a.tile[data-code="DHS.placement_24h"]')
                 assert "New intake centre" in await dhs.inner_text()

@@ -33,6 +33,7 @@ from indicators.models import (
 )
 from indicators.people import by, may_judge
 from indicators.periods import DEFAULT_GRACE_DAYS, period_of
+from indicators.states import indicator_state, row_state
 
 router = APIRouter()
 Writer = Annotated[Principal, require_scope("indicators:write")]
@@ -72,6 +73,7 @@ async def indicator_read(uow: UoW, settings: Settings, ind: Indicator, override:
         grace_days=ind.grace_days if ind.grace_days is not None else DEFAULT_GRACE_DAYS[ind.frequency],
         formula=ind.formula, linked_outcome_code=ind.linked_outcome_code, derived_from=ind.derived_from,
         active=ind.active, status=status, status_reason=reason,  # type: ignore[arg-type]
+        state=indicator_state(ind, status, overridden, now),
         computed_status=ind.computed_status, missing=status == "grey" and not overridden and (
             ind.missing or (ind.next_due_at is not None and ind.next_due_at <= now)),
         overridden=overridden, override=_override_read(override) if overridden and override else None,
@@ -207,6 +209,7 @@ def _obs_read(r: dict[str, Any]) -> schemas.ObservationRead:
     return schemas.ObservationRead(
         period=r["period_label"], period_start=r["period_start"], period_end=r["period_end"], value=r["value"],
         target=r.get("target"), reference=r["reference"], status=r["status"], raw_status=r["raw_status"],
+        state=row_state(r["status"], r["value"]),
         miss=r["miss"], streak=r["streak"], reason=r["reason"], revision=r["revision"], note=r["note"],
         source=r["source"], updated_by=r["updated_by"], updated_at=r["updated_at"],
     )

@@ -35,12 +35,17 @@ from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange, observations
 from indicators.people import PageViewer
 from indicators.periods import period_of
+from indicators.states import STATES, State, indicator_state, row_state
 
 router = APIRouter(tags=["dashboard"])
 
-STATUS_LABEL = {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO DATA"}
-STATUS_SYMBOL = {"red": "\u25b2", "yellow": "\u25c6", "green": "\u25cf", "grey": "\u25cb"}  # ▲ ◆ ● ○
-STATUS_FILL = {"red": "#b3261e", "yellow": "#f5c518", "green": "#1e7b34", "grey": "#5f6368"}
+# keyed by state (indicators.states) and by stored status: a stored grey row reads as no report
+STATUS_LABEL = {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO REPORT", "no_report": "NO REPORT",
+                "baseline": "BUILDING A BASELINE"}
+STATUS_SYMBOL = {"red": "\u25b2", "yellow": "\u25c6", "green": "\u25cf", "grey": "\u25cb", "no_report": "\u25cb",
+                 "baseline": "\u25cc"}  # ▲ ◆ ● ○ ◌
+STATUS_FILL = {"red": "#b3261e", "yellow": "#f5c518", "green": "#1e7b34", "grey": "#5f6368", "no_report": "#5f6368",
+               "baseline": "#e8f0fe"}
 SPARK_POINTS = 12
 
 CSS = """
@@ -60,7 +65,8 @@ h3.dept{font-size:1.2rem;margin:.8rem 0 .4rem}
 a.tile{display:block;width:250px;border-radius:8px;padding:.6rem .7rem;text-decoration:none;border:3px solid transparent;min-height:9rem}
 a.tile:focus,a.tile:hover{outline:4px solid #1a73e8;outline-offset:2px;border-color:#000}
 .status-red{background:var(--red);color:#fff}.status-yellow{background:var(--yellow);color:#000}
-.status-green{background:var(--green);color:#fff}.status-grey{background:var(--grey);color:#fff}
+.status-green{background:var(--green);color:#fff}.status-grey,.status-no_report{background:var(--grey);color:#fff}
+.status-baseline{background:#e8f0fe;color:#0b2545;border:3px dashed #0b2545}
 .tile .badge{font-weight:800;font-size:1rem;letter-spacing:.05em}
 .tile .name{font-weight:700;font-size:1.05rem;margin:.2rem 0;line-height:1.2}
 .tile .val{font-size:1.7rem;font-weight:800}.tile .tgt{font-size:.95rem}
@@ -140,6 +146,7 @@ def sparkline(points: list[tuple[float, str]], *, width: int = 220, height: int 
 class Tile:
     ind: Indicator
     status: str
+    state: State
     overridden: bool
     override_reason: str | None
     reason: str | None
@@ -194,7 +201,7 @@ async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: st
     for ind, dname, ccode, cname in rows:
         status, overridden, oreason, reason = service.effective_status(ind, overrides.get(ind.id), now)
         tiles.append(Tile(
-            ind=ind, status=status, overridden=overridden, override_reason=oreason, reason=reason,
+            ind=ind, status=status, state=indicator_state(ind, status, overridden, now), overridden=overridden, override_reason=oreason, reason=reason,
             period=period_of(ind.frequency, ind.latest_period_start, fy0).label if ind.latest_period_start else None,
             value=ind.latest_value, target=ind.latest_reference, spark=spark.get(ind.id, []),
             dept_name=dname or ind.department_code, cluster_code=ccode or "_none", cluster_name=cname or "Unassigned",
@@ -204,24 +211,24 @@ async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: st
 
 def _tile_html(t: Tile) -> str:
     ind = t.ind
-    label = STATUS_LABEL[t.status]
+    label = STATUS_LABEL[t.state]
     parts = [
-        f'<li><a class="tile status-{t.status}" href="/dashboard/indicators/{escape(ind.code)}" '
+        f'<li><a class="tile status-{t.state}" href="/dashboard/indicators/{escape(ind.code)}" '
         # no aria-label: the tile's own words (status, name, value, target) are its accessible name
-        f'data-code="{escape(ind.code)}" data-status="{t.status}">',
-        f'<div class="badge">{STATUS_SYMBOL[t.status]} {label}'
+        f'data-code="{escape(ind.code)}" data-status="{t.status}" data-state="{t.state}">',
+        f'<div class="badge">{STATUS_SYMBOL[t.state]} {label}'
         + (' <span class="crit">CRITICAL</span>' if ind.critical else "")
         + (' <span class="crit">OVERRIDE</span>' if t.overridden else "") + "</div>",
         f'<div class="name">{escape(ind.name)}</div>',
         f'<div><span class="val">{fmt(t.value, ind.unit)}</span> '
-        f'<span class="tgt">{escape(t.period or "no data")}'
+        f'<span class="tgt">{escape(t.period or "no report yet")}'
         + (f" &middot; {'target' if ind.basis == 'target' else 'ref'} {fmt(t.target, ind.unit)}" if t.target is not None else "")
         + "</span></div>",
         sparkline([(v, s) for v, s in t.spark], label=ind.name),
     ]
     if t.overridden and t.override_reason:
         parts.append(f'<div class="ovr">Override: {escape(t.override_reason)}</div>')
-    elif t.status == "grey" and t.reason:
+    elif t.state in ("no_report", "baseline") and t.reason:
         parts.append(f'<div class="ovr">{escape(t.reason)}</div>')
     parts.append("</a></li>")
     return "".join(parts)
@@ -236,9 +243,9 @@ def _board_html(tiles: list[Tile]) -> str:
     out = []
     counts: defaultdict[str, int] = defaultdict(int)
     for t in tiles:
-        counts[t.status] += 1
+        counts[t.state] += 1
     out.append('<p class="legend" role="status" aria-live="polite">' + " ".join(
-        f'<span>{STATUS_SYMBOL[s]} {STATUS_LABEL[s]}: {counts[s]}</span>' for s in ("red", "yellow", "green", "grey")
+        f'<span>{STATUS_SYMBOL[s]} {STATUS_LABEL[s]}: {counts[s]}</span>' for s in STATES
     ) + "</p>")
     for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: (kv[0][0] == "_none", kv[0][1])):
         out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>'
@@ -295,7 +302,7 @@ async def dashboard(
     body = (
         '<header><h1>CityStat performance dashboard</h1>'
         '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
-        '<span>\u25cf GREEN</span><span>\u25cb NO DATA</span></span>'
+        '<span>\u25cf GREEN</span><span>\u25cc BUILDING A BASELINE</span><span>\u25cb NO REPORT</span></span>'
         f'<a href="/dashboard.csv{"?" + q if q else ""}">Export CSV</a>'
         f'<span id="updated" class="muted" style="color:#fff">updated {utcnow().strftime("%H:%M UTC")}</span></header>'
         '<form id="filters" class="filters" method="get" action="/dashboard" aria-label="Filters">'
@@ -325,10 +332,10 @@ async def dashboard_csv(
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["cluster", "department_code", "department", "indicator_code", "indicator", "kind", "unit", "critical",
-                "period", "value", "target", "status", "overridden", "override_reason", "trend"])
+                "period", "value", "target", "status", "state", "overridden", "override_reason", "trend"])
     for t in tiles:
         w.writerow([t.cluster_name, t.ind.department_code, t.dept_name, t.ind.code, t.ind.name, t.ind.kind, t.ind.unit,
-                    t.ind.critical, t.period or "", _num(t.value), _num(t.target), t.status, t.overridden,
+                    t.ind.critical, t.period or "", _num(t.value), _num(t.target), t.status, t.state, t.overridden,
                     t.override_reason or "", " ".join(_num(v) for v, _ in t.spark)])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="citystat-dashboard.csv"'})
@@ -435,7 +442,7 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
         for r in rules)
     table = "".join(
         f"<tr><td>{escape(r['period_label'])}</td><td>{fmt(r['value'], ind.unit)}</td><td>{fmt(r['target'], ind.unit)}</td>"
-        f"<td>{fmt(r['reference'], ind.unit)}</td><td>{_pill(r['status'])}</td><td>{escape(r['reason'] or '')}</td>"
+        f"<td>{fmt(r['reference'], ind.unit)}</td><td>{_pill(row_state(r['status'], r['value']))}</td><td>{escape(r['reason'] or '')}</td>"
         f"<td>{r['revision']}</td></tr>" for r in reversed(rows))
     htable = "".join(
         f"<tr><td>{h.at.strftime('%Y-%m-%d %H:%M')}</td><td>{escape(h.period_label or '')}</td>"
@@ -445,7 +452,7 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
         f'<header><h1>{escape(ind.name)}</h1><a href="/dashboard" id="back">\u2190 Dashboard</a>'
         f'<a href="/dashboard/indicators/{escape(ind.code)}/export.csv">Export CSV</a>'
         f'<a href="/dashboard/departments/{escape(ind.department_code)}/report">Department report</a></header><main>'
-        f'<p id="current-status">Status: {_pill(status)}'
+        f'<p id="current-status">Status: {_pill(indicator_state(ind, status, overridden, now))}'
         + (f" (override by {escape(override.created_by)}: {escape(oreason or '')}, until "
            f"{override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")
         + (f" &mdash; {escape(reason)}" if reason and not overridden else "") + "</p>"
@@ -493,10 +500,12 @@ async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -
     rows = await service.series(uow, ind, fy0=cast(Settings, ctx.settings).fiscal_year_start_month)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "miss", "reason", "revision"])
+    w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "state", "miss",
+                "reason", "revision"])
     for r in rows:
         w.writerow([ind.code, r["period_label"], r["period_start"].isoformat(), _num(r["value"]), _num(r["target"]),
-                    _num(r["reference"]), r["status"], _num(r["miss"]), r["reason"] or "", r["revision"]])
+                    _num(r["reference"]), r["status"], row_state(r["status"], r["value"]), _num(r["miss"]),
+                    r["reason"] or "", r["revision"]])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{ind.code}.csv"'})
 
@@ -521,7 +530,7 @@ async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewe
         rows.append(
             f"<tr><th scope=\"row\">{escape(t.ind.name)}<br><span class=\"muted\">{escape(t.ind.code)} &middot; {t.ind.kind}"
             f"{' &middot; critical' if t.ind.critical else ''}</span></th><td>{escape(t.period or '')}</td>"
-            f"<td>{fmt(t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td><td>{_pill(t.status)}</td>"
+            f"<td>{fmt(t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td><td>{_pill(t.state)}</td>"
             f"<td style=\"color:#0b2545\">{sparkline(t.spark, width=140, height=32, label=t.ind.name)}</td><td>{escape(notes)}</td></tr>"
         )
     body = (
@@ -529,7 +538,8 @@ async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewe
         f'<button class="noprint" onclick="window.print()">Print</button></header><main>'
         f'<p class="muted">Prepared {utcnow().strftime("%Y-%m-%d %H:%M UTC")}. Status: {_pill("red")} more than the red '
         'threshold worse than target; ' + _pill("yellow") + ' within it; ' + _pill("green") + ' on target; '
-        + _pill("grey") + ' no data.</p>'
+        + _pill("baseline") + ' a figure that cannot be judged yet (no target or too little history); '
+        + _pill("no_report") + ' a period has passed without its figure.</p>'
         '<table><thead><tr><th scope="col">Indicator</th><th scope="col">Period</th><th scope="col">Actual</th>'
         '<th scope="col">Target</th><th scope="col">Status</th><th scope="col">Trend</th><th scope="col">Notes</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></main>'

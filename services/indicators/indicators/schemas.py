@@ -30,6 +30,8 @@ Frequency = Literal["daily", "weekly", "monthly", "quarterly", "annual"]
 FunctionTag = Literal["technology", "staffing", "spending", "customer_service", "performance"]
 Basis = Literal["target", "prior_period", "same_period_last_year", "history"]
 Status = Literal["green", "yellow", "red", "grey"]
+# what a reader sees (indicators.states): grey splits into no_report (owed) and baseline (not judgeable yet)
+State = Literal["red", "yellow", "green", "baseline", "no_report"]
 OVERRIDE_MAX_DAYS = 366
 Applies = Literal["period", "rest_of_year", "fiscal_year", "onward"]
 
@@ -162,6 +164,8 @@ class IndicatorRead(BaseModel):
     derived_from: str | None
     active: bool
     status: Status
+    state: State = Field(description="red, yellow, green (judged); no_report: a period passed without its "
+                         "figure; baseline: a figure that cannot be judged yet (no target or too little history)")
     status_reason: str | None
     computed_status: str | None
     missing: bool
@@ -240,6 +244,7 @@ class ObservationRead(BaseModel):
     target: float | None
     reference: float | None
     status: str
+    state: State
     raw_status: str
     miss: float | None
     streak: int
