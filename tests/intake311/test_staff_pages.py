@@ -104,6 +104,16 @@ async def test_filing_a_call_records_the_call_taker_on_the_phone_channel(client,
     assert doc["notes"][0]["summary"] == "Received by Priya Lindqvist" and doc["first_name"] == "Ann"
 
 
+async def test_a_batch_service_call_gives_the_caller_its_tracking_code(client, bearer):
+    r = await client.post("/staff/call", headers=bearer(PRIYA), data={
+        "service_code": "TREE_PLANTING", "address_string": "1200 Market St"})
+    assert r.status_code == 303, r.text
+    done = await client.get(r.headers["location"], headers=bearer(PRIYA))
+    token = re.search(r"tracking code: <strong>([0-9a-f-]{36})</strong>", done.text)
+    assert "Request received for review" in done.text and token
+    assert (await client.get(f"/tokens/{token.group(1)}.json")).status_code == 200
+
+
 async def test_the_queue_is_the_persons_departments_with_filters_in_the_url(client, bearer):
     pothole, water = await create(client), await create(client, WATER_MAIN)
     page = await client.get("/staff/queue", headers=bearer(NADIA))
@@ -164,7 +174,7 @@ async def test_refusals_are_403_pages_with_a_reason(client, bearer):
     r = await client.get("/staff/queue", params={"department": "WATER"}, headers=bearer(NADIA))
     assert r.status_code == 403 and "is not one of your departments" in r.text
     r = await client.get("/staff/queue", headers=bearer(ANALYST))
-    assert r.status_code == 403 and "needs the &#39;311:write&#39; permission" in r.text
+    assert r.status_code == 403 and "it is for 311 staff who work a department&#39;s requests" in r.text
     r = await client.get("/staff/queue", headers=bearer(NOBODY))
     assert r.status_code == 403 and "You are in no department" in r.text
     r = await client.get("/staff/call", headers=auth("public"))

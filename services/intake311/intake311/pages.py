@@ -28,7 +28,7 @@ from intake311 import actors, call_form, lifecycle, metrics, permissions, queue,
 from intake311.api import resolve_department
 from intake311.api_open311 import NewRequestItem
 from intake311.config import Settings
-from intake311.models import StatusNote
+from intake311.models import ServiceRequest, StatusNote
 from intake311.open311 import CLOSURE_REASONS
 
 router = APIRouter(include_in_schema=False)
@@ -38,6 +38,7 @@ CLOSURE_WORDS = {"fixed": "Fixed", "duplicate": "A duplicate", "not_city_respons
                  "no_further_action": "No further action", "referred": "Referred elsewhere"}
 DONE_WORDS = {"acknowledge": "acknowledged", "start": "marked as work in progress", "close": "closed",
               "transfer": "transferred", "note": "noted"}
+SCOPE_WORDS = {"311:submit": "staff who file 311 requests", "311:write": "311 staff who work a department's requests"}
 FILTERS = ("status", "service_code", "department", "page")
 _env: Environment | None = None
 
@@ -80,7 +81,7 @@ async def caller(request: Request, scope: str) -> Principal:
                           "identity provider is not set up on this service. Ask the IT service desk.")
     if not who.has(scope):
         raise PageRefused(403, "Not permitted", f"{'You' if who.is_person else 'This key'} may not use this page: it "
-                          f"needs the {scope!r} permission, which 311 staff have.")
+                          f"is for {SCOPE_WORDS.get(scope, '311 staff')}.")
     return who
 
 
@@ -148,12 +149,10 @@ async def call_page(request: Request, uow: UoW, service_code: str | None = None,
     who = await caller(request, "311:submit")
     done = None
     rid = service.request_id(filed) if filed else None
-    if rid is not None:
-        try:
-            req, _ = await service.load_request(uow, rid)
-            done = {"number": req.id, "notice": req.service_notice}
-        except DomainError:
-            done = None
+    req = await uow.session.get(ServiceRequest, rid) if rid is not None else None
+    if req is not None:
+        # a batch service's request is reviewed before it is numbered: the caller follows it by its token
+        done = {"number": req.id, "notice": req.service_notice, "token": req.token if req.pending else None}
     return await _call_page(request, uow, who, code=service_code, filed=done)
 
 
