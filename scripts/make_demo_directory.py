@@ -79,7 +79,9 @@ def main() -> None:
         for role, title in ROLES:
             rows.append({**base, "role": role, **person(f"{title}, {name}")})
     out = Path(__file__).resolve().parents[1] / "libs/common/citystat_common/demo/directory.json"
-    out.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    # The staff who are on no senior team (call-takers, queue coordinators, analysts) are kept as they are.
+    staff = json.loads(out.read_text()).get("staff", []) if out.exists() else []
+    out.write_text(json.dumps({"rows": rows, "staff": staff}, indent=1) + "\n")
     print(f"wrote {len(rows)} rows to {out}")
 
 
