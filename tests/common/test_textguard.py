@@ -28,20 +28,21 @@ async def client():
 
 
 @pytest.mark.parametrize(
-    "method,url,kw,where",
+    "method,url,kw,where,field",
     [
-        ("GET", "/echo/a%00b", {}, "path"),
-        ("GET", "/echo/a?department=x%00", {}, "query"),
-        ("POST", "/echo/a", {"json": {"name": "a\x00b"}}, "body"),
-        ("PATCH", "/echo/a", {"data": {"note": "a\x00b"}}, "body"),
-        ("PUT", "/echo/a", {"content": b"a\x00b", "headers": {"content-type": "text/csv"}}, "body"),
+        ("GET", "/echo/a%00b", {}, "path", "path"),
+        ("GET", "/echo/a?q=1&department=x%00", {}, "query", "department"),
+        ("POST", "/echo/a", {"json": {"ok": "x", "lines": [{"name": "a\x00b"}]}}, "body", "lines.0.name"),
+        ("PATCH", "/echo/a", {"data": {"title": "t", "note": "a\x00b"}}, "body", "note"),
+        ("PUT", "/echo/a", {"content": b"a\x00b", "headers": {"content-type": "text/csv"}}, "body", "body"),
     ],
 )
-async def test_nul_is_a_422_naming_where(client, method, url, kw, where):
+async def test_nul_is_a_422_naming_the_field(client, method, url, kw, where, field):
     answer = await client.request(method, url, **kw)
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
-    assert answer.json()["detail"].endswith(f"found in the {where}")
+    assert answer.json()["detail"] == f"{field}: text must not contain the NUL character (U+0000): found in the {where}"
+    assert answer.json()["errors"] == [{"field": field, "message": "text must not contain the NUL character (U+0000)"}]
 
 
 async def test_other_text_and_binary_bodies_pass_unchanged(client):

@@ -12,7 +12,9 @@ Open311 routes answer with the spec's error document).
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,14 +28,47 @@ _TEXT_TYPES = (b"application/json", b"application/x-www-form-urlencoded", b"text
 DETAIL = "text must not contain the NUL character (U+0000)"
 
 
-def _where_in_url(scope: Scope) -> str | None:
+def _where_in_url(scope: Scope) -> tuple[str, str] | None:
     raw_path = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogateescape")
     if any(m in raw_path for m in _IN_URL) or "\x00" in scope.get("path", ""):
-        return "path"
+        return "path", "path"
     query = scope.get("query_string") or b""
     if any(m in query for m in _IN_URL):
-        return "query"
+        return "query", _pair_field(query) or "query"
     return None
+
+
+def _pair_field(data: bytes) -> str | None:
+    """The name of the first urlencoded pair whose name or value holds a NUL."""
+    for name, value in parse_qsl(data.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None
+
+
+def _json_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string in a JSON document that holds a NUL."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "body"
+        found = _json_field(child, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def _body_field(content_type: bytes, body: bytes) -> str:
+    try:
+        if content_type.startswith(b"application/json") or content_type.startswith(b"application/problem+json"):
+            return _json_field(json.loads(body)) or "body"
+        if content_type.startswith(b"application/x-www-form-urlencoded"):
+            return _pair_field(body) or "body"
+    except ValueError:
+        pass
+    return "body"
 
 
 class NulTextGuard:
@@ -50,16 +85,19 @@ class NulTextGuard:
             if any(content_type.startswith(t) for t in _TEXT_TYPES):
                 body, messages = await read_body(receive)
                 if any(m in body for m in _IN_BODY):
-                    where = "body"
+                    where = "body", _body_field(content_type, body)
                 receive = replay(messages, receive)
         if where is not None:
-            await self._refuse(scope, f"{DETAIL}: found in the {where}")(scope, receive, send)
+            part, field = where
+            await self._refuse(scope, f"{DETAIL}: found in the {part}", field)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _refuse(scope: Scope, detail: str) -> Any:
+    def _refuse(scope: Scope, detail: str, field: str) -> Any:
         state = getattr(scope.get("app"), "state", None)
         hook = getattr(state, "bad_input_response", None)
-        response = hook(scope.get("path", ""), detail) if hook is not None else None
-        return response if response is not None else problem(422, "Validation failed", detail)
+        response = hook(scope.get("path", ""), f"{field}: {detail}") if hook is not None else None
+        if response is not None:
+            return response
+        return problem(422, "Validation failed", f"{field}: {detail}", errors=[{"field": field, "message": DETAIL}])
