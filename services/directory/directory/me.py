@@ -6,6 +6,8 @@ directory:write: only that it is them. A machine key is nobody, so it has no /me
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException
 
 from citystat_common.auth import OptionalPrincipal, Principal
@@ -18,7 +20,7 @@ from directory.params import clean_parameters
 router = APIRouter(dependencies=[Depends(clean_parameters)], tags=["me"])
 
 
-def _person_caller(principal: Principal | None) -> Principal:
+def _person_caller(principal: OptionalPrincipal) -> Principal:
     if principal is None:
         raise HTTPException(401, "sign in, or send a bearer token from the city's identity provider",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -33,15 +35,17 @@ async def _me_read(uow: UoW, person: Person) -> schemas.MeRead:
     return schemas.MeRead(**base.model_dump(), holds=await people.roles_held(uow, person))
 
 
+# A dependency, so a caller who is nobody gets 401/403 before their body is read (not a 422).
+PersonCaller = Annotated[Principal, Depends(_person_caller)]
+
+
 @router.get("/me", response_model=schemas.MeRead, summary="Your own directory entry")
-async def get_me(uow: UoW, principal: OptionalPrincipal) -> schemas.MeRead:
-    caller = _person_caller(principal)
+async def get_me(uow: UoW, caller: PersonCaller) -> schemas.MeRead:
     return await _me_read(uow, await people.get_me(uow, email=caller.email))
 
 
 @router.put("/me/notify", response_model=schemas.MeRead, summary="Choose how escalation reaches you")
-async def set_my_notify(data: schemas.NotifyUpdate, uow: UoW, principal: OptionalPrincipal) -> schemas.MeRead:
-    caller = _person_caller(principal)
+async def set_my_notify(caller: PersonCaller, data: schemas.NotifyUpdate, uow: UoW) -> schemas.MeRead:
     person = await people.get_me(uow, email=caller.email)
     await people.set_notify(uow, actor=caller.actor(), person=person, notify=data.notify)
     result = await _me_read(uow, person)
