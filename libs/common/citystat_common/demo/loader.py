@@ -124,11 +124,32 @@ async def main() -> None:
         lines.append(f"  board       {base('escalation')}/board")
     if "intake311" in present:
         lines.append(f"  Open311     {base('intake311')}/open311/v2/services.xml")
+        lines.append(f"  311 pages   {base('intake311')}/staff/call (call-taker)   {base('intake311')}/staff/queue (department queue)")
+    lines.append(f"  mail        {os.environ.get('MAIL_PAGE_URL', 'http://127.0.0.1:8026/')}  (every message the system sent; files in var/mail/)")
     lines.append(f"  try: curl '{base('directory')}/routing?department=STREETS&function=technology'")
+    lines += sign_in_lines()
     lines.append("Demo API keys (also in var/demo-keys.json), header X-API-Key:")
     lines += [f"  {role:<12} {key}" for role, key in keys.items()]
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
+
+
+def sign_in_lines() -> list[str]:
+    """Who a newcomer can be: the pages send them to the local identity provider, where they choose
+    one of these emails (any demo person's works)."""
+    issuer = os.environ.get("IDENTITY_ISSUER")
+    if not issuer:
+        return []
+    rows = {(r["department_code"], r["role"]): r for r in directory_rows()}
+    people = [("STREETS stat partner", rows.get(("STREETS", "stat_partner"))),
+              ("STREETS department head", rows.get(("STREETS", "department_head"))),
+              ("deputy mayor, Operations", rows.get(("STREETS", "deputy_mayor")))]
+    lines = [f"Sign in on any page: you are sent to the local identity provider ({issuer}); type or pick an email:"]
+    lines += [f"  {label:<26} {row['person_name']:<22} {row['person_email']}" for label, row in people if row]
+    staff = {p.get("department_code"): p for p in demo_staff() if "citystat-311_staff" in p.get("groups", [])}
+    if staff.get("STREETS"):
+        lines.append(f"  {'STREETS 311 queue':<26} {staff['STREETS']['name']:<22} {staff['STREETS']['email']}")
+    return lines
 
 
 def run() -> None:
