@@ -391,12 +391,20 @@ async def export_csv(
         .execution_options(yield_per=500)
     )
 
+    # The query starts before the response does: a database that is down is a 503, not a 200 with
+    # an empty file (once rows are flowing, a failure can only cut the file short).
+    session = ctx.sessions()
+    try:
+        result = await session.stream(stmt)
+    except BaseException:
+        await session.close()
+        raise
+
     async def rows() -> AsyncIterator[bytes]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(EXPORT_COLUMNS)
-        async with ctx.sessions() as session:
-            result = await session.stream(stmt)
+        async with session:
             async for r, name, agency in result:
                 writer.writerow([
                     r.id, fmt_datetime(r.requested_datetime, tz), fmt_datetime(r.updated_datetime, tz),
