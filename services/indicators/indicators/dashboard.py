@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Annotated, Any, cast
@@ -30,23 +27,25 @@ from citystat_common.db import utcnow
 from citystat_common.web import Context, UoW
 from indicators import service
 from indicators.config import Settings
+from indicators.dashboard_board import board_html, city_board_html
 from indicators.dashboard_judgement import override_section
+from indicators.dashboard_tiles import (
+    STATUS_FILL,
+    STATUS_LABEL,
+    STATUS_SYMBOL,
+    fmt,
+    load_tiles,
+    sparkline,
+    trend_words,
+    year_words,
+)
 from indicators.evaluation import default_rules, validate_rules
-from indicators.models import Department, FormulaInput, Indicator, StatusChange, observations
+from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
-from indicators.periods import period_of
-from indicators.states import STATES, State, indicator_state, row_state
+from indicators.states import indicator_state, row_state
 
 router = APIRouter(tags=["dashboard"])
 
-# keyed by state (indicators.states) and by stored status: a stored grey row reads as no report
-STATUS_LABEL = {"red": "RED", "yellow": "YELLOW", "green": "GREEN", "grey": "NO REPORT", "no_report": "NO REPORT",
-                "baseline": "BUILDING A BASELINE"}
-STATUS_SYMBOL = {"red": "\u25b2", "yellow": "\u25c6", "green": "\u25cf", "grey": "\u25cb", "no_report": "\u25cb",
-                 "baseline": "\u25cc"}  # ▲ ◆ ● ○ ◌
-STATUS_FILL = {"red": "#b3261e", "yellow": "#f5c518", "green": "#1e7b34", "grey": "#5f6368", "no_report": "#5f6368",
-               "baseline": "#e8f0fe"}
-SPARK_POINTS = 12
 
 CSS = """
 :root{--red:#b3261e;--yellow:#f5c518;--green:#1e7b34;--grey:#5f6368;--ink:#111;--bg:#fff}
@@ -76,6 +75,8 @@ a.tile:focus,a.tile:hover{outline:4px solid #1a73e8;outline-offset:2px;border-co
 table{border-collapse:collapse;margin:.6rem 0;width:100%}th,td{border:1px solid #999;padding:.3rem .5rem;text-align:left;font-size:.95rem}
 th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4px}
 .muted{color:#444;font-size:.9rem}
+p.summary{margin:.1rem 0 .4rem;font-weight:600}.tile .ytd,.tile .trend,.tile .dept-of{font-size:.85rem;line-height:1.2}
+h4.services{font-size:1rem;margin:.6rem 0 .3rem}
 @media print{header,form.filters,.noprint{display:none}body{font-size:12pt}a{color:inherit;text-decoration:none}
  .pill{border:1px solid #000}}
 """
@@ -109,167 +110,17 @@ def _page(title: str, body: str, *, refresh: int = 0) -> str:
     )
 
 
-def fmt(value: float | None, unit: str) -> str:
-    if value is None or not math.isfinite(value):
-        return "\u2013"
-    if unit == "percentage":
-        return f"{value:.1f}%"
-    if unit == "currency":
-        return f"${value:,.2f}" if abs(value) < 100 else f"${value:,.0f}"
-    if unit == "duration":
-        return f"{value:,.1f}"
-    if unit == "score":
-        return f"{value:.2f}"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-
-
-def sparkline(points: list[tuple[float, str]], *, width: int = 220, height: int = 40, label: str = "") -> str:
-    if len(points) < 2:
-        return f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(label)}: not enough points for a trend"></svg>'
-    vals = [v for v, _ in points]
-    lo, hi = min(vals), max(vals)
-    span = (hi - lo) or 1.0
-    step = (width - 8) / (len(points) - 1)
-    xy = [(4 + i * step, height - 4 - (v - lo) / span * (height - 8)) for i, v in enumerate(vals)]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-    last_x, last_y = xy[-1]
-    trend = "rising" if vals[-1] > vals[0] else "falling" if vals[-1] < vals[0] else "flat"
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(label)} trend over {len(vals)} periods: {trend}">'
-        f'<polyline fill="none" stroke="currentColor" stroke-width="2.5" points="{path}"/>'
-        f'<circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="4" fill="currentColor"/></svg>'
-    )
-
-
-@dataclass
-class Tile:
-    ind: Indicator
-    status: str
-    state: State
-    overridden: bool
-    override_reason: str | None
-    reason: str | None
-    period: str | None
-    value: float | None
-    target: float | None
-    spark: list[tuple[float, str]]
-    dept_name: str
-    cluster_code: str
-    cluster_name: str
-
-
-async def _tiles(uow: Any, settings: Any, *, cluster: str | None, department: str | None, kind: str | None,
-                 critical: bool, source: str | None = None) -> list[Tile]:
-    stmt = (
-        sa.select(Indicator, Department.name, Department.cluster_code, Department.cluster_name)
-        .outerjoin(Department, Department.code == Indicator.department_code)
-        .where(Indicator.active.is_(True))
-        .order_by(Indicator.department_code, Indicator.derived_from.is_not(None), Indicator.code)
-    )
-    if cluster:
-        stmt = stmt.where(Department.cluster_code == cluster) if cluster != "_none" else stmt.where(Department.cluster_code.is_(None))
-    if department:
-        stmt = stmt.where(Indicator.department_code == department)
-    if kind:
-        stmt = stmt.where(Indicator.kind == kind)
-    if critical:
-        stmt = stmt.where(Indicator.critical.is_(True))
-    if source == "reported":
-        stmt = stmt.where(Indicator.derived_from.is_(None))
-    elif source == "311":
-        stmt = stmt.where(Indicator.derived_from == "311")
-    rows = (await uow.session.execute(stmt)).all()
-    ids = [r[0].id for r in rows]
-    now = utcnow()
-    overrides = await service.active_overrides(uow, ids, now)
-    spark: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    for i in range(0, len(ids), 400):
-        chunk = ids[i : i + 400]
-        rn = sa.func.row_number().over(partition_by=observations.c.indicator_id,
-                                       order_by=observations.c.period_start.desc()).label("rn")
-        sub = sa.select(observations.c.indicator_id, observations.c.period_start, observations.c.value,
-                        observations.c.status, rn).where(observations.c.indicator_id.in_(chunk)).subquery()
-        res = await uow.session.execute(
-            sa.select(sub.c.indicator_id, sub.c.value, sub.c.status).where(sub.c.rn <= SPARK_POINTS)
-            .order_by(sub.c.indicator_id, sub.c.period_start)
-        )
-        for iid, value, status in res:
-            spark[iid].append((value, status))
-    tiles = []
-    fy0 = settings.fiscal_year_start_month
-    for ind, dname, ccode, cname in rows:
-        status, overridden, oreason, reason = service.effective_status(ind, overrides.get(ind.id), now)
-        tiles.append(Tile(
-            ind=ind, status=status, state=indicator_state(ind, status, overridden, now), overridden=overridden, override_reason=oreason, reason=reason,
-            period=period_of(ind.frequency, ind.latest_period_start, fy0).label if ind.latest_period_start else None,
-            value=ind.latest_value, target=ind.latest_reference, spark=spark.get(ind.id, []),
-            dept_name=dname or ind.department_code, cluster_code=ccode or "_none", cluster_name=cname or "Unassigned",
-        ))
-    return tiles
-
-
-def _tile_html(t: Tile) -> str:
-    ind = t.ind
-    label = STATUS_LABEL[t.state]
-    parts = [
-        f'<li><a class="tile status-{t.state}" href="/dashboard/indicators/{escape(ind.code)}" '
-        # no aria-label: the tile's own words (status, name, value, target) are its accessible name
-        f'data-code="{escape(ind.code)}" data-status="{t.status}" data-state="{t.state}">',
-        f'<div class="badge">{STATUS_SYMBOL[t.state]} {label}'
-        + (' <span class="crit">CRITICAL</span>' if ind.critical else "")
-        + (' <span class="crit">OVERRIDE</span>' if t.overridden else "") + "</div>",
-        f'<div class="name">{escape(ind.name)}</div>',
-        f'<div><span class="val">{fmt(t.value, ind.unit)}</span> '
-        f'<span class="tgt">{escape(t.period or "no report yet")}'
-        + (f" &middot; {'target' if ind.basis == 'target' else 'ref'} {fmt(t.target, ind.unit)}" if t.target is not None else "")
-        + "</span></div>",
-        sparkline([(v, s) for v, s in t.spark], label=ind.name),
-    ]
-    if t.overridden and t.override_reason:
-        parts.append(f'<div class="ovr">Override: {escape(t.override_reason)}</div>')
-    elif t.state in ("no_report", "baseline") and t.reason:
-        parts.append(f'<div class="ovr">{escape(t.reason)}</div>')
-    parts.append("</a></li>")
-    return "".join(parts)
-
-
-def _board_html(tiles: list[Tile]) -> str:
-    if not tiles:
-        return '<p role="status">No indicators match these filters.</p>'
-    clusters: dict[tuple[str, str], dict[tuple[str, str], list[Tile]]] = defaultdict(lambda: defaultdict(list))
-    for t in tiles:
-        clusters[(t.cluster_code, t.cluster_name)][(t.ind.department_code, t.dept_name)].append(t)
-    out = []
-    counts: defaultdict[str, int] = defaultdict(int)
-    for t in tiles:
-        counts[t.state] += 1
-    out.append('<p class="legend" role="status" aria-live="polite">' + " ".join(
-        f'<span>{STATUS_SYMBOL[s]} {STATUS_LABEL[s]}: {counts[s]}</span>' for s in STATES
-    ) + "</p>")
-    for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: (kv[0][0] == "_none", kv[0][1])):
-        out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>'
-                   '<div class="depts">')
-        for (dcode, dname), ts in sorted(depts.items()):
-            out.append(
-                f'<section aria-labelledby="d-{escape(dcode)}"><h3 class="dept" id="d-{escape(dcode)}">{escape(dname)} '
-                f'<a class="muted noprint" href="/dashboard/departments/{escape(dcode)}/report">printable report</a></h3>'
-                f'<ul class="tiles">{"".join(_tile_html(t) for t in ts)}</ul></section>'
-            )
-        out.append("</div></section>")
-    return "".join(out)
-
-
-def _select(name: str, label: str, options: list[tuple[str, str]], current: str | None) -> str:
-    opts = ['<option value="">All</option>'] + [
+def _select(name: str, label: str, options: list[tuple[str, str]], current: str | None, *, everything: str = "All") -> str:
+    opts = [f'<option value="">{escape(everything)}</option>'] + [
         f'<option value="{escape(v)}"{" selected" if v == current else ""}>{escape(t)}</option>' for v, t in options
     ]
     return f'<label for="f-{name}">{label}<select id="f-{name}" name="{name}">{"".join(opts)}</select></label>'
 
 
 def _filters(cluster: str | None, department: str | None, kind: str | None, critical: bool,
-             source: str | None = None) -> dict[str, str]:
-    q = {"cluster": cluster or "", "department": department or "", "kind": kind or "", "source": source or ""}
+             source: str | None = None, view: str | None = None, services: str | None = None) -> dict[str, str]:
+    q = {"view": view or "", "cluster": cluster or "", "department": department or "", "kind": kind or "",
+         "source": source or "", "services": services or ""}
     if critical:
         q["critical"] = "true"
     return {k: v for k, v in q.items() if v}
@@ -284,12 +135,17 @@ async def dashboard(
     critical: bool = False,
     source: Annotated[str | None, Query(pattern="^(|reported|311)$", description="reported or 311 (derived)")] = None,
     refresh: Annotated[int | None, Query(ge=0, le=3600)] = None,
+    view: Annotated[str | None, Query(pattern="^(|departments|city)$",
+                                      description="city: every department's figures, the worst first")] = None,
+    services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
 ) -> HTMLResponse:
     settings = cast(Settings, ctx.settings)
     cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
-    tiles = await _tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
-                         source=source)
-    board = _board_html(tiles)
+    view, services = (None if view in (None, "", "departments") else view), services or None
+    tiles = await load_tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
+                             source=source)
+    query = _filters(cluster, department, kind, critical, source, view, services)
+    board = (city_board_html if view == "city" else board_html)(tiles, show_services=bool(services), query=query)
     if request.headers.get("x-partial") == "board":
         return HTMLResponse(board)
     depts = (await uow.session.execute(sa.select(Department).order_by(Department.name))).scalars().all()
@@ -298,7 +154,7 @@ async def dashboard(
     dept_opts = [(d.code, d.name) for d in depts] + [(c, c) for c in sorted(set(extra) - known)]
     cl_opts = sorted({(d.cluster_code, d.cluster_name or d.cluster_code) for d in depts if d.cluster_code}, key=lambda x: x[1])
     kinds = [(k, k) for k in ("input", "output", "outcome", "efficiency", "quality")]
-    q = urlencode(_filters(cluster, department, kind, critical, source))
+    q = urlencode(query)
     body = (
         '<header><h1>CityStat performance dashboard</h1>'
         '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
@@ -306,12 +162,15 @@ async def dashboard(
         f'<a href="/dashboard.csv{"?" + q if q else ""}">Export CSV</a>'
         f'<span id="updated" class="muted" style="color:#fff">updated {utcnow().strftime("%H:%M UTC")}</span></header>'
         '<form id="filters" class="filters" method="get" action="/dashboard" aria-label="Filters">'
+        + _select("view", "View", [("city", "The city: what is wrong first")], view, everything="By department")
         + _select("cluster", "Cluster", cl_opts, cluster)  # type: ignore[arg-type]
         + _select("department", "Department", dept_opts, department)
         + _select("kind", "Kind", kinds, kind)
         + _select("source", "Source", [("reported", "Reported by departments"), ("311", "Derived from 311")], source)
         + f'<label for="f-critical">Critical only<input id="f-critical" type="checkbox" name="critical" value="true"'
-        f'{" checked" if critical else ""}></label><button type="submit">Apply</button></form>'
+        f'{" checked" if critical else ""}></label>'
+        f'<label for="f-services">Show 311 by service<input id="f-services" type="checkbox" name="services" value="show"'
+        f'{" checked" if services else ""}></label><button type="submit">Apply</button></form>'
         f'<main id="board" aria-live="off">{board}</main>'
     )
     secs = settings.dashboard_refresh_seconds if refresh is None else refresh
@@ -327,16 +186,20 @@ async def dashboard_csv(
     critical: bool = False,
     source: Annotated[str | None, Query(pattern="^(|reported|311)$")] = None,
 ) -> Response:
-    tiles = await _tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
+    tiles = await load_tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
                          kind=kind or None, critical=critical, source=source or None)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["cluster", "department_code", "department", "indicator_code", "indicator", "kind", "unit", "critical",
-                "period", "value", "target", "status", "state", "overridden", "override_reason", "trend"])
+                "period", "value", "target", "status", "state", "overridden", "override_reason", "trend",
+                "fiscal_year", "fytd_value", "fytd_last_year", "desired_direction", "trend_direction", "trend_desirable"])
     for t in tiles:
         w.writerow([t.cluster_name, t.ind.department_code, t.dept_name, t.ind.code, t.ind.name, t.ind.kind, t.ind.unit,
                     t.ind.critical, t.period or "", _num(t.value), _num(t.target), t.status, t.state, t.overridden,
-                    t.override_reason or "", " ".join(_num(v) for v, _ in t.spark)])
+                    t.override_reason or "", " ".join(_num(v) for v, _ in t.spark),
+                    t.year.fiscal_year if t.year else "", _num(t.year.value if t.year else None),
+                    _num(t.year.last_year if t.year else None), t.ind.direction, t.trend.direction if t.trend else "",
+                    "" if t.trend is None or t.trend.desirable is None else t.trend.desirable])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="citystat-dashboard.csv"'})
 
@@ -515,7 +378,7 @@ async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -
 async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> HTMLResponse:
     code = code.upper()
     dept = await uow.session.get(Department, code)
-    tiles = await _tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)
+    tiles = await load_tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)
     if dept is None and not tiles:
         from citystat_common.errors import NotFound
 
@@ -530,8 +393,10 @@ async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewe
         rows.append(
             f"<tr><th scope=\"row\">{escape(t.ind.name)}<br><span class=\"muted\">{escape(t.ind.code)} &middot; {t.ind.kind}"
             f"{' &middot; critical' if t.ind.critical else ''}</span></th><td>{escape(t.period or '')}</td>"
-            f"<td>{fmt(t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td><td>{_pill(t.state)}</td>"
-            f"<td style=\"color:#0b2545\">{sparkline(t.spark, width=140, height=32, label=t.ind.name)}</td><td>{escape(notes)}</td></tr>"
+            f"<td>{fmt(None if t.state == 'no_report' else t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td>"
+            f"<td>{escape(year_words(t))}</td><td>{_pill(t.state)}</td>"
+            f"<td style=\"color:#0b2545\">{sparkline(t.spark, width=140, height=32, label=t.ind.name)}"
+            f"<br>{escape(trend_words(t))}</td><td>{escape(notes)}</td></tr>"
         )
     body = (
         f'<header><h1>{escape(name)}: performance report</h1><a href="/dashboard?department={escape(code)}">Dashboard</a>'
@@ -541,7 +406,8 @@ async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewe
         + _pill("baseline") + ' a figure that cannot be judged yet (no target or too little history); '
         + _pill("no_report") + ' a period has passed without its figure.</p>'
         '<table><thead><tr><th scope="col">Indicator</th><th scope="col">Period</th><th scope="col">Actual</th>'
-        '<th scope="col">Target</th><th scope="col">Status</th><th scope="col">Trend</th><th scope="col">Notes</th></tr></thead>'
+        '<th scope="col">Target</th><th scope="col">Fiscal year to date</th><th scope="col">Status</th>'
+        '<th scope="col">Trend</th><th scope="col">Notes</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></main>'
     )
     return HTMLResponse(_page(f"{name} report - CityStat", body))

@@ -42,6 +42,18 @@ def sums(ind: Indicator) -> bool:
     return bool(ind.additive) and not ind.formula and ind.unit not in NEVER_ADDITIVE
 
 
+def combine(ind: Indicator, xs: list[float]) -> float | None:
+    """A plain indicator's figure over several periods: the sum when it adds up, else the mean."""
+    if not xs:
+        return None
+    return sum(xs) if sums(ind) else sum(xs) / len(xs)
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """A formula's figure over several periods: its numerator's over its denominator's."""
+    return num / den if num is not None and den not in (None, 0) else None
+
+
 async def ytd_value(uow: UnitOfWork, ind: Indicator, starts: Collection[date], first: date, last: date,
                     depth: int = 0) -> float | None:
     """The indicator's figure over the periods ``starts`` (within [first, last])."""
@@ -53,12 +65,9 @@ async def ytd_value(uow: UnitOfWork, ind: Indicator, starts: Collection[date], f
             return None
         num = await ytd_value(uow, inputs["numerator"], starts, first, last, depth + 1)
         den = await ytd_value(uow, inputs["denominator"], starts, first, last, depth + 1)
-        return num / den if num is not None and den not in (None, 0) else None
+        return ratio(num, den)
     values = await _values(uow, ind.id, first, last)
-    xs = [values[s] for s in starts if s in values]
-    if not xs:
-        return None
-    return sum(xs) if sums(ind) else sum(xs) / len(xs)
+    return combine(ind, [values[s] for s in starts if s in values])
 
 
 async def summary(uow: UnitOfWork, settings: Settings, ind: Indicator, period: Period) -> schemas.SummaryRead:
@@ -86,7 +95,7 @@ async def summary(uow: UnitOfWork, settings: Settings, ind: Indicator, period: P
     else:
         method = "sum" if sums(ind) else "mean"
         xs = [own[s] for s in starts]
-        ytd = (sum(xs) if method == "sum" else sum(xs) / len(xs)) if xs else None
+        ytd = combine(ind, xs)
         ytd_target = None
         if known and len(known) == len(starts):
             ytd_target = sum(known) if method == "sum" else sum(known) / len(known)
