@@ -175,3 +175,26 @@ async def test_digest_people_get_one_message_when_the_calendar_opens(db_factory,
         assert statuses == {"sent"}
     await deps.directory.aclose()
     await engine.dispose()
+
+
+async def test_a_person_whose_email_arrives_after_the_ticket_still_gets_the_mail(mailing):
+    """At start-up the directory's events may trail a breach: the notification is written without
+    the email, and the dispatcher finds it in the copy of the directory when it sends."""
+    from escalation.models import PersonCopy
+
+    h = mailing
+    sessions = session_factory(h.engine)
+    async with sessions() as s:
+        await s.execute(sa.update(PersonCopy).where(PersonCopy.email == GORDON).values(email=None))
+        await s.commit()
+    await h.deliver(breach(indicator="potholes", episode="p1", tag="performance"))
+    async with sessions() as s:
+        [n] = (await s.execute(sa.select(Notification))).scalars().all()
+        assert n.recipient_email is None and "email" in n.channels
+        await s.execute(sa.update(PersonCopy).where(PersonCopy.person_id == h.ids[GORDON]).values(email=GORDON))
+        await s.commit()
+    assert await h.dispatcher.run_once() == 1
+    [opened] = letters(h.folder)
+    assert opened["To"] == f"Gordon Nakamura <{GORDON}>"
+    async with sessions() as s:
+        assert (await s.execute(sa.select(Notification.recipient_email))).scalar_one() == GORDON

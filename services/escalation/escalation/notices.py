@@ -95,7 +95,9 @@ async def notify(
         if other_email and other_email != email and all(c["email"] != other_email for c in copies):
             copies.append({"name": other.get("name"), "email": other_email})
     channels = deps.channels()
-    if email and deps.settings.smtp() is not None:
+    # A person whose email the copy does not hold yet (the directory's events may trail the breach
+    # at start-up) still gets mail: the dispatcher looks the email up again when it sends.
+    if deps.settings.smtp() is not None and (email or (person and person.get("person_id"))):
         channels.append("email")
     name = person["name"] if person else None
     body = {

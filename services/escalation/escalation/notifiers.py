@@ -21,7 +21,7 @@ from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from escalation import metrics
 from escalation.config import Settings
-from escalation.models import Notification
+from escalation.models import Notification, PersonCopy
 
 log = get_logger(__name__)
 SIGNATURE_HEADER = "X-CityStat-Signature"
@@ -107,6 +107,12 @@ async def claim(uow: UnitOfWork, *, now: datetime, batch: int = 50, lease: timed
     return rows
 
 
+async def _email_of(uow_factory: Callable[[], UnitOfWork], person_id: str) -> str | None:
+    async with uow_factory() as uow:
+        copy = await uow.session.get(PersonCopy, person_id)
+        return copy.email.lower() if copy is not None and copy.email else None
+
+
 def _message(n: Notification) -> dict[str, Any]:
     return {**n.body, "notification_id": n.id, "recipient_email": n.recipient_email, "cc": n.cc or []}
 
@@ -117,6 +123,8 @@ async def _settle(uow_factory: Callable[[], UnitOfWork], n: Notification, *, sen
     async with uow_factory() as uow:
         row = await uow.session.get(Notification, n.id)
         assert row is not None
+        if n.recipient_email and not row.recipient_email:
+            row.recipient_email = n.recipient_email  # found in the copy of the directory since it was written
         remaining = [c for c in row.channels or [] if c not in sent]
         if sent or errors:
             row.attempts += 1
@@ -151,6 +159,8 @@ async def dispatch(
         sent: list[str] = []
         errors: list[str] = []
         wait_until = None
+        if "email" in (n.channels or []) and not n.recipient_email and n.recipient_id:
+            n.recipient_email = await _email_of(uow_factory, n.recipient_id)
         for channel in n.channels or []:
             if channel == "email" and n.digest_at is not None and n.recipient_email:
                 if n.digest_at > now:
