@@ -130,6 +130,11 @@ async def test_each_figure_against_its_year(client):
     report = (await client.get("/dashboard/departments/STREETS/report")).text
     assert "Fiscal year to date" in report and f"FY{fy} to date 17 (last year 30)" in report
     assert "lower is better; trend up (not desirable)" in report
+    # a figure with no past year says so in words
+    await create(client, code="STREETS.new", unit="count", kind="output")
+    await observe(client, "STREETS.new", this[-1], 4)
+    assert f"FY{fy} to date 4 (none on record last year)" in _tile(
+        (await client.get("/dashboard", params={"department": "STREETS"})).text, "STREETS.new")
     rows = {r["indicator_code"]: r for r in csv.DictReader(io.StringIO(
         (await client.get("/dashboard.csv", params={"department": "STREETS"})).text))}
     assert (rows["SAN.tons"]["fytd_value"], rows["SAN.tons"]["fytd_last_year"]) == ("17", "30")

@@ -153,12 +153,12 @@ async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department
 
 
 def year_words(t: Tile) -> str:
-    """'FY2027 to date 1,234 (last year 1,100)'; empty before any figure."""
+    """'FY2027 to date 1,234 (last year 1,100)', last year being the same periods; empty before any figure."""
     if t.year is None or not t.year.periods:
         return ""
     unit = t.ind.unit
-    return (f"FY{t.year.fiscal_year} to date {fmt(t.year.value, unit)} "
-            f"(last year {fmt(t.year.last_year, unit)})")
+    last = f"last year {fmt(t.year.last_year, unit)}" if t.year.last_year is not None else "none on record last year"
+    return f"FY{t.year.fiscal_year} to date {fmt(t.year.value, unit)} ({last})"
 
 
 def trend_words(t: Tile) -> str:
