@@ -66,6 +66,20 @@ async def test_what_is_wrong_comes_first_in_departments_and_across_the_city(clie
     assert bad.status_code == 422 and "view" in bad.text
 
 
+async def test_a_deputy_mayors_cluster_shows_its_departments_side_by_side(client, app):
+    await _streets_and_police(client, app)
+    await create(client, code="WATER.breaks", department_code="WATER")
+    await observe(client, "WATER.breaks", month(1), 80)
+    ops = (await client.get("/dashboard", params={"cluster": "OPERATIONS"})).text
+    assert '<div class="depts side">' in ops and 'id="d-STREETS"' in ops and 'id="d-WATER"' in ops
+    assert "POLICE.red_crit" not in ops and "Operations &amp; Infrastructure</h2>" in ops
+    # the department with the worst figure leads
+    assert ops.index('id="d-STREETS"') < ops.index('id="d-WATER"')
+    one = (await client.get("/dashboard", params={"cluster": "OPERATIONS", "department": "WATER"})).text
+    assert '<div class="depts">' in one
+    assert '<div class="depts">' in (await client.get("/dashboard")).text
+
+
 async def test_311_by_service_is_folded_under_its_department(client, app):
     ctx = app.state.ctx
     async with ctx.uow() as uow:

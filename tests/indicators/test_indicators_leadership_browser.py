@@ -83,14 +83,22 @@ async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
                 assert (v := await axe_violations(page)) == [], describe(v)
                 await page.goto(f"{base}/dashboard?refresh=0")
                 assert (v := await axe_violations(page)) == [], describe(v)
+                # a deputy mayor's cluster: its departments in columns side by side
+                await page.goto(f"{base}/dashboard?cluster=OPERATIONS&refresh=0")
+                tops = await page.locator(".depts.side > section").evaluate_all(
+                    "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+                assert len(tops) == 4 and len(set(tops)) == 1, tops
+                assert (v := await axe_violations(page)) == [], describe(v)
+                await page.goto(f"{base}/dashboard?refresh=0")
                 dept = await page.locator("h3.dept").first.get_attribute("id")
                 await page.goto(f"{base}/dashboard/departments/{dept.removeprefix('d-')}/report")
                 assert "Fiscal year to date" in await page.locator("thead").inner_text()
                 assert (v := await axe_violations(page)) == [], describe(v)
                 if os.environ.get("INDICATORS_SCREENSHOT_DIR"):
-                    await page.goto(f"{base}/dashboard?view=city&refresh=0")
-                    await page.screenshot(path=os.path.join(os.environ["INDICATORS_SCREENSHOT_DIR"], "city.png"),
-                                          full_page=True)
+                    for name, q in (("city", "view=city"), ("cluster", "cluster=OPERATIONS")):
+                        await page.goto(f"{base}/dashboard?{q}&refresh=0")
+                        await page.screenshot(path=os.path.join(os.environ["INDICATORS_SCREENSHOT_DIR"], f"{name}.png"),
+                                              full_page=True)
             finally:
                 await browser.close()
     finally:

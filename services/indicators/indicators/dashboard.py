@@ -77,6 +77,8 @@ th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4p
 .muted{color:#444;font-size:.9rem}
 p.summary{margin:.1rem 0 .4rem;font-weight:600}.tile .ytd,.tile .trend,.tile .dept-of{font-size:.85rem;line-height:1.2}
 h4.services{font-size:1rem;margin:.6rem 0 .3rem}
+.depts.side{display:grid;grid-template-columns:repeat(auto-fit,minmax(270px,1fr));gap:.5rem 1rem}
+.depts.side>section{border-left:4px solid #0b2545;padding-left:.5rem}.depts.side ul.tiles{flex-direction:column}
 @media print{header,form.filters,.noprint{display:none}body{font-size:12pt}a{color:inherit;text-decoration:none}
  .pill{border:1px solid #000}}
 """
@@ -145,7 +147,11 @@ async def dashboard(
     tiles = await load_tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
                              source=source)
     query = _filters(cluster, department, kind, critical, source, view, services)
-    board = (city_board_html if view == "city" else board_html)(tiles, show_services=bool(services), query=query)
+    if view == "city":
+        board = city_board_html(tiles, show_services=bool(services), query=query)
+    else:  # one cluster chosen: the deputy mayor's departments side by side, unless narrowed to one
+        board = board_html(tiles, show_services=bool(services), query=query,
+                           side_by_side=bool(cluster) and not department)
     if request.headers.get("x-partial") == "board":
         return HTMLResponse(board)
     depts = (await uow.session.execute(sa.select(Department).order_by(Department.name))).scalars().all()

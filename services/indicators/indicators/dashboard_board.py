@@ -35,8 +35,9 @@ def _summary(label: str, tiles: list[Tile]) -> str:
     return f'<p class="summary">{escape(label)}: {escape(summary_line(t.state for t in tiles))}</p>'
 
 
-def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str]) -> str:
-    """Clusters, then departments, each with its summary line; per-service 311 figures folded."""
+def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str], side_by_side: bool = False) -> str:
+    """Clusters, then departments, each with its summary line; per-service 311 figures folded.
+    ``side_by_side`` (one cluster chosen, a deputy mayor's view): one column per department."""
     if not tiles:
         return '<p role="status">No indicators match these filters.</p>'
     clusters: dict[tuple[str, str], dict[tuple[str, str], list[Tile]]] = defaultdict(lambda: defaultdict(list))
@@ -47,7 +48,7 @@ def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str])
     for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: kv[0][0] == "_none"):
         everyone = [t for ts in depts.values() for t in ts]
         out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>'
-                   + _summary(cname, everyone) + '<div class="depts">')
+                   + _summary(cname, everyone) + f'<div class="depts{" side" if side_by_side else ""}">')
         for (dcode, dname), ts in depts.items():
             own = [t for t in ts if not t.by_service]
             services = [t for t in ts if t.by_service]
