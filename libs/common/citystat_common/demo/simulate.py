@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from citystat_common.demo.loader import base
+from citystat_common.demo.loader import base, wait_ready
 
 # (channel, the key that files it, share). A key's channel is fixed by the key (intake311 refuses
 # another), so each channel is filed with its own key.
@@ -189,6 +189,12 @@ class City:
         loop = asyncio.get_running_loop()
         clients = {s: httpx.AsyncClient(base_url=base(s), timeout=30) for s in ("intake311", "indicators", "escalation")}
         try:
+            # The stack may still be starting (make run-demo starts everything at once): wait for it
+            # instead of failing, which would stop every process of the run.
+            async with httpx.AsyncClient(timeout=5) as probe:
+                for service in clients:
+                    if not await wait_ready(probe, service, timeout=180):
+                        raise SystemExit(f"simulator: {service} did not start within 3 minutes")
             await self.setup(clients)
             self.loop_start = loop.time()
             end = self.loop_start + self.args.minutes * 60
