@@ -28,6 +28,7 @@ from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, servic
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
 from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
+from intake311.reads import requests_with_names
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -238,9 +239,7 @@ async def staff_list(
 ) -> Page[schemas.StaffRequestRead]:
     R = ServiceRequest
     stmt = (
-        sa.select(R, Service.service_name, Department.name)
-        .join(Service, Service.service_code == R.service_code)
-        .outerjoin(Department, Department.code == R.department_code)
+        requests_with_names()
         .order_by(R.requested_datetime.desc(), R.id.desc())
     )
     if status:
@@ -383,9 +382,7 @@ async def export_csv(
         raise Invalid("an export may span at most 366 days", field="end_date")
     R = ServiceRequest
     stmt = (
-        sa.select(R, Service.service_name, Department.name)
-        .join(Service, Service.service_code == R.service_code)
-        .outerjoin(Department, Department.code == R.department_code)
+        requests_with_names()
         .where(R.pending.is_(False), R.requested_datetime >= start, R.requested_datetime <= end)
         .order_by(R.requested_datetime, R.id)
         .execution_options(yield_per=500)

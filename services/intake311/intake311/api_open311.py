@@ -44,6 +44,7 @@ from intake311.open311 import (
     render,
     validate_new_request,
 )
+from intake311.reads import requests_with_names
 
 log = get_logger(__name__)
 router = APIRouter(tags=["Open311 GeoReport v2"])
@@ -394,9 +395,7 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
 
     R = ServiceRequest
     stmt = (
-        sa.select(R, Service.service_name, Department.name)
-        .join(Service, Service.service_code == R.service_code)
-        .outerjoin(Department, Department.code == R.department_code)
+        requests_with_names()
         .where(R.pending.is_(False))
     )
     if s.ids is not None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from citystat_common.uow import UnitOfWork
 from intake311 import service
 from intake311.models import Department, Service, ServiceRequest, StatusNote
+from intake311.reads import requests_with_names
 
 STATUSES = ("open", "acknowledged", "in_progress", "closed")  # detailed_status
 PAGE_SIZE = 25
@@ -39,9 +40,7 @@ async def department_queue(
     """The requests of ``departments`` (None: every department's)."""
     R = ServiceRequest
     stmt = (
-        sa.select(R, Service.service_name, Department.name)
-        .join(Service, Service.service_code == R.service_code)
-        .outerjoin(Department, Department.code == R.department_code)
+        requests_with_names()
         .where(R.pending.is_(False))
     )
     if departments is not None:
