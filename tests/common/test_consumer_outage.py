@@ -5,7 +5,6 @@ the database answers again. Only an event that fails on its own content goes to 
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 
 import pytest
@@ -36,10 +35,8 @@ async def test_database_outage_is_waited_out_not_dead_lettered(broker, tmp_path)
     if not postgres_admin_url():
         pytest.skip("needs TEST_POSTGRES_URL (a real PostgreSQL server to cut off)")
     url = fresh_database("postgres", "directory", tmp_path)
-    host, port = re.search(r"@([^:/]+):(\d+)/", url).groups()
-    proxy = TcpProxy(host, int(port))
-    await proxy.restore()
-    proxied = create_engine(re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url))
+    proxy, through_proxy = await TcpProxy.in_front_of(url)
+    proxied = create_engine(through_proxy)
     direct = create_engine(url)
     topic = f"test.outage.{uuid.uuid4().hex[:8]}"
     await ensure_topics(broker.bootstrap, 1, (topic, f"{topic}.dlq"))

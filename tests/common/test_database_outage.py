@@ -1,7 +1,6 @@
 """Database outage: PostgreSQL refuses connections for a while. The service answers 503 with a
 clear problem document (not a hang, not a 500 trace), /readyz goes red, and it recovers by itself."""
 
-import re
 
 import pytest
 
@@ -16,10 +15,7 @@ async def test_database_outage_gives_503_and_recovers(tmp_path):
     if not postgres_admin_url():
         pytest.skip("needs TEST_POSTGRES_URL (a real PostgreSQL server to cut off)")
     url = fresh_database("postgres", "directory", tmp_path)
-    host, port = re.search(r"@([^:/]+):(\d+)/", url).groups()
-    proxy = TcpProxy(host, int(port))
-    await proxy.restore()
-    proxied = re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url)
+    proxy, proxied = await TcpProxy.in_front_of(url)
     settings = Settings(database_url=proxied, api_keys=TEST_KEY_ENTRIES)
     async with app_client(create_app(settings)) as client:
         assert (await client.post("/people", json={"name": "Before"}, headers=auth("directory"))).status_code == 201

@@ -88,10 +88,8 @@ async def test_terminated_backend_and_cut_connection_mid_query_are_down():
     finally:
         await engine.dispose()
 
-    host, port = re.search(r"@([^:/]+):(\d+)/", admin).groups()
-    proxy = TcpProxy(host, int(port))
-    await proxy.restore()
-    engine = create_engine(re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", admin))
+    proxy, through_proxy = await TcpProxy.in_front_of(admin)
+    engine = create_engine(through_proxy)
     try:
         async with engine.connect() as conn:
             query = asyncio.create_task(conn.execute(sa.text("SELECT pg_sleep(10)")))

@@ -5,7 +5,6 @@ when no event is waiting; /readyz names a silent relay and reports the relay's b
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 
 import pytest
@@ -35,10 +34,8 @@ async def test_a_database_outage_is_not_a_broker_outage(broker, tmp_path):
     if not postgres_admin_url():
         pytest.skip("needs TEST_POSTGRES_URL (a real PostgreSQL server to cut off)")
     url = fresh_database("postgres", "directory", tmp_path)
-    host, port = re.search(r"@([^:/]+):(\d+)/", url).groups()
-    proxy = TcpProxy(host, int(port))
-    await proxy.restore()
-    engine = create_engine(re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url))
+    proxy, through_proxy = await TcpProxy.in_front_of(url)
+    engine = create_engine(through_proxy)
     service = f"sig-{uuid.uuid4().hex[:6]}"
     relay = OutboxRelay(service=service, engine=engine, tables=PLUMBING, bootstrap=broker.bootstrap, max_backoff=0.5)
     stop = asyncio.Event()

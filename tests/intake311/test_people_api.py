@@ -7,7 +7,7 @@ import httpx
 import pytest
 from intake311_helpers import POTHOLE, create
 
-from citystat_common.devidp import ProviderProcess, sign_in_as
+from citystat_common.devidp import ProviderProcess
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
 from intake311.main import create_app
 
@@ -31,14 +31,7 @@ def provider():
 
 @pytest.fixture(scope="module")
 def bearer(provider):
-    tokens: dict[str, str] = {}
-
-    def headers(email: str) -> dict[str, str]:
-        if email not in tokens:
-            tokens[email] = sign_in_as(provider.issuer, email, client_id="citystat")["id_token"]
-        return {"Authorization": f"Bearer {tokens[email]}"}
-
-    return headers
+    return provider.bearer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from intake311_helpers import create
 from pages_helpers import JULIAN, NADIA, PRIYA, csrf_of, sign_in, signed_in_server
 
-from citystat_common.devidp import ProviderProcess, sign_in_as
+from citystat_common.devidp import ProviderProcess
 from citystat_common.testing import app_client, auth
 from intake311.main import create_app
 
@@ -33,14 +33,7 @@ def provider():
 
 @pytest.fixture(scope="module")
 def bearer(provider):
-    tokens: dict[str, str] = {}
-
-    def headers(email: str) -> dict[str, str]:
-        if email not in tokens:
-            tokens[email] = sign_in_as(provider.issuer, email, client_id="citystat")["id_token"]
-        return {"Authorization": f"Bearer {tokens[email]}"}
-
-    return headers
+    return provider.bearer
 
 
 @pytest.fixture

@@ -79,6 +79,7 @@ class ProviderProcess:
         self.port = port or free_port()
         self.token_max_age = token_max_age
         self.process: subprocess.Popen[bytes] | None = None
+        self._tokens: dict[tuple[str, str], str] = {}
 
     @property
     def issuer(self) -> str:
@@ -99,6 +100,13 @@ class ProviderProcess:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def bearer(self, email: str, *, client_id: str = "citystat") -> dict[str, str]:
+        """An Authorization header for that person (their ID token, audience client_id), signed in
+        once per person and client and kept while this provider runs (tests call it per request)."""
+        if (email, client_id) not in self._tokens:
+            self._tokens[email, client_id] = sign_in_as(self.issuer, email, client_id=client_id)["id_token"]
+        return {"Authorization": f"Bearer {self._tokens[email, client_id]}"}
 
     def __enter__(self) -> ProviderProcess:
         return self.start()

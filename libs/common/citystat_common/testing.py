@@ -260,6 +260,18 @@ class TcpProxy:
         await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
         self._writers -= {client_w, server_w}
 
+    @classmethod
+    async def in_front_of(cls, url: str) -> tuple[TcpProxy, str]:
+        """A listening proxy to the server of a database URL, and the same URL through the proxy."""
+        import re
+
+        found = re.search(r"@([^:/]+):(\d+)/", url)
+        if found is None:
+            raise ValueError(f"no host:port in {url!r}")
+        proxy = cls(found.group(1), int(found.group(2)))
+        await proxy.restore()
+        return proxy, re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url, count=1)
+
     async def restore(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
