@@ -6,7 +6,7 @@
 - ``/dashboard/indicators/{code}``: the drill-down: history chart with target line and status
   bands, the table of values, the status history with overrides.
 - ``/dashboard.csv`` and ``/dashboard/indicators/{code}.csv``: CSV of either view.
-- ``/dashboard/departments/{code}/report``: printable MMR-style chapter for one department.
+- the department report (MMR layout) and its CSV: ``indicators.dashboard_report``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ from indicators.dashboard_tiles import (
     STATUS_SYMBOL,
     fmt,
     load_tiles,
-    sparkline,
-    trend_words,
-    year_words,
 )
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
@@ -377,46 +374,6 @@ async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -
                     r["reason"] or "", r["revision"]])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{ind.code}.csv"'})
-
-
-@router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
-            summary="Printable department chapter (MMR style): indicators, targets, status, trend, notes")
-async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> HTMLResponse:
-    code = code.upper()
-    dept = await uow.session.get(Department, code)
-    tiles = await load_tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)
-    if dept is None and not tiles:
-        from citystat_common.errors import NotFound
-
-        raise NotFound(f"no department {code!r} with indicators", field="code")
-    name = dept.name if dept else code
-    rows = []
-    for t in tiles:
-        desc = await service.current_description(uow, t.ind.id)
-        notes = " ".join(x for x in [
-            f"Override: {t.override_reason}." if t.overridden and t.override_reason else "",
-            (t.reason or "") if not t.overridden else "", desc.text if desc else ""] if x)
-        rows.append(
-            f"<tr><th scope=\"row\">{escape(t.ind.name)}<br><span class=\"muted\">{escape(t.ind.code)} &middot; {t.ind.kind}"
-            f"{' &middot; critical' if t.ind.critical else ''}</span></th><td>{escape(t.period or '')}</td>"
-            f"<td>{fmt(None if t.state == 'no_report' else t.value, t.ind.unit)}</td><td>{fmt(t.target, t.ind.unit)}</td>"
-            f"<td>{escape(year_words(t))}</td><td>{_pill(t.state)}</td>"
-            f"<td style=\"color:#0b2545\">{sparkline(t.spark, width=140, height=32, label=t.ind.name)}"
-            f"<br>{escape(trend_words(t))}</td><td>{escape(notes)}</td></tr>"
-        )
-    body = (
-        f'<header><h1>{escape(name)}: performance report</h1><a href="/dashboard?department={escape(code)}">Dashboard</a>'
-        f'<button class="noprint" onclick="window.print()">Print</button></header><main>'
-        f'<p class="muted">Prepared {utcnow().strftime("%Y-%m-%d %H:%M UTC")}. Status: {_pill("red")} more than the red '
-        'threshold worse than target; ' + _pill("yellow") + ' within it; ' + _pill("green") + ' on target; '
-        + _pill("baseline") + ' a figure that cannot be judged yet (no target or too little history); '
-        + _pill("no_report") + ' a period has passed without its figure.</p>'
-        '<table><thead><tr><th scope="col">Indicator</th><th scope="col">Period</th><th scope="col">Actual</th>'
-        '<th scope="col">Target</th><th scope="col">Fiscal year to date</th><th scope="col">Status</th>'
-        '<th scope="col">Trend</th><th scope="col">Notes</th></tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></main>'
-    )
-    return HTMLResponse(_page(f"{name} report - CityStat", body))
 
 
 __all__ = ["router", "datetime"]

@@ -226,3 +226,37 @@ class RequestFact(Base):
         sa.Index("ix_request_facts_dept_closed", "department_code", "closed_at"),
         sa.Index("ix_request_facts_dept_feedback", "department_code", "feedback_at"),
     )
+
+
+class DepartmentStatement(Base):
+    """What a department does, in its own words: the opening of its report chapter (the Mayor's
+    Management Report's "what we do", services and goals) and which indicators answer each goal.
+    A change closes the old version (``valid_to``) and opens a new one, with a name on it."""
+
+    __tablename__ = "department_statements"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    department_code: Mapped[str] = mapped_column(sa.String(40))
+    what_we_do: Mapped[str] = mapped_column(sa.Text)
+    # [{"service": str, "goals": [{"goal": str, "indicators": [indicator code, ...]}]}]
+    services: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    written_by: Mapped[str] = mapped_column(sa.String(100))
+    written_by_email: Mapped[str | None] = mapped_column(sa.String(320))
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+    valid_to: Mapped[datetime | None] = mapped_column()
+    __table_args__ = (sa.Index("ix_department_statements_current", "department_code", "valid_to"),)
+
+
+class DepartmentNarrative(Base):
+    """The department's account of a report period (a month), in its own words. A new text for the
+    same period supersedes the old one, which is kept (``superseded_at``)."""
+
+    __tablename__ = "department_narratives"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    department_code: Mapped[str] = mapped_column(sa.String(40))
+    period: Mapped[str] = mapped_column(sa.String(16))  # the report period, a month: 2026-11
+    text: Mapped[str] = mapped_column(sa.Text)
+    written_by: Mapped[str] = mapped_column(sa.String(100))
+    written_by_email: Mapped[str | None] = mapped_column(sa.String(320))
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column()
+    __table_args__ = (sa.Index("ix_department_narratives_period", "department_code", "period", "id"),)
