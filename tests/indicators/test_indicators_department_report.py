@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
@@ -255,3 +255,31 @@ async def test_bad_input_is_refused_in_words(rc):
     versions = (await rc.get("/departments/STREETS/statements")).json()
     assert [(v["what_we_do"], v["valid_to"] is None) for v in versions["items"]] == [
         ("We fix and sweep streets.", True), ("We fix streets.", False)]
+
+
+DEVELOPER_WORDS = re.compile(
+    r"\bbasis\b|max_miss|status_changed|breached\b(?! )|\bAPI\b|endpoint|/indicators/|/departments/|INDICATORS_|"
+    r"settings?\b|\bdocs?\b|\bNone\b|\bnull\b|\btrue\b|\bfalse\b|direction (?:up|down|band)\b|_[a-z]+_", re.I)
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+async def test_no_developer_text_on_the_pages_people_read(rc):
+    await _department_with_history(rc)
+    r = await rc.put("/indicators/SAN.tons/override", headers=W, json={
+        "status": "yellow", "reason": "the landfill closed for a week", "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()})
+    assert r.status_code == 200, r.text
+    await rc.post("/departments/STREETS/narratives", headers=ADMIN, json={"period": this_month(), "text": "Steady."})
+    pages = ["/dashboard", "/dashboard?view=city", "/dashboard?department=STREETS&services=show",
+             "/dashboard/indicators/SAN.tons", "/dashboard/indicators/SAN.cost_per_ton",
+             "/dashboard/departments/STREETS/report", "/dashboard/departments/POLICE/report"]
+    for path in pages:
+        r = await rc.get(path)
+        assert r.status_code == 200, path
+        found = DEVELOPER_WORDS.findall(visible_text(r.text))
+        assert found == [], (path, found)
+    drill = visible_text((await rc.get("/dashboard/indicators/SAN.cost_per_ton")).text)
+    assert "judged against its target" in drill and "lower is better" in drill

@@ -39,6 +39,7 @@ from indicators.dashboard_tiles import (
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
+from indicators.reader_words import event_words, judged_words
 from indicators.states import indicator_state, row_state
 
 router = APIRouter(tags=["dashboard"])
@@ -303,16 +304,14 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
                           for r in default_rules(settings.green_within, settings.yellow_within)]
     validate_rules(rules)
     links = await _links(uow, ind)
-    rule_text = "; ".join(
-        f"{r['status']} within {r['max_miss'] * 100:g}%" if r.get("max_miss") is not None else f"{r['status']} beyond"
-        for r in rules)
+    dept = await uow.session.get(Department, ind.department_code)
     table = "".join(
         f"<tr><td>{escape(r['period_label'])}</td><td>{fmt(r['value'], ind.unit)}</td><td>{fmt(r['target'], ind.unit)}</td>"
         f"<td>{fmt(r['reference'], ind.unit)}</td><td>{_pill(row_state(r['status'], r['value']))}</td><td>{escape(r['reason'] or '')}</td>"
         f"<td>{r['revision']}</td></tr>" for r in reversed(rows))
     htable = "".join(
         f"<tr><td>{h.at.strftime('%Y-%m-%d %H:%M')}</td><td>{escape(h.period_label or '')}</td>"
-        f"<td>{_pill(h.previous_status) if h.previous_status else ''}</td><td>{_pill(h.status)}</td><td>{escape(h.event)}</td>"
+        f"<td>{_pill(h.previous_status) if h.previous_status else ''}</td><td>{_pill(h.status)}</td><td>{escape(event_words(h.event))}</td>"
         f"<td>{escape(h.override_reason or h.reason or '')}</td><td>{escape(h.actor or '')}</td></tr>" for h in hist)
     body = (
         f'<header><h1>{escape(ind.name)}</h1><a href="/dashboard" id="back">\u2190 Dashboard</a>'
@@ -322,9 +321,7 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
         + (f" (override by {escape(override.created_by)}: {escape(oreason or '')}, until "
            f"{override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")
         + (f" &mdash; {escape(reason)}" if reason and not overridden else "") + "</p>"
-        f'<p class="muted">{escape(ind.code)} &middot; {escape(ind.department_code)} &middot; {ind.kind} &middot; {ind.unit} '
-        f'&middot; {ind.frequency} &middot; direction {ind.direction} &middot; basis {ind.basis} &middot; rules: {escape(rule_text)}'
-        + (" &middot; CRITICAL" if ind.critical else "") + "</p>"
+        f'<p class="muted" id="about">{escape(judged_words(ind, rules, dept.name if dept else None))}</p>'
         f'<p>{escape(desc.text if desc else "")}</p>'
         + links
         + f'<figure id="history-chart">{history_chart(ind, rows, rules, ind.band_tolerance)}</figure>'
@@ -340,23 +337,30 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
 
 
 async def _links(uow: Any, ind: Indicator) -> str:
-    """Formula inputs and the outcome a spending indicator buys, as links."""
+    """Formula inputs and the outcome a spending indicator buys, as links named as people read them."""
+    codes = [c for c in ((ind.formula or {}).get("numerator"), (ind.formula or {}).get("denominator"),
+                         ind.linked_outcome_code) if c]
+    named = {i.code: i for i in (await uow.session.execute(
+        sa.select(Indicator).where(Indicator.code.in_(codes)))).scalars()} if codes else {}
+
+    def link(code: str) -> str:
+        other = named.get(code)
+        return f'<a href="/dashboard/indicators/{escape(code)}">{escape(other.name if other else code)}</a>'
+
     parts = []
     if ind.formula:
-        parts.append(f'Computed: <a href="/dashboard/indicators/{escape(ind.formula["numerator"])}">'
-                     f'{escape(ind.formula["numerator"])}</a> &divide; <a href="/dashboard/indicators/'
-                     f'{escape(ind.formula["denominator"])}">{escape(ind.formula["denominator"])}</a> for the same period.')
+        parts.append(f'Computed: {link(ind.formula["numerator"])} &divide; {link(ind.formula["denominator"])} '
+                     "for the same period.")
     if ind.linked_outcome_code:
-        other = (await uow.session.execute(sa.select(Indicator).where(Indicator.code == ind.linked_outcome_code))
-                 ).scalar_one_or_none()
+        other = named.get(ind.linked_outcome_code)
         state = f" (now {_pill(other.status)} {fmt(other.latest_value, other.unit)})" if other else " (not registered yet)"
-        parts.append(f'Buys the outcome <a href="/dashboard/indicators/{escape(ind.linked_outcome_code)}">'
-                     f'{escape(ind.linked_outcome_code)}</a>{state}.')
+        parts.append(f"Buys the outcome {link(ind.linked_outcome_code)}{state}.")
     users = (await uow.session.execute(
-        sa.select(Indicator.code).join(FormulaInput, FormulaInput.formula_indicator_id == Indicator.id)
-        .where(FormulaInput.input_indicator_id == ind.id))).scalars().all()
+        sa.select(Indicator.code, Indicator.name).join(FormulaInput, FormulaInput.formula_indicator_id == Indicator.id)
+        .where(FormulaInput.input_indicator_id == ind.id))).all()
     if users:
-        parts.append("Used by: " + ", ".join(f'<a href="/dashboard/indicators/{escape(c)}">{escape(c)}</a>' for c in users))
+        parts.append("Used by: " + ", ".join(f'<a href="/dashboard/indicators/{escape(c)}">{escape(n)}</a>'
+                                             for c, n in users))
     return "".join(f"<p>{p}</p>" for p in parts)
 
 
