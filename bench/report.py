@@ -33,6 +33,11 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"query at large vs small size ({backend}, worst filtered shape)", q, "<= 2x", None if q is None else q <= 2)
     e = _get(r, "evalscale", "ratio_median")
     add("evaluation with many vs few indicators", e, "<= 1.5x", None if e is None else e <= 1.5)
+    for page, words in (("dashboard", "a department's dashboard"), ("report", "a department's report")):
+        v = _get(r, "render", f"{page}_ratio")
+        add(f"{words} with 5,000 vs 100 indicators registered", v, "<= 3x", None if v is None else v <= 3)
+    v = _get(r, "render", "board_per_tile_ratio")
+    add("the whole board's time per tile, 5,000 vs 100 tiles", v, "<= 3x", None if v is None else v <= 3)
     idle = _get(r, "memory", "idle_max_mb")
     add("each service idle resident memory (largest process)", idle, "< 150 MB", None if idle is None else idle < 150)
     return t
@@ -126,6 +131,18 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if "ratio_median" in ev:
         rows.append(("evaluation scaling", f"{_fmt(ev['small']['p50_ms'])} -> {_fmt(ev['large']['p50_ms'])} ms",
                      f"{ev['small_indicators']:,} -> {ev['large_indicators']:,} indicators", f"{_fmt(ev['ratio_median'])}x"))
+    rn = r.get("render") or {}
+    if "dashboard_ratio" in rn:
+        for page in ("dashboard", "report"):
+            rows.append((f"render department {page}", f"{_fmt(rn['small'][page]['p50_ms'])} -> "
+                         f"{_fmt(rn['large'][page]['p50_ms'])} ms",
+                         f"{rn['small_indicators']:,} -> {rn['large_indicators']:,} indicators registered",
+                         f"{_fmt(rn[f'{page}_ratio'])}x"))
+        rows.append(("render whole board", f"{_fmt(rn['small']['board']['p50_ms'])} -> "
+                     f"{_fmt(rn['large']['board']['p50_ms'])} ms",
+                     f"{rn['small']['board']['tiles']:,} -> {rn['large']['board']['tiles']:,} tiles; ms per tile "
+                     f"{rn['board_ms_per_tile']['small']} -> {rn['board_ms_per_tile']['large']}",
+                     f"{_fmt(rn['board_per_tile_ratio'])}x per tile"))
     mem = r.get("memory") or {}
     def _mb(d: dict[str, Any] | None) -> str:
         return " / ".join(f"{k} {v}" for k, v in (d or {}).items())

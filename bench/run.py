@@ -6,6 +6,7 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   bulk       1,000,000 observations through POST /observations/bulk vs PostgreSQL COPY of the same rows
   breach     observation POST -> ticket readable through the escalation API vs the broker's own round trip
   evalscale  one observation's evaluation with 100 vs 100,000 indicators registered
+  render     the dashboard and the department report with 100 vs 5,000 indicators registered
   memory     VmRSS of every service's api and worker, idle and under load
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
@@ -28,7 +29,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "render", "memory")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -54,6 +55,10 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("eval_small", int, 100, 100, "indicators registered for the small evaluation measurement"),
     ("eval_large", int, 100_000, 10_000, "indicators registered for the large evaluation measurement"),
     ("eval_repeats", int, 150, 40, "timed single-observation evaluations per size"),
+    ("render_small", int, 100, 100, "indicators registered for the small render measurement"),
+    ("render_large", int, 5_000, 5_000, "indicators registered for the large render measurement"),
+    ("render_repeats", int, 30, 10, "timed GETs of the department's dashboard and report per size"),
+    ("render_board_repeats", int, 5, 3, "timed GETs of the whole board (every tile) per size"),
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
 ]
 
