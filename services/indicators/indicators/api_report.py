@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
@@ -32,13 +32,19 @@ router = APIRouter(tags=["department report"])
 DeptPath = Annotated[str, Path(max_length=40)]
 
 
-def _writer(principal: Principal | None, code: str) -> Principal:
+async def department_writer(code: DeptPath, principal: OptionalPrincipal) -> Principal:
+    """The caller, if they may write the department's statement and narratives: 401 without
+    credentials, 403 with the reason otherwise (before the body is read)."""
+    code = code.upper()
     if principal is None:
         raise HTTPException(401, "an X-API-Key header or a bearer token is required",
                             headers={"WWW-Authenticate": "ApiKey"})
     if (why := narratives.may_write_for(principal, code)) is not None:
         raise HTTPException(403, why)
     return principal
+
+
+Writer = Annotated[Principal, Depends(department_writer)]
 
 
 def _narrative_read(n: DepartmentNarrative) -> NarrativeRead:
@@ -65,18 +71,15 @@ async def _write(uow: UoW, ctx: Context, code: str, period: str, text: str, who:
 
 @router.post("/departments/{code}/narratives", status_code=201, response_model=NarrativeRead,
              summary="Write the department's narrative of a report month (an earlier one is kept)")
-async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, ctx: Context,
-                           principal: OptionalPrincipal) -> NarrativeRead:
-    code = code.upper()
-    return await _write(uow, ctx, code, data.period, data.text, _writer(principal, code))
+async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, ctx: Context, who: Writer) -> NarrativeRead:
+    return await _write(uow, ctx, code.upper(), data.period, data.text, who)
 
 
 @router.put("/departments/{code}/narratives/{period}", response_model=NarrativeRead,
             summary="Replace the department's narrative of a report month (the earlier one is kept)")
 async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONTH_RE.pattern)],
-                        data: NarrativeUpdate, uow: UoW, ctx: Context, principal: OptionalPrincipal) -> NarrativeRead:
-    code = code.upper()
-    return await _write(uow, ctx, code, period, data.text, _writer(principal, code))
+                        data: NarrativeUpdate, uow: UoW, ctx: Context, who: Writer) -> NarrativeRead:
+    return await _write(uow, ctx, code.upper(), period, data.text, who)
 
 
 @router.get("/departments/{code}/narratives", response_model=Page[NarrativeRead],
@@ -92,10 +95,8 @@ async def list_narratives(code: DeptPath, uow: UoW, paging: Paging,
 
 @router.put("/departments/{code}/statement", response_model=StatementRead,
             summary="Write what the department does: its services, their goals and the indicators answering each")
-async def put_statement(code: DeptPath, data: StatementUpdate, uow: UoW, principal: OptionalPrincipal
-                        ) -> StatementRead:
+async def put_statement(code: DeptPath, data: StatementUpdate, uow: UoW, who: Writer) -> StatementRead:
     code = code.upper()
-    who = _writer(principal, code)
     await narratives.department_name(uow, code)
     row = await narratives.write_statement(uow, code=code, data=data, principal=who)
     result = _statement_read(row)
