@@ -31,16 +31,17 @@ MEASUREMENT_TYPE = {"count": "Number", "percentage": "Percent", "currency": "Dol
 REPORT_CSS = """
 .chapter{max-width:1100px}.chapter h2{font-size:1.3rem;margin:1.2rem 0 .4rem;border-bottom:2px solid #0b2545}
 ol.services{margin:.2rem 0 .6rem 1.2rem;padding:0}ol.services ul{margin:.1rem 0 .3rem 1rem;padding:0}
-table.mmr{width:100%;table-layout:auto}table.mmr th,table.mmr td{font-size:.9rem;padding:.25rem .35rem;
- overflow-wrap:anywhere}table.mmr td.num{text-align:right;white-space:nowrap}
+table.mmr{width:100%;table-layout:auto}table.mmr th,table.mmr td{font-size:.9rem;padding:.25rem .35rem}
+table.mmr th[scope=row]{overflow-wrap:anywhere}table.mmr td.num{text-align:right;white-space:nowrap}
+table.mmr th.fy{white-space:nowrap}
 table.mmr tr.service th{background:#0b2545;color:#fff}table.mmr tr.goal th{background:#dfe6ef;font-style:italic}
 .star{color:#7a5b00;font-weight:800}.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;
  overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
 .narrative p{margin:.3rem 0}form.period{display:flex;gap:.6rem;align-items:flex-end;margin:.6rem 0}
 form.period label{display:flex;flex-direction:column;font-weight:600;font-size:.9rem}
 @media print{@page{margin:12mm}.chapter{max-width:none}main{padding:0}
- table.mmr{font-size:8pt;width:100%}table.mmr th,table.mmr td{font-size:8pt;padding:1pt 2pt}
- table.mmr td.num{white-space:normal}table.mmr thead{display:table-header-group}
+ table.mmr{font-size:7.5pt;width:100%}table.mmr th,table.mmr td{font-size:7.5pt;padding:1pt 1.5pt}.arrow{display:none}
+ form.period{display:none}table.mmr thead{display:table-header-group}
  table.mmr tr{break-inside:avoid}table.mmr tr.service th,table.mmr tr.goal th{background:none;color:#000;
  border-top:2px solid #000}.pill{padding:0 1pt}h2{break-after:avoid}}
 """
@@ -141,7 +142,7 @@ def _row(t: Tile, f: ReportFigures | None, years: list[int]) -> str:
     cells.append(f'<td class="num">{fmt(f.target if f else None, unit)}</td>')
     cells.append(f'<td class="num">{fmt(f.prior_ytd if f else None, unit)}</td>')
     cells.append(f'<td class="num">{fmt(f.ytd if f else None, unit)}</td>')
-    cells.append(f'<td><span aria-hidden="true">{DIRECTION_ARROW.get(ind.direction, "")}</span> '
+    cells.append(f'<td><span class="arrow" aria-hidden="true">{DIRECTION_ARROW.get(ind.direction, "")}</span> '
                  f'{DIRECTION_WORDS.get(ind.direction, ind.direction)}</td>')
     cells.append(f"<td>{escape(_trend(t))}</td><td>{_pill(t.state)}</td>")
     return f'<tr data-code="{escape(ind.code)}">{"".join(cells)}</tr>'
@@ -159,8 +160,8 @@ def table_html(services: list[Service], figures: dict[str, ReportFigures], fy: i
         f'<th scope="colgroup" colspan="2">Fiscal year to date ({months} month{"s" if months != 1 else ""})</th>'
         '<th scope="col" rowspan="2">Desired direction</th><th scope="col" rowspan="2">Trend</th>'
         '<th scope="col" rowspan="2">Status</th></tr><tr>'
-        + "".join(f'<th scope="col">{fy_label(y)}</th>' for y in years)
-        + f'<th scope="col">{fy_label(fy - 1)}</th><th scope="col">{fy_label(fy)}</th></tr></thead>'
+        + "".join(f'<th scope="col" class="fy">{fy_label(y)}</th>' for y in years)
+        + f'<th scope="col" class="fy">{fy_label(fy - 1)}</th><th scope="col" class="fy">{fy_label(fy)}</th></tr></thead>'
     )
     body = []
     for n, s in enumerate(services, start=1):
