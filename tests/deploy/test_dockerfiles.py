@@ -16,8 +16,7 @@ DOCKER = ROOT / "deploy" / "docker"
 PORTS = {"intake311": 8001, "indicators": 8002, "escalation": 8003, "directory": 8004}
 SERVICES = list(PORTS)
 
-sys.path.insert(0, str(DOCKER))
-import prod_requirements  # noqa: E402
+import prod_requirements  # noqa: E402  - deploy/docker, on the path through pyproject's pytest pythonpath
 
 
 def _hadolint() -> str | None:

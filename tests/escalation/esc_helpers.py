@@ -26,12 +26,12 @@ from citystat_common.uow import UnitOfWork
 from directory.config import Settings as DirectorySettings
 from directory.main import create_app as create_directory_app
 from escalation.config import Settings
+from escalation.deps import Deps
 from escalation.handlers import TOPICS, make_handlers
 from escalation.main import create_app
 from escalation.models import PLUMBING
 from escalation.routing import CircuitBreaker, DirectoryClient
 from escalation.scheduler import EscalationScheduler
-from escalation.service import Deps
 
 NY = ZoneInfo("America/New_York")
 OPS = auth("ops")
@@ -96,7 +96,7 @@ class Harness:
 
     def scheduler(self, engine: Any | None = None) -> EscalationScheduler:
         sessions = session_factory(engine or self.engine)
-        return EscalationScheduler(lambda: UnitOfWork(sessions, PLUMBING), self.deps, clock=self.clock, batch=10)
+        return EscalationScheduler(lambda: UnitOfWork(sessions, PLUMBING), self.deps, batch=10)
 
     def record(self, envelope: Any, topic: str = "indicators.status") -> Any:
         self.offsets += 1
@@ -198,9 +198,9 @@ async def make_harness(settings: Settings, clock: Clock, transport: httpx.AsyncB
                                 retries=settings.directory_retries,
                                 breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
                                 transport=transport)
-    deps = Deps.build(settings, directory)
+    deps = Deps.build(settings, directory, clock)
     runner = make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=TOPICS,
-                           handlers=make_handlers(deps, clock))
+                           handlers=make_handlers(deps))
     runner.retry_backoff = 0.01
     app = create_app(settings, directory_transport=transport, clock=clock, check_worker=False)
     return engine, deps, runner, app

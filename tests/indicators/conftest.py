@@ -1,14 +1,9 @@
-import sys
-from pathlib import Path
-
 import pytest
+from ind_helpers import CITY_TIMEZONE, preload_departments  # beside this file (pyproject's pytest pythonpath)
 
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client
 from indicators.config import Settings
 from indicators.main import create_app
-
-sys.path.insert(0, str(Path(__file__).parent))  # ind_helpers, shared by this folder's tests
-from ind_helpers import CITY_TIMEZONE, preload_departments  # noqa: E402
 
 
 @pytest.fixture

@@ -1,14 +1,8 @@
-import sys
-from pathlib import Path
-
 import pytest
 
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client
 from intake311.config import Settings
 from intake311.main import create_app
-
-# The suite runs with --import-mode=importlib: make intake311_helpers importable from the tests here.
-sys.path.insert(0, str(Path(__file__).parent))
 
 # Nothing listens on port 9: the broker and the directory are down unless a test brings its own.
 NOWHERE = "127.0.0.1:9"

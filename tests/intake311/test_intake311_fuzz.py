@@ -4,15 +4,12 @@ routes read their parameters from the raw request, so the fuzzer is told them th
 so a parameter added to the routes is fuzzed too."""
 
 import re
-import sys
 from pathlib import Path
+
+import open311_schema  # from tests/fuzz (pyproject's pytest pythonpath)
 
 import intake311.api_open311
 import intake311.open311
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fuzz"))
-
-import open311_schema  # noqa: E402  - from tests/fuzz, importable once its folder is on the path
 
 
 def names_read_by_the_routes() -> set[str]:

@@ -7,9 +7,12 @@ retry after a crash either finds both or neither.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 
+import orjson
 import sqlalchemy as sa
-from fastapi import Response
+from fastapi import Request, Response
+from pydantic import BaseModel
 
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid
@@ -49,3 +52,20 @@ async def remember(
         "key": key, "scope": scope, "request_hash": fingerprint, "status_code": status_code, "body": body,
         "media_type": media_type, "created_at": utcnow(),
     }])
+
+
+async def create_once(
+    uow: UnitOfWork, request: Request, *, key: str | None, scope: str, build: Callable[[], Awaitable[BaseModel]]
+) -> Response:
+    """Run a creation once per Idempotency-Key: the 201 response is stored with the change and
+    committed with it; the same key with the same body replays it, with another body is a 409."""
+    key = check_key(key)
+    fingerprint = request_fingerprint(await request.body())
+    if (previous := await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)) is not None:
+        return previous
+    model = await build()
+    body = orjson.dumps(model.model_dump(mode="json"))
+    await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201, body=body,
+                   media_type="application/json")
+    await uow.commit()
+    return Response(body, status_code=201, media_type="application/json")

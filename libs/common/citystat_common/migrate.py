@@ -21,6 +21,8 @@ from alembic.config import Config
 from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from citystat_common.db import UTCDateTime
+
 MIGRATION_LOCK_KEY = 0x43495459  # "CITY": the advisory lock that serializes migrations of one database
 
 
@@ -159,3 +161,79 @@ def tune_outbox_autovacuum(op: Any, *, reset: bool = False) -> None:
         op.execute(f"ALTER TABLE outbox RESET ({', '.join(OUTBOX_AUTOVACUUM)})")
     else:
         op.execute(f"ALTER TABLE outbox SET ({', '.join(f'{k} = {v}' for k, v in OUTBOX_AUTOVACUUM.items())})")
+
+
+def create_plumbing_tables(op: Any) -> None:
+    """The plumbing every service's first migration creates (``op`` is alembic's): outbox, inbox,
+    dead_letter, idempotency_keys, worker_heartbeat, as they were in revision 0001 of each service.
+
+    Frozen: databases migrated before this helper existed hold exactly these tables. A change to
+    them (a column, an index) is a new migration of every service, never an edit here."""
+    op.create_table(
+        "dead_letter",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("topic", sa.String(length=200), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.String(length=100), nullable=True),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letter")),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("scope", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("media_type", sa.String(length=100), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", "scope", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("event_type", sa.String(length=100), nullable=False),
+        sa.Column("processed_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_inbox")),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("topic", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("event_type", sa.String(length=100), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("lease_token", sa.String(length=36), nullable=True),
+        sa.Column("lease_until", UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_outbox_pending", ["sent_at", "id"], unique=False)
+    op.create_table(
+        "worker_heartbeat",
+        sa.Column("component", sa.String(length=100), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("component", name=op.f("pk_worker_heartbeat")),
+    )
+
+
+def drop_plumbing_tables(op: Any) -> None:
+    """The downgrade of ``create_plumbing_tables``."""
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_pending")
+        batch_op.drop_index("ix_outbox_created_at")
+    for table in ("outbox", "inbox", "idempotency_keys", "dead_letter", "worker_heartbeat"):
+        op.drop_table(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Query
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
+AnySelect = sa.Select[*tuple[Any, ...]]  # a select of any entities and columns
 
 
 class PageParams(BaseModel):
@@ -38,7 +39,22 @@ class Page(BaseModel, Generic[T]):
     page_size: int
 
 
-async def paginate(session: AsyncSession, stmt: sa.Select, params: PageParams) -> tuple[list, int]:  # type: ignore[type-arg]
-    total = (await session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await session.execute(stmt.offset(params.offset).limit(params.page_size))).scalars().all()
-    return list(rows), int(total)
+async def count(session: AsyncSession, stmt: AnySelect) -> int:
+    """How many rows ``stmt`` selects (its order, which cannot change the count, left out)."""
+    return int((await session.execute(
+        sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())
+    )).scalar_one())
+
+
+async def paginate(session: AsyncSession, stmt: AnySelect, params: PageParams) -> tuple[list[Any], int]:
+    """One page of any select, and the total. A select of one entity or column gives its values
+    (``select(Ticket)``: tickets); of several, rows to unpack (``for a, code in items``), so joins
+    need no count query of their own."""
+    total = await count(session, stmt)
+    result = await session.execute(stmt.offset(params.offset).limit(params.page_size))
+    items = result.scalars().all() if len(stmt.column_descriptions) == 1 else result.all()
+    return list(items), total
+
+
+def page_of(items: list[T], total: int, params: PageParams) -> Page[T]:
+    return Page(items=items, total=total, page=params.page, page_size=params.page_size)

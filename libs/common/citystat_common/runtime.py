@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,6 +28,7 @@ from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 
 log = get_logger(__name__)
+S = TypeVar("S", bound=ServiceSettings)  # a service's own Settings class: its build function gets that type
 
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -102,7 +103,7 @@ async def run_until_stopped(components: list[Component], stop: asyncio.Event) ->
                 log.error("component_failed", error=repr(t.exception()))
 
 
-async def _run_worker(settings: ServiceSettings, build: Callable[[ServiceSettings], WorkerParts]) -> None:
+async def _run_worker(settings: S, build: Callable[[S], WorkerParts]) -> None:
     parts = build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -149,9 +150,9 @@ def _parse_since(text: str) -> datetime:
 def worker_main(
     *,
     package: str,
-    settings_factory: Callable[[], ServiceSettings],
+    settings_factory: Callable[[], S],
     tables: PlumbingTables,
-    build: Callable[[ServiceSettings], WorkerParts],
+    build: Callable[[S], WorkerParts],
 ) -> None:
     parser = argparse.ArgumentParser(prog=f"{package}-worker", description=f"{package} worker process")
     sub = parser.add_subparsers(dest="command")

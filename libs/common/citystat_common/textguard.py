@@ -16,8 +16,9 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from citystat_common.asgi import HttpMiddleware
 from citystat_common.errors import problem
 from citystat_common.ratelimit import read_body, replay
 
@@ -71,14 +72,8 @@ def _body_field(content_type: bytes, body: bytes) -> str:
     return "body"
 
 
-class NulTextGuard:
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class NulTextGuard(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         where = _where_in_url(scope)
         if where is None and scope.get("method") in ("POST", "PUT", "PATCH"):
             content_type = dict(scope.get("headers") or []).get(b"content-type", b"").lower()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from citystat_common.asgi import HttpMiddleware
 from citystat_common.auth import KeyStore
 from citystat_common.bus import broker_reachable
 from citystat_common.db import PlumbingTables, create_engine, ping, session_factory, utcnow
@@ -65,16 +66,10 @@ Context = Annotated[ServiceContext, Depends(get_context)]
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
 
 
-class CorrelationMiddleware:
+class CorrelationMiddleware(HttpMiddleware):
     """``X-Correlation-ID`` in (or a new one), echoed out, set for logs and emitted events."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"x-correlation-id", b"").decode("latin-1").strip()
         cid = raw[:128] if raw and raw.isprintable() else new_correlation_id()
@@ -92,17 +87,14 @@ class CorrelationMiddleware:
             correlation_id_var.reset(token)
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers") or []:
             if name == b"content-length":
                 try:

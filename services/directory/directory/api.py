@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
 from citystat_common.bounds import PlausibleDatetime
-from citystat_common.db import utcnow
 from citystat_common.errors import Invalid
-from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
-from citystat_common.pagination import Page, Paging, paginate
+from citystat_common.idempotency import create_once
+from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.web import UoW
 from directory import actors, import_file, importer, people, schemas, service
+from directory.deps import Deps, DirectoryDeps
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
 from directory.params import clean_parameters
 
@@ -63,33 +62,19 @@ def upcoming_read(items: list[RoleAssignment]) -> list[schemas.Upcoming]:
     ]
 
 
-def _aware(at: datetime | None) -> datetime:
+def _aware(at: datetime | None, deps: Deps) -> datetime:
     if at is not None and at.tzinfo is None:
         raise Invalid("at must carry a timezone, e.g. 2026-11-24T10:00:00Z", field="at")
-    return at or utcnow()
+    return at or deps.now()
 
 
 At = Annotated[PlausibleDatetime | None, Query(description="as of this time (with a timezone); default now")]
 
 
-async def _create(uow: UoW, request: Request, key: str | None, scope: str, build) -> Response:  # type: ignore[no-untyped-def]
-    """Run a creation once per Idempotency-Key, storing the response with the change."""
-    key = check_key(key)
-    fingerprint = request_fingerprint(await request.body())
-    if (previous := await replayed(uow, key=key, scope=scope, fingerprint=fingerprint)) is not None:
-        return previous
-    model = await build()
-    body = orjson.dumps(model.model_dump(mode="json"))
-    await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201, body=body, media_type="application/json")
-    await uow.commit()
-    return Response(body, status_code=201, media_type="application/json")
-
-
 # --- clusters ----------------------------------------------------------------------------
 
 
-async def _cluster_read(uow: UoW, cluster) -> schemas.ClusterRead:  # type: ignore[no-untyped-def]
-    now = utcnow()
+async def _cluster_read(uow: UoW, cluster: Cluster, now: datetime) -> schemas.ClusterRead:
     deputy = await service.holder(uow, "deputy_mayor", cluster_id=cluster.id, at=now)
     later = await service.upcoming(uow, after=now, cluster_id=cluster.id, role="deputy_mayor")
     return schemas.ClusterRead(
@@ -101,38 +86,38 @@ async def _cluster_read(uow: UoW, cluster) -> schemas.ClusterRead:  # type: igno
 
 
 @router.get("/clusters", response_model=list[schemas.ClusterRead], tags=["clusters"])
-async def list_clusters(uow: UoW) -> list[schemas.ClusterRead]:
+async def list_clusters(uow: UoW, deps: DirectoryDeps) -> list[schemas.ClusterRead]:
     clusters = (await uow.session.execute(sa.select(Cluster).order_by(Cluster.code))).scalars().all()
-    return [await _cluster_read(uow, c) for c in clusters]
+    return [await _cluster_read(uow, c, deps.now()) for c in clusters]
 
 
 @router.post("/clusters", status_code=201, response_model=schemas.ClusterRead, tags=["clusters"])
-async def create_cluster(data: schemas.ClusterCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
+async def create_cluster(data: schemas.ClusterCreate, uow: UoW, deps: DirectoryDeps, who: Writer, request: Request, key: IdemKey = None) -> Response:
     async def build() -> schemas.ClusterRead:
-        cluster = await service.create_cluster(uow, actor=who.actor(), data=data)
-        return await _cluster_read(uow, cluster)
+        cluster = await service.create_cluster(uow, deps, actor=who.actor(), data=data)
+        return await _cluster_read(uow, cluster, deps.now())
 
-    return await _create(uow, request, key, "clusters", build)
+    return await create_once(uow, request, key=key, scope="clusters", build=build)
 
 
 @router.get("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
-async def get_cluster(code: str, uow: UoW) -> schemas.ClusterRead:
-    return await _cluster_read(uow, await service.get_cluster(uow, code))
+async def get_cluster(code: str, uow: UoW, deps: DirectoryDeps) -> schemas.ClusterRead:
+    return await _cluster_read(uow, await service.get_cluster(uow, code), deps.now())
 
 
 @router.patch("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
-async def update_cluster(code: str, data: schemas.ClusterUpdate, uow: UoW, who: Writer) -> schemas.ClusterRead:
-    cluster = await service.update_cluster(uow, actor=who.actor(), code=code, data=data)
-    result = await _cluster_read(uow, cluster)
+async def update_cluster(code: str, data: schemas.ClusterUpdate, uow: UoW, deps: DirectoryDeps, who: Writer) -> schemas.ClusterRead:
+    cluster = await service.update_cluster(uow, deps, actor=who.actor(), code=code, data=data)
+    result = await _cluster_read(uow, cluster, deps.now())
     await uow.commit()
     return result
 
 
 @router.put("/clusters/{code}/deputy-mayor", response_model=schemas.AssignmentRead, tags=["clusters"])
-async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
+async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: UoW, deps: DirectoryDeps, who: Writer) -> schemas.AssignmentRead:
     cluster = await service.get_cluster(uow, code)
     a = await service.assign_role(
-        uow, actor=who.actor(), role="deputy_mayor", person_id=data.person_id, cluster=cluster,
+        uow, deps, actor=who.actor(), role="deputy_mayor", person_id=data.person_id, cluster=cluster,
         starts_at=data.starts_at, reason=data.reason,
     )
     result = assignment_read(a, cluster_code=cluster.code)
@@ -141,8 +126,8 @@ async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: Uo
 
 
 @router.get("/managing-director", response_model=schemas.ManagingDirectorRead, tags=["clusters"])
-async def get_managing_director(uow: UoW) -> schemas.ManagingDirectorRead:
-    now = utcnow()
+async def get_managing_director(uow: UoW, deps: DirectoryDeps) -> schemas.ManagingDirectorRead:
+    now = deps.now()
     a = await service.holder(uow, "managing_director", at=now)
     return schemas.ManagingDirectorRead(
         role="managing_director", person=schemas.PersonBrief.model_validate(a.person) if a else None,
@@ -152,9 +137,9 @@ async def get_managing_director(uow: UoW) -> schemas.ManagingDirectorRead:
 
 
 @router.put("/managing-director", response_model=schemas.AssignmentRead, tags=["clusters"])
-async def assign_managing_director(data: schemas.AssignmentCreate, uow: UoW, who: Writer) -> schemas.AssignmentRead:
+async def assign_managing_director(data: schemas.AssignmentCreate, uow: UoW, deps: DirectoryDeps, who: Writer) -> schemas.AssignmentRead:
     a = await service.assign_role(
-        uow, actor=who.actor(), role="managing_director", person_id=data.person_id, starts_at=data.starts_at, reason=data.reason
+        uow, deps, actor=who.actor(), role="managing_director", person_id=data.person_id, starts_at=data.starts_at, reason=data.reason
     )
     result = assignment_read(a)
     await uow.commit()
@@ -173,17 +158,17 @@ async def list_departments(
     q: Annotated[str | None, Query(max_length=200, description="search in code and name")] = None,
 ) -> Page[schemas.DepartmentRead]:
     items, total = await paginate(uow.session, service.list_departments_stmt(cluster=cluster, active=active, q=q), paging)
-    return Page(items=[department_read(d) for d in items], total=total, page=paging.page, page_size=paging.page_size)
+    return page_of([department_read(d) for d in items], total, paging)
 
 
 @router.post("/departments", status_code=201, response_model=schemas.DepartmentRead, tags=["departments"])
 async def create_department(
-    data: schemas.DepartmentCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None
+    data: schemas.DepartmentCreate, uow: UoW, deps: DirectoryDeps, who: Writer, request: Request, key: IdemKey = None
 ) -> Response:
     async def build() -> schemas.DepartmentRead:
-        return department_read(await service.create_department(uow, actor=who.actor(), data=data))
+        return department_read(await service.create_department(uow, deps, actor=who.actor(), data=data))
 
-    return await _create(uow, request, key, "departments", build)
+    return await create_once(uow, request, key=key, scope="departments", build=build)
 
 
 @router.get("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
@@ -192,23 +177,23 @@ async def get_department(code: str, uow: UoW) -> schemas.DepartmentRead:
 
 
 @router.patch("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
-async def update_department(code: str, data: schemas.DepartmentUpdate, uow: UoW, who: Writer) -> schemas.DepartmentRead:
-    result = department_read(await service.update_department(uow, actor=who.actor(), code=code, data=data))
+async def update_department(code: str, data: schemas.DepartmentUpdate, uow: UoW, deps: DirectoryDeps, who: Writer) -> schemas.DepartmentRead:
+    result = department_read(await service.update_department(uow, deps, actor=who.actor(), code=code, data=data))
     await uow.commit()
     return result
 
 
 @router.delete("/departments/{code}", status_code=204, tags=["departments"], summary="Deactivate (history is kept)")
-async def deactivate_department(code: str, uow: UoW, who: Writer) -> Response:
-    await service.update_department(uow, actor=who.actor(), code=code, data=schemas.DepartmentUpdate(active=False))
+async def deactivate_department(code: str, uow: UoW, deps: DirectoryDeps, who: Writer) -> Response:
+    await service.update_department(uow, deps, actor=who.actor(), code=code, data=schemas.DepartmentUpdate(active=False))
     await uow.commit()
     return Response(status_code=204)
 
 
 @router.get("/departments/{code}/senior-team", response_model=schemas.SeniorTeamRead, tags=["senior team"])
-async def get_senior_team(code: str, uow: UoW, at: At = None) -> schemas.SeniorTeamRead:
+async def get_senior_team(code: str, uow: UoW, deps: DirectoryDeps, at: At = None) -> schemas.SeniorTeamRead:
     """Who holds each role at ``at``, and the assignments recorded to start after it."""
-    when = _aware(at)
+    when = _aware(at, deps)
     dept = await service.get_department(uow, code)
     team = await service.senior_team(uow, dept, when)
     return schemas.SeniorTeamRead(
@@ -230,11 +215,11 @@ async def get_senior_team(code: str, uow: UoW, at: At = None) -> schemas.SeniorT
     summary="Assign a role; the previous holder's assignment ends when this one starts",
 )
 async def assign_senior_role(
-    code: str, role: schemas.SeniorRole, data: schemas.AssignmentCreate, uow: UoW, who: Writer
+    code: str, role: schemas.SeniorRole, data: schemas.AssignmentCreate, uow: UoW, deps: DirectoryDeps, who: Writer
 ) -> schemas.AssignmentRead:
     dept = await service.get_department(uow, code)
     a = await service.assign_role(
-        uow, actor=who.actor(), role=role, person_id=data.person_id, department=dept, starts_at=data.starts_at,
+        uow, deps, actor=who.actor(), role=role, person_id=data.person_id, department=dept, starts_at=data.starts_at,
         reason=data.reason,
     )
     result = assignment_read(a, dept_code=dept.code)
@@ -244,11 +229,11 @@ async def assign_senior_role(
 
 @router.delete("/departments/{code}/senior-team/{role}", status_code=204, tags=["senior team"], summary="Leave a role vacant")
 async def vacate_senior_role(
-    code: str, role: schemas.SeniorRole, uow: UoW, who: Writer,
+    code: str, role: schemas.SeniorRole, uow: UoW, deps: DirectoryDeps, who: Writer,
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
     dept = await service.get_department(uow, code)
-    await service.vacate_role(uow, actor=who.actor(), role=role, department=dept, reason=reason)
+    await service.vacate_role(uow, deps, actor=who.actor(), role=role, department=dept, reason=reason)
     await uow.commit()
     return Response(status_code=204)
 
@@ -272,11 +257,9 @@ async def list_assignments(
         stmt = stmt.where(RoleAssignment.role == role)
     if person_id:
         stmt = stmt.where(RoleAssignment.person_id == person_id)
-    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
-    return Page(
-        items=[assignment_read(a, d, c, personal=can_see_personal_data(principal)) for a, d, c in rows], total=total, page=paging.page, page_size=paging.page_size
-    )
+    rows, total = await paginate(uow.session, stmt, paging)
+    personal = can_see_personal_data(principal)
+    return page_of([assignment_read(a, d, c, personal=personal) for a, d, c in rows], total, paging)
 
 
 # --- people ------------------------------------------------------------------------------
@@ -293,15 +276,15 @@ async def list_people(
         raise HTTPException(403, "finding a person by email needs the 'staff' scope: emails are personal data")
     stmt = people.list_people_stmt(q=q, active=active, email=email)
     items, total = await paginate(uow.session, stmt, paging)
-    return Page(items=[person_read(p, principal) for p in items], total=total, page=paging.page, page_size=paging.page_size)
+    return page_of([person_read(p, principal) for p in items], total, paging)
 
 
 @router.post("/people", status_code=201, response_model=schemas.PersonRead, tags=["people"])
-async def create_person(data: schemas.PersonCreate, uow: UoW, who: Writer, request: Request, key: IdemKey = None) -> Response:
+async def create_person(data: schemas.PersonCreate, uow: UoW, deps: DirectoryDeps, who: Writer, request: Request, key: IdemKey = None) -> Response:
     async def build() -> schemas.PersonRead:
-        return person_read(await people.create_person(uow, actor=who.actor(), data=data), who)
+        return person_read(await people.create_person(uow, deps, actor=who.actor(), data=data), who)
 
-    return await _create(uow, request, key, "people", build)
+    return await create_once(uow, request, key=key, scope="people", build=build)
 
 
 @router.get("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
@@ -310,8 +293,8 @@ async def get_person(person_id: str, uow: UoW, principal: OptionalPrincipal) -> 
 
 
 @router.patch("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
-async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, who: Writer) -> schemas.PersonRead:
-    result = person_read(await people.update_person(uow, actor=who.actor(), person_id=person_id, data=data), who)
+async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, deps: DirectoryDeps, who: Writer) -> schemas.PersonRead:
+    result = person_read(await people.update_person(uow, deps, actor=who.actor(), person_id=person_id, data=data), who)
     await uow.commit()
     return result
 
@@ -321,13 +304,13 @@ async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, wh
 
 @router.get("/routing", response_model=schemas.RoutingRead, tags=["routing"])
 async def routing(
-    uow: UoW,
+    uow: UoW, deps: DirectoryDeps,
     department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
     function: Annotated[schemas.Function, Query(description="the problem's function tag")],
     at: At = None,
 ) -> schemas.RoutingRead:
     """The person responsible for ``function`` in the department, and the escalation chain."""
-    return await service.route(uow, department_code=department, function=function, at=_aware(at))
+    return await service.route(uow, department_code=department, function=function, at=_aware(at, deps))
 
 
 # --- import and audit --------------------------------------------------------------------
@@ -344,14 +327,12 @@ async def routing(
     ),
     responses={422: {"model": schemas.ImportReport}},
 )
-async def import_directory(request: Request, uow: UoW, who: Writer) -> Response:
-    raw = await request.body()
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    rows_read, rows, errors = import_file.parse(raw, ctype)
+async def import_directory(request: Request, uow: UoW, deps: DirectoryDeps, who: Writer) -> Response:
+    rows_read, rows, errors = import_file.parse(await request.body(), request.headers.get("content-type"))
     if errors:
         report = importer.failed(schemas.ImportReport(ok=False, rows=rows_read, errors=errors))
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
-    report = await importer.import_directory(uow, actor=who.actor(), rows=rows, rows_read=rows_read)
+    report = await importer.import_directory(uow, deps, actor=who.actor(), rows=rows, rows_read=rows_read)
     if not report.ok:
         await uow.rollback()
         return Response(report.model_dump_json(), status_code=422, media_type="application/json")
@@ -375,7 +356,7 @@ async def audit_log(
     if actor_email:
         stmt = stmt.where(sa.func.lower(AuditEntry.actor_email) == actor_email.strip().lower())
     items, total = await paginate(uow.session, stmt, paging)
-    return Page(items=[audit_read(a) for a in items], total=total, page=paging.page, page_size=paging.page_size)
+    return page_of([audit_read(a) for a in items], total, paging)
 
 
 def audit_read(a: AuditEntry) -> schemas.AuditRead:

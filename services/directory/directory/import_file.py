@@ -4,14 +4,12 @@ database. Errors are ``{"row", "field", "message"}`` (and ``rows``: every row in
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
+from citystat_common.bodies import RowsBody, read_rows
 from directory.schemas import ImportRow
 
 IMPORT_HEADER = "department_code,department_name,cluster_code,cluster_name,role,person_name,person_title,person_email,person_phone"
@@ -19,9 +17,13 @@ Error = dict[str, Any]
 Numbered = list[tuple[int, ImportRow]]
 
 
-def parse(raw: bytes, ctype: str) -> tuple[int, Numbered, list[Error]]:
+BODY = RowsBody(key="rows", header=IMPORT_HEADER, blank_is_none=True, no_header="empty CSV; expected header {header}",
+                not_a_list="expected a list of rows or {{\"{key}\": [...]}}")
+
+
+def parse(raw: bytes, content_type: str | None) -> tuple[int, Numbered, list[Error]]:
     """(rows read, the valid rows with their 1-based numbers, the errors)."""
-    docs, problem = _documents(raw, ctype)
+    docs, problem = read_rows(raw, content_type, BODY)
     if problem is not None:
         return len(docs), [], [problem]
     rows: Numbered = []
@@ -36,29 +38,6 @@ def parse(raw: bytes, ctype: str) -> tuple[int, Numbered, list[Error]]:
         errors.append({"row": 0, "field": "body", "message": "no rows"})
     errors += row_rules(rows) + contradictions(rows)
     return len(docs), rows, sorted(errors, key=lambda e: e["row"])
-
-
-def _documents(raw: bytes, ctype: str) -> tuple[list[Any], Error | None]:
-    if ctype in ("text/csv", "application/csv"):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return [], {"row": 0, "field": "body", "message": "CSV must be UTF-8"}
-        reader = csv.DictReader(io.StringIO(text))
-        docs = [{k: (v if v != "" else None) for k, v in r.items() if k} for r in reader]
-        if reader.fieldnames is None:
-            return [], {"row": 0, "field": "body", "message": f"empty CSV; expected header {IMPORT_HEADER}"}
-        return docs, None
-    if ctype in ("application/json", ""):
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return [], {"row": 0, "field": "body", "message": f"not JSON: {exc}"}
-        doc = doc.get("rows") if isinstance(doc, dict) else doc
-        if not isinstance(doc, list):
-            return [], {"row": 0, "field": "body", "message": "expected a list of rows or {\"rows\": [...]}"}
-        return doc, None
-    return [], {"row": 0, "field": "content-type", "message": "send application/json or text/csv"}
 
 
 def row_rules(rows: Numbered) -> list[Error]:

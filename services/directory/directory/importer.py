@@ -11,12 +11,12 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from citystat_common.auth import Actor
-from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import SENIOR_ROLES
 from citystat_common.uow import UnitOfWork
 from directory import people, schemas, service
 from directory.actors import audit
+from directory.deps import Deps
 from directory.import_file import Numbered
 from directory.models import Cluster, Department, Person, RoleAssignment
 
@@ -34,14 +34,14 @@ class _Changes:
     people_in_teams: set[str] = field(default_factory=set)  # name or title changed: their teams too
 
 
-async def import_directory(uow: UnitOfWork, *, actor: Actor, rows: Numbered, rows_read: int) -> schemas.ImportReport:
+async def import_directory(uow: UnitOfWork, deps: Deps, *, actor: Actor, rows: Numbered, rows_read: int) -> schemas.ImportReport:
     """The caller commits only when the report says ok."""
     report = schemas.ImportReport(ok=True, rows=rows_read)
-    changes = _Changes(now=utcnow())
+    changes = _Changes(now=deps.now())
     for number, row in rows:
         try:
             async with uow.session.begin_nested():
-                changed = await _apply_row(uow, actor, row, report, changes)
+                changed = await _apply_row(uow, deps, actor, row, report, changes)
         except (Conflict, Invalid, NotFound) as exc:
             report.errors.append({"row": number, "field": exc.errors[0]["field"] if exc.errors else None, "message": exc.detail})
             continue
@@ -67,7 +67,7 @@ def failed(report: schemas.ImportReport) -> schemas.ImportReport:
 
 
 async def _apply_row(
-    uow: UnitOfWork, actor: Actor, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
+    uow: UnitOfWork, deps: Deps, actor: Actor, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
 ) -> bool:
     changed = False
     cluster = None
@@ -98,16 +98,16 @@ async def _apply_row(
         dept.name = row.department_name
         if cluster is not None:
             dept.cluster_id, dept.cluster = cluster.id, cluster
-        dept.updated_at = utcnow()
+        dept.updated_at = deps.now()
         changes.departments[dept.id] = changes.teams[dept.id] = dept
         changed = True
     if row.role is None or row.person_name is None:
         return changed  # import_file.row_rules made sure the pair is complete
-    return await _apply_role(uow, actor, row, dept, cluster, report, changes) or changed
+    return await _apply_role(uow, deps, actor, row, dept, cluster, report, changes) or changed
 
 
 async def _apply_role(
-    uow: UnitOfWork, actor: Actor, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
+    uow: UnitOfWork, deps: Deps, actor: Actor, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
     report: schemas.ImportReport, changes: _Changes,
 ) -> bool:
     assert row.role is not None and row.person_name is not None
@@ -115,7 +115,7 @@ async def _apply_role(
     scope_cluster = cluster if row.role == "deputy_mayor" else None
     scope = {"department_id": scope_dept.id if scope_dept else None, "cluster_id": scope_cluster.id if scope_cluster else None}
     current = await service.holder(uow, row.role, at=changes.now, **scope)
-    person, changed = await _person(uow, row, current, report, changes)
+    person, changed = await _person(uow, deps, row, current, report, changes)
     if current is not None and current.person_id == person.id:
         return changed
     scheduled = await service.upcoming(uow, after=changes.now, role=row.role, **scope)
@@ -126,7 +126,7 @@ async def _apply_role(
             "change it through the API, not by import", field="role",
         )
     await service.assign_role(
-        uow, actor=actor, role=row.role, person_id=person.id, department=scope_dept, cluster=scope_cluster,
+        uow, deps, actor=actor, role=row.role, person_id=person.id, department=scope_dept, cluster=scope_cluster,
         starts_at=changes.now, reason="import", publish=False,
     )
     report.assignments += 1
@@ -140,7 +140,7 @@ async def _apply_role(
 
 
 async def _person(
-    uow: UnitOfWork, row: schemas.ImportRow, current: RoleAssignment | None, report: schemas.ImportReport,
+    uow: UnitOfWork, deps: Deps, row: schemas.ImportRow, current: RoleAssignment | None, report: schemas.ImportReport,
     changes: _Changes,
 ) -> tuple[Person, bool]:
     """The person a row names, created or brought up to date; True when anything changed."""
@@ -170,7 +170,7 @@ async def _person(
         return person, False
     for k, v in differ.items():
         setattr(person, k, v)
-    person.updated_at = utcnow()
+    person.updated_at = deps.now()
     changes.people[person.id] = person
     if differ.keys() & {"name", "title"}:
         changes.people_in_teams.add(person.id)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from fastapi import FastAPI
 
+from citystat_common.db import utcnow
 from citystat_common.runtime import api_main
 from citystat_common.web import build_app, check_broker, check_database
 from directory.api import router
 from directory.config import Settings
+from directory.deps import Deps
 from directory.me import router as me_router
 from directory.models import PLUMBING
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_app(
-        settings=settings or Settings(),
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    settings = settings or Settings()
+    app = build_app(
+        settings=settings,
         tables=PLUMBING,
         title="CityStat directory",
         description=(
@@ -25,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router, me_router],
         readiness=[check_database, check_broker],
     )
+    app.state.deps = Deps(settings=settings, clock=clock)  # read by the routers (directory.deps.DirectoryDeps)
+    return app
 
 
 def run() -> None:

@@ -14,6 +14,7 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.web import UoW
 from directory import people, schemas
 from directory.api import person_read
+from directory.deps import Deps, DirectoryDeps
 from directory.models import Person
 from directory.params import clean_parameters
 
@@ -29,10 +30,10 @@ def _person_caller(principal: OptionalPrincipal) -> Principal:
     return principal
 
 
-async def _me_read(uow: UoW, person: Person) -> schemas.MeRead:
+async def _me_read(uow: UoW, deps: Deps, person: Person) -> schemas.MeRead:
     # Their own email and phone: shown to them whatever their scopes.
     base = person_read(person, None, personal=True)
-    return schemas.MeRead(**base.model_dump(), holds=await people.roles_held(uow, person))
+    return schemas.MeRead(**base.model_dump(), holds=await people.roles_held(uow, person, now=deps.now()))
 
 
 # A dependency, so a caller who is nobody gets 401/403 before their body is read (not a 422).
@@ -40,14 +41,15 @@ PersonCaller = Annotated[Principal, Depends(_person_caller)]
 
 
 @router.get("/me", response_model=schemas.MeRead, summary="Your own directory entry")
-async def get_me(uow: UoW, caller: PersonCaller) -> schemas.MeRead:
-    return await _me_read(uow, await people.get_me(uow, email=caller.email))
+async def get_me(uow: UoW, deps: DirectoryDeps, caller: PersonCaller) -> schemas.MeRead:
+    return await _me_read(uow, deps, await people.get_me(uow, email=caller.email))
 
 
 @router.put("/me/notify", response_model=schemas.MeRead, summary="Choose how escalation reaches you")
-async def set_my_notify(caller: PersonCaller, data: schemas.NotifyUpdate, uow: UoW) -> schemas.MeRead:
+async def set_my_notify(caller: PersonCaller, data: schemas.NotifyUpdate, uow: UoW,
+                        deps: DirectoryDeps) -> schemas.MeRead:
     person = await people.get_me(uow, email=caller.email)
-    await people.set_notify(uow, actor=caller.actor(), person=person, notify=data.notify)
-    result = await _me_read(uow, person)
+    await people.set_notify(uow, deps, actor=caller.actor(), person=person, notify=data.notify)
+    result = await _me_read(uow, deps, person)
     await uow.commit()
     return result

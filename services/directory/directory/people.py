@@ -5,15 +5,17 @@ them. A change to what a senior-team event carries (name, title, email, active) 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from citystat_common.auth import Actor
-from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import PersonUpserted
 from citystat_common.uow import UnitOfWork
 from directory import schemas, service
 from directory.actors import audit
+from directory.deps import Deps
 from directory.models import Cluster, Department, Person, RoleAssignment
 
 # What directory.senior_team.changed carries of a holder (citystat_common.events.PersonRef).
@@ -52,7 +54,7 @@ async def by_email(uow: UnitOfWork, email: str) -> Person | None:
     return (await uow.session.execute(stmt)).scalar_one_or_none()
 
 
-async def create_person(uow: UnitOfWork, *, actor: Actor, data: schemas.PersonCreate) -> Person:
+async def create_person(uow: UnitOfWork, deps: Deps, *, actor: Actor, data: schemas.PersonCreate) -> Person:
     await _check_email_free(uow, data.email)
     dept = await _work_department(uow, data.department) if data.department else None
     person = Person(name=data.name, title=data.title, email=data.email, phone=data.phone, notify=data.notify,
@@ -66,7 +68,7 @@ async def create_person(uow: UnitOfWork, *, actor: Actor, data: schemas.PersonCr
     return person
 
 
-async def update_person(uow: UnitOfWork, *, actor: Actor, person_id: str, data: schemas.PersonUpdate) -> Person:
+async def update_person(uow: UnitOfWork, deps: Deps, *, actor: Actor, person_id: str, data: schemas.PersonUpdate) -> Person:
     person = await service.get_person(uow, person_id)
     fields = data.model_dump(exclude_unset=True)
     if "email" in fields:
@@ -82,30 +84,29 @@ async def update_person(uow: UnitOfWork, *, actor: Actor, person_id: str, data: 
         return person
     for k, v in changed.items():
         setattr(person, k, v)
-    person.updated_at = utcnow()
+    person.updated_at = deps.now()
     # Only the field names go in the audit log: the values may be personal data.
     names = sorted("department" if k == "department_id" else k for k in changed)
     audit(uow, actor=actor, action="person.updated", entity="person", entity_id=person.id, fields=names)
     emit_person(uow, person)
     if IN_TEAM_EVENTS & changed.keys():
-        await _republish_teams_of(uow, person)
+        await _republish_teams_of(uow, person, now=deps.now())
     return person
 
 
-async def set_notify(uow: UnitOfWork, *, actor: Actor, person: Person, notify: str) -> Person:
+async def set_notify(uow: UnitOfWork, deps: Deps, *, actor: Actor, person: Person, notify: str) -> Person:
     """A person's own choice (``PUT /me/notify``), audited like any change."""
     if person.notify == notify:
         return person
     audit(uow, actor=actor, action="person.notify_set", entity="person", entity_id=person.id,
           old=person.notify, new=notify)
     person.notify = notify
-    person.updated_at = utcnow()
+    person.updated_at = deps.now()
     emit_person(uow, person)
     return person
 
 
-async def roles_held(uow: UnitOfWork, person: Person) -> list[schemas.RoleHeld]:
-    now = utcnow()
+async def roles_held(uow: UnitOfWork, person: Person, *, now: datetime) -> list[schemas.RoleHeld]:
     stmt = (
         sa.select(RoleAssignment, Department.code, Cluster.code)
         .outerjoin(Department, RoleAssignment.department_id == Department.id)
@@ -117,8 +118,7 @@ async def roles_held(uow: UnitOfWork, person: Person) -> list[schemas.RoleHeld]:
             for a, d, c in (await uow.session.execute(stmt)).all()]
 
 
-async def _republish_teams_of(uow: UnitOfWork, person: Person) -> None:
-    now = utcnow()
+async def _republish_teams_of(uow: UnitOfWork, person: Person, *, now: datetime) -> None:
     rows = (
         await uow.session.execute(sa.select(RoleAssignment).where(RoleAssignment.person_id == person.id, service.active_at(now)))
     ).scalars().all()

@@ -1,5 +1,5 @@
-"""Directory domain logic. Keyword-only functions over a UnitOfWork: they change rows,
-write the audit log and emit events, and never commit (the caller does)."""
+"""Directory domain logic: ``f(uow, deps, *, ...)`` for what changes the directory (rows, the audit
+log, events); lookups take the UnitOfWork alone. Nothing here commits (the caller does)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from citystat_common.events import (
 from citystat_common.uow import UnitOfWork
 from directory import schemas
 from directory.actors import audit, record_creator
+from directory.deps import Deps
 from directory.models import Cluster, Department, Person, RoleAssignment
 
 # --- lookups ---------------------------------------------------------------------------
@@ -119,6 +120,7 @@ async def senior_team(uow: UnitOfWork, dept: Department, at: datetime | None = N
 
 async def assign_role(
     uow: UnitOfWork,
+    deps: Deps,
     *,
     actor: Actor,
     role: str,
@@ -138,7 +140,7 @@ async def assign_role(
     person = await referenced_person(uow, person_id)
     if not person.active:
         raise Invalid(f"person {person_id!r} is inactive", field="person_id")
-    now = utcnow()
+    now = deps.now()
     starts_at = starts_at or now
     if starts_at.tzinfo is None:
         raise Invalid("starts_at must carry a timezone", field="starts_at")
@@ -183,15 +185,17 @@ async def assign_role(
 
 
 async def vacate_role(
-    uow: UnitOfWork, *, actor: Actor, role: str, department: Department | None = None, cluster: Cluster | None = None,
+    uow: UnitOfWork, deps: Deps, *, actor: Actor, role: str, department: Department | None = None, cluster: Cluster | None = None,
     reason: str | None = None,
 ) -> None:
+    now = deps.now()
     current = await holder(
-        uow, role, department_id=department.id if department else None, cluster_id=cluster.id if cluster else None
+        uow, role, department_id=department.id if department else None, cluster_id=cluster.id if cluster else None,
+        at=now,
     )
     if current is None:
         raise NotFound(f"the {role} role is already vacant", field="role")
-    current.ends_at = utcnow()
+    current.ends_at = now
     audit(uow, actor=actor, action="role.vacated", entity="role_assignment", entity_id=str(current.id), role=role, reason=reason)
     await publish_teams_for_scope(uow, department=department, cluster=cluster)
 
@@ -242,7 +246,7 @@ async def publish_senior_team(uow: UnitOfWork, dept: Department, *, at: datetime
 # --- clusters ----------------------------------------------------------------------------
 
 
-async def create_cluster(uow: UnitOfWork, *, actor: Actor, data: schemas.ClusterCreate) -> Cluster:
+async def create_cluster(uow: UnitOfWork, deps: Deps, *, actor: Actor, data: schemas.ClusterCreate) -> Cluster:
     exists = (await uow.session.execute(sa.select(Cluster.id).where(Cluster.code == data.code))).first()
     if exists:
         raise Conflict(f"a cluster with code {data.code!r} exists", field="code")
@@ -253,7 +257,7 @@ async def create_cluster(uow: UnitOfWork, *, actor: Actor, data: schemas.Cluster
     return cluster
 
 
-async def update_cluster(uow: UnitOfWork, *, actor: Actor, code: str, data: schemas.ClusterUpdate) -> Cluster:
+async def update_cluster(uow: UnitOfWork, deps: Deps, *, actor: Actor, code: str, data: schemas.ClusterUpdate) -> Cluster:
     cluster = await get_cluster(uow, code)
     if data.name is not None and data.name != cluster.name:
         audit(uow, actor=actor, action="cluster.updated", entity="cluster", entity_id=cluster.code, old=cluster.name, new=data.name)
@@ -287,7 +291,7 @@ def emit_department(uow: UnitOfWork, dept: Department, cluster: Cluster | None) 
     )
 
 
-async def create_department(uow: UnitOfWork, *, actor: Actor, data: schemas.DepartmentCreate) -> Department:
+async def create_department(uow: UnitOfWork, deps: Deps, *, actor: Actor, data: schemas.DepartmentCreate) -> Department:
     exists = (await uow.session.execute(sa.select(Department.id).where(Department.code == data.code))).first()
     if exists:
         raise Conflict(f"a department with code {data.code!r} exists", field="code")
@@ -303,7 +307,7 @@ async def create_department(uow: UnitOfWork, *, actor: Actor, data: schemas.Depa
     return dept
 
 
-async def update_department(uow: UnitOfWork, *, actor: Actor, code: str, data: schemas.DepartmentUpdate) -> Department:
+async def update_department(uow: UnitOfWork, deps: Deps, *, actor: Actor, code: str, data: schemas.DepartmentUpdate) -> Department:
     dept = await get_department(uow, code)
     changes: dict[str, object] = {}
     if data.name is not None and data.name != dept.name:
@@ -320,7 +324,7 @@ async def update_department(uow: UnitOfWork, *, actor: Actor, code: str, data: s
         changes["active"] = [dept.active, data.active]
         dept.active = data.active
     if changes:
-        dept.updated_at = utcnow()
+        dept.updated_at = deps.now()
         audit(uow, actor=actor, action="department.updated", entity="department", entity_id=dept.code, **changes)
         emit_department(uow, dept, dept.cluster)
         await publish_senior_team(uow, dept)

@@ -13,18 +13,21 @@ from citystat_common.runtime import Component, WorkerParts, make_relay, worker_m
 from citystat_common.uow import UnitOfWork
 from directory import schedule
 from directory.config import Settings
+from directory.deps import Deps
 from directory.models import PLUMBING
 
 log = get_logger(__name__)
 
 
-def _scheduler(settings: Settings, uow: Callable[[], UnitOfWork], clock: Callable[[], datetime]) -> Component:
+def _scheduler(deps: Deps, uow: Callable[[], UnitOfWork]) -> Component:
+    settings = deps.settings
+
     async def scheduled_assignments(stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 while True:  # a full batch: more may be due
                     async with uow() as u:
-                        n = await schedule.publish_due(u, now=clock(), limit=settings.schedule_batch)
+                        n = await schedule.publish_due(u, now=deps.now(), limit=settings.schedule_batch)
                         await u.commit()
                     if n < settings.schedule_batch:
                         break
@@ -48,12 +51,12 @@ def build_worker(settings: Settings, clock: Callable[[], datetime] = utcnow) -> 
 
     return WorkerParts(
         engine=engine, relay=make_relay(settings, engine, PLUMBING),
-        schedulers=[_scheduler(settings, uow, clock)],
+        schedulers=[_scheduler(Deps(settings=settings, clock=clock), uow)],
     )
 
 
 def main() -> None:
-    worker_main(package="directory", settings_factory=Settings, tables=PLUMBING, build=build_worker)  # type: ignore[arg-type]
+    worker_main(package="directory", settings_factory=Settings, tables=PLUMBING, build=build_worker)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from citystat_common.uow import UnitOfWork
 from escalation import permissions
 from escalation.authors import Author, author_of
 from escalation.models import SeniorTeamCopy, Ticket
-from escalation.service import assignee_of
+from escalation.ticket_people import assignee_of
 
 WRITE_SCOPE = "escalation:write"
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from citystat_common.errors import Invalid, NotFound
-from citystat_common.pagination import Page, Paging
-from citystat_common.web import Context, UoW
-from escalation import access, reports, schemas, service
+from citystat_common.pagination import Page, Paging, page_of, paginate
+from citystat_common.web import UoW
+from escalation import access, mutes, policies, queries, reports, schemas, store
 from escalation.access import Caller
-from escalation.api import RowId, _deps, _now
+from escalation.api import RowId
+from escalation.deps import EscalationDeps
 from escalation.limits import check_due
-from escalation.models import Milestone, Mute, Policy, Project, SeniorTeamCopy
+from escalation.models import Milestone, Mute
 
 router = APIRouter()
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
@@ -27,73 +27,67 @@ Format = Annotated[Literal["json", "csv"], Query(description="json (default) or 
 
 @router.get("/projects", response_model=Page[schemas.ProjectRead], tags=["projects"])
 async def list_projects(
-    uow: UoW, ctx: Context, paging: Paging,
+    uow: UoW, deps: EscalationDeps, paging: Paging,
     status: Literal["active", "on_hold", "done", "cancelled"] | None = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Page[schemas.ProjectRead]:
-    stmt = sa.select(Project).order_by(Project.created_at.desc(), Project.id)
-    if status:
-        stmt = stmt.where(Project.status == status)
-    if department:
-        stmt = stmt.where(Project.department_code == department.upper())
-    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).scalars().all()
-    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
-    return Page(items=[await service.project_read(uow, p, today) for p in rows], total=total, page=paging.page,
-                page_size=paging.page_size)
+    stmt = queries.projects_stmt(status=status, department=department)
+    rows, total = await paginate(uow.session, stmt, paging)
+    today = deps.local_date(deps.now())
+    return page_of([await queries.project_read(uow, p, today) for p in rows], total, paging)
 
 
 @router.get("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def get_project(project_id: str, uow: UoW, ctx: Context) -> schemas.ProjectRead:
-    today = _now(ctx).astimezone(_deps(ctx).calendar.tz).date()
-    return await service.project_read(uow, await service.get_project(uow, project_id), today)
+async def get_project(project_id: str, uow: UoW, deps: EscalationDeps) -> schemas.ProjectRead:
+    today = deps.local_date(deps.now())
+    return await queries.project_read(uow, await store.get_project(uow, project_id), today)
 
 
 @router.patch("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def update_project(project_id: str, data: schemas.ProjectUpdate, uow: UoW, ctx: Context,
+async def update_project(project_id: str, data: schemas.ProjectUpdate, uow: UoW, deps: EscalationDeps,
                          who: Caller) -> schemas.ProjectRead:
-    p = await service.get_project(uow, project_id)
+    p = await store.get_project(uow, project_id)
     await access.may_act_for_department(uow, who, p.department_code, "change projects")
-    now = _now(ctx)
+    now = deps.now()
     check_due(data.due_date, now.date())
     for k, v in data.model_dump(exclude_unset=True).items():
         setattr(p, k, v)
     p.updated_at = now
     await uow.flush()
-    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
+    result = await queries.project_read(uow, p, deps.local_date(now))
     await uow.commit()
     return result
 
 
 @router.post("/projects/{project_id}/milestones", status_code=201, response_model=schemas.ProjectRead, tags=["projects"])
-async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, ctx: Context,
+async def add_milestone(project_id: str, data: schemas.MilestoneIn, uow: UoW, deps: EscalationDeps,
                         who: Caller) -> schemas.ProjectRead:
-    p = await service.get_project(uow, project_id)
+    p = await store.get_project(uow, project_id)
     await access.may_act_for_department(uow, who, p.department_code, "change projects")
-    check_due(data.due_date, _now(ctx).date())
+    check_due(data.due_date, deps.now().date())
     uow.session.add(Milestone(project_id=p.id, title=data.title, due_date=data.due_date))
     await uow.flush()
-    result = await service.project_read(uow, p, _now(ctx).astimezone(_deps(ctx).calendar.tz).date())
+    result = await queries.project_read(uow, p, deps.local_date(deps.now()))
     await uow.commit()
     return result
 
 
 @router.patch("/projects/{project_id}/milestones/{milestone_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def update_milestone(project_id: str, milestone_id: RowId, data: schemas.MilestoneUpdate, uow: UoW, ctx: Context,
+async def update_milestone(project_id: str, milestone_id: RowId, data: schemas.MilestoneUpdate, uow: UoW, deps: EscalationDeps,
                            who: Caller) -> schemas.ProjectRead:
-    p = await service.get_project(uow, project_id)
+    p = await store.get_project(uow, project_id)
     await access.may_act_for_department(uow, who, p.department_code, "change projects")
     m = await uow.session.get(Milestone, milestone_id)
     if m is None or m.project_id != p.id:
         raise NotFound(f"no milestone {milestone_id} in project {project_id}", field="milestone_id")
-    now = _now(ctx)
+    now = deps.now()
     check_due(data.due_date, now.date())
     for k, v in data.model_dump(exclude_unset=True).items():
         setattr(m, k, v)
     if data.done is not None:
         m.done_at = now if data.done else None
     await uow.flush()
-    result = await service.project_read(uow, p, now.astimezone(_deps(ctx).calendar.tz).date())
+    result = await queries.project_read(uow, p, deps.local_date(now))
     await uow.commit()
     return result
 
@@ -103,30 +97,28 @@ async def update_milestone(project_id: str, milestone_id: RowId, data: schemas.M
 
 @router.post("/mutes", status_code=201, response_model=schemas.MuteRead, tags=["snooze"],
              summary="Silence escalation of a department's tickets until a time")
-async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, ctx: Context, who: Caller) -> schemas.MuteRead:
+async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.MuteRead:
     author = await access.may_act_for_department(uow, who, data.department_code, "mute escalations")
-    m = await service.mute_department(uow, _deps(ctx), actor=author, data=data, now=_now(ctx))
+    m = await mutes.mute_department(uow, deps, actor=author, data=data, now=deps.now())
     result = schemas.MuteRead.model_validate(m)
     await uow.commit()
     return result
 
 
 @router.get("/mutes", response_model=list[schemas.MuteRead], tags=["snooze"])
-async def list_mutes(uow: UoW, ctx: Context, active: bool = True) -> list[schemas.MuteRead]:
-    stmt = sa.select(Mute).order_by(Mute.id.desc()).limit(500)
-    if active:
-        stmt = stmt.where(Mute.cancelled_at.is_(None), Mute.until > _now(ctx))
-    return [schemas.MuteRead.model_validate(m) for m in (await uow.session.execute(stmt)).scalars()]
+async def list_mutes(uow: UoW, deps: EscalationDeps, active: bool = True) -> list[schemas.MuteRead]:
+    rows = await queries.mutes(uow, active_at=deps.now() if active else None)
+    return [schemas.MuteRead.model_validate(m) for m in rows]
 
 
 @router.delete("/mutes/{mute_id}", response_model=schemas.MuteRead, tags=["snooze"])
-async def cancel_mute(mute_id: RowId, uow: UoW, ctx: Context, who: Caller) -> schemas.MuteRead:
+async def cancel_mute(mute_id: RowId, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.MuteRead:
     held = await uow.session.get(Mute, mute_id)
     if held is not None and held.ticket_id:
-        await access.may_act(uow, who, await service.get_ticket(uow, held.ticket_id), "unmute")
+        await access.may_act(uow, who, await store.get_ticket(uow, held.ticket_id), "unmute")
     elif held is not None and held.department_code:
         await access.may_act_for_department(uow, who, held.department_code, "cancel mutes")
-    m = await service.cancel_mute(uow, mute_id=mute_id, now=_now(ctx))
+    m = await mutes.cancel_mute(uow, mute_id=mute_id, now=deps.now())
     await uow.flush()
     result = schemas.MuteRead.model_validate(m)
     await uow.commit()
@@ -135,26 +127,22 @@ async def cancel_mute(mute_id: RowId, uow: UoW, ctx: Context, who: Caller) -> sc
 
 @router.get("/policies", response_model=list[schemas.PolicyRead], tags=["policies"])
 async def list_policies(uow: UoW) -> list[schemas.PolicyRead]:
-    rows = (await uow.session.execute(sa.select(Policy).order_by(Policy.name))).scalars()
-    return [schemas.PolicyRead.model_validate(p) for p in rows]
+    return [schemas.PolicyRead.model_validate(p) for p in await store.policies(uow)]
 
 
 @router.get("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"])
 async def get_policy(name: str, uow: UoW) -> schemas.PolicyRead:
-    p = (await uow.session.execute(sa.select(Policy).where(Policy.name == name))).scalar_one_or_none()
-    if p is None:
-        raise NotFound(f"no policy {name!r}", field="name")
-    return schemas.PolicyRead.model_validate(p)
+    return schemas.PolicyRead.model_validate(await queries.policy(uow, name))
 
 
 @router.put("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"],
             summary="Create or replace a policy (idempotent); new tickets and due times use it")
-async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, ctx: Context, who: Caller,
+async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, deps: EscalationDeps, who: Caller,
                      response: Response) -> schemas.PolicyRead:
     if not name or len(name) > 100:
         raise Invalid("policy name is 1-100 characters", field="name")
     await access.office_only(uow, who, verb="change escalation policies")
-    p, created = await service.put_policy(uow, _deps(ctx), name=name, data=data)
+    p, created = await policies.put_policy(uow, deps, name=name, data=data)
     result = schemas.PolicyRead.model_validate(p)
     await uow.commit()
     response.status_code = 201 if created else 200
@@ -163,10 +151,7 @@ async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, ctx: Context, 
 
 @router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")
 async def routing_copy(uow: UoW) -> list[dict[str, Any]]:
-    rows = (await uow.session.execute(sa.select(SeniorTeamCopy).order_by(SeniorTeamCopy.department_code))).scalars()
-    return [{"department": r.department_code, "name": r.department_name, "cluster": r.cluster_code,
-             "roles": r.roles, "deputy_mayor": r.deputy_mayor, "managing_director": r.managing_director,
-             "updated_at": r.updated_at} for r in rows]
+    return await queries.routing_copy(uow)
 
 
 # --- reports ---------------------------------------------------------------------------------
@@ -181,11 +166,11 @@ def _table(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
 
 @router.get("/reports/open-tickets", tags=["reports"], summary="Open tickets by department, cluster, level and age")
 async def report_open(
-    uow: UoW, ctx: Context, format: Format = "json",
+    uow: UoW, deps: EscalationDeps, format: Format = "json",
     group_by: Annotated[list[Literal["department", "cluster", "level", "age"]] | None,
                         Query(description="repeatable; default all four")] = None,
 ) -> Any:
-    rows = await reports.open_tickets(uow, now=_now(ctx), group_by=list(group_by or reports.GROUPS))
+    rows = await reports.open_tickets(uow, now=deps.now(), group_by=list(group_by or reports.GROUPS))
     return _table(rows, format, "open-tickets")
 
 

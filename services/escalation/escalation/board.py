@@ -7,7 +7,7 @@ script refreshes the columns every 30 s and opens the timeline beside them (the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
@@ -15,10 +15,11 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from citystat_common.errors import Invalid
-from citystat_common.signin import csrf_token
-from citystat_common.web import Context, UoW
-from escalation import page_people, service
-from escalation.api import ticket_detail
+from citystat_common.signin import SessionPerson, csrf_token
+from citystat_common.uow import UnitOfWork
+from citystat_common.web import UoW
+from escalation import page_people, queries, store
+from escalation.deps import Deps, EscalationDeps
 from escalation.models import OPEN_STATUSES, PersonCopy, Ticket
 from escalation.page_forms import forms_for
 
@@ -60,7 +61,7 @@ def overdue(t: Ticket, now: datetime) -> str | None:
 
 @router.get("/board", response_class=HTMLResponse, summary="Ticket board (HTML)")
 async def board(
-    request: Request, uow: UoW, ctx: Context, person: page_people.Viewer,
+    request: Request, uow: UoW, deps: EscalationDeps, person: page_people.Viewer,
     department: Annotated[str | None, Query(max_length=40)] = None,
     severity: Annotated[int | None, Query(ge=1, le=4)] = None,
     status: Annotated[list[str] | None, Query(description="open, acknowledged, in_progress; repeatable")] = None,
@@ -72,7 +73,7 @@ async def board(
         raise Invalid("status is open, acknowledged or in_progress", field="status")
     if level and any(not 0 <= lv <= 3 for lv in level):
         raise Invalid("level is 0..3", field="level")
-    now = ctx.extras["clock"]()
+    now = deps.now()
     stmt = sa.select(Ticket).where(Ticket.status.in_(status or OPEN_STATUSES)).order_by(Ticket.opened_at, Ticket.id)
     if department:
         stmt = stmt.where(Ticket.department_code == department.upper())
@@ -89,12 +90,12 @@ async def board(
     if mine:
         rows = [t for t in rows if t.id in my_ids]
     late = {t.id: overdue(t, now) for t in rows}
-    tickets = [service.ticket_read(t, now) for t in rows]
+    tickets = [queries.ticket_read(t, now) for t in rows]
     departments = [r[0] for r in await uow.session.execute(
         sa.select(Ticket.department_code).where(Ticket.status.in_(OPEN_STATUSES)).distinct().order_by(Ticket.department_code))]
     columns = [(lvl, label, [t for t in tickets if t.level == lvl]) for lvl, label in LEVELS
                if not level or lvl in level]
-    tz = ctx.extras["deps"].calendar.tz
+    tz = deps.calendar.tz
     html = env().get_template("board.html").render(
         columns=columns, total=len(tickets), departments=departments, department=(department or "").upper(),
         severity=severity, statuses=status or [], levels=level or [], mine=mine, person=person,
@@ -105,12 +106,12 @@ async def board(
     return HTMLResponse(html)
 
 
-async def ticket_page(request: Request, uow: Any, ctx: Any, person: Any, ticket_id: str, *, fragment: bool = False,
+async def ticket_page(request: Request, uow: UnitOfWork, deps: Deps, person: SessionPerson | None, ticket_id: str, *, fragment: bool = False,
                       error: str | None = None, status_code: int = 200) -> HTMLResponse:
-    now = ctx.extras["clock"]()
-    t = await service.get_ticket(uow, ticket_id)
-    detail = await ticket_detail(uow, t, now)
-    tz = ctx.extras["deps"].calendar.tz
+    now = deps.now()
+    t = await store.get_ticket(uow, ticket_id)
+    detail = await queries.ticket_detail(uow, t, now)
+    tz = deps.calendar.tz
     principal = await page_people.viewer_principal(request, person)
     decision = await page_people.decision(uow, principal, t)
     people: list[PersonCopy] = []
@@ -131,6 +132,6 @@ async def ticket_page(request: Request, uow: Any, ctx: Any, person: Any, ticket_
 
 
 @router.get("/board/tickets/{ticket_id}", response_class=HTMLResponse, summary="One ticket with its timeline (HTML)")
-async def board_ticket(request: Request, ticket_id: str, uow: UoW, ctx: Context, person: page_people.Viewer,
+async def board_ticket(request: Request, ticket_id: str, uow: UoW, deps: EscalationDeps, person: page_people.Viewer,
                        fragment: bool = False) -> HTMLResponse:
-    return await ticket_page(request, uow, ctx, person, ticket_id, fragment=fragment)
+    return await ticket_page(request, uow, deps, person, ticket_id, fragment=fragment)

@@ -20,20 +20,14 @@ from citystat_common.events import IndicatorBreached, IndicatorRecovered, Indica
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from escalation import notices
-from escalation.authors import INDICATORS, override_author
+from escalation.authors import INDICATORS, SYSTEM, override_author
+from escalation.deps import Deps
 from escalation.models import OPEN_STATUSES, IndicatorSeen, Ticket, TicketEpisode, TimelineEntry
+from escalation.policies import policy_of, schedule
 from escalation.policy import derive_severity
-from escalation.service import (
-    SYSTEM,
-    Deps,
-    _miss,
-    _policy_of,
-    assignee_of,
-    note,
-    open_ticket,
-    resolve,
-    schedule,
-)
+from escalation.ticket_people import assignee_of
+from escalation.tickets import open_ticket, resolve
+from escalation.timeline import describe_miss, note
 
 log = get_logger(__name__)
 
@@ -84,7 +78,7 @@ async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreach
         existing.value, existing.magnitude, existing.period = payload.value, payload.magnitude, payload.period
         existing.updated_at = now
         note(uow, existing, actor=INDICATORS, kind="breach_repeated", now=now,
-             text=f"Still red: {_miss(payload)} (breach #{existing.breach_count})", period=payload.period,
+             text=f"Still red: {describe_miss(payload)} (breach #{existing.breach_count})", period=payload.period,
              value=payload.value, magnitude=payload.magnitude)
         return existing
     # A recovered episode, or a past one of a ticket still open (it went red again since): a late
@@ -119,7 +113,7 @@ async def _red_again(uow: UnitOfWork, deps: Deps, t: Ticket, *, payload: Indicat
     t.breach_count += 1
     t.value, t.magnitude, t.period, t.target = payload.value, payload.magnitude, payload.period, payload.target
     t.updated_at = now
-    text = f"Red again for {payload.period}: {_miss(payload)} (breach #{t.breach_count})"
+    text = f"Red again for {payload.period}: {describe_miss(payload)} (breach #{t.breach_count})"
     if payload.overridden:
         text += f"; {_override_text(payload)[0]}"
     note(uow, t, actor=INDICATORS, kind="red_again", now=now, text=text, period=payload.period,
@@ -127,7 +121,7 @@ async def _red_again(uow: UnitOfWork, deps: Deps, t: Ticket, *, payload: Indicat
     if t.review_pending or t.recovered_at is not None:
         t.review_pending, t.recovered_at = False, None
         t.level_entered_at, t.level_repeats = now, 0
-        schedule(deps, t, await _policy_of(uow, t), start=now)
+        schedule(deps, t, await policy_of(uow, t), start=now)
         note(uow, t, actor=SYSTEM, kind="review_cancelled", now=now,
              text="Red again after the recovery: review cancelled, escalation resumes")
 
@@ -152,8 +146,8 @@ async def handle_recovery(uow: UnitOfWork, deps: Deps, *, payload: IndicatorReco
     await _episode_recovered(uow, payload.episode_id, now)
     t.recovered_at = now
     note(uow, t, actor=INDICATORS, kind="recovered", now=now,
-         text=f"Indicator recovered to {payload.status}: {_miss(payload)}", status=payload.status)
-    policy = await _policy_of(uow, t)
+         text=f"Indicator recovered to {payload.status}: {describe_miss(payload)}", status=payload.status)
+    policy = await policy_of(uow, t)
     if policy.resolve_on_recovery:
         await resolve(uow, deps, ticket=t, actor=INDICATORS, reason="recovered", now=now,
                       text="resolved automatically: the indicator recovered (policy)")

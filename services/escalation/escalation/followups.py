@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from citystat_common.uow import UnitOfWork
 from escalation import notices
+from escalation.deps import Deps
 from escalation.models import Action, PersonCopy, Ticket, TimelineEntry
-from escalation.service import Deps, assignee_of, level_role
+from escalation.ticket_people import assignee_of, level_role
 
 OPEN_ACTIONS = ("planned", "in_progress")
 

@@ -15,9 +15,10 @@ from escalation.admin_api import router as admin_router
 from escalation.api import router
 from escalation.board import router as board_router
 from escalation.config import Settings
+from escalation.deps import Deps
 from escalation.models import PLUMBING
 from escalation.page_forms import router as forms_router
-from escalation.service import Deps, ensure_default_policy
+from escalation.policies import ensure_default_policy
 from escalation.worker import make_directory_client
 
 
@@ -31,20 +32,19 @@ def create_app(
     settings = settings or Settings()
 
     async def startup(ctx: ServiceContext) -> None:
-        directory = make_directory_client(settings, directory_transport)
-        ctx.extras["deps"] = Deps.build(settings, directory)
-        ctx.extras["clock"] = clock
+        # read by the routers through escalation.deps.EscalationDeps
+        app.state.deps = Deps.build(settings, make_directory_client(settings, directory_transport), clock)
         async with ctx.uow() as uow:
             await ensure_default_policy(uow)  # also seeded by the demo loader; idempotent
             await uow.commit()
 
     async def shutdown(ctx: ServiceContext) -> None:
-        deps = ctx.extras.get("deps")
-        if deps and deps.directory:
+        deps: Deps | None = getattr(app.state, "deps", None)
+        if deps is not None and deps.directory is not None:
             await deps.directory.aclose()
 
     readiness = [check_database, check_broker] + ([check_consumer(settings.consumer_group)] if check_worker else [])
-    return build_app(
+    app = build_app(
         settings=settings,
         tables=PLUMBING,
         title="CityStat escalation",
@@ -59,6 +59,7 @@ def create_app(
         on_startup=startup,
         on_shutdown=shutdown,
     )
+    return app
 
 
 def run() -> None:

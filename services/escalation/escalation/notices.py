@@ -20,7 +20,7 @@ from citystat_common.uow import UnitOfWork
 from escalation.models import Notification, PersonCopy, Ticket
 
 if TYPE_CHECKING:
-    from escalation.service import Deps
+    from escalation.deps import Deps
 
 SEVERITY = {1: "critical", 2: "high", 3: "medium", 4: "low"}
 SUBJECTS = {

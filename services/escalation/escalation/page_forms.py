@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from citystat_common.errors import DomainError, Invalid
 from citystat_common.signin import check_csrf
 from citystat_common.uow import UnitOfWork
-from citystat_common.web import Context, UoW
-from escalation import access, page_people, schemas, service
+from citystat_common.web import UoW
+from escalation import access, actions, mutes, page_people, projects, schemas, store, tickets
 from escalation.authors import Author
+from escalation.deps import Deps, EscalationDeps
 from escalation.models import OPEN_STATUSES, PersonCopy
 
 router = APIRouter(tags=["board"], include_in_schema=False)
@@ -62,41 +63,41 @@ async def _person(uow: UnitOfWork, person_id: str | None, field: str) -> PersonC
     return p
 
 
-async def _act(verb: str, uow: UnitOfWork, deps: service.Deps, *, ticket_id: str, actor: Author, form: Form,
+async def _act(verb: str, uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, form: Form,
                now: datetime) -> None:
     if verb == "acknowledge":
-        await service.acknowledge(uow, deps, ticket_id=ticket_id, actor=actor, now=now, text=_opt(form, "note"))
+        await tickets.acknowledge(uow, deps, ticket_id=ticket_id, actor=actor, now=now, text=_opt(form, "note"))
     elif verb == "start":
-        await service.start_work(uow, deps, ticket_id=ticket_id, actor=actor, now=now, text=_opt(form, "note"))
+        await tickets.start_work(uow, deps, ticket_id=ticket_id, actor=actor, now=now, text=_opt(form, "note"))
     elif verb == "note":
-        await service.add_note(uow, ticket_id=ticket_id, actor=actor, now=now,
+        await tickets.add_note(uow, ticket_id=ticket_id, actor=actor, now=now,
                                text=schemas.Note(text=form.get("text", "")).text)
     elif verb == "action":
         data = schemas.ActionIn(description=form.get("description", ""), owner_person_id=_opt(form, "owner_person_id"),
                                 due_date=_opt(form, "due_date"))  # type: ignore[arg-type]
-        await service.add_action(uow, deps, ticket_id=ticket_id, actor=actor, data=data, now=now)
+        await actions.add_action(uow, deps, ticket_id=ticket_id, actor=actor, data=data, now=now)
     elif verb == "resolve":
         r = schemas.Resolve(reason=form.get("reason", ""), note=_opt(form, "note"))  # type: ignore[arg-type]
-        t = await service.get_ticket(uow, ticket_id, lock=True)
-        await service.resolve(uow, deps, ticket=t, actor=actor, reason=r.reason, now=now, text=r.note)
+        t = await store.get_ticket(uow, ticket_id, lock=True)
+        await tickets.resolve(uow, deps, ticket=t, actor=actor, reason=r.reason, now=now, text=r.note)
     elif verb == "assign":
         p = await _person(uow, _opt(form, "person_id"), "person_id")
         to = schemas.Assign(assignee=schemas.PersonIn(person_id=p.person_id, name=p.name), reason=form.get("reason", ""))
-        await service.assign(uow, deps, ticket_id=ticket_id, actor=actor, data=to, now=now)
+        await tickets.assign(uow, deps, ticket_id=ticket_id, actor=actor, data=to, now=now)
     elif verb == "severity":
         s = schemas.SeverityChange(severity=form.get("severity", ""), reason=form.get("reason", ""))  # type: ignore[arg-type]
-        await service.change_severity(uow, deps, ticket_id=ticket_id, actor=actor, severity=s.severity, reason=s.reason,
+        await tickets.change_severity(uow, deps, ticket_id=ticket_id, actor=actor, severity=s.severity, reason=s.reason,
                                       now=now)
     elif verb == "mute":
         until = _local_time(_opt(form, "until"), deps.calendar.tz, "until")
         if until is None:
             raise Invalid("say until when escalation is muted", field="until")
         m = schemas.MuteIn(until=until, reason=form.get("reason", ""))
-        await service.mute_ticket(uow, ticket_id=ticket_id, actor=actor, data=m, now=now)
+        await mutes.mute_ticket(uow, ticket_id=ticket_id, actor=actor, data=m, now=now)
     elif verb == "promote":
         owner = await _person(uow, _opt(form, "owner_person_id"), "owner_person_id")
         data_p = schemas.Promote(owner=owner.name, goal=form.get("goal", ""), due_date=_opt(form, "due_date"))  # type: ignore[arg-type]
-        await service.promote(uow, ticket_id=ticket_id, actor=actor, data=data_p, now=now)
+        await projects.promote(uow, ticket_id=ticket_id, actor=actor, data=data_p, now=now)
 
 
 FIELD_WORDS = {"text": "the note", "description": "what will be done", "due_date": "the due date", "reason": "the reason",
@@ -112,7 +113,7 @@ def _words(exc: ValidationError) -> str:
 
 
 @router.post("/board/tickets/{ticket_id}/{verb}", response_class=HTMLResponse)
-async def act(ticket_id: str, verb: str, request: Request, uow: UoW, ctx: Context,
+async def act(ticket_id: str, verb: str, request: Request, uow: UoW, deps: EscalationDeps,
               person: page_people.Viewer) -> Response:
     from escalation.board import ticket_page
 
@@ -126,20 +127,20 @@ async def act(ticket_id: str, verb: str, request: Request, uow: UoW, ctx: Contex
     check_csrf(request, form.get("csrf"))
     principal = await page_people.viewer_principal(request, person)
     assert principal is not None
-    t = await service.get_ticket(uow, ticket_id)
+    t = await store.get_ticket(uow, ticket_id)
     try:
         actor = await access.may_act(uow, principal, t, FORMS[verb][0])
     except access.Forbidden as exc:
-        return await ticket_page(request, uow, ctx, person, ticket_id, error=exc.detail, status_code=403)
-    run: Callable[[], Awaitable[None]] = lambda: _act(verb, uow, ctx.extras["deps"], ticket_id=ticket_id,  # noqa: E731
-                                                      actor=actor, form=form, now=ctx.extras["clock"]())
+        return await ticket_page(request, uow, deps, person, ticket_id, error=exc.detail, status_code=403)
+    run: Callable[[], Awaitable[None]] = lambda: _act(verb, uow, deps, ticket_id=ticket_id,  # noqa: E731
+                                                      actor=actor, form=form, now=deps.now())
     try:
         await run()
         await uow.commit()
     except ValidationError as exc:
         await uow.session.rollback()
-        return await ticket_page(request, uow, ctx, person, ticket_id, error=_words(exc), status_code=422)
+        return await ticket_page(request, uow, deps, person, ticket_id, error=_words(exc), status_code=422)
     except DomainError as exc:
         await uow.session.rollback()
-        return await ticket_page(request, uow, ctx, person, ticket_id, error=exc.detail, status_code=exc.status)
+        return await ticket_page(request, uow, deps, person, ticket_id, error=exc.detail, status_code=exc.status)
     return RedirectResponse(f"/board/tickets/{ticket_id}#timeline", status_code=303)

@@ -1,11 +1,15 @@
-"""Pure escalation arithmetic: severity bands, policy levels, due times on the business calendar."""
+"""The escalation rules, pure (no database, no clock): severity bands, policy levels, due times on
+the business calendar, when a ticket next escalates (``next_escalation_at``) and what the scheduler
+does when that time comes (``due_step``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from citystat_common.calendar import BusinessCalendar, add_duration
+from escalation.models import OPEN_STATUSES
 
 UNITS = ("business_hours", "business_days", "calendar_minutes", "calendar_hours", "calendar_days")
 
@@ -93,3 +97,57 @@ def resolution_delay(levels: list[dict[str, Any]], level: int, severity: int) ->
         if lv["level"] > level and lv["condition"] == "not_resolved":
             return delay_for(lv, severity)
     return None
+
+
+def next_escalation_at(
+    calendar: BusinessCalendar, levels: list[dict[str, Any]], *, level: int, status: str, severity: int,
+    review_pending: bool, in_progress_at: datetime | None, start: datetime, scale: float = 1.0,
+) -> datetime | None:
+    """When a ticket at ``level`` next escalates, counted from ``start``; None when nothing is due
+    (a level the policy lacks, a closed ticket, a recovery awaiting review)."""
+    spec = level_spec(levels, level)
+    if spec is None or status not in OPEN_STATUSES or review_pending:
+        return None
+    if spec["condition"] == "not_acknowledged" and status != "open":
+        # acknowledged: the acknowledgement timeout returns it to open; in progress: the resolution clock
+        delay = resolution_delay(levels, level, severity) if status == "in_progress" else None
+        return add_delay(calendar, in_progress_at or start, delay, scale) if delay else None
+    delay = delay_for(spec, severity)
+    return add_delay(calendar, start, delay, scale) if delay else None
+
+
+@dataclass(frozen=True)
+class DueStep:
+    """What the scheduler does with a ticket whose escalation time has come: ``stop`` (nothing more
+    is due at this level), ``remind`` the holder again, ``top`` (no level above), or ``escalate``."""
+
+    kind: Literal["stop", "remind", "top", "escalate"]
+    delay: dict[str, Any] = field(default_factory=dict)  # remind: the wait before the next step
+    reminder: int = 0  # remind: which reminder this is, of ``reminders``
+    reminders: int = 0
+    to_level: int = 0  # escalate: the level it climbs to, and why
+    reason: str = ""
+
+
+def due_step(
+    levels: list[dict[str, Any]], *, level: int, status: str, severity: int, repeats: int,
+    in_progress_at: datetime | None, scale: float = 1.0,
+) -> DueStep:
+    spec = level_spec(levels, level)
+    resolving = spec is not None and spec["condition"] == "not_acknowledged" and status == "in_progress"
+    if spec is None or (spec["condition"] == "not_acknowledged" and status != "open" and not resolving):
+        return DueStep("stop")
+    delay = (resolution_delay(levels, level, severity) if resolving else delay_for(spec, severity)) \
+        or {"amount": 0, "unit": "calendar_hours"}
+    if not resolving and repeats < int(spec.get("repeat", 0)):
+        return DueStep("remind", delay=delay, reminder=repeats + 1, reminders=int(spec["repeat"]))
+    to = next_level(levels, level)
+    if to is None:
+        return DueStep("top")
+    cond = "acknowledged" if spec["condition"] == "not_acknowledged" and not resolving else "resolved"
+    reason = f"not {cond} within {delay['amount']:g} {delay['unit'].replace('_', ' ')} at level {level}"
+    if resolving:
+        reason += " (in progress since " + (in_progress_at.isoformat() if in_progress_at else "?") + ")"
+    if scale != 1.0:
+        reason += f" (delays scaled by {scale:g} for the demo)"
+    return DueStep("escalate", delay=delay, to_level=to, reason=reason)

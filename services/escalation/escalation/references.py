@@ -30,7 +30,7 @@ from escalation.models import IndicatorSeen, PersonCopy, SeniorTeamCopy
 from escalation.routing import CircuitOpen, DirectoryUnavailable
 
 if TYPE_CHECKING:
-    from escalation.service import Deps
+    from escalation.deps import Deps
 
 INDICATOR_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")  # the indicators service's form
 

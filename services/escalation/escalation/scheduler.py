@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from citystat_common.db import utcnow
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import followups, metrics, service
+from escalation import escalations, followups, metrics, policies
+from escalation.deps import Deps
 from escalation.models import OPEN_STATUSES, Ticket
 from escalation.notifiers import Notifier, dispatch
 
@@ -24,11 +25,9 @@ Clock = Callable[[], datetime]
 
 
 class EscalationScheduler:
-    def __init__(self, uow_factory: Callable[[], UnitOfWork], deps: service.Deps, *, clock: Clock = utcnow,
-                 interval: float = 5.0, batch: int = 50):
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], deps: Deps, *, interval: float = 5.0, batch: int = 50):
         self.uow_factory = uow_factory
         self.deps = deps
-        self.clock = clock
         self.interval = interval
         self.batch = batch
 
@@ -37,13 +36,13 @@ class EscalationScheduler:
         outcomes: list[str] = []
         while True:
             async with self.uow_factory() as uow:
-                done = await service.escalate_due(uow, self.deps, now=self.clock(), batch=self.batch)
+                done = await escalations.escalate_due(uow, self.deps, now=self.deps.now(), batch=self.batch)
                 await uow.commit()
             outcomes += done
             if len(done) < self.batch:
                 break
         async with self.uow_factory() as uow:
-            followed = await followups.run(uow, self.deps, now=self.clock())
+            followed = await followups.run(uow, self.deps, now=self.deps.now())
             await uow.commit()
         if followed:
             log.info("followups_written", count=followed)
@@ -51,7 +50,7 @@ class EscalationScheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.uow_factory() as uow:
-            await service.ensure_default_policy(uow)
+            await policies.ensure_default_policy(uow)
             await uow.commit()
         while not stop.is_set():
             try:

@@ -10,15 +10,14 @@ import httpx
 
 from citystat_common.db import create_engine, session_factory, utcnow
 from citystat_common.runtime import WorkerParts, make_consumer, make_relay, worker_main
-from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 from escalation.config import Settings
+from escalation.deps import Deps
 from escalation.handlers import TOPICS, make_handlers
 from escalation.models import PLUMBING
 from escalation.notifiers import Notifier, build_notifiers
 from escalation.routing import CircuitBreaker, DirectoryClient
 from escalation.scheduler import EscalationScheduler, GaugeRefresher, NotificationDispatcher
-from escalation.service import Deps
 
 
 def make_directory_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> DirectoryClient:
@@ -29,22 +28,21 @@ def make_directory_client(settings: Settings, transport: httpx.AsyncBaseTranspor
 
 
 def build_worker(
-    settings: ServiceSettings,
+    settings: Settings,
     *,
     directory_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = utcnow,
     notifiers: dict[str, Notifier] | None = None,
 ) -> WorkerParts:
-    assert isinstance(settings, Settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
         return UnitOfWork(sessions, PLUMBING)
 
-    deps = Deps.build(settings, make_directory_client(settings, directory_transport))
-    consumer = make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=TOPICS, handlers=make_handlers(deps, clock))
-    escalator = EscalationScheduler(uow_factory, deps, clock=clock, interval=settings.scheduler_interval,
+    deps = Deps.build(settings, make_directory_client(settings, directory_transport), clock)
+    consumer = make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=TOPICS, handlers=make_handlers(deps))
+    escalator = EscalationScheduler(uow_factory, deps, interval=settings.scheduler_interval,
                                     batch=settings.scheduler_batch)
     dispatcher = NotificationDispatcher(uow_factory, notifiers if notifiers is not None else build_notifiers(settings),
                                         clock=clock, interval=settings.notify_interval,
