@@ -27,7 +27,7 @@ from citystat_common.events import (
 )
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import metrics, notices, references, schemas
+from escalation import metrics, notices, references, schemas, ticket_feed
 from escalation.authors import INDICATORS, SYSTEM, Author
 from escalation.config import Settings
 from escalation.limits import check_due, check_mute_until
@@ -94,6 +94,11 @@ def level_role(t: Ticket) -> str | None:
         link = next((c for c in t.chain or [] if c["level"] == 0), None)
         return link["role"] if link else t.assignee_role
     return LEVEL_ROLES.get(t.level)
+
+
+async def changed(uow: UnitOfWork, t: Ticket, *, now: datetime) -> None:
+    """Publish the ticket's snapshot (status, holder, level, last action): see ticket_feed."""
+    await ticket_feed.publish(uow, t, now=now, level_role=level_role(t))
 
 
 def ticket_read(t: Ticket, now: datetime) -> schemas.TicketRead:
@@ -257,6 +262,7 @@ async def open_ticket(
         ),
         subject=t.id,
     )
+    await changed(uow, t, now=now)
     metrics.TICKETS_OPENED.labels(department_code, source).inc()
     return t
 
@@ -303,6 +309,7 @@ async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: Author,
     note(uow, t, actor=actor, kind="acknowledged", now=now, text="Acknowledged" + (f": {text}" if text else ""),
          ack_expires_at=t.ack_expires_at.isoformat() if t.ack_expires_at else None)
     uow.emit(TicketAcknowledged(ticket_id=t.id, department_code=t.department_code, by=actor.label, at=now), subject=t.id)
+    await changed(uow, t, now=now)
     if first:
         metrics.TIME_TO_ACK.labels(t.department_code).observe(max(0.0, (now - t.opened_at).total_seconds()))
 
@@ -318,6 +325,7 @@ async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Auth
     if spec is not None and spec["condition"] == "not_acknowledged":
         schedule(deps, t, policy, start=now)  # work under way still has a resolution clock
     note(uow, t, actor=actor, kind="in_progress", now=now, text="Work in progress" + (f": {text}" if text else ""))
+    await changed(uow, t, now=now)
     return t
 
 
@@ -340,6 +348,7 @@ async def resolve(
          reason=reason)
     uow.emit(TicketResolved(ticket_id=t.id, department_code=t.department_code, reason=reason, by=actor.label, at=now),  # type: ignore[arg-type]
              subject=t.id)
+    await changed(uow, t, now=now)
     return t
 
 
@@ -348,6 +357,7 @@ async def close(uow: UnitOfWork, *, ticket_id: str, actor: Author, now: datetime
     _require(t, ("resolved",), "close")
     t.status, t.closed_at, t.updated_at = "closed", now, now
     note(uow, t, actor=actor, kind="closed", now=now, text="Closed" + (f": {text}" if text else ""))
+    await changed(uow, t, now=now)
     return t
 
 
@@ -363,6 +373,7 @@ async def reopen(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, 
     t.level_entered_at, t.level_repeats, t.updated_at = now, 0, now
     schedule(deps, t, await _policy_of(uow, t), start=now)
     note(uow, t, actor=actor, kind="reopened", now=now, text=f"Reopened: {text}")
+    await changed(uow, t, now=now)
     return t
 
 
@@ -410,6 +421,7 @@ async def assign(
     await notices.notify(uow, deps, t, kind="assigned", level=t.level, person=new, role=t.assignee_role, now=now,
                          text=f"{actor.label} assigned this ticket to you: {data.reason}",
                          key=f"assigned:{t.id}:{p.person_id}:{now.isoformat()}", cc=[old] if old else None)
+    await changed(uow, t, now=now)
     return t
 
 
@@ -506,7 +518,7 @@ async def _action_owner(uow: UnitOfWork, deps: Deps | None, data: schemas.Action
 
 
 async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: str, actor: Author, data: schemas.ActionIn, now: datetime) -> Action:
-    t = await get_ticket(uow, ticket_id)
+    t = await get_ticket(uow, ticket_id, lock=True)  # locked: this ticket's snapshots are versioned in order
     check_due(data.due_date, now.date())
     owner, owner_id = await _action_owner(uow, deps, data)
     a = Action(ticket_id=t.id, description=data.description, owner=owner, owner_person_id=owner_id,
@@ -517,13 +529,14 @@ async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: st
     note(uow, t, actor=actor, kind="action_added", now=now,
          text=f"Action: {data.description} (owner {owner}" + (f", due {data.due_date}" if data.due_date else "") + ")",
          action_id=a.id)
+    await changed(uow, t, now=now)
     return a
 
 
 async def update_action(
     uow: UnitOfWork, *, ticket_id: str, action_id: int, actor: Author, data: schemas.ActionUpdate, now: datetime
 ) -> Action:
-    t = await get_ticket(uow, ticket_id)
+    t = await get_ticket(uow, ticket_id, lock=True)
     a = await uow.session.get(Action, action_id)
     if a is None or a.ticket_id != t.id:
         raise NotFound(f"no action {action_id} on ticket {ticket_id}", field="action_id")
@@ -536,6 +549,7 @@ async def update_action(
         note(uow, t, actor=actor, kind="action_updated", now=now,
              text=f"Action {a.id} updated: " + ", ".join(f"{k} = {v}" for k, v in changes.items()),
              action_id=a.id, changes={k: str(v) for k, v in changes.items()})
+        await changed(uow, t, now=now)
     return a
 
 
@@ -707,6 +721,7 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
             t.level_entered_at, t.level_repeats = now, 0
             schedule(deps, t, policy, start=now)
         outcome = "reopened"
+        await changed(uow, t, now=now)
     if t.next_escalation_at is None or t.next_escalation_at > now:
         return outcome
     mute = await muted_until(uow, t, now)
@@ -797,4 +812,5 @@ async def escalate(
                         reason=reason + extra),
         subject=t.id,
     )
+    await changed(uow, t, now=now)
     metrics.ESCALATIONS.labels(t.department_code, str(to_level)).inc()
