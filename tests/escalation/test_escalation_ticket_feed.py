@@ -76,3 +76,28 @@ async def test_a_flag_by_hand_carries_no_indicator(harness):
     assert r.status_code == 201, r.text
     [snap] = await h.outbox_events(r.json()["id"], UPDATED)
     assert snap.indicator_id is None and snap.source == "manual"
+
+
+async def test_open_tickets_are_published_again_on_request_same_version(harness, monkeypatch):
+    """For tickets changed before snapshots existed: every open ticket once more (in batches), the
+    resolved ones not, with the version they had; only the performance office's keys or people."""
+    from escalation import admin_api
+
+    h = harness
+    monkeypatch.setattr(admin_api, "SNAPSHOT_BATCH", 2)  # three open tickets: two batches
+    for k in range(4):
+        await h.deliver(breach(indicator=f"ind-{k}", episode=f"ep-{k}"))
+    tickets = {t["indicator_id"]: t["id"] for t in await h.tickets()}
+    r = await h.client.post(f"/tickets/{tickets['ind-3']}/resolve", json={"reason": "fixed"}, headers=OPS)
+    assert r.status_code == 200, r.text
+    before = {tid: (await h.outbox_events(tid, UPDATED))[-1] for tid in tickets.values()}
+    assert (await h.client.post("/ticket-snapshots")).status_code in (401, 403)
+    r = await h.client.post("/ticket-snapshots", headers=OPS)
+    assert r.status_code == 200 and r.json() == {"published": 3}, r.text
+    for indicator, tid in tickets.items():
+        snaps = await h.outbox_events(tid, UPDATED)
+        if indicator == "ind-3":
+            assert len(snaps) == 2 and snaps[-1].status == "resolved"
+        else:
+            assert len(snaps) == 2 and snaps[-1].version == before[tid].version
+            assert snaps[-1].holder == before[tid].holder and snaps[-1].status == "open"

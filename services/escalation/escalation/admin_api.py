@@ -12,13 +12,14 @@ from fastapi.responses import PlainTextResponse
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import Context, UoW
-from escalation import access, reports, schemas, service
+from escalation import access, reports, schemas, service, ticket_feed
 from escalation.access import Caller
 from escalation.api import RowId, _deps, _now
 from escalation.limits import check_due
 from escalation.models import Milestone, Mute, Policy, Project, SeniorTeamCopy
 
 router = APIRouter()
+SNAPSHOT_BATCH = 500
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 
 
@@ -159,6 +160,22 @@ async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, ctx: Context, 
     await uow.commit()
     response.status_code = 201 if created else 200
     return result
+
+
+@router.post("/ticket-snapshots", tags=["tickets"],
+             summary="Publish the snapshot (escalation.ticket.updated) of every open ticket again")
+async def republish_snapshots(uow: UoW, ctx: Context, who: Caller) -> dict[str, int]:
+    """For tickets last changed before snapshots were published, or a consumer's copy rebuilt;
+    harmless to repeat. Committed per batch, so a long run never holds one huge transaction."""
+    await access.office_only(uow, who, verb="publish ticket snapshots")
+    published, after = 0, None
+    while True:
+        ids = await ticket_feed.republish_open(uow, now=_now(ctx), after=after, limit=SNAPSHOT_BATCH)
+        await uow.commit()
+        published += len(ids)
+        if len(ids) < SNAPSHOT_BATCH:
+            return {"published": published}
+        after = ids[-1]
 
 
 @router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")

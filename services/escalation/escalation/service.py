@@ -49,9 +49,10 @@ from escalation.models import (
 )
 from escalation.policy import add_delay, default_policy, delay_for, level_spec, next_level, resolution_delay
 from escalation.routing import DirectoryClient, current_chain, function_of, route
+from escalation.ticket_feed import level_role
 
 log = get_logger(__name__)
-__all__ = ["INDICATORS", "SYSTEM", "Author"]  # re-exported for episodes and the API
+__all__ = ["INDICATORS", "SYSTEM", "Author", "level_role"]  # re-exported for episodes, the API and pages
 
 
 @dataclass
@@ -89,16 +90,9 @@ def assignee_of(t: Ticket) -> dict[str, Any] | None:
     return {"person_id": t.assignee_id, "name": t.assignee_name, "title": t.assignee_title} if t.assignee_id else None
 
 
-def level_role(t: Ticket) -> str | None:
-    if t.level == 0:
-        link = next((c for c in t.chain or [] if c["level"] == 0), None)
-        return link["role"] if link else t.assignee_role
-    return LEVEL_ROLES.get(t.level)
-
-
 async def changed(uow: UnitOfWork, t: Ticket, *, now: datetime) -> None:
     """Publish the ticket's snapshot (status, holder, level, last action): see ticket_feed."""
-    await ticket_feed.publish(uow, t, now=now, level_role=level_role(t))
+    await ticket_feed.publish(uow, t, now=now)
 
 
 def ticket_read(t: Ticket, now: datetime) -> schemas.TicketRead:

@@ -16,12 +16,20 @@ import sqlalchemy as sa
 
 from citystat_common.events import PersonRef, TicketUpdated
 from citystat_common.uow import UnitOfWork
-from escalation.models import Action, PersonCopy, Ticket, TimelineEntry
+from escalation.models import LEVEL_ROLES, OPEN_STATUSES, Action, PersonCopy, Ticket, TimelineEntry
 
 EVENT_TYPE = "escalation.ticket.updated"
 
 
-async def snapshot(uow: UnitOfWork, t: Ticket, *, now: datetime, level_role: str | None) -> TicketUpdated:
+def level_role(t: Ticket) -> str | None:
+    """The role that answers for the ticket at its level (level 0: the partner it was routed to)."""
+    if t.level == 0:
+        link = next((c for c in t.chain or [] if c["level"] == 0), None)
+        return link["role"] if link else t.assignee_role
+    return LEVEL_ROLES.get(t.level)
+
+
+async def snapshot(uow: UnitOfWork, t: Ticket, *, now: datetime) -> TicketUpdated:
     await uow.flush()  # the timeline entry and action of this change get their ids
     version = (await uow.session.execute(
         sa.select(sa.func.max(TimelineEntry.id)).where(TimelineEntry.ticket_id == t.id))).scalar_one()
@@ -38,16 +46,29 @@ async def snapshot(uow: UnitOfWork, t: Ticket, *, now: datetime, level_role: str
         ticket_id=t.id, department_code=t.department_code, indicator_id=t.indicator_id,
         source=t.source,  # type: ignore[arg-type]
         title=t.title, status=t.status,  # type: ignore[arg-type]
-        level=t.level, level_role=level_role, holder=holder, holder_role=t.assignee_role,
+        level=t.level, level_role=level_role(t), holder=holder, holder_role=t.assignee_role,
         last_action=last[0] if last else None, last_action_at=last[1] if last else None,
         opened_at=t.opened_at, changed_at=now, version=version or 0,
     )
 
 
-async def publish(uow: UnitOfWork, t: Ticket, *, now: datetime, level_role: str | None) -> None:
+async def publish(uow: UnitOfWork, t: Ticket, *, now: datetime) -> None:
     """Emit the ticket's snapshot (replacing one already emitted for it in this transaction)."""
-    uow.emit(await snapshot(uow, t, now=now, level_role=level_role), subject=t.id)
+    uow.emit(await snapshot(uow, t, now=now), subject=t.id)
     for i, earlier in enumerate(uow.events[:-1]):
         if earlier.type == EVENT_TYPE and earlier.subject == t.id:
             uow.events[i] = uow.events.pop()
             return
+
+
+async def republish_open(uow: UnitOfWork, *, now: datetime, after: str | None, limit: int) -> list[str]:
+    """Snapshots of up to ``limit`` open tickets (by id, after ``after``): for tickets last changed
+    before snapshots existed, or a consumer's copy rebuilt. Harmless to repeat: the version is the
+    same until the ticket changes, and a consumer keeps the highest."""
+    stmt = sa.select(Ticket).where(Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.id).limit(limit)
+    if after:
+        stmt = stmt.where(Ticket.id > after)
+    tickets = list((await uow.session.execute(stmt)).scalars())
+    for t in tickets:
+        await publish(uow, t, now=now)
+    return [t.id for t in tickets]
