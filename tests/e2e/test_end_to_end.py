@@ -6,6 +6,7 @@ indicator; then requests closed on time bring the indicator back (the recovery p
 One correlation id follows the chain through every event and appears in all four services' logs."""
 
 import asyncio
+import re
 import uuid
 
 import httpx
@@ -102,6 +103,16 @@ async def test_from_311_request_to_ticket_and_back(stack_factory, broker):
             until=lambda evs: any(e.type == "escalation.ticket.opened" and e.subject == t["id"] for e in evs),
         )
         assert next(e for e in opened if e.subject == t["id"]).correlation_id == chain_cid
+
+        # who is on it: the indicators dashboard names the ticket's holder on the red tile, from its
+        # copy fed by escalation.ticket.updated (it never reads escalation's tables), and links its page
+        async def tile_names_holder():
+            board = (await indicators.get("/dashboard", params={"department": DEPT, "source": "311"})).text
+            m = re.search(rf'<li><a class="tile[^"]*"[^>]*data-code="{re.escape(CODE)}".*?</li>', board, re.S)
+            return m.group(0) if m and 'class="ticket' in m.group(0) else None
+        tile = await eventually(tile_names_holder, timeout=60)
+        assert t["assignee"]["name"] in tile and "level 0 (customer service officer)" in tile
+        assert f'href="{urls["escalation"]}/board/tickets/{t["id"]}"' in tile
         for service in ALL_SERVICES:  # the chain's id is in every service's logs (directory: the routing call)
             assert chain_cid in stack.logs(service), f"{chain_cid} not in {service}'s logs"
 

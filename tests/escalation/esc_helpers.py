@@ -110,12 +110,25 @@ class Harness:
         async with self.engine.connect() as conn:
             return list((await conn.execute(stmt)).all())
 
-    async def outbox_types(self, subject: str | None = None) -> list[str]:
+    async def outbox_types(self, subject: str | None = None, *, snapshots: bool = False) -> list[str]:
+        """The lifecycle events in the outbox; ``snapshots``: with the ticket snapshots
+        (escalation.ticket.updated, one per change, tested in test_escalation_ticket_feed)."""
         ob = PLUMBING.outbox
         stmt = sa.select(ob.c.event_type).order_by(ob.c.id)
+        if not snapshots:
+            stmt = stmt.where(ob.c.event_type != "escalation.ticket.updated")
         if subject:
             stmt = stmt.where(ob.c.key == subject)
         return [r[0] for r in await self.rows(stmt)]
+
+    async def outbox_events(self, subject: str, event_type: str) -> list[Any]:
+        """The payloads of ``event_type`` for ``subject``, in outbox order."""
+        from citystat_common.events import parse_event
+
+        ob = PLUMBING.outbox
+        rows = await self.rows(sa.select(ob.c.payload).where(ob.c.key == subject, ob.c.event_type == event_type)
+                               .order_by(ob.c.id))
+        return [parse_event(bytes(r[0]))[1] for r in rows]
 
     async def ticket(self, ticket_id: str) -> dict[str, Any]:
         r = await self.client.get(f"/tickets/{ticket_id}")

@@ -1,6 +1,7 @@
 """Issue 22 checked as a person would: the city view in Chromium with the demo data. The first tile
-is the city's worst red (critical first, then the largest miss), no tile showing a value says
-"no report", each tile carries its year to date and trend, and axe-core finds nothing serious."""
+is the city's worst red (critical first, then the largest miss) and names who holds its ticket, no
+tile showing a value says "no report", each tile carries its year to date and trend, a cluster names
+its deputy mayor, and axe-core finds nothing serious."""
 
 import asyncio
 import os
@@ -10,9 +11,11 @@ import httpx
 import pytest
 import uvicorn
 from ind_helpers import preload_departments
+from ticket_helpers import Feed, snap, team
 
 from citystat_common.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe, have_browser
 from citystat_common.demo import directory_rows
+from citystat_common.events import make_event
 from citystat_common.testing import TEST_KEYS
 from indicators.demo import load_demo
 from indicators.main import create_app
@@ -60,6 +63,14 @@ async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await load_demo(client, {"admin": TEST_KEYS["admin"]})
             worst = await _worst_red(client)
+            worst_id = (await client.get(f"/indicators/{worst}")).json()["id"]
+        # who is on it: the worst red's ticket and the operations cluster's deputy mayor, through the consumer
+        feed = Feed(app)
+        await feed.deliver(snap("t-worst", worst_id, version=4, holder="Dana Whitfield", level=1,
+                                role="department_head", action="Crew overtime approved"))
+        for dept in sorted({r["department_code"] for r in directory_rows() if r["cluster_code"] == "OPERATIONS"}):
+            await feed.deliver(make_event(team(dept, "OPERATIONS", "Douglas Holloway"), subject=dept),
+                               "directory.changes")
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -72,6 +83,10 @@ async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
                 assert await first.get_attribute("data-code") == worst
                 assert "RED" in await first.inner_text() and "to date" in await first.inner_text()
                 assert await first.evaluate("el => el.getBoundingClientRect().top < window.innerHeight")
+                # the first red tile names who holds its ticket, in a link of its own to the ticket's page
+                ticket = page.locator("li", has=first).locator("a.ticket")
+                assert "Dana Whitfield" in await ticket.inner_text() and "level 1" in await ticket.inner_text()
+                assert (await ticket.get_attribute("href")).endswith("/board/tickets/t-worst")
                 tiles = page.locator("a.tile")
                 for k in range(await tiles.count()):
                     tile = tiles.nth(k)
@@ -88,6 +103,7 @@ async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
                 tops = await page.locator(".depts.side > section").evaluate_all(
                     "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
                 assert len(tops) == 4 and len(set(tops)) == 1, tops
+                assert "Deputy mayor: Douglas Holloway" in await page.locator("p.deputy").inner_text()
                 assert (v := await axe_violations(page)) == [], describe(v)
                 await page.goto(f"{base}/dashboard?refresh=0")
                 dept = await page.locator("h3.dept").first.get_attribute("id")

@@ -187,6 +187,30 @@ class TicketPromoted(Payload):
     due_date: date | None = None
 
 
+class TicketUpdated(Payload):
+    """A ticket's state after a change, whole (status, who holds it, level, the last logged action),
+    so a consumer replaces its copy per ticket in one step. Published in the same transaction as
+    every change of status, holder, level or action log; ``version`` grows with each change of
+    the ticket (its latest timeline entry), so a redelivered or older snapshot is recognised and
+    ignored. Events before this one carried none of this: they stay as they are."""
+
+    ticket_id: str
+    department_code: str
+    indicator_id: str | None = None  # None: a flag opened by hand about no indicator
+    source: Literal["threshold", "manual"]
+    title: str
+    status: Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
+    level: int
+    level_role: str | None = None
+    holder: PersonRef | None = None  # whom the ticket is assigned to now (after any reassignment)
+    holder_role: str | None = None
+    last_action: str | None = None  # the action log's latest entry (what was or will be done), if any
+    last_action_at: datetime | None = None
+    opened_at: datetime
+    changed_at: datetime  # when this change happened (the service's clock)
+    version: int = Field(ge=0)
+
+
 # --- directory: directory.changes, key = department_id (person_id for person events) ---
 
 
@@ -261,6 +285,7 @@ EVENT_TYPES: dict[str, tuple[str, type[Payload]]] = {
     "escalation.ticket.acknowledged": (TOPIC_TICKETS, TicketAcknowledged),
     "escalation.ticket.resolved": (TOPIC_TICKETS, TicketResolved),
     "escalation.ticket.promoted": (TOPIC_TICKETS, TicketPromoted),
+    "escalation.ticket.updated": (TOPIC_TICKETS, TicketUpdated),
     "directory.department.upserted": (TOPIC_DIRECTORY, DepartmentUpserted),
     "directory.senior_team.changed": (TOPIC_DIRECTORY, SeniorTeamChanged),
     "directory.person.upserted": (TOPIC_DIRECTORY, PersonUpserted),

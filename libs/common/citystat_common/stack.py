@@ -73,6 +73,8 @@ class ProcessStack:
         )
         if "directory" in self.services:
             env[f"{prefix}DIRECTORY_URL"] = self.url("directory")
+        if name == "indicators" and "escalation" in self.services:
+            env["INDICATORS_ESCALATION_URL"] = self.url("escalation")  # where tiles link a ticket's page
         env.update({k.replace("{SVC}", name.upper()): v for k, v in self.extra_env.items()})
         return env
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.uow import UnitOfWork
-from escalation import references, schemas, store
+from escalation import references, schemas, store, ticket_feed
 from escalation.authors import Author
 from escalation.deps import Deps
 from escalation.limits import check_due
@@ -27,7 +27,7 @@ async def _action_owner(uow: UnitOfWork, deps: Deps | None, data: schemas.Action
 
 
 async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: str, actor: Author, data: schemas.ActionIn, now: datetime) -> Action:
-    t = await store.get_ticket(uow, ticket_id)
+    t = await store.get_ticket(uow, ticket_id, lock=True)  # locked: this ticket's snapshots are versioned in order
     check_due(data.due_date, now.date())
     owner, owner_id = await _action_owner(uow, deps, data)
     a = Action(ticket_id=t.id, description=data.description, owner=owner, owner_person_id=owner_id,
@@ -38,13 +38,14 @@ async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: st
     note(uow, t, actor=actor, kind="action_added", now=now,
          text=f"Action: {data.description} (owner {owner}" + (f", due {data.due_date}" if data.due_date else "") + ")",
          action_id=a.id)
+    await ticket_feed.publish(uow, t, now=now)
     return a
 
 
 async def update_action(
     uow: UnitOfWork, *, ticket_id: str, action_id: int, actor: Author, data: schemas.ActionUpdate, now: datetime
 ) -> Action:
-    t = await store.get_ticket(uow, ticket_id)
+    t = await store.get_ticket(uow, ticket_id, lock=True)
     a = await uow.session.get(Action, action_id)
     if a is None or a.ticket_id != t.id:
         raise NotFound(f"no action {action_id} on ticket {ticket_id}", field="action_id")
@@ -57,4 +58,5 @@ async def update_action(
         note(uow, t, actor=actor, kind="action_updated", now=now,
              text=f"Action {a.id} updated: " + ", ".join(f"{k} = {v}" for k, v in changes.items()),
              action_id=a.id, changes={k: str(v) for k, v in changes.items()})
+        await ticket_feed.publish(uow, t, now=now)
     return a

@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.web import UoW
-from escalation import access, mutes, policies, queries, reports, schemas, store
+from escalation import access, mutes, policies, queries, reports, schemas, store, ticket_feed
 from escalation.access import Caller
 from escalation.api import RowId
 from escalation.deps import EscalationDeps
@@ -19,6 +19,7 @@ from escalation.limits import check_due
 from escalation.models import Milestone, Mute
 
 router = APIRouter()
+SNAPSHOT_BATCH = 500
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 
 
@@ -147,6 +148,22 @@ async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, deps: Escalati
     await uow.commit()
     response.status_code = 201 if created else 200
     return result
+
+
+@router.post("/ticket-snapshots", tags=["tickets"],
+             summary="Publish the snapshot (escalation.ticket.updated) of every open ticket again")
+async def republish_snapshots(uow: UoW, deps: EscalationDeps, who: Caller) -> dict[str, int]:
+    """For tickets last changed before snapshots were published, or a consumer's copy rebuilt;
+    harmless to repeat. Committed per batch, so a long run never holds one huge transaction."""
+    await access.office_only(uow, who, verb="publish ticket snapshots")
+    published, after = 0, None
+    while True:
+        ids = await ticket_feed.republish_open(uow, now=deps.now(), after=after, limit=SNAPSHOT_BATCH)
+        await uow.commit()
+        published += len(ids)
+        if len(ids) < SNAPSHOT_BATCH:
+            return {"published": published}
+        after = ids[-1]
 
 
 @router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")

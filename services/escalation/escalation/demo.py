@@ -1,5 +1,6 @@
 """Demo data through the public API (idempotent): the default escalation policy and one manual
-flag, so the board is not empty before the indicators turn anything red."""
+flag, so the board is not empty before the indicators turn anything red; and every open ticket's
+snapshot published again, so the dashboard names who holds tickets opened by an earlier run."""
 
 from __future__ import annotations
 
@@ -47,4 +48,9 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
         t = r.json()
         who = t["assignee"]["name"] if t["assignee"] else "the managing director's queue"
         parts.append(f"manual flag opened for {t['department_code']} (assigned to {who})")
+    # tickets opened before escalation published snapshots (an older var/): the dashboard's tiles
+    # name their holders too; the demo's new breaches publish theirs as they open
+    r = await client.post(f"{url}/ticket-snapshots", headers=headers)
+    r.raise_for_status()
+    parts.append(f"{r.json()['published']} open ticket snapshots published for the dashboard")
     return "; ".join(parts) + f"; board at {url}/board"

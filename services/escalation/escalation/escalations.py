@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from citystat_common.events import TicketEscalated
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
-from escalation import metrics, notices, store
+from escalation import metrics, notices, store, ticket_feed
 from escalation.authors import SYSTEM
 from escalation.deps import Deps
 from escalation.lifecycle import next_status
@@ -59,6 +59,7 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
             t.level_entered_at, t.level_repeats = now, 0
             schedule(deps, t, policy, start=now)
         outcome = "reopened"
+        await ticket_feed.publish(uow, t, now=now)
     if t.next_escalation_at is None or t.next_escalation_at > now:
         return outcome
     mute = await muted_until(uow, t, now)
@@ -136,4 +137,5 @@ async def escalate(
                         reason=reason + extra),
         subject=t.id,
     )
+    await ticket_feed.publish(uow, t, now=now)
     metrics.ESCALATIONS.labels(t.department_code, str(to_level)).inc()

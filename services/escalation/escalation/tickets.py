@@ -10,7 +10,7 @@ from datetime import datetime
 from citystat_common.errors import Conflict, Invalid
 from citystat_common.events import IndicatorBreached, TicketAcknowledged, TicketOpened, TicketResolved
 from citystat_common.uow import UnitOfWork
-from escalation import links, metrics, notices, references, schemas, store
+from escalation import links, metrics, notices, references, schemas, store, ticket_feed
 from escalation.authors import SYSTEM, Author
 from escalation.deps import Deps
 from escalation.lifecycle import next_status
@@ -71,6 +71,7 @@ async def open_ticket(
         ),
         subject=t.id,
     )
+    await ticket_feed.publish(uow, t, now=now)
     metrics.TICKETS_OPENED.labels(department_code, source).inc()
     return t
 
@@ -95,6 +96,7 @@ async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: Author,
     note(uow, t, actor=actor, kind="acknowledged", now=now, text="Acknowledged" + (f": {text}" if text else ""),
          ack_expires_at=t.ack_expires_at.isoformat() if t.ack_expires_at else None)
     uow.emit(TicketAcknowledged(ticket_id=t.id, department_code=t.department_code, by=actor.label, at=now), subject=t.id)
+    await ticket_feed.publish(uow, t, now=now)
     if first:
         metrics.TIME_TO_ACK.labels(t.department_code).observe(max(0.0, (now - t.opened_at).total_seconds()))
 
@@ -110,6 +112,7 @@ async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Auth
     if spec is not None and spec["condition"] == "not_acknowledged":
         schedule(deps, t, policy, start=now)  # work under way still has a resolution clock
     note(uow, t, actor=actor, kind="in_progress", now=now, text="Work in progress" + (f": {text}" if text else ""))
+    await ticket_feed.publish(uow, t, now=now)
     return t
 
 
@@ -132,6 +135,7 @@ async def resolve(
          reason=reason)
     uow.emit(TicketResolved(ticket_id=t.id, department_code=t.department_code, reason=reason, by=actor.label, at=now),  # type: ignore[arg-type]
              subject=t.id)
+    await ticket_feed.publish(uow, t, now=now)
     return t
 
 
@@ -139,6 +143,7 @@ async def close(uow: UnitOfWork, *, ticket_id: str, actor: Author, now: datetime
     t = await store.get_ticket(uow, ticket_id, lock=True)
     t.status, t.closed_at, t.updated_at = next_status(t.status, "close"), now, now
     note(uow, t, actor=actor, kind="closed", now=now, text="Closed" + (f": {text}" if text else ""))
+    await ticket_feed.publish(uow, t, now=now)
     return t
 
 
@@ -154,6 +159,7 @@ async def reopen(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, 
     t.level_entered_at, t.level_repeats, t.updated_at = now, 0, now
     schedule(deps, t, await policy_of(uow, t), start=now)
     note(uow, t, actor=actor, kind="reopened", now=now, text=f"Reopened: {text}")
+    await ticket_feed.publish(uow, t, now=now)
     return t
 
 
@@ -201,4 +207,5 @@ async def assign(
     await notices.notify(uow, deps, t, kind="assigned", level=t.level, person=new, role=t.assignee_role, now=now,
                          text=f"{actor.label} assigned this ticket to you: {data.reason}",
                          key=f"assigned:{t.id}:{p.person_id}:{now.isoformat()}", cc=[old] if old else None)
+    await ticket_feed.publish(uow, t, now=now)
     return t

@@ -19,6 +19,8 @@ class Settings(ServiceSettings):
 
     directory_url: str = "http://127.0.0.1:8004"
     directory_timeout: float = Field(2.0, gt=0, le=30)
+    # Where readers open a ticket's page (the escalation service's public address): tile links only.
+    escalation_url: str = "http://127.0.0.1:8003"
 
     # Fiscal year: FY2027 runs from fiscal_year_start_month 2026 to the month before in 2027.
     fiscal_year_start_month: int = Field(7, ge=1, le=12)

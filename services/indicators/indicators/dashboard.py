@@ -26,6 +26,7 @@ from citystat_common.auth import OptionalPrincipal
 from citystat_common.db import utcnow
 from citystat_common.web import Context, UoW
 from indicators import service
+from indicators.cluster_leads import deputy_mayors
 from indicators.config import Settings
 from indicators.dashboard_board import board_html, city_board_html
 from indicators.dashboard_judgement import override_section
@@ -35,12 +36,14 @@ from indicators.dashboard_tiles import (
     STATUS_SYMBOL,
     fmt,
     load_tiles,
+    ticket_html,
 )
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
 from indicators.reader_words import event_words, judged_words
 from indicators.states import indicator_state, row_state
+from indicators.ticket_copy import open_tickets, ticket_url
 
 router = APIRouter(tags=["dashboard"])
 
@@ -69,6 +72,11 @@ a.tile:focus,a.tile:hover{outline:4px solid #1a73e8;outline-offset:2px;border-co
 .tile .val{font-size:1.7rem;font-weight:800}.tile .tgt{font-size:.95rem}
 .tile .ovr{font-size:.9rem;font-style:italic;border-top:1px solid currentColor;margin-top:.3rem;padding-top:.2rem}
 .tile svg{display:block;margin-top:.3rem}
+a.ticket{display:block;width:250px;margin-top:3px;border-radius:0 0 8px 8px;padding:.35rem .7rem;font-size:.85rem;line-height:1.25;border:3px solid transparent}
+a.ticket:focus,a.ticket:hover{outline:4px solid #1a73e8;outline-offset:2px;border-color:#000}
+a.ticket span{display:block}.ticket-status{font-weight:800}
+p.deputy{margin:.1rem 0 .2rem;font-weight:600}
+section#ticket a.ticket{width:auto;max-width:40rem;border-radius:8px}
 .crit{font-size:.8rem;border:1px solid currentColor;border-radius:4px;padding:0 .3rem;margin-left:.3rem}
 table{border-collapse:collapse;margin:.6rem 0;width:100%}th,td{border:1px solid #999;padding:.3rem .5rem;text-align:left;font-size:.95rem}
 th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4px}
@@ -149,7 +157,7 @@ async def dashboard(
         board = city_board_html(tiles, show_services=bool(services), query=query)
     else:  # one cluster chosen: the deputy mayor's departments side by side, unless narrowed to one
         board = board_html(tiles, show_services=bool(services), query=query,
-                           side_by_side=bool(cluster) and not department)
+                           side_by_side=bool(cluster) and not department, deputies=await deputy_mayors(uow))
     if request.headers.get("x-partial") == "board":
         return HTMLResponse(board)
     depts = (await uow.session.execute(sa.select(Department).order_by(Department.name))).scalars().all()
@@ -305,6 +313,12 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
     validate_rules(rules)
     links = await _links(uow, ind)
     dept = await uow.session.get(Department, ind.department_code)
+    state = indicator_state(ind, status, overridden, now)
+    ticket = (await open_tickets(uow, [ind.id])).get(ind.id) if state in ("red", "yellow") else None
+    ticket_part = (
+        '<section id="ticket" aria-labelledby="ticket-h"><h2 id="ticket-h">Who is on it</h2>'
+        + ticket_html(ticket, ticket_url(settings.escalation_url, ticket.ticket_id), css=f"ticket status-{state}")
+        + "</section>") if ticket is not None else ""
     table = "".join(
         f"<tr><td>{escape(r['period_label'])}</td><td>{fmt(r['value'], ind.unit)}</td><td>{fmt(r['target'], ind.unit)}</td>"
         f"<td>{fmt(r['reference'], ind.unit)}</td><td>{_pill(row_state(r['status'], r['value']))}</td><td>{escape(r['reason'] or '')}</td>"
@@ -323,6 +337,7 @@ async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer:
         + (f" &mdash; {escape(reason)}" if reason and not overridden else "") + "</p>"
         f'<p class="muted" id="about">{escape(judged_words(ind, rules, dept.name if dept else None))}</p>'
         f'<p>{escape(desc.text if desc else "")}</p>'
+        + ticket_part
         + links
         + f'<figure id="history-chart">{history_chart(ind, rows, rules, ind.band_tolerance)}</figure>'
         '<h2>Values</h2><table><caption class="muted">newest first</caption><thead><tr><th scope="col">Period</th>'

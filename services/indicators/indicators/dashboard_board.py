@@ -35,9 +35,11 @@ def _summary(label: str, tiles: list[Tile]) -> str:
     return f'<p class="summary">{escape(label)}: {escape(summary_line(t.state for t in tiles))}</p>'
 
 
-def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str], side_by_side: bool = False) -> str:
+def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str], side_by_side: bool = False,
+               deputies: dict[str, str] | None = None) -> str:
     """Clusters, then departments, each with its summary line; per-service 311 figures folded.
-    ``side_by_side`` (one cluster chosen, a deputy mayor's view): one column per department."""
+    ``side_by_side`` (one cluster chosen, a deputy mayor's view): one column per department.
+    ``deputies``: cluster code -> the deputy mayor's name, shown under the cluster's heading."""
     if not tiles:
         return '<p role="status">No indicators match these filters.</p>'
     clusters: dict[tuple[str, str], dict[tuple[str, str], list[Tile]]] = defaultdict(lambda: defaultdict(list))
@@ -47,7 +49,9 @@ def board_html(tiles: list[Tile], *, show_services: bool, query: dict[str, str],
     # unassigned departments last; otherwise the order of the worst figure (tiles come sorted)
     for (ccode, cname), depts in sorted(clusters.items(), key=lambda kv: kv[0][0] == "_none"):
         everyone = [t for ts in depts.values() for t in ts]
+        deputy = (deputies or {}).get(ccode)
         out.append(f'<section aria-labelledby="c-{escape(ccode)}"><h2 class="cluster" id="c-{escape(ccode)}">{escape(cname)}</h2>'
+                   + (f'<p class="deputy" id="deputy-{escape(ccode)}">Deputy mayor: {escape(deputy)}</p>' if deputy else "")
                    + _summary(cname, everyone) + f'<div class="depts{" side" if side_by_side else ""}">')
         for (dcode, dname), ts in depts.items():
             own = [t for t in ts if not t.by_service]

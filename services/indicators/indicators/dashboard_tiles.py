@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from citystat_common.db import utcnow
 from indicators import service
 from indicators.board_order import per_service_311, severity
-from indicators.models import Department, Indicator, observations
+from indicators.models import Department, Indicator, TicketCopy, observations
 from indicators.periods import period_of
 from indicators.states import State, indicator_state
+from indicators.ticket_copy import open_tickets, ticket_url, ticket_words
 from indicators.trend import Trend, desired_words, trend_of
 from indicators.year_to_date import YearToDate, years_to_date
 
@@ -80,6 +81,9 @@ class Tile:
     cluster_name: str
     year: YearToDate | None = None
     trend: Trend | None = None
+    override_by: str | None = None  # who set the override in force (a person's name, or "key <name>")
+    ticket: TicketCopy | None = None  # the open ticket on a red or yellow figure, from the local copy
+    ticket_link: str | None = None  # its page in the escalation service
 
     # what board_order.severity ranks by
     @property
@@ -139,14 +143,20 @@ async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department
     tiles = []
     fy0 = settings.fiscal_year_start_month
     years = await years_to_date(uow, [r[0] for r in rows], fy0)
+    tickets = await open_tickets(uow, ids)
     for ind, dname, ccode, cname in rows:
-        status, overridden, oreason, reason = service.effective_status(ind, overrides.get(ind.id), now)
+        override = overrides.get(ind.id)
+        status, overridden, oreason, reason = service.effective_status(ind, override, now)
+        state = indicator_state(ind, status, overridden, now)
+        ticket = tickets.get(ind.id) if state in ("red", "yellow") else None
         tiles.append(Tile(
-            ind=ind, status=status, state=indicator_state(ind, status, overridden, now), overridden=overridden, override_reason=oreason, reason=reason,
+            ind=ind, status=status, state=state, overridden=overridden, override_reason=oreason, reason=reason,
             period=period_of(ind.frequency, ind.latest_period_start, fy0).label if ind.latest_period_start else None,
             value=ind.latest_value, target=ind.latest_reference, spark=spark.get(ind.id, []),
             dept_name=dname or ind.department_code, cluster_code=ccode or "_none", cluster_name=cname or "Unassigned",
             year=years.get(ind.id), trend=trend_of([v for v, _ in spark.get(ind.id, [])], ind.direction),
+            override_by=override.created_by if overridden and override else None, ticket=ticket,
+            ticket_link=ticket_url(settings.escalation_url, ticket.ticket_id) if ticket else None,
         ))
     tiles.sort(key=severity)  # what is wrong first; pages group this order, never re-sort it
     return tiles
@@ -193,9 +203,23 @@ def tile_html(t: Tile, *, department: bool = False) -> str:
         sparkline([(v, s) for v, s in t.spark], label=ind.name),
     ]
     if t.overridden and t.override_reason:
-        parts.append(f'<div class="ovr">Override: {escape(t.override_reason)}</div>')
+        author = f" by {t.override_by}" if t.override_by else ""
+        parts.append(f'<div class="ovr">Override{escape(author)}: {escape(t.override_reason)}</div>')
     elif t.state in ("no_report", "baseline") and t.reason:
         parts.append(f'<div class="ovr">{escape(t.reason)}</div>')
-    parts.append("</a></li>")
+    parts.append("</a>")
+    if t.ticket is not None and t.ticket_link:
+        # beside the tile, not inside it: a link in a link is not allowed (nor reachable by keyboard)
+        parts.append(ticket_html(t.ticket, t.ticket_link, css=f"ticket status-{t.state}"))
+    parts.append("</li>")
     return "".join(parts)
+
+
+def ticket_html(ticket: TicketCopy, link: str, *, css: str = "ticket") -> str:
+    """Who is on it: the open ticket's status, holder, level and last action, linking to its page."""
+    words = ticket_words(ticket)
+    return (f'<a class="{css}" href="{escape(link)}" data-ticket="{escape(ticket.ticket_id)}">'
+            f'<span class="ticket-status">{escape(words[0])}</span>'
+            + "".join(f'<span class="ticket-{k}">{escape(w)}</span>'
+                      for k, w in zip(("holder", "level", "action"), words[1:], strict=True)) + "</a>")
 

@@ -1,5 +1,6 @@
 """Consumers of the indicators worker (group ``indicators``): 311 requests become observations
-of derived indicators; the directory's departments are kept as a local copy."""
+of derived indicators; the directory's departments and deputy mayors, and escalation's tickets about
+indicators, are kept as local copies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from citystat_common.consumer import Handler
 from citystat_common.events import DepartmentUpserted, Envelope, RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
-from indicators import derived311, service
+from indicators import cluster_leads, derived311, service, ticket_copy
 from indicators.config import Settings
 
 GROUP_ID = "indicators"
@@ -33,4 +34,6 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         "intake311.request.closed": on_request,
         "intake311.request.feedback": on_feedback,
         "directory.department.upserted": on_department,
+        "directory.senior_team.changed": cluster_leads.on_senior_team,
+        "escalation.ticket.updated": ticket_copy.on_ticket_updated,
     }

@@ -260,3 +260,43 @@ class DepartmentNarrative(Base):
     written_at: Mapped[datetime] = mapped_column(default=utcnow)
     superseded_at: Mapped[datetime | None] = mapped_column()
     __table_args__ = (sa.Index("ix_department_narratives_period", "department_code", "period", "id"),)
+
+
+class TicketCopy(Base):
+    """Local copy of escalation's tickets about indicators (``escalation.ticket.updated``, replaced
+    per ticket; an older ``version`` never overwrites a newer one): who is on a red tile. Resolved
+    and closed tickets stay as rows, so a late snapshot of their open days cannot bring them back."""
+
+    __tablename__ = "ticket_copies"
+    ticket_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    indicator_id: Mapped[str] = mapped_column(sa.String(100))
+    department_code: Mapped[str] = mapped_column(sa.String(40))
+    source: Mapped[str] = mapped_column(sa.String(20))  # threshold | manual
+    title: Mapped[str] = mapped_column(sa.String(300))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    level: Mapped[int] = mapped_column()
+    level_role: Mapped[str | None] = mapped_column(sa.String(40))
+    holder_name: Mapped[str | None] = mapped_column(sa.String(300))
+    holder_email: Mapped[str | None] = mapped_column(sa.String(320))
+    holder_role: Mapped[str | None] = mapped_column(sa.String(40))
+    last_action: Mapped[str | None] = mapped_column(sa.Text)
+    last_action_at: Mapped[datetime | None] = mapped_column()
+    opened_at: Mapped[datetime] = mapped_column()
+    changed_at: Mapped[datetime] = mapped_column()
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (sa.Index("ix_ticket_copies_indicator_status", "indicator_id", "status"),)
+
+
+class SeniorTeamCopy(Base):
+    """Who leads each department's cluster (``directory.senior_team.changed``, one row per
+    department; an older event never overwrites a newer one): the deputy mayor named on a cluster."""
+
+    __tablename__ = "senior_teams"
+    department_code: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    cluster_code: Mapped[str | None] = mapped_column(sa.String(40), index=True)
+    deputy_mayor_id: Mapped[str | None] = mapped_column(sa.String(36))
+    deputy_mayor_name: Mapped[str | None] = mapped_column(sa.String(300))
+    deputy_mayor_title: Mapped[str | None] = mapped_column(sa.String(300))
+    event_time: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,5 +1,6 @@
-"""Indicators worker: the outbox relay, the consumer of 311.requests and directory.changes, and
-the schedulers (missing data / override expiry, the 311 refresh, the status gauge)."""
+"""Indicators worker: the outbox relay, the consumer of 311.requests, directory.changes and
+escalation.tickets, and the schedulers (missing data / override expiry, the 311 refresh, the
+status gauge)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from citystat_common.db import create_engine, session_factory
-from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS
+from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS, TOPIC_TICKETS
 from citystat_common.logging import get_logger
 from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.uow import UnitOfWork
@@ -68,7 +69,7 @@ def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
                 metrics.BY_STATUS.labels(d, s).set(table.get((d, s), 0))
 
     consumer = make_consumer(
-        settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY],
+        settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY, TOPIC_TICKETS],
         handlers=make_handlers(settings),
     )
     return WorkerParts(

@@ -2,7 +2,7 @@
 and the indicators that answer them) and its narrative per report period, both with history
 
 Revision ID: 0008
-Revises: 0006 (re-chained onto 0007 at merge: only ``down_revision`` changes)
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
@@ -10,7 +10,7 @@ from alembic import op
 from citystat_common.db import UTCDateTime
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
