@@ -2,6 +2,9 @@ from pydantic import Field
 
 from citystat_common.settings import ServiceSettings, service_settings_config
 
+CHANNELS = ("phone", "web", "mobile_app", "sms", "email", "walk_in", "frontline", "unknown", "other")
+CLOSURE_REASONS = ("fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred", "other")
+
 
 class Settings(ServiceSettings):
     """``INTAKE311_*`` variables; KAFKA_BOOTSTRAP, API_KEYS_FILE and CITY_TIMEZONE are shared."""
@@ -21,6 +24,14 @@ class Settings(ServiceSettings):
     key_service: str = "Ask the 311 Contact Centre for an API key: open311@city.example.gov"
     max_results: int = Field(1000, ge=1, le=10_000)
     default_channel: str = "web"
+    # The city's vocabularies (a history import maps its export's values onto them); "unknown" and
+    # "other" are for what an old system did not record or has no word for.
+    channels: list[str] = Field(default_factory=lambda: list(CHANNELS))
+    closure_reasons: list[str] = Field(default_factory=lambda: list(CLOSURE_REASONS))
+
+    # History import through the admin API (larger files: intake311-worker import-requests).
+    import_max_bytes: int = Field(8_000_000, ge=1000, le=500_000_000)  # and within MAX_BODY_BYTES
+    import_batch_rows: int = Field(5000, ge=1, le=100_000)  # rows per committed batch
 
     # Duplicate detection: same service, within this radius and time window of an open request.
     duplicate_radius_m: float = Field(50.0, ge=0, le=5000)

@@ -363,3 +363,69 @@ class StaffRequestRead(BaseModel):
     filed_by: str  # "Ann Lee" (a call-taker) or "key call_center"
     notes: list[NoteRead] = Field(default_factory=list)
     feedback: FeedbackRead | None = None
+
+
+# --- history import (intake311.history_import) --------------------------------------------------
+
+
+class ImportBatchRead(BaseModel):
+    """One import of a city's request history: the file, who, when, counts and the period covered."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    file_name: str
+    file_sha256: str
+    imported_by: ActorRead
+    started_at: datetime
+    finished_at: datetime | None  # None: interrupted (running the same file and mapping again resumes it)
+    rows_total: int
+    rows_imported: int
+    rows_present: int
+    rows_refused: int
+    first_requested: datetime | None
+    last_requested: datetime | None
+
+
+class ImportReportRead(BaseModel):
+    batch_id: str | None
+    file_name: str
+    dry_run: bool
+    already_finished: bool
+    rows_total: int
+    rows_imported: int  # by this run (a dry run: would be)
+    rows_resumed: int  # by an earlier, interrupted run of the same batch
+    rows_present: int  # legacy numbers already stored: skipped
+    rows_refused: int
+    refused: list[dict[str, Any]]  # {row, legacy_id, reasons}; the first 1000
+    unknown: dict[str, dict[str, int]]  # kind -> value -> rows (services, departments, statuses, ...)
+    first_requested: datetime | None
+    last_requested: datetime | None
+    report: list[str]  # as the CLI prints it; the last line is the count
+
+
+class ImportedRequest(BaseModel):
+    """An imported request as the indicators need it: the fields of the 311.requests events
+    (citystat_common.events.ServiceRequestData) and its legacy number."""
+
+    service_request_id: str
+    legacy_id: str | None
+    service_code: str
+    service_name: str
+    department_code: str
+    channel: str
+    status: str
+    detailed_status: str
+    requested_datetime: datetime
+    expected_datetime: datetime | None
+    updated_datetime: datetime
+    closed_datetime: datetime | None
+    closure_reason: str | None
+    first_contact_resolution: bool
+    duplicate_of: str | None
+    lat: float | None
+    long: float | None
+
+
+class ImportedPage(BaseModel):
+    items: list[ImportedRequest]
+    next_after: int | None  # pass as ?after= for the next page; None: this was the last
