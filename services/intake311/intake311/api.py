@@ -113,12 +113,12 @@ async def admin_create_service(
     return Response(body, status_code=201, media_type="application/json")
 
 
-@router.get("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+@router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.ServiceAdminRead:
     return service_read(await service.require_service(uow, service_code))
 
 
-@router.patch("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+@router.patch("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_update_service(
     service_code: str, data: schemas.ServiceUpdate, uow: UoW, who: Admin, request: Request
 ) -> schemas.ServiceAdminRead:
@@ -131,7 +131,7 @@ async def admin_update_service(
     return result
 
 
-@router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
+@router.delete("/admin/services/{service_code:path}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
 async def admin_retire_service(service_code: str, uow: UoW, who: Admin, request: Request) -> Response:
     await catalog_admin.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
@@ -158,7 +158,7 @@ async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
 async def admin_put_calendar(
     code: str, data: schemas.CalendarPut, uow: UoW, who: Admin, request: Request
 ) -> schemas.CalendarRead:
-    if not schemas.DEPT_RE.match(code.upper()):
+    if not schemas.CALENDAR_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
     result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request),
                                                               actor=who.actor()))
@@ -247,7 +247,7 @@ async def staff_list(
     if detailed_status:
         stmt = stmt.where(R.detailed_status == detailed_status)
     if department:
-        stmt = stmt.where(R.department_code == department.upper())
+        stmt = stmt.where(R.department_code == department)
     if service_code:
         stmt = stmt.where(R.service_code == service_code)
     if channel:

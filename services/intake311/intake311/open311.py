@@ -454,6 +454,7 @@ def attribute_datetime_problem(definition: Mapping[str, Any], moment: datetime, 
 class Search:
     ids: list[int] | None = None
     unknown_ids: bool = False
+    legacy_id: str | None = None  # the previous system's number (an imported request), exactly
     service_codes: list[str] | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -503,6 +504,14 @@ def parse_search(params: Params, now: datetime, tz: ZoneInfo, max_results: int) 
             else:
                 s.unknown_ids = True
         s.ids = parsed
+        return s, errors
+    legacy = params.get("legacy_id")
+    if legacy is not None:
+        # an extension, like service_request_id: one number, as the previous system wrote it; it
+        # overrides every other parameter
+        if not legacy or len(legacy) > 100:
+            errors.append((400, "legacy_id must be 1-100 characters"))
+        s.legacy_id = legacy
         return s, errors
     codes = params.get("service_code")
     if codes is not None:

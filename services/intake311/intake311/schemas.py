@@ -17,9 +17,9 @@ from pydantic import (
 )
 
 from citystat_common.bounds import PlausibleDate
+from citystat_common.codes import city_code
 
-SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$")
-DEPT_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+CALENDAR_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")  # calendars keep the old rule: ours, not the city's data
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
@@ -29,17 +29,11 @@ ClosureReason = Literal["fixed", "duplicate", "not_city_responsibility", "no_fur
 
 
 def _service_code(v: str) -> str:
-    v = v.strip()
-    if not SERVICE_CODE_RE.match(v):
-        raise ValueError("must be 1-40 characters: letters, digits, _ . -, starting with a letter or digit")
-    return v
+    return city_code(v, what="service code")  # the city's own, case kept (citystat_common.codes)
 
 
 def _dept(v: str) -> str:
-    v = v.strip().upper()
-    if not DEPT_RE.match(v):
-        raise ValueError("must be a department code: 2-40 capital letters, digits and _")
-    return v
+    return city_code(v, what="department code", slash=False)
 
 
 def _keywords(v: Any) -> Any:

@@ -120,12 +120,12 @@ async def list_services(uow: UnitOfWork, *, active_only: bool = True) -> list[Se
 
 
 async def get_department(uow: UnitOfWork, code: str) -> Department | None:
-    return await uow.session.get(Department, code.upper())
+    return await uow.session.get(Department, code)  # the city's code, exactly (citystat_common.codes)
 
 
 async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Department:
     """Keep the local copy of a directory department current (directory.department.upserted)."""
-    code = data.code.upper()
+    code = data.code
     dept = await uow.session.get(Department, code)
     if dept is None:  # an api may be storing it from the directory at this moment: no key clash either way
         dept = await uow.add_if_absent(Department, dict(code=code, name=data.name, department_id=data.department_id,
