@@ -287,7 +287,8 @@ async def post_request(request: Request, fmt: str) -> Response:
                 return _replay(fmt, previous)
         code = params.get("service_code")
         svc = await ctx.extras["catalog"].get(code) if code else None
-        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone))
+        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone), channels=settings.channels,
+                                            closure_reasons=settings.closure_reasons)
         channel, channel_errors = resolve_channel(principal, data.channel if data else params.get("channel"),
                                                   settings.default_channel)
         if data is not None:

@@ -1,9 +1,9 @@
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from citystat_common.settings import ServiceSettings, service_settings_config
-
-CHANNELS = ("phone", "web", "mobile_app", "sms", "email", "walk_in", "frontline", "unknown", "other")
-CLOSURE_REASONS = ("fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred", "other")
+from intake311.open311 import CHANNELS, CLOSURE_REASONS
 
 
 class Settings(ServiceSettings):
@@ -26,8 +26,10 @@ class Settings(ServiceSettings):
     default_channel: str = "web"
     # The city's vocabularies (a history import maps its export's values onto them); "unknown" and
     # "other" are for what an old system did not record or has no word for.
-    channels: list[str] = Field(default_factory=lambda: list(CHANNELS))
-    closure_reasons: list[str] = Field(default_factory=lambda: list(CLOSURE_REASONS))
+    channels: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,20}$")]] = Field(
+        default_factory=lambda: list(CHANNELS), min_length=1)
+    closure_reasons: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]] = Field(
+        default_factory=lambda: list(CLOSURE_REASONS), min_length=1)
 
     # History import through the admin API (larger files: intake311-worker import-requests).
     import_max_bytes: int = Field(8_000_000, ge=1000, le=500_000_000)  # and within MAX_BODY_BYTES

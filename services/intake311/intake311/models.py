@@ -101,6 +101,9 @@ class Service(Base):
     sla_unit: Mapped[str] = mapped_column(sa.String(20))
     # [{attribute, value, amount, unit}]: another level for requests with that value (migration 0007)
     sla_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)
+    # [{attribute, value, department_code, department_name}]: requests with that attribute value belong
+    # to that department instead of department_code (migration 0010; the first match wins)
+    department_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)
     # {enabled, radius_m, window_hours} (schemas.DuplicatePolicy); None: the settings' defaults
     duplicate_policy: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     calendar_code: Mapped[str] = mapped_column(sa.ForeignKey("calendars.code"), default="CITY")

@@ -25,7 +25,6 @@ HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 Unit = Literal["business_hours", "business_days", "calendar_hours", "calendar_days"]
 ServiceType = Literal["realtime", "batch", "blackbox"]
-ClosureReason = Literal["fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred"]
 
 
 def _service_code(v: str) -> str:
@@ -134,6 +133,15 @@ class DuplicatePolicy(Strict):
     window_hours: float | None = Field(None, ge=0, le=24 * 365, allow_inf_nan=False)
 
 
+class DepartmentRule(Strict):
+    """Requests whose list attribute ``attribute`` has ``value`` belong to ``department_code`` instead
+    of the service's owner (the first matching rule wins): "Encampment" handled by two agencies."""
+
+    attribute: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    department_code: DeptCode
+
+
 def _unique_codes(attrs: list[AttributeDef] | None) -> list[AttributeDef] | None:
     if attrs is not None:
         codes = [a.code for a in attrs]
@@ -166,6 +174,7 @@ class ServiceCreate(_ServiceFields):
     service_notice: Text | None = None
     attributes: list[AttributeDef] = Field(default_factory=list, max_length=100)
     duplicates: DuplicatePolicy | None = None
+    department_rules: list[DepartmentRule] = Field(default_factory=list, max_length=50)
 
 
 
@@ -180,6 +189,7 @@ class ServiceUpdate(_ServiceFields):
     service_notice: Text | None = None
     attributes: list[AttributeDef] | None = None
     duplicates: DuplicatePolicy | None = None
+    department_rules: list[DepartmentRule] | None = Field(None, max_length=50)
     active: bool | None = None
 
 
@@ -191,6 +201,13 @@ class ActorRead(BaseModel):
     name: str
     email: str | None = None
     via: Literal["key", "bearer", "session"] = "key"
+
+
+class DepartmentRuleRead(BaseModel):
+    attribute: str
+    value: str
+    department_code: str
+    agency_responsible: str
 
 
 class ServiceAdminRead(BaseModel):
@@ -208,6 +225,8 @@ class ServiceAdminRead(BaseModel):
     service_notice: str | None
     attributes: list[dict[str, Any]]
     duplicates: DuplicatePolicy | None
+    # which requests another department owns, by attribute value (the service's owner owns the rest)
+    department_rules: list[DepartmentRuleRead] = Field(default_factory=list)
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -271,7 +290,7 @@ class ActionBody(Strict):
 
 
 class CloseBody(ActionBody):
-    reason: ClosureReason
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=40)]  # one of INTAKE311_CLOSURE_REASONS
 
 
 class TransferBody(ActionBody):
