@@ -7,6 +7,7 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   breach     observation POST -> ticket readable through the escalation API vs the broker's own round trip
   evalscale  one observation's evaluation with 100 vs 100,000 indicators registered
   memory     VmRSS of every service's api and worker, idle and under load
+  history    1,000,000 rows of 311 history through the import vs a bare COPY of the same rows
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
 ``--quick`` is a 1-2 minute smoke run with small sizes. Everything runs on loopback, is bounded in
@@ -28,7 +29,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory", "history")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -55,6 +56,8 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("eval_large", int, 100_000, 10_000, "indicators registered for the large evaluation measurement"),
     ("eval_repeats", int, 150, 40, "timed single-observation evaluations per size"),
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
+    ("history_rows", int, 1_000_000, 50_000, "311 requests in the history import (New York's open-data layout)"),
+    ("history_chunk", int, 5000, 5000, "rows per committed chunk of the history import"),
 ]
 
 

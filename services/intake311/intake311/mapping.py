@@ -146,7 +146,11 @@ class Mapping:
         self.channels = frozenset(channels)
         self.closure_reasons = frozenset(closure_reasons)
         self._index: dict[str, int] = {}
+        self._fields: list[tuple[str, int]] = []
         self._attr: list[tuple[str, int]] = []
+        self._blank = {f: doc.defaults.get(f, "") for f in FIELDS}
+        self._maps = {kind: doc.values.get(kind, {}) for kind in VALUE_MAPS}
+        self._rules = [(r.contains.casefold(), r.reason) for r in doc.closure_reasons.rules]
 
     @classmethod
     def load(cls, path: Path, *, channels: Sequence[str], closure_reasons: Sequence[str]) -> Mapping:
@@ -190,19 +194,28 @@ class Mapping:
             raise MappingError(f"the file has no column {', '.join(repr(c) for c in missing)} (its columns: "
                                f"{', '.join(h.strip() for h in header)})")
         self._index = {f: positions[c] for f, c in self.doc.columns.items()}
+        self._fields = list(self._index.items())
         used = set(self.doc.columns.values()) | set(self.doc.attributes.exclude)
         self._attr = [(name, i) for name, i in positions.items() if name not in used]
 
+    def _cells(self, row: Sequence[str]) -> dict[str, str]:
+        """Every field's text (stripped; the field's default when empty; "" when not mapped): one
+        pass over the row, the import's inner loop."""
+        n = len(row)
+        cells = self._blank.copy()
+        for name, i in self._fields:
+            if i < n and (value := row[i].strip()):
+                cells[name] = value
+        return cells
+
     def _cell(self, row: Sequence[str], name: str) -> str:
-        i = self._index.get(name)
-        value = row[i].strip() if i is not None and i < len(row) else ""
-        return value or self.doc.defaults.get(name, "")
+        return self._cells(row)[name]
 
     def legacy_of(self, row: Sequence[str]) -> str:
         return self._cell(row, "legacy_id")[:100]
 
     def _mapped(self, kind: str, value: str) -> str:
-        return self.doc.values.get(kind, {}).get(value, value)
+        return self._maps[kind].get(value, value)
 
     def _time(self, text: str) -> datetime:
         fmt = self.doc.source.datetime_format
@@ -214,14 +227,15 @@ class Mapping:
     def convert(self, row: Sequence[str]) -> Converted | Refused:
         """The row as a request, or every reason it cannot be one (all of them, not the first)."""
         bad = Refused()
-        legacy = self._cell(row, "legacy_id")
+        cells = self._cells(row)
+        legacy = cells["legacy_id"]
         if not legacy:
             bad.reasons.append("no legacy request number")
         elif len(legacy) > 100:
             bad.reasons.append("legacy request number longer than 100 characters")
         times: dict[str, datetime | None] = {}
         for name in ("requested_datetime", "updated_datetime", "closed_datetime", "expected_datetime"):
-            text = self._cell(row, name)
+            text = cells[name]
             times[name] = None
             if text:
                 try:
@@ -231,15 +245,15 @@ class Mapping:
         requested = times["requested_datetime"]
         if requested is None and not any(r.startswith("requested_datetime") for r in bad.reasons):
             bad.reasons.append("no requested_datetime")
-        service_code = self._mapped("service_code", self._cell(row, "service_code"))
+        service_code = self._mapped("service_code", cells["service_code"])
         if not service_code:
             bad.reasons.append("no service")
-        dept_text = self._cell(row, "department_code")
+        dept_text = cells["department_code"]
         department = self._mapped("department_code", dept_text) if dept_text else None
         closed_at = times["closed_datetime"]
-        status_text = self._cell(row, "status")
+        status_text = cells["status"]
         if status_text:
-            detailed = self.doc.values.get("status", {}).get(status_text) or (status_text if status_text in DETAILED else "")
+            detailed = self._maps["status"].get(status_text) or (status_text if status_text in DETAILED else "")
             if not detailed:
                 bad.unknown.append(("status", status_text))
         else:
@@ -250,47 +264,48 @@ class Mapping:
             closed_at = None  # an export's "closed date" on an open request is a planned date, not a closure
         if requested and closed_at and closed_at < requested:
             bad.reasons.append("closed before it was requested")
-        channel = self._mapped("channel", self._cell(row, "channel"))
+        channel = self._mapped("channel", cells["channel"])
         if not channel:
             bad.reasons.append("no channel (give [defaults] channel, e.g. \"unknown\")")
         elif channel not in self.channels:
             bad.unknown.append(("channel", channel))
-        notes = self._cell(row, "status_notes") or None
+        notes = cells["status_notes"] or None
         reason = None
         if detailed == "closed":
-            reason = self._closure_reason(self._cell(row, "closure_reason"))
+            reason = self._closure_reason(cells["closure_reason"])
             if reason is None:
-                bad.unknown.append(("closure_reason", self._cell(row, "closure_reason")))
-        lat, long = self._position(row, bad)
+                bad.unknown.append(("closure_reason", cells["closure_reason"]))
+        lat, long = self._position(cells, bad)
         if bad.reasons or bad.unknown:
             return bad
         assert requested is not None
+        n = len(row)
         updated = max(t for t in (requested, times["updated_datetime"], closed_at) if t is not None)
         return Converted(
             legacy_id=legacy, service_code=service_code, department_code=department, channel=channel,
             status="closed" if detailed == "closed" else "open", detailed_status=detailed,
             requested_datetime=requested, updated_datetime=updated, closed_datetime=closed_at,
             expected_datetime=times["expected_datetime"], closure_reason=reason, status_notes=notes,
-            description=self._cell(row, "description")[:4000] or None, lat=lat, long=long,
-            address_string=self._cell(row, "address_string")[:500] or None,
-            zipcode=self._cell(row, "zipcode")[:20] or None,
-            attributes={name: row[i].strip() for name, i in self._attr if i < len(row) and row[i].strip()},
+            description=cells["description"][:4000] or None, lat=lat, long=long,
+            address_string=cells["address_string"][:500] or None,
+            zipcode=cells["zipcode"][:20] or None,
+            attributes={name: v for name, i in self._attr if i < n and (v := row[i].strip())},
         )
 
     def _closure_reason(self, text: str) -> str | None:
-        exact = self.doc.values.get("closure_reason", {}).get(text)
+        exact = self._maps["closure_reason"].get(text)
         if exact:
             return exact
         if text in self.closure_reasons:
             return text
         folded = text.casefold()
-        for rule in self.doc.closure_reasons.rules:
-            if rule.contains.casefold() in folded:
-                return rule.reason
+        for contains, reason in self._rules:
+            if contains in folded:
+                return reason
         return self.doc.closure_reasons.default
 
-    def _position(self, row: Sequence[str], bad: Refused) -> tuple[float | None, float | None]:
-        lat_text, long_text = self._cell(row, "lat"), self._cell(row, "long")
+    def _position(self, cells: dict[str, str], bad: Refused) -> tuple[float | None, float | None]:
+        lat_text, long_text = cells["lat"], cells["long"]
         if not lat_text and not long_text:
             return None, None
         try:
