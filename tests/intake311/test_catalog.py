@@ -148,7 +148,7 @@ async def test_department_stored_by_the_consumer_meanwhile_is_kept(settings):
 @pytest.mark.parametrize(
     "change,field",
     [
-        ({"service_code": "has space"}, "service_code"),
+        ({"service_code": "has,comma"}, "service_code"),
         ({"service_level": {"amount": 0, "unit": "business_days"}}, "service_level.amount"),
         ({"service_level": {"amount": 1, "unit": "fortnights"}}, "service_level.unit"),
         ({"attributes": [{"code": "A", "datatype": "singlevaluelist", "description": "no values"}]}, "attributes.0"),

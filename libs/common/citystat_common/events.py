@@ -91,6 +91,22 @@ class RequestFeedback(Payload):
     closed_datetime: datetime | None = None
 
 
+class HistoryImported(Payload):
+    """One history import is complete (key = batch_id): its requests were written WITHOUT per-request
+    events, so a consumer that derives figures from requests reads them from intake311
+    (GET /admin/imports/{batch_id}/requests, keyset pages) and recomputes the period they cover."""
+
+    batch_id: str
+    file_name: str
+    requests: int
+    first_requested: datetime
+    last_requested: datetime
+    department_codes: list[str]
+    service_codes: list[str]
+    imported_by: str
+    imported_at: datetime
+
+
 # --- indicators: indicators.status, key = indicator_id ---------------------------------
 
 Status = Literal["green", "yellow", "red", "grey"]
@@ -277,6 +293,7 @@ EVENT_TYPES: dict[str, tuple[str, type[Payload]]] = {
     "intake311.request.updated": (TOPIC_REQUESTS, RequestUpdated),
     "intake311.request.closed": (TOPIC_REQUESTS, RequestClosed),
     "intake311.request.feedback": (TOPIC_REQUESTS, RequestFeedback),
+    "intake311.history.imported": (TOPIC_REQUESTS, HistoryImported),
     "indicators.indicator.breached": (TOPIC_INDICATORS, IndicatorBreached),
     "indicators.indicator.recovered": (TOPIC_INDICATORS, IndicatorRecovered),
     "indicators.indicator.status_changed": (TOPIC_INDICATORS, IndicatorStatusChanged),

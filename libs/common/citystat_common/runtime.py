@@ -46,6 +46,18 @@ class WorkerParts:
         return [self.relay.run, *[c.run for c in self.consumers], *self.schedulers]
 
 
+@dataclass(frozen=True)
+class WorkerCommand:
+    """A service's own worker subcommand (e.g. intake311's ``import-requests``): ``arguments`` adds
+    its options to the parser, ``run`` does the work after the database is migrated and returns the
+    process's exit status."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[ServiceSettings, argparse.Namespace], int]
+
+
 def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingTables) -> OutboxRelay:
     return OutboxRelay(
         service=settings.service_name,
@@ -153,6 +165,7 @@ def worker_main(
     settings_factory: Callable[[], S],
     tables: PlumbingTables,
     build: Callable[[S], WorkerParts],
+    commands: tuple[WorkerCommand, ...] = (),
 ) -> None:
     parser = argparse.ArgumentParser(prog=f"{package}-worker", description=f"{package} worker process")
     sub = parser.add_subparsers(dest="command")
@@ -160,9 +173,15 @@ def worker_main(
     sub.add_parser("migrate", help="alembic upgrade head")
     rp = sub.add_parser("replay", help="re-publish kept outbox events created since a time")
     rp.add_argument("--since", required=True, type=_parse_since, help="ISO 8601, e.g. 2026-11-24T00:00:00Z")
+    for command in commands:
+        command.arguments(sub.add_parser(command.name, help=command.help))
     args = parser.parse_args()
     settings = settings_factory()
     configure_logging(f"{settings.service_name}-worker", settings.log_level, settings.log_format)
+    own = {c.name: c for c in commands}
+    if args.command in own:
+        upgrade(package, settings.database_url)
+        raise SystemExit(own[args.command].run(settings, args))
     if args.command == "migrate":
         upgrade(package, settings.database_url)
         return

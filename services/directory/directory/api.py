@@ -252,7 +252,7 @@ async def list_assignments(
         .order_by(RoleAssignment.starts_at.desc(), RoleAssignment.id.desc())
     )
     if department:
-        stmt = stmt.where(Department.code == department.upper())
+        stmt = stmt.where(Department.code == department)
     if role:
         stmt = stmt.where(RoleAssignment.role == role)
     if person_id:

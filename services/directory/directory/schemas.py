@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from citystat_common.bounds import PlausibleDatetime, within_horizon
+from citystat_common.codes import city_code
 from citystat_common.events import FUNCTION_ROLE, SENIOR_ROLES, NotifyMode
 
 CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
@@ -53,7 +54,15 @@ def check_text(v: str) -> str:
     return v
 
 
-Code = Annotated[str, AfterValidator(_code)]
+Code = Annotated[str, AfterValidator(_code)]  # a cluster's code (ours: capitals, digits and _)
+
+
+def _department_code(v: str) -> str:
+    # the city's own department code, case kept and looked up exactly (citystat_common.codes)
+    return city_code(v, what="department code", slash=False)
+
+
+DeptCode = Annotated[str, AfterValidator(_department_code)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str | None, AfterValidator(_phone)]
 SeniorRole = Literal[
@@ -109,7 +118,7 @@ class ClusterRead(BaseModel):
 
 
 class DepartmentCreate(Strict):
-    code: Code
+    code: DeptCode
     name: Name
     cluster: Code | None = Field(None, description="cluster code")
 
@@ -140,7 +149,7 @@ class PersonCreate(Strict):
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     email: EmailStr | None = None
     phone: Phone = None
-    department: Code | None = Field(None, description=DEPARTMENT_HELP)
+    department: DeptCode | None = Field(None, description=DEPARTMENT_HELP)
     notify: NotifyMode = Field("immediate", description=NOTIFY_HELP)
 
 
@@ -150,7 +159,7 @@ class PersonUpdate(Strict):
     email: EmailStr | None = None
     phone: Phone = None
     active: bool | None = None
-    department: Code | None = Field(None, description=DEPARTMENT_HELP + "; null: none")
+    department: DeptCode | None = Field(None, description=DEPARTMENT_HELP + "; null: none")
     notify: NotifyMode | None = Field(None, description=NOTIFY_HELP)
 
     @field_validator("name", "active", "notify")
@@ -271,7 +280,7 @@ class RoutingRead(BaseModel):
 class ImportRow(Strict):
     """One row of a directory import: a department and, optionally, one role holder."""
 
-    department_code: Code
+    department_code: DeptCode
     department_name: Name
     cluster_code: Code | None = None
     cluster_name: Name | None = None

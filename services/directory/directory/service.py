@@ -35,7 +35,7 @@ async def get_cluster(uow: UnitOfWork, code: str) -> Cluster:
 
 async def get_department(uow: UnitOfWork, code: str) -> Department:
     dept = (
-        await uow.session.execute(sa.select(Department).where(Department.code == code.upper()))
+        await uow.session.execute(sa.select(Department).where(Department.code == code))  # exactly: the city's code
     ).scalar_one_or_none()
     if dept is None:
         raise NotFound(f"no department with code {code!r}", field="department")

@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -25,6 +25,7 @@ from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import UoW, get_context
 from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, service
+from intake311.config import Settings
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
 from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
@@ -42,6 +43,12 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="ret
 # --- catalog admin --------------------------------------------------------------------------------
 
 
+async def _rule_departments(request: Request, uow: UoW, rules: list[schemas.DepartmentRule]) -> dict[str, Department]:
+    """Each department a rule names, known and active (as the owner is checked)."""
+    return {r.department_code: await resolve_department(request, uow, r.department_code, f"department_rules[{i}].department_code")
+            for i, r in enumerate(rules)}
+
+
 def service_read(s: Service) -> schemas.ServiceAdminRead:
     return schemas.ServiceAdminRead(
         service_code=s.service_code, service_name=s.service_name, description=s.description, group=s.group_name,
@@ -53,6 +60,9 @@ def service_read(s: Service) -> schemas.ServiceAdminRead:
         service_level_text=service.service_level_text(s), service_notice=s.service_notice,
         attributes=s.attributes or [], active=s.active, created_at=s.created_at, updated_at=s.updated_at,
         changed_by=schemas.ActorRead(**s.changed_by) if s.changed_by else None,
+        department_rules=[schemas.DepartmentRuleRead(
+            attribute=r["attribute"], value=r["value"], department_code=r["department_code"],
+            agency_responsible=r.get("department_name") or r["department_code"]) for r in s.department_rules or []],
     )
 
 
@@ -85,6 +95,10 @@ async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True)
     return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
 
 
+def _settings(request: Request) -> Settings:
+    return cast(Settings, get_context(request).settings)
+
+
 def _timezone(request: Request) -> str:
     return str(get_context(request).settings.city_timezone)
 
@@ -103,7 +117,8 @@ async def admin_create_service(
     if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
         return previous
     dept = await resolve_department(request, uow, data.department_code)
-    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request), actor=who.actor())
+    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request), actor=who.actor(),
+                                           rule_departments=await _rule_departments(request, uow, data.department_rules))
     body = orjson.dumps(service_read(s).model_dump(mode="json"))
     await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
@@ -113,25 +128,26 @@ async def admin_create_service(
     return Response(body, status_code=201, media_type="application/json")
 
 
-@router.get("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+@router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.ServiceAdminRead:
     return service_read(await service.require_service(uow, service_code))
 
 
-@router.patch("/admin/services/{service_code}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
+@router.patch("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_update_service(
     service_code: str, data: schemas.ServiceUpdate, uow: UoW, who: Admin, request: Request
 ) -> schemas.ServiceAdminRead:
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
     s = await catalog_admin.update_service(uow, code=service_code, data=data, department=dept,
-                                           timezone=_timezone(request), actor=who.actor())
+                                           timezone=_timezone(request), actor=who.actor(),
+                                           rule_departments=await _rule_departments(request, uow, data.department_rules or []))
     result = service_read(s)
     await uow.commit()
     catalog_changed(request)
     return result
 
 
-@router.delete("/admin/services/{service_code}", status_code=204, tags=["catalog admin"],
+@router.delete("/admin/services/{service_code:path}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
 async def admin_retire_service(service_code: str, uow: UoW, who: Admin, request: Request) -> Response:
     await catalog_admin.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
@@ -158,7 +174,7 @@ async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
 async def admin_put_calendar(
     code: str, data: schemas.CalendarPut, uow: UoW, who: Admin, request: Request
 ) -> schemas.CalendarRead:
-    if not schemas.DEPT_RE.match(code.upper()):
+    if not schemas.CALENDAR_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
     result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request),
                                                               actor=who.actor()))
@@ -247,7 +263,7 @@ async def staff_list(
     if detailed_status:
         stmt = stmt.where(R.detailed_status == detailed_status)
     if department:
-        stmt = stmt.where(R.department_code == department.upper())
+        stmt = stmt.where(R.department_code == department)
     if service_code:
         stmt = stmt.where(R.service_code == service_code)
     if channel:
@@ -288,8 +304,9 @@ async def start(service_request_id: str, uow: UoW, who: Writer, body: schemas.Ac
 
 
 @router.post("/staff/requests/{service_request_id}/close", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
-    return await _act(uow, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public)
+async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, who: Writer, request: Request) -> schemas.StaffRequestRead:
+    return await _act(uow, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public,
+                      closure_reasons=_settings(request).closure_reasons)
 
 
 @router.post("/staff/requests/{service_request_id}/reopen", response_model=schemas.StaffRequestRead, tags=["lifecycle"])

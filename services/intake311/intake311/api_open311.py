@@ -166,7 +166,7 @@ def attribute_doc(a: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-@router.get("/services/{service_code}.{fmt}", summary="Service definition (GET Service Definition)", description=FMT_DOC)
+@router.get("/services/{service_code:path}.{fmt}", summary="Service definition (GET Service Definition)", description=FMT_DOC)
 async def service_definition(request: Request, service_code: str, fmt: str, uow: UoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
@@ -287,7 +287,8 @@ async def post_request(request: Request, fmt: str) -> Response:
                 return _replay(fmt, previous)
         code = params.get("service_code")
         svc = await ctx.extras["catalog"].get(code) if code else None
-        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone))
+        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone), channels=settings.channels,
+                                            closure_reasons=settings.closure_reasons)
         channel, channel_errors = resolve_channel(principal, data.channel if data else params.get("channel"),
                                                   settings.default_channel)
         if data is not None:
@@ -380,6 +381,7 @@ def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz:
             "first_contact_resolution": r.first_contact_resolution,
             "department_code": r.department_code,
             "closed_datetime": fmt_datetime(r.closed_datetime, tz),
+            "legacy_id": r.legacy_id,
         }
         doc["notes"] = [
             {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status,
@@ -400,6 +402,8 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
     )
     if s.ids is not None:
         return stmt.where(R.id.in_(s.ids or [-1])).order_by(R.id)
+    if s.legacy_id is not None:
+        return stmt.where(R.legacy_id == s.legacy_id).order_by(R.id)
     conds: list[Any] = []  # the filters on service_requests alone: also those of the per-cell queries below
     if s.service_codes is not None:
         conds.append(R.service_code.in_(s.service_codes or [""]))
@@ -435,7 +439,7 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
         cells = also_in(covering_cells(lat - dlat, lat + dlat, lon - dlon, lon + dlon))
     if s.agency:
         # without the join (departments.code is unique), so the per-cell queries below can use it too
-        conds.append(sa.or_(R.department_code == s.agency.upper(), R.department_code.in_(
+        conds.append(sa.or_(R.department_code == s.agency, R.department_code.in_(
             sa.select(Department.code).where(sa.func.lower(Department.name) == s.agency.lower()))))
     stmt = stmt.where(*conds)
     if (s.updated_after or s.updated_before) and s.start is None and s.end is None:
@@ -475,7 +479,8 @@ async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:
 
 @router.get("/requests.{fmt}", summary="Search service requests (GET Service Requests)",
             description="service_request_id (comma list, overrides the rest), service_code, start_date, end_date "
-                        "(90 days at most; default the last 90), status. Extensions: page, page_size, updated_after, "
+                        "(90 days at most; default the last 90), status. Extensions: legacy_id (an imported request's "
+                        "number in the previous system, exactly; overrides the rest), page, page_size, updated_after, "
                         "updated_before, agency_responsible, bbox=min_long,min_lat,max_long,max_lat, lat+long+radius "
                         "(metres), extensions=true.")
 async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:

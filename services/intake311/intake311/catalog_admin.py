@@ -16,6 +16,7 @@ from citystat_common.errors import Conflict, Invalid
 from citystat_common.uow import UnitOfWork
 from intake311 import schemas
 from intake311.models import Calendar, Department, Service
+from intake311.ownership import check_rules
 from intake311.service import business_calendar, require_service
 from intake311.service_levels import Level, check_levels
 
@@ -44,8 +45,14 @@ def _level_fields(level: schemas.ServiceLevel) -> dict[str, Any]:
     return {"sla_amount": level.amount, "sla_unit": level.unit, "sla_rules": [r.model_dump() for r in level.rules]}
 
 
+def department_rules(rules: list[schemas.DepartmentRule], departments: dict[str, Department]) -> list[dict[str, Any]]:
+    """The rules as stored, with each department's name (the request's agency_responsible)."""
+    return [{"attribute": r.attribute, "value": r.value, "department_code": departments[r.department_code].code,
+             "department_name": departments[r.department_code].name} for r in rules]
+
+
 async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, department: Department, timezone: str,
-                         actor: Actor) -> Service:
+                         actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
     if await uow.session.get(Service, data.service_code) is not None:
         raise Conflict(f"a service with code {data.service_code!r} exists", field="service_code")
     cal = await get_calendar(uow, data.service_level.calendar)
@@ -55,9 +62,10 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
         calendar_code=cal.code, service_notice=data.service_notice,
         attributes=_attributes(data.attributes), active=True,
         duplicate_policy=data.duplicates.model_dump() if data.duplicates else None, **_level_fields(data.service_level),
-        changed_by=actor.as_dict(),
+        changed_by=actor.as_dict(), department_rules=department_rules(data.department_rules, rule_departments or {}),
     )
     check_service_levels(service, cal, timezone)
+    check_rules(service.department_rules or [], service.attributes)
     service.department, service.calendar = department, cal
     uow.session.add(service)
     await uow.flush()
@@ -65,7 +73,7 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
 
 
 async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpdate, department: Department | None,
-                         timezone: str, actor: Actor) -> Service:
+                         timezone: str, actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
     service = await require_service(uow, code)
     fields = data.model_dump(exclude_unset=True)
     if "service_name" in fields and data.service_name:
@@ -86,6 +94,10 @@ async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpd
         service.duplicate_policy = data.duplicates.model_dump() if data.duplicates else None
     if "active" in fields and data.active is not None:
         service.active = data.active
+    if "department_rules" in fields:
+        service.department_rules = department_rules(data.department_rules or [], rule_departments or {})
+    if {"department_rules", "attributes"} & set(fields):
+        check_rules(service.department_rules or [], service.attributes or [])
     if department is not None:
         service.department_code = department.code
         service.department = department

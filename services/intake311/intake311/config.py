@@ -1,6 +1,9 @@
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from citystat_common.settings import ServiceSettings, service_settings_config
+from intake311.open311 import CHANNELS, CLOSURE_REASONS
 
 
 class Settings(ServiceSettings):
@@ -21,6 +24,16 @@ class Settings(ServiceSettings):
     key_service: str = "Ask the 311 Contact Centre for an API key: open311@city.example.gov"
     max_results: int = Field(1000, ge=1, le=10_000)
     default_channel: str = "web"
+    # The city's vocabularies (a history import maps its export's values onto them); "unknown" and
+    # "other" are for what an old system did not record or has no word for.
+    channels: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,20}$")]] = Field(
+        default_factory=lambda: list(CHANNELS), min_length=1)
+    closure_reasons: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]] = Field(
+        default_factory=lambda: list(CLOSURE_REASONS), min_length=1)
+
+    # History import through the admin API (larger files: intake311-worker import-requests).
+    import_max_bytes: int = Field(8_000_000, ge=1000, le=500_000_000)  # and within MAX_BODY_BYTES
+    import_batch_rows: int = Field(5000, ge=1, le=100_000)  # rows per committed batch
 
     # Duplicate detection: same service, within this radius and time window of an open request.
     duplicate_radius_m: float = Field(50.0, ge=0, le=5000)

@@ -5,6 +5,7 @@ request's history, and emits the request's event. No commit: the router owns it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,7 @@ ACTIONS = ("acknowledge", "start", "close", "reopen", "transfer", "note")
 async def change(
     uow: UnitOfWork, *, rid: int, action: str, who: Principal, text: str | None = None, reason: str | None = None,
     department_code: str | None = None, public: bool = True, timezone: str = "UTC",
+    closure_reasons: Sequence[str] = CLOSURE_REASONS,
 ) -> ServiceRequest:
     """One lifecycle step on request ``rid`` by ``who`` (403 when it is not theirs to act on)."""
     req, service = await load_request(uow, rid, for_update=True)
@@ -55,8 +57,8 @@ async def change(
     elif action == "close":
         if req.status == "closed":
             raise Conflict("the request is already closed", field="status")
-        if reason not in CLOSURE_REASONS:
-            raise Invalid(f"reason must be one of {', '.join(CLOSURE_REASONS)}", field="reason")
+        if reason is None or reason not in closure_reasons:
+            raise Invalid(f"reason must be one of {', '.join(closure_reasons)}", field="reason")
         _close(req, reason, now)
         cls = RequestClosed
         kind, default = "closed", f"Closed: {reason.replace('_', ' ')}."

@@ -19,6 +19,7 @@ from citystat_common.web import (
     check_database,
 )
 from intake311.api import router as staff_router
+from intake311.api_imports import router as imports_router
 from intake311.api_open311 import post_request_hot, write_new_requests
 from intake311.api_open311 import router as open311_router
 from intake311.catalog import CatalogCache
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
         # Open311 first: routes match in order, and its GETs are the busiest after the POST (a HotRoute).
-        routers=[open311_router, staff_router],
+        routers=[open311_router, staff_router, imports_router],
         readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,

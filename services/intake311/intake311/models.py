@@ -101,6 +101,9 @@ class Service(Base):
     sla_unit: Mapped[str] = mapped_column(sa.String(20))
     # [{attribute, value, amount, unit}]: another level for requests with that value (migration 0007)
     sla_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)
+    # [{attribute, value, department_code, department_name}]: requests with that attribute value belong
+    # to that department instead of department_code (migration 0010; the first match wins)
+    department_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, default=list)
     # {enabled, radius_m, window_hours} (schemas.DuplicatePolicy); None: the settings' defaults
     duplicate_policy: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     calendar_code: Mapped[str] = mapped_column(sa.ForeignKey("calendars.code"), default="CITY")
@@ -168,6 +171,10 @@ class ServiceRequest(Base):
     created_by_via: Mapped[str | None] = mapped_column(sa.String(10))
     # SHA-256 of the token the POST returned to the reporter: only its holder may rate the request
     feedback_token_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    # The city's previous system's number for an imported request (looked up by GET /requests?legacy_id=),
+    # and the import that brought it (migration 0009); None for requests filed here.
+    legacy_id: Mapped[str | None] = mapped_column(sa.String(100))
+    import_batch_id: Mapped[str | None] = mapped_column(sa.String(36))
 
     __table_args__ = (
         sa.Index("ix_service_requests_open_nearby", "service_code", "status", "requested_datetime"),
@@ -175,6 +182,9 @@ class ServiceRequest(Base):
         # area searches: per cell newest first; the usual area filters are all in the index (no row
         # read to reject one)
         sa.Index("ix_service_requests_cell", "cell", "requested_datetime", "id", "status", "pending", "lat", "long"),
+        # an import batch's requests in id order (the backfill read, GET /admin/imports/{id}/requests)
+        sa.Index("ix_service_requests_import_batch", "import_batch_id", "id"),
+        sa.Index("ix_service_requests_legacy_id", "legacy_id", unique=True),
     )
 
     @validates("lat", "long")
@@ -213,3 +223,26 @@ class Feedback(Base):
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_by: Mapped[str] = mapped_column(sa.String(100))
     department_code: Mapped[str] = mapped_column(sa.String(40), index=True)
+
+
+class ImportBatch(Base):
+    """One import of a city's request history: which file with which mapping, by whom, when, how
+    many rows and which period. A batch is the pair (file, mapping): running the same pair again
+    resumes an unfinished batch and changes nothing in a finished one."""
+
+    __tablename__ = "import_batches"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    file_name: Mapped[str] = mapped_column(sa.String(500))
+    file_sha256: Mapped[str] = mapped_column(sa.String(64))
+    mapping_sha256: Mapped[str] = mapped_column(sa.String(64))
+    imported_by: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # Actor.as_dict()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    rows_total: Mapped[int] = mapped_column(default=0)  # data rows in the file
+    rows_imported: Mapped[int] = mapped_column(default=0)  # requests this batch wrote
+    rows_present: Mapped[int] = mapped_column(default=0)  # legacy numbers already there (another batch)
+    rows_refused: Mapped[int] = mapped_column(default=0)
+    first_requested: Mapped[datetime | None]  # the period its requests cover
+    last_requested: Mapped[datetime | None]
+
+    __table_args__ = (sa.UniqueConstraint("file_sha256", "mapping_sha256", name="uq_import_batches_file_mapping"),)

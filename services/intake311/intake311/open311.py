@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,8 +24,9 @@ XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
 FORMATS = ("xml", "json")
 
-CHANNELS = ("phone", "web", "mobile_app", "sms", "email", "walk_in", "frontline")
-CLOSURE_REASONS = ("fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred")
+# the defaults of the city's vocabularies (intake311.config: INTAKE311_CHANNELS, INTAKE311_CLOSURE_REASONS)
+CHANNELS = ("phone", "web", "mobile_app", "sms", "email", "walk_in", "frontline", "unknown", "other")
+CLOSURE_REASONS = ("fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred", "other")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 MAX_DESCRIPTION = 4000
 MAX_RANGE = timedelta(days=90)
@@ -278,9 +279,11 @@ def parse_datetime(value: str, tz: ZoneInfo) -> datetime:
     return dt.astimezone(UTC)
 
 
-def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo) -> tuple[NewRequest | None, list[tuple[int, str]]]:
+def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo, *, channels: Sequence[str] = CHANNELS,
+                         closure_reasons: Sequence[str] = CLOSURE_REASONS) -> tuple[NewRequest | None, list[tuple[int, str]]]:
     """Every problem with a POST /requests at once. ``service`` is the catalog entry (or None when
-    unknown); its ``attributes`` are the definitions to check ``attribute[...]`` against."""
+    unknown); its ``attributes`` are the definitions to check ``attribute[...]`` against.
+    ``channels``, ``closure_reasons``: the city's vocabularies (INTAKE311_CHANNELS, _CLOSURE_REASONS)."""
     errors: list[tuple[int, str]] = [(400, f"{name} must be a single value") for name in sorted(params.invalid)]
     code = params.get("service_code")
     if code is None:
@@ -337,18 +340,18 @@ def validate_new_request(params: Params, service: Any | None, tz: ZoneInfo) -> t
             errors.append((400, "media_url must be an http or https URL"))
     channel = params.get("channel")
     if channel is not None:
-        if channel.lower() in CHANNELS:
+        if channel.lower() in channels:
             req.channel = channel.lower()
         else:
-            errors.append((400, f"channel must be one of {', '.join(CHANNELS)}"))
+            errors.append((400, f"channel must be one of {', '.join(channels)}"))
     try:
         req.first_contact_resolution = bool(parse_bool(params.get("first_contact_resolution")))
     except ValueError:
         errors.append((400, "first_contact_resolution must be true or false"))
     reason = params.get("closure_reason")
     if reason is not None:
-        if reason not in CLOSURE_REASONS:
-            errors.append((400, f"closure_reason must be one of {', '.join(CLOSURE_REASONS)}"))
+        if reason not in closure_reasons:
+            errors.append((400, f"closure_reason must be one of {', '.join(closure_reasons)}"))
         elif not req.first_contact_resolution:
             errors.append((400, "closure_reason is only accepted with first_contact_resolution=true"))
         else:
@@ -454,6 +457,7 @@ def attribute_datetime_problem(definition: Mapping[str, Any], moment: datetime, 
 class Search:
     ids: list[int] | None = None
     unknown_ids: bool = False
+    legacy_id: str | None = None  # the previous system's number (an imported request), exactly
     service_codes: list[str] | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -503,6 +507,14 @@ def parse_search(params: Params, now: datetime, tz: ZoneInfo, max_results: int) 
             else:
                 s.unknown_ids = True
         s.ids = parsed
+        return s, errors
+    legacy = params.get("legacy_id")
+    if legacy is not None:
+        # an extension, like service_request_id: one number, as the previous system wrote it; it
+        # overrides every other parameter
+        if not legacy or len(legacy) > 100:
+            errors.append((400, "legacy_id must be 1-100 characters"))
+        s.legacy_id = legacy
         return s, errors
     codes = params.get("service_code")
     if codes is not None:

@@ -29,13 +29,12 @@ from intake311.api import resolve_department
 from intake311.api_open311 import NewRequestItem
 from intake311.config import Settings
 from intake311.models import ServiceRequest, StatusNote
-from intake311.open311 import CLOSURE_REASONS
 
 router = APIRouter(include_in_schema=False)
 STAFF_CHANNEL = "phone"  # what the call-taker's page files as: the caller is on the phone
 STATUS_WORDS = {"open": "Open", "acknowledged": "Acknowledged", "in_progress": "Work in progress", "closed": "Closed"}
 CLOSURE_WORDS = {"fixed": "Fixed", "duplicate": "A duplicate", "not_city_responsibility": "Not the city's responsibility",
-                 "no_further_action": "No further action", "referred": "Referred elsewhere"}
+                 "no_further_action": "No further action", "referred": "Referred elsewhere", "other": "Other"}
 DONE_WORDS = {"acknowledge": "acknowledged", "start": "marked as work in progress", "close": "closed",
               "transfer": "transferred", "note": "noted"}
 SCOPE_WORDS = {"311:submit": "staff who file 311 requests", "311:write": "311 staff who work a department's requests"}
@@ -226,7 +225,8 @@ async def _queue_page(request: Request, uow: UoW, who: Principal, filters: dict[
         queue=q, filters=filters, statuses=queue.STATUSES, status_words=STATUS_WORDS,
         services=await queue.services_of(uow, shown), all_departments=mine is None,
         department_choices=departments if mine is None else [(d, names.get(d, d)) for d in sorted(mine)],
-        departments=departments, closure_reasons=[(r, CLOSURE_WORDS.get(r, r)) for r in CLOSURE_REASONS],
+        departments=departments, closure_reasons=[(r, CLOSURE_WORDS.get(r, r.replace("_", " ").capitalize()))
+                                                      for r in _settings(request).closure_reasons],
         may_act=who.has("311:write"), personal=can_see_personal_data(who), when=_when(request), now=utcnow(),
         line=_line, hidden=_hidden(csrf_token(request) if _has_session(request) else "", back), done=done, error=error,
         page_link=lambda n: "/staff/queue?" + urlencode({**filters, "page": n}),
@@ -261,6 +261,7 @@ async def queue_action(request: Request, service_request_id: str, action: str, u
             if not text:
                 raise Invalid("write a closing note: the caller reads it", field="text")
             kw["reason"] = str(form.get("reason") or "")
+            kw["closure_reasons"] = _settings(request).closure_reasons
         elif action == "transfer":
             if not text:
                 raise Invalid("give the reason for the transfer", field="text")

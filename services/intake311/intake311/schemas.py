@@ -17,29 +17,22 @@ from pydantic import (
 )
 
 from citystat_common.bounds import PlausibleDate
+from citystat_common.codes import city_code
 
-SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$")
-DEPT_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+CALENDAR_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")  # calendars keep the old rule: ours, not the city's data
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 Unit = Literal["business_hours", "business_days", "calendar_hours", "calendar_days"]
 ServiceType = Literal["realtime", "batch", "blackbox"]
-ClosureReason = Literal["fixed", "duplicate", "not_city_responsibility", "no_further_action", "referred"]
 
 
 def _service_code(v: str) -> str:
-    v = v.strip()
-    if not SERVICE_CODE_RE.match(v):
-        raise ValueError("must be 1-40 characters: letters, digits, _ . -, starting with a letter or digit")
-    return v
+    return city_code(v, what="service code")  # the city's own, case kept (citystat_common.codes)
 
 
 def _dept(v: str) -> str:
-    v = v.strip().upper()
-    if not DEPT_RE.match(v):
-        raise ValueError("must be a department code: 2-40 capital letters, digits and _")
-    return v
+    return city_code(v, what="department code", slash=False)
 
 
 def _keywords(v: Any) -> Any:
@@ -140,6 +133,15 @@ class DuplicatePolicy(Strict):
     window_hours: float | None = Field(None, ge=0, le=24 * 365, allow_inf_nan=False)
 
 
+class DepartmentRule(Strict):
+    """Requests whose list attribute ``attribute`` has ``value`` belong to ``department_code`` instead
+    of the service's owner (the first matching rule wins): "Encampment" handled by two agencies."""
+
+    attribute: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    department_code: DeptCode
+
+
 def _unique_codes(attrs: list[AttributeDef] | None) -> list[AttributeDef] | None:
     if attrs is not None:
         codes = [a.code for a in attrs]
@@ -172,6 +174,7 @@ class ServiceCreate(_ServiceFields):
     service_notice: Text | None = None
     attributes: list[AttributeDef] = Field(default_factory=list, max_length=100)
     duplicates: DuplicatePolicy | None = None
+    department_rules: list[DepartmentRule] = Field(default_factory=list, max_length=50)
 
 
 
@@ -186,6 +189,7 @@ class ServiceUpdate(_ServiceFields):
     service_notice: Text | None = None
     attributes: list[AttributeDef] | None = None
     duplicates: DuplicatePolicy | None = None
+    department_rules: list[DepartmentRule] | None = Field(None, max_length=50)
     active: bool | None = None
 
 
@@ -197,6 +201,13 @@ class ActorRead(BaseModel):
     name: str
     email: str | None = None
     via: Literal["key", "bearer", "session"] = "key"
+
+
+class DepartmentRuleRead(BaseModel):
+    attribute: str
+    value: str
+    department_code: str
+    agency_responsible: str
 
 
 class ServiceAdminRead(BaseModel):
@@ -214,6 +225,8 @@ class ServiceAdminRead(BaseModel):
     service_notice: str | None
     attributes: list[dict[str, Any]]
     duplicates: DuplicatePolicy | None
+    # which requests another department owns, by attribute value (the service's owner owns the rest)
+    department_rules: list[DepartmentRuleRead] = Field(default_factory=list)
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -277,7 +290,7 @@ class ActionBody(Strict):
 
 
 class CloseBody(ActionBody):
-    reason: ClosureReason
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=40)]  # one of INTAKE311_CLOSURE_REASONS
 
 
 class TransferBody(ActionBody):
@@ -363,3 +376,69 @@ class StaffRequestRead(BaseModel):
     filed_by: str  # "Ann Lee" (a call-taker) or "key call_center"
     notes: list[NoteRead] = Field(default_factory=list)
     feedback: FeedbackRead | None = None
+
+
+# --- history import (intake311.history_import) --------------------------------------------------
+
+
+class ImportBatchRead(BaseModel):
+    """One import of a city's request history: the file, who, when, counts and the period covered."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    file_name: str
+    file_sha256: str
+    imported_by: ActorRead
+    started_at: datetime
+    finished_at: datetime | None  # None: interrupted (running the same file and mapping again resumes it)
+    rows_total: int
+    rows_imported: int
+    rows_present: int
+    rows_refused: int
+    first_requested: datetime | None
+    last_requested: datetime | None
+
+
+class ImportReportRead(BaseModel):
+    batch_id: str | None
+    file_name: str
+    dry_run: bool
+    already_finished: bool
+    rows_total: int
+    rows_imported: int  # by this run (a dry run: would be)
+    rows_resumed: int  # by an earlier, interrupted run of the same batch
+    rows_present: int  # legacy numbers already stored: skipped
+    rows_refused: int
+    refused: list[dict[str, Any]]  # {row, legacy_id, reasons}; the first 1000
+    unknown: dict[str, dict[str, int]]  # kind -> value -> rows (services, departments, statuses, ...)
+    first_requested: datetime | None
+    last_requested: datetime | None
+    report: list[str]  # as the CLI prints it; the last line is the count
+
+
+class ImportedRequest(BaseModel):
+    """An imported request as the indicators need it: the fields of the 311.requests events
+    (citystat_common.events.ServiceRequestData) and its legacy number."""
+
+    service_request_id: str
+    legacy_id: str | None
+    service_code: str
+    service_name: str
+    department_code: str
+    channel: str
+    status: str
+    detailed_status: str
+    requested_datetime: datetime
+    expected_datetime: datetime | None
+    updated_datetime: datetime
+    closed_datetime: datetime | None
+    closure_reason: str | None
+    first_contact_resolution: bool
+    duplicate_of: str | None
+    lat: float | None
+    long: float | None
+
+
+class ImportedPage(BaseModel):
+    items: list[ImportedRequest]
+    next_after: int | None  # pass as ?after= for the next page; None: this was the last

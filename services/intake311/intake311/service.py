@@ -37,6 +37,7 @@ from intake311.models import (
     grid_cell,
 )
 from intake311.open311 import NewRequest
+from intake311.ownership import owner
 from intake311.service_levels import BeyondHorizon, Level, due_datetime, pick_level
 
 log = get_logger(__name__)
@@ -120,12 +121,12 @@ async def list_services(uow: UnitOfWork, *, active_only: bool = True) -> list[Se
 
 
 async def get_department(uow: UnitOfWork, code: str) -> Department | None:
-    return await uow.session.get(Department, code.upper())
+    return await uow.session.get(Department, code)  # the city's code, exactly (citystat_common.codes)
 
 
 async def upsert_department(uow: UnitOfWork, data: DepartmentUpserted) -> Department:
     """Keep the local copy of a directory department current (directory.department.upserted)."""
-    code = data.code.upper()
+    code = data.code
     dept = await uow.session.get(Department, code)
     if dept is None:  # an api may be storing it from the directory at this moment: no key clash either way
         dept = await uow.add_if_absent(Department, dict(code=code, name=data.name, department_id=data.department_id,
@@ -201,6 +202,7 @@ class ServiceEntry:
     calendar: BusinessCalendar
     sla_rules: tuple[dict[str, Any], ...] = ()
     duplicates: dict[str, Any] | None = None  # duplicates.policy reads it; None: the settings
+    department_rules: tuple[dict[str, Any], ...] = ()  # intake311.ownership
 
     @classmethod
     def of(cls, s: Service, timezone: str) -> ServiceEntry:
@@ -210,6 +212,7 @@ class ServiceEntry:
             sla_amount=float(s.sla_amount), sla_unit=s.sla_unit, service_notice=s.service_notice,
             attributes=list(s.attributes or []), calendar=business_calendar(s.calendar, timezone),
             sla_rules=tuple(s.sla_rules or ()), duplicates=s.duplicate_policy,
+            department_rules=tuple(s.department_rules or ()),
         )
 
 
@@ -277,13 +280,14 @@ async def create_requests(
     notes: list[dict[str, Any]] = []
     created: list[CreatedRequest] = []
     # one batch, one "now": one commitment per service type and level (its own or a rule's)
-    commitments: dict[tuple[str, int], tuple[datetime | None, str]] = {}
+    commitments: dict[tuple[str, int, str], tuple[datetime | None, str]] = {}
     for draft, rid, duplicate_of in zip(drafts, ids, duplicates, strict=True):
         data, svc = draft.data, draft.service
         level, rule = pick_level(Level(svc.sla_amount, svc.sla_unit), svc.sla_rules, data.attributes)
-        if (svc.service_code, rule) not in commitments:
-            commitments[(svc.service_code, rule)] = _commitment(svc, level, now, tz)
-        expected, commitment = commitments[(svc.service_code, rule)]
+        dept_code, agency = owner((svc.department_code, svc.agency), svc.department_rules, data.attributes)
+        if (svc.service_code, rule, dept_code) not in commitments:
+            commitments[(svc.service_code, rule, dept_code)] = _commitment(svc, level, now, tz, agency)
+        expected, commitment = commitments[(svc.service_code, rule, dept_code)]
         batch = svc.type == "batch"
         closed = data.first_contact_resolution
         notices = [n for n in (svc.service_notice,) if n]
@@ -294,7 +298,7 @@ async def create_requests(
         token, token_hash = new_feedback_token()
         row: dict[str, Any] = {
             "id": rid, "token": str(uuid.uuid4()) if batch else None, "pending": batch,
-            "service_code": svc.service_code, "department_code": svc.department_code, "channel": draft.channel,
+            "service_code": svc.service_code, "department_code": dept_code, "channel": draft.channel,
             "status": status, "detailed_status": status,
             "closure_reason": (data.closure_reason or "no_further_action") if closed else None,
             "first_contact_resolution": closed, "description": data.description, "lat": data.lat, "long": data.long,
@@ -330,14 +334,14 @@ async def create_requests(
     return created
 
 
-def _commitment(svc: ServiceEntry, level: Level, now: datetime, tz: ZoneInfo) -> tuple[datetime | None, str]:
+def _commitment(svc: ServiceEntry, level: Level, now: datetime, tz: ZoneInfo, agency: str) -> tuple[datetime | None, str]:
     try:
         due = due_datetime(svc.calendar, now, level.amount, level.unit)
     except BeyondHorizon:
         # a level saved before the checks (or edited in the database): take the request, promise nothing
         log.warning("service_level_beyond_horizon", service_code=svc.service_code, amount=level.amount, unit=level.unit)
-        return None, no_commitment_text(svc.agency)
-    return due, commitment_text(due, svc.agency, tz)
+        return None, no_commitment_text(agency)
+    return due, commitment_text(due, agency, tz)
 
 
 def _note_row(rid: int, *, kind: str, status: str, actor: Actor | None, text: str | None, at: datetime) -> dict[str, Any]:

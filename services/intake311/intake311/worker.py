@@ -1,5 +1,6 @@
 """intake311 worker: the outbox relay, the directory.changes consumer (local department copy),
-the acceptance of batch-service requests and the backlog gauges."""
+the acceptance of batch-service requests and the backlog gauges; ``import-requests`` imports a
+city's request history (intake311.import_command)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import asyncio
 from citystat_common.db import create_engine, session_factory
 from citystat_common.events import TOPIC_DIRECTORY
 from citystat_common.logging import get_logger
-from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
+from citystat_common.runtime import (
+    Component,
+    WorkerCommand,
+    WorkerParts,
+    make_consumer,
+    make_relay,
+    worker_main,
+)
 from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
-from intake311 import metrics, service
+from intake311 import import_command, metrics, service
 from intake311.config import Settings
 from intake311.handlers import HANDLERS
 from intake311.models import PLUMBING
@@ -64,7 +72,9 @@ def build_worker(settings: ServiceSettings) -> WorkerParts:
 
 
 def main() -> None:
-    worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker)
+    worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker,
+                commands=(WorkerCommand("import-requests", "import a city's request history from a CSV export",
+                                        import_command.arguments, import_command.run),))
 
 
 if __name__ == "__main__":
