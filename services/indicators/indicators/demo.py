@@ -1,6 +1,6 @@
 """Demo indicators for the demo city, loaded through the public API (idempotent).
 
-Twelve months of history per indicator, ending with the last complete month, shaped so the
+Three years of monthly history per indicator, ending with the last complete month, shaped so the
 dashboard shows every colour: red (a breach event each), yellow, green, one overridden by
 staff judgement, and one grey (its latest month was never reported).
 """
@@ -72,7 +72,9 @@ DEMO: list[dict[str, Any]] = [
 
 def _history(d: dict[str, Any], today: date, rng: random.Random) -> list[tuple[str, float]]:
     """Twelve months ending with the last complete one (or ``stale`` months ago): a smooth path
-    from the good side of the target to the final value, so the final status is the one meant."""
+    from the good side of the target to the final value, so the final status is the one meant;
+    before them two earlier years near that start, so every figure has a year to date to set
+    against last year's and the report has whole fiscal years of actuals."""
     months = 12
     end_k = d.get("stale", 1)
     final = float(d["final"])
@@ -98,12 +100,31 @@ def _history(d: dict[str, Any], today: date, rng: random.Random) -> list[tuple[s
     if d.get("basis") == "same_period_last_year":  # last year: slightly lower, so this year is green
         out = [(_month(k, today), round(v * 0.95, 0)) for (_, v), k in zip(out, range(end_k + 23, end_k + 11, -1),
                                                                             strict=True)] + out
+        return out
+    return _earlier_years(d, out[0][1], end_k + months, rng, today) + out
+
+
+def _earlier_years(d: dict[str, Any], start: float, first_k: int, rng: random.Random,
+                   today: date) -> list[tuple[str, float]]:
+    """24 months before the recent path: near its start, within a few percent, so the earlier years
+    read as ordinary (and a count indicator sums to a whole year comparable with this one)."""
+    out = []
+    for k in range(first_k + 23, first_k - 1, -1):
+        v = start * (1 + rng.uniform(-0.03, 0.03))
+        if d["unit"] == "percentage":
+            v = min(100.0, max(0.0, v))
+        if d["unit"] == "count":
+            v = round(v, 1) if v < 100 else round(v)
+        out.append((_month(k, today), round(v, 2)))
     return out
 
 
 def _spending_path(today: date) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     spend: list[tuple[str, float]] = []
     tons: list[tuple[str, float]] = []
+    for k in range(36, 12, -1):  # two earlier years at about last year's cost per ton (~92)
+        spend.append((_month(k, today), 2_250_000 + 1_000 * (k % 5)))
+        tons.append((_month(k, today), 24_500 + 40 * (k % 3)))
     for i in range(12):
         k = 12 - i
         spend.append((_month(k, today), 2_300_000 + 5_000 * i))
