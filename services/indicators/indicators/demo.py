@@ -1,6 +1,6 @@
 """Demo indicators for the demo city, loaded through the public API (idempotent).
 
-Three years of monthly history per indicator, ending with the last complete month, shaped so the
+Monthly history per indicator back to the fiscal year three years ago, ending with the last complete month, shaped so the
 dashboard shows every colour: red (a breach event each), yellow, green, one overridden by
 staff judgement, and one grey (its latest month was never reported).
 """
@@ -104,12 +104,20 @@ def _history(d: dict[str, Any], today: date, rng: random.Random) -> list[tuple[s
     return _earlier_years(d, out[0][1], end_k + months, rng, today) + out
 
 
+def _oldest_k(today: date) -> int:
+    """How many months ago the fiscal year three years before the current one began (July), so the
+    report's three years of actuals are whole years."""
+    fy_start_year = today.year if today.month >= 7 else today.year - 1
+    return (today.year * 12 + today.month - 1) - ((fy_start_year - 3) * 12 + 6)
+
+
 def _earlier_years(d: dict[str, Any], start: float, first_k: int, rng: random.Random,
                    today: date) -> list[tuple[str, float]]:
-    """24 months before the recent path: near its start, within a few percent, so the earlier years
-    read as ordinary (and a count indicator sums to a whole year comparable with this one)."""
+    """The months before the recent path, back to the start of the fiscal year three years ago: near
+    the path's start, within a few percent, so the earlier years read as ordinary (and a count
+    indicator sums to a whole year comparable with this one)."""
     out = []
-    for k in range(first_k + 23, first_k - 1, -1):
+    for k in range(_oldest_k(today), first_k - 1, -1):
         v = start * (1 + rng.uniform(-0.03, 0.03))
         if d["unit"] == "percentage":
             v = min(100.0, max(0.0, v))
@@ -122,7 +130,7 @@ def _earlier_years(d: dict[str, Any], start: float, first_k: int, rng: random.Ra
 def _spending_path(today: date) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     spend: list[tuple[str, float]] = []
     tons: list[tuple[str, float]] = []
-    for k in range(36, 12, -1):  # two earlier years at about last year's cost per ton (~92)
+    for k in range(_oldest_k(today), 12, -1):  # earlier years at about last year's cost per ton (~92)
         spend.append((_month(k, today), 2_250_000 + 1_000 * (k % 5)))
         tons.append((_month(k, today), 24_500 + 40 * (k % 3)))
     for i in range(12):
@@ -186,9 +194,63 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
                 r = await client.put(f"{base}/indicators/{d['code']}/override", headers=h,
                                      json={"status": status, "reason": reason, "expires_at": expires})
                 r.raise_for_status()
+    await _chapters(client, base, h, today)
     listed = (await client.get(f"{base}/indicators", params={"derived": "false", "page_size": 500})).json()["items"]
     counts: dict[str, int] = {}
     for i in listed:
         counts[i["status"]] = counts.get(i["status"], 0) + 1
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("red", "yellow", "green", "grey"))
     return f"{len(DEMO)} demo indicators ({created} new): {summary}"
+
+
+# What two departments say they do, with their services and goals, and their account of the last
+# month: so the printable report reads as a chapter of the Mayor's Management Report from the start.
+CHAPTERS: dict[str, dict[str, Any]] = {
+    "STREETS": {
+        "what_we_do": "The Streets Department keeps the city's 2,500 miles of streets safe and passable: it "
+                      "repairs potholes and street lights, plows snow and answers residents' 311 reports.",
+        "services": [
+            {"service": "Maintain the city's streets", "goals": [
+                {"goal": "Repair potholes promptly", "indicators": ["STREETS.potholes_3d"]},
+                {"goal": "Keep streets lit at night", "indicators": ["STREETS.lights_5d"]}]},
+        ],
+        "narrative": "Pothole repairs within three days fell to 68% as two crews were moved to the "
+                     "repaving season; both return this month and a night shift starts on the worst "
+                     "corridors. Street lights stayed above target.",
+    },
+    "SANITATION": {
+        "what_we_do": "The Sanitation Department collects refuse and recycling from 540,000 households and "
+                      "keeps the city's streets and lots clean.",
+        "services": [
+            {"service": "Collect refuse and recycling", "goals": [
+                {"goal": "Collect on the scheduled day",
+                 "indicators": ["SANITATION.missed_per_10k", "SANITATION.tons"]},
+                {"goal": "Divert waste from landfill", "indicators": ["SANITATION.diversion"]}]},
+            {"service": "Spend within budget", "goals": [
+                {"goal": "Hold the cost per ton",
+                 "indicators": ["SANITATION.spending", "SANITATION.cost_per_ton"]}]},
+        ],
+        "narrative": "Missed collections rose with the route changes of the autumn; routes were rebalanced "
+                     "in the last week of the month and the figure is expected back under target.",
+    },
+}
+
+
+async def _chapters(client: httpx.AsyncClient, base: str, h: dict[str, str], today: date) -> None:
+    """The demo chapters (idempotent: a statement is only written where none is, a narrative only for a
+    month that has none). Only indicators the demo holds are named."""
+    known = {d["code"] for d in DEMO}
+    last_month = _month(1, today)
+    for dept, ch in CHAPTERS.items():
+        if (await client.get(f"{base}/departments/{dept}/statement", headers=h)).status_code == 404:
+            services = [{"service": sv["service"], "goals": [
+                {"goal": g["goal"], "indicators": [c for c in g["indicators"] if c in known]} for g in sv["goals"]]}
+                for sv in ch["services"]]
+            r = await client.put(f"{base}/departments/{dept}/statement", headers=h,
+                                 json={"what_we_do": ch["what_we_do"], "services": services})
+            r.raise_for_status()
+        r = await client.get(f"{base}/departments/{dept}/narratives", params={"period": last_month}, headers=h)
+        if r.status_code == 200 and not r.json()["items"]:
+            r = await client.post(f"{base}/departments/{dept}/narratives", headers=h,
+                                  json={"period": last_month, "text": ch["narrative"]})
+            r.raise_for_status()
