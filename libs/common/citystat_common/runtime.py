@@ -45,6 +45,17 @@ class WorkerParts:
         return [self.relay.run, *[c.run for c in self.consumers], *self.schedulers]
 
 
+@dataclass(frozen=True)
+class WorkerCommand:
+    """A service's own ``<svc>-worker`` subcommand (e.g. intake311's ``import-areas``): its arguments
+    and what it runs once the database is migrated; the exit status is what ``run`` returns."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[ServiceSettings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
 def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingTables) -> OutboxRelay:
     return OutboxRelay(
         service=settings.service_name,
@@ -152,6 +163,7 @@ def worker_main(
     settings_factory: Callable[[], ServiceSettings],
     tables: PlumbingTables,
     build: Callable[[ServiceSettings], WorkerParts],
+    commands: tuple[WorkerCommand, ...] = (),
 ) -> None:
     parser = argparse.ArgumentParser(prog=f"{package}-worker", description=f"{package} worker process")
     sub = parser.add_subparsers(dest="command")
@@ -159,12 +171,18 @@ def worker_main(
     sub.add_parser("migrate", help="alembic upgrade head")
     rp = sub.add_parser("replay", help="re-publish kept outbox events created since a time")
     rp.add_argument("--since", required=True, type=_parse_since, help="ISO 8601, e.g. 2026-11-24T00:00:00Z")
+    own = {c.name: c for c in commands}
+    for c in commands:
+        c.arguments(sub.add_parser(c.name, help=c.help))
     args = parser.parse_args()
     settings = settings_factory()
     configure_logging(f"{settings.service_name}-worker", settings.log_level, settings.log_format)
     if args.command == "migrate":
         upgrade(package, settings.database_url)
         return
+    if args.command in own:
+        upgrade(package, settings.database_url)
+        raise SystemExit(asyncio.run(own[args.command].run(settings, args)))
     if args.command == "replay":
         count = asyncio.run(_replay(settings, tables, args.since))
         print(f"{count} events marked for re-publishing; the running worker's relay sends them")

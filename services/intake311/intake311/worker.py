@@ -11,7 +11,7 @@ from citystat_common.logging import get_logger
 from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
-from intake311 import metrics, service
+from intake311 import areas_import, metrics, service
 from intake311.config import Settings
 from intake311.handlers import HANDLERS
 from intake311.models import PLUMBING
@@ -64,7 +64,8 @@ def build_worker(settings: ServiceSettings) -> WorkerParts:
 
 
 def main() -> None:
-    worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker)
+    worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker,
+                commands=areas_import.COMMANDS)  # import-areas, import-addresses (issue 21)
 
 
 if __name__ == "__main__":
