@@ -156,6 +156,15 @@ async def test_a_new_version_takes_effect_from_its_date_and_the_old_is_kept(geo)
     assert layer["versions"][0]["loaded_by"]["name"] == "admin" and layer["name"] == "Wards"
     assert [a["code"] for a in layer["areas"]] == ["W1", "W2", "W3"]
     assert (await extended(geo, await new_request(geo, 39.92, -75.17)))["areas"]["ward"] == "W1"  # not yet
+    r = await geo.get("/areas/ward.geojson")  # public: the version in force, for maps
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    assert [(f["properties"]["code"], f["properties"]["version"]) for f in r.json()["features"]] == [
+        ("W1", 1), ("W2", 1), ("W3", 1)]
+    assert r.json()["features"][2]["geometry"]["coordinates"][1][0] == [-75.16, 39.97]  # the hole
+    r = await geo.get("/areas/ward.geojson", params={"at": tomorrow + "T12:00:00"})
+    assert r.json()["features"][0]["properties"] == {"code": "W1-NEW", "name": "First", "layer": "ward", "version": 2}
+    assert (await geo.get("/areas/ward.geojson", params={"at": "2000-01-01"})).status_code == 404
+    assert (await geo.get("/areas/precinct.geojson")).status_code == 404
     r = await load(geo, "ward", moved, "WARD", "WARD_NAME")  # version 3, from now
     assert r.status_code == 201 and r.json()["version"] == 3
     assert (await extended(geo, await new_request(geo, 39.92, -75.17)))["areas"]["ward"] == "W1-NEW"

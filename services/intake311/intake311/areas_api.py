@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from citystat_common.auth import Principal, require_scope
@@ -66,6 +67,23 @@ async def get_layer(layer: str, uow: UoW, _: Admin) -> LayerRead:
             areas = await areas_store.area_list(uow, current.id) if current else []
             return _layer_read(found, versions, areas)
     raise NotFound(f"no boundary layer {layer!r}", field="layer")
+
+
+@router.get("/areas/{layer}.geojson", summary="A layer's areas as a GeoJSON FeatureCollection (public)",
+            description="The version in force at `at` (ISO 8601; default now): each feature's properties are "
+                        "`code`, `name`, `layer` and `version`. For maps and for other services (Stat by area).")
+async def layer_geojson(layer: str, uow: UoW, request: Request, at: str | None = None) -> Response:
+    when = areas_import.effective_from(at, get_context(request).settings.city_timezone) if at else utcnow()
+    versions = [v for v in await areas_store.version_infos(uow) if v.layer == layer]
+    if not versions:
+        raise NotFound(f"no boundary layer {layer!r}", field="layer")
+    current = in_force(versions, when)
+    if current is None:
+        raise NotFound(f"layer {layer!r} has no version in force at {when.isoformat()}", field="at")
+    features = [{"type": "Feature", "properties": {"code": code, "name": name, "layer": layer, "version": current.version},
+                 "geometry": orjson.Fragment(geometry.encode())}
+                for code, name, geometry in await areas_store.area_features(uow, current.id)]
+    return Response(orjson.dumps({"type": "FeatureCollection", "features": features}), media_type="application/geo+json")
 
 
 @router.post("/admin/areas/{layer}", status_code=201, response_model=LayerVersionCreated,

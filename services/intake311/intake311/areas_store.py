@@ -70,6 +70,13 @@ async def version_areas(uow: UnitOfWork, version_id: int) -> list[tuple[str, str
     return [(c, g) for c, g in rows]
 
 
+async def area_features(uow: UnitOfWork, version_id: int) -> list[tuple[str, str, str]]:
+    """(code, name, GeoJSON geometry) of a version's areas, by code."""
+    rows = await uow.session.execute(sa.select(Area.code, Area.name, Area.geometry)
+                                     .where(Area.version_id == version_id).order_by(Area.code))
+    return [(c, n, g) for c, n, g in rows]
+
+
 async def area_list(uow: UnitOfWork, version_id: int) -> list[tuple[str, str]]:
     """(code, name) of a version's areas, by code."""
     rows = await uow.session.execute(sa.select(Area.code, Area.name).where(Area.version_id == version_id).order_by(Area.code))
