@@ -33,6 +33,9 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"query at large vs small size ({backend}, worst filtered shape)", q, "<= 2x", None if q is None else q <= 2)
     e = _get(r, "evalscale", "ratio_median")
     add("evaluation with many vs few indicators", e, "<= 1.5x", None if e is None else e <= 1.5)
+    geo = _get(r, "areas", "ratio_rps_with_layers")
+    add("intake throughput with 200 areas in 4 layers vs none (PostgreSQL)", geo, ">= 0.95",
+        None if geo is None else geo >= 0.95)
     idle = _get(r, "memory", "idle_max_mb")
     add("each service idle resident memory (largest process)", idle, "< 150 MB", None if idle is None else idle < 150)
     return t

@@ -7,6 +7,7 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   breach     observation POST -> ticket readable through the escalation API vs the broker's own round trip
   evalscale  one observation's evaluation with 100 vs 100,000 indicators registered
   memory     VmRSS of every service's api and worker, idle and under load
+  areas      intake throughput with 200 areas in 4 boundary layers vs without layers (PostgreSQL)
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
 ``--quick`` is a 1-2 minute smoke run with small sizes. Everything runs on loopback, is bounded in
@@ -28,7 +29,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory", "areas")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -55,6 +56,8 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("eval_large", int, 100_000, 10_000, "indicators registered for the large evaluation measurement"),
     ("eval_repeats", int, 150, 40, "timed single-observation evaluations per size"),
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
+    ("areas_duration", float, 15.0, 5.0, "seconds of wrk load per side in the areas benchmark"),
+    ("areas_rounds", int, 3, 1, "rounds of (without layers, with layers); the median ratio is reported"),
 ]
 
 

@@ -64,7 +64,7 @@ class AreaIndex:
             for v in await areas_store.version_infos(uow):
                 versions.setdefault(v.layer, []).append(v)
             self._versions, self._generation = versions, generation
-        self._has_addresses = await areas_store.address_count(uow) > 0
+        self._has_addresses = await areas_store.has_addresses(uow)
 
     async def layers(self, uow: UnitOfWork | None = None) -> set[str]:
         await self._fresh(uow)

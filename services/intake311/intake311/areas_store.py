@@ -133,6 +133,11 @@ async def put_addresses(uow: UnitOfWork, rows: Sequence[dict[str, Any]], *, chun
         await uow.session.execute(stmt)
 
 
+async def has_addresses(uow: UnitOfWork) -> bool:
+    """Whether the city loaded an address list (one index probe, not a count)."""
+    return bool((await uow.session.execute(sa.select(sa.exists().select_from(AddressPoint)))).scalar())
+
+
 async def address_count(uow: UnitOfWork) -> int:
     return int((await uow.session.execute(sa.select(sa.func.count()).select_from(AddressPoint))).scalar_one())
 
