@@ -151,3 +151,16 @@ def test_placing_an_address_never_guesses():
     assert ambiguous.lat is None and "matches 2 addresses" in ambiguous.note and "A8, A9" in ambiguous.note
     unknown = addresses.place("Z9", "3 Market Street", by_id, by_key)
     assert unknown.lat is None and "not in the city's address list" in unknown.note
+
+
+def test_layers_in_one_tree_answer_as_each_layer_alone():
+    from intake311.areas import LayersIndex
+
+    ward, district = _index(wards()), _index(districts(), "id", "label")
+    both = LayersIndex([("ward", ward), ("district", district)])
+    lats = [p[0][0] for p in POINTS.values()]
+    longs = [p[0][1] for p in POINTS.values()]
+    got = both.codes_at(longs, lats)
+    assert [(t["ward"][1], t["district"][1]) for t in got] == [expected for _, expected in POINTS.values()]
+    assert all(t["ward"][0] == ward.version_id and t["district"][0] == district.version_id for t in got)
+    assert LayersIndex([]).codes_at([1.0], [2.0]) == [{}]

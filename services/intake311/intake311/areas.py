@@ -267,6 +267,43 @@ class VersionIndex:
         return out
 
 
+class LayersIndex:
+    """Several layers' versions (one per layer: those in force) in one STRtree, so that a batch of
+    points costs one query whatever the number of layers (a query's fixed cost, not the polygons,
+    is most of the time for the small batches of an intake under moderate load)."""
+
+    def __init__(self, versions: Sequence[tuple[str, VersionIndex]]):
+        """``versions``: (layer, its version's index) pairs."""
+        self.layers = [layer for layer, _ in versions]
+        self.version_ids = [v.version_id for _, v in versions]
+        # a version's areas in code order, layers one after another: the first hit of a layer is the border rule's
+        self.layer_of = np.concatenate([np.full(len(v.codes), i) for i, (_, v) in enumerate(versions)]
+                                       or [np.array([], dtype=int)]).astype(int)
+        self.codes = [c for _, v in versions for c in v.codes]
+        geoms = [v.geometries for _, v in versions]
+        self.geometries = np.concatenate(geoms) if geoms else np.array([], dtype=object)
+        self.tree = shapely.STRtree(self.geometries)
+
+    def codes_at(self, longs: Sequence[float], lats: Sequence[float]) -> list[dict[str, tuple[int, str | None]]]:
+        """For each point, every layer's (version id, area code or None: outside)."""
+        outside: dict[str, tuple[int, str | None]] = {
+            layer: (vid, None) for layer, vid in zip(self.layers, self.version_ids, strict=True)}
+        out = [dict(outside) for _ in range(len(longs))]
+        if not len(longs) or not self.codes:
+            return out
+        points = shapely.points(np.asarray(longs, dtype=float), np.asarray(lats, dtype=float))
+        point_i, area_i = self.tree.query(points)  # bounding boxes only: then the prepared areas decide
+        hit = shapely.intersects(self.geometries[area_i], points[point_i])  # boundary included
+        best: dict[tuple[int, int], int] = {}
+        for p, a, layer in zip(point_i[hit].tolist(), area_i[hit].tolist(), self.layer_of[area_i[hit]].tolist(),
+                               strict=True):
+            if best.get((p, layer), a) >= a:
+                best[(p, layer)] = a
+        for (p, layer), a in best.items():
+            out[p][self.layers[layer]] = (self.version_ids[layer], self.codes[a])
+        return out
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     id: int

@@ -1,7 +1,7 @@
 """The areas as the intake path reads them: every layer version's STRtree, built once per process.
 
 Each api process keeps the versions of every layer in memory and builds a version's index the first
-time a request needs it. It asks the database at most every ``ttl`` seconds whether anything was
+time a request needs it, and one STRtree over the versions in force together (one query per batch). It asks the database at most every ``ttl`` seconds whether anything was
 loaded (``areas_store.generation``: one indexed MAX), and at once after a load made through this
 process; a layer loaded through another replica or the CLI takes effect within ``ttl``, without a
 restart. The version a request is tagged with is the one in force at its time, so a version that
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from citystat_common.uow import UnitOfWork
 from intake311 import addresses, areas_store
-from intake311.areas import VersionIndex, VersionInfo, in_force
+from intake311.areas import LayersIndex, VersionIndex, VersionInfo, in_force
 from intake311.duplicates import address_key
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class AreaIndex:
         self._generation = -1
         self._versions: dict[str, list[VersionInfo]] = {}
         self._built: dict[int, VersionIndex] = {}
+        self._combined: dict[tuple[tuple[str, int], ...], LayersIndex] = {}
         self._has_addresses = False
         self._checked_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -84,15 +85,17 @@ class AreaIndex:
         located = [i for i, p in enumerate(points) if p is not None]
         if not located:
             return out
-        lats = [points[i][0] for i in located]  # type: ignore[index]
-        longs = [points[i][1] for i in located]  # type: ignore[index]
-        for layer, versions in self._versions.items():
-            version = in_force(versions, at)
-            if version is None:
-                continue  # the layer's first version starts later
-            codes = (await self._index(uow, version.id)).codes_at(longs, lats)
-            for i, code in zip(located, codes, strict=True):
-                out[i][layer] = (version.id, code)
+        current = tuple(sorted((layer, v.id) for layer, versions in self._versions.items()
+                               if (v := in_force(versions, at)) is not None))  # a layer may start later
+        if not current:
+            return out
+        index = self._combined.get(current)
+        if index is None:  # one tree over the layers in force: one query per batch
+            index = LayersIndex([(layer, await self._index(uow, vid)) for layer, vid in current])
+            self._combined = {current: index}  # the set in force changes rarely: keep the latest only
+        tags = index.codes_at([points[i][1] for i in located], [points[i][0] for i in located])  # type: ignore[index]
+        for i, t in zip(located, tags, strict=True):
+            out[i] = t
         return out
 
     async def locate(self, uow: UnitOfWork, drafts: Sequence[RequestDraft], at: datetime) -> None:
