@@ -110,7 +110,7 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
     finally:
         for stack in stacks.values():
             stack.stop_all()
-    out["write_path"] = asyncio.run(_write_path(urls, rounds=max(2, 2 * cfg.areas_rounds), batches=20, batch_size=50))
+    out["write_path"] = asyncio.run(_write_path(urls, rounds=max(2, cfg.areas_rounds), batches=10, batch_size=50))
     log(f"areas: write path alone, ratio with/without layers {out['write_path']['ratio_rps']} (rounds "
         f"{[x['ratio_rps'] for x in out['write_path']['rounds']]}); CPU per request ratio "
         f"{out['write_path']['ratio_cpu_per_request']}")
