@@ -40,6 +40,9 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{words} with 5,000 vs 100 indicators registered", v, "<= 3x", None if v is None else v <= 3)
     v = _get(r, "render", "board_per_tile_ratio")
     add("the whole board's time per tile, 5,000 vs 100 tiles", v, "<= 3x", None if v is None else v <= 3)
+    geo = _get(r, "areas", "ratio_rps_with_layers")
+    add("intake throughput with 200 areas in 4 layers vs none (PostgreSQL)", geo, ">= 0.95",
+        None if geo is None else geo >= 0.95)
     idle = _get(r, "memory", "idle_max_mb")
     add("each service idle resident memory (largest process)", idle, "< 150 MB", None if idle is None else idle < 150)
     return t

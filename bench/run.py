@@ -9,6 +9,7 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   render     the dashboard and the department report with 100 vs 5,000 indicators registered
   memory     VmRSS of every service's api and worker, idle and under load
   history    1,000,000 rows of 311 history through the import vs a bare COPY of the same rows
+  areas      intake throughput with 200 areas in 4 boundary layers vs without layers (PostgreSQL)
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
 ``--quick`` is a 1-2 minute smoke run with small sizes. Everything runs on loopback, is bounded in
@@ -30,7 +31,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "render", "memory", "history")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "render", "memory", "history", "areas")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -63,6 +64,8 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
     ("history_rows", int, 1_000_000, 50_000, "311 requests in the history import (New York's open-data layout)"),
     ("history_chunk", int, 5000, 5000, "rows per committed chunk of the history import"),
+    ("areas_duration", float, 15.0, 5.0, "seconds of wrk load per side in the areas benchmark"),
+    ("areas_rounds", int, 3, 1, "rounds of (without layers, with layers); the median ratio is reported"),
 ]
 
 

@@ -178,7 +178,7 @@ async def test_request_list_with_extensions(client, fmt):
             assert tags(req) == REQUEST_FIELDS + ["extended_attributes", "notes"]
             assert tags(req.find("extended_attributes")) == [
                 "channel", "detailed_status", "duplicate_of", "closure_reason", "first_contact_resolution",
-                "department_code", "closed_datetime", "legacy_id"]
+                "department_code", "closed_datetime", "legacy_id", "areas", "outside_areas"]  # areas: issue 21
             assert [tags(n) for n in req.find("notes")] == [["datetime", "type", "status", "author", "description"]]
         codes = [req.findtext("service_code") for req in root]
     else:

@@ -67,6 +67,9 @@ class ServiceRequestData(Payload):
     lat: float | None = None
     long: float | None = None
     change: str = Field("", description="what changed: created, acknowledged, transferred, reopened, ...")
+    # geography (intake311 issue 21): layer -> area code at intake (None: outside every area of the
+    # layer); on request.created (and .closed at first contact). None: not carried (keep what you had)
+    areas: dict[str, str | None] | None = None
 
 
 class RequestCreated(ServiceRequestData):

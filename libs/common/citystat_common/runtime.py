@@ -48,14 +48,14 @@ class WorkerParts:
 
 @dataclass(frozen=True)
 class WorkerCommand:
-    """A service's own worker subcommand (e.g. intake311's ``import-requests``): ``arguments`` adds
-    its options to the parser, ``run`` does the work after the database is migrated and returns the
-    process's exit status."""
+    """A service's own ``<svc>-worker`` subcommand (e.g. intake311's ``import-requests``,
+    ``import-areas``): ``arguments`` adds its options to the parser, ``run`` does the work once the
+    database is migrated and returns the process's exit status (or a coroutine that does)."""
 
     name: str
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[ServiceSettings, argparse.Namespace], int]
+    run: Callable[[ServiceSettings, argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 
 def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingTables) -> OutboxRelay:
@@ -181,7 +181,8 @@ def worker_main(
     own = {c.name: c for c in commands}
     if args.command in own:
         upgrade(package, settings.database_url)
-        raise SystemExit(own[args.command].run(settings, args))
+        status = own[args.command].run(settings, args)
+        raise SystemExit(asyncio.run(status) if asyncio.iscoroutine(status) else status)
     if args.command == "migrate":
         upgrade(package, settings.database_url)
         return

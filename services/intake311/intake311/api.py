@@ -24,7 +24,7 @@ from citystat_common.idempotency import check_key, remember, replayed, request_f
 from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import UoW, get_context
-from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, service
+from intake311 import actors, areas_store, catalog_admin, lifecycle, metrics, schemas, service
 from intake311.config import Settings
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
@@ -398,12 +398,13 @@ async def export_csv(
     if end - start > MAX_EXPORT_RANGE:
         raise Invalid("an export may span at most 366 days", field="end_date")
     R = ServiceRequest
-    stmt = (
+    async with ctx.uow() as uow:  # issue 21: a column per boundary layer, area_<layer>
+        layers = await areas_store.layer_names(uow)
+    stmt = areas_store.export_area_columns(
         requests_with_names()
         .where(R.pending.is_(False), R.requested_datetime >= start, R.requested_datetime <= end)
         .order_by(R.requested_datetime, R.id)
-        .execution_options(yield_per=500)
-    )
+        .execution_options(yield_per=500), layers)
 
     # The query starts before the response does: a database that is down is a 503, not a 200 with
     # an empty file (once rows are flowing, a failure can only cut the file short).
@@ -417,9 +418,9 @@ async def export_csv(
     async def rows() -> AsyncIterator[bytes]:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(EXPORT_COLUMNS)
+        writer.writerow(EXPORT_COLUMNS + [f"area_{layer}" for layer in layers])
         async with session:
-            async for r, name, agency in result:
+            async for r, name, agency, *area_codes in result:
                 writer.writerow([
                     r.id, fmt_datetime(r.requested_datetime, tz), fmt_datetime(r.updated_datetime, tz),
                     fmt_datetime(r.expected_datetime, tz), fmt_datetime(r.closed_datetime, tz), r.status,
@@ -427,7 +428,7 @@ async def export_csv(
                     r.service_code, name, agency or r.department_code, r.department_code, r.channel,
                     _safe(r.description or ""), _safe(r.address_string or ""), _safe(r.address_id or ""), r.zipcode or "",
                     "" if r.lat is None else r.lat, "" if r.long is None else r.long, r.media_url or "",
-                    r.duplicate_of or "",
+                    r.duplicate_of or "", *(code or "" for code in area_codes),
                 ])
                 if buf.tell() > 64 * 1024:
                     yield buf.getvalue().encode()

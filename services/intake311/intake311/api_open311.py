@@ -28,7 +28,9 @@ from citystat_common.idempotency import check_key, remember, replayed
 from citystat_common.logging import current_correlation_id, get_logger
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
-from intake311 import actors, metrics, service
+from intake311 import actors, areas, metrics, service
+from intake311.areas_index import AreaIndex
+from intake311.areas_store import area_conditions, areas_for
 from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
 from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
@@ -250,11 +252,15 @@ class NewRequestItem:
 
 
 async def write_new_requests(uow: UnitOfWork, items: Sequence[NewRequestItem], *, settings: Any,
-                             numbers: service.RequestNumbers | None = None) -> list[service.CreatedRequest]:
+                             numbers: service.RequestNumbers | None = None,
+                             areas: AreaIndex | None = None) -> list[service.CreatedRequest]:
     """The group commit's write: every waiting POST's request in one unit of work (the caller commits)."""
+    now = utcnow()
+    if areas is not None:  # issue 21: positions from the address list, then the areas, in this batch
+        await areas.locate(uow, [i.draft for i in items], now)
     created = await service.create_requests(
         uow, drafts=[i.draft for i in items], timezone=settings.city_timezone,
-        radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours, numbers=numbers,
+        radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours, numbers=numbers, now=now,
     )
     for item, req in zip(items, created, strict=True):
         if item.idempotency:
@@ -351,7 +357,8 @@ async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Respons
 
 
 def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz: ZoneInfo,
-                   notes: list[StatusNote] | None, extensions: bool) -> dict[str, Any]:
+                   notes: list[StatusNote] | None, extensions: bool,
+                   area_codes: dict[str, str | None] | None = None) -> dict[str, Any]:
     """The public shape: no personal data (email, phone, names, device and account ids) ever."""
     doc: dict[str, Any] = {
         "service_request_id": str(r.id),
@@ -382,6 +389,9 @@ def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz:
             "department_code": r.department_code,
             "closed_datetime": fmt_datetime(r.closed_datetime, tz),
             "legacy_id": r.legacy_id,
+            # issue 21: the area in each layer (None: outside every area), as Chicago carries its ward
+            "areas": dict(sorted((area_codes or {}).items())),
+            "outside_areas": sorted(layer for layer, code in (area_codes or {}).items() if code is None),
         }
         doc["notes"] = [
             {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status,
@@ -437,6 +447,8 @@ def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg
             ((R.lat - lat) * ky) * ((R.lat - lat) * ky) + ((R.long - lon) * kx) * ((R.long - lon) * kx) <= radius * radius,
         ]
         cells = also_in(covering_cells(lat - dlat, lat + dlat, lon - dlon, lon + dlon))
+    if s.areas:  # issue 21: area=LAYER:CODE, through request_areas (layer, code, request_id)
+        conds += area_conditions(s.areas)
     if s.agency:
         # without the join (departments.code is unique), so the per-cell queries below can use it too
         conds.append(sa.or_(R.department_code == s.agency, R.department_code.in_(
@@ -474,7 +486,9 @@ async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:
     stmt = search_stmt(s, utcnow()).offset((s.page - 1) * s.page_size).limit(s.page_size)
     rows = (await uow.session.execute(stmt)).all()
     notes = await service.notes_for(uow, [r[0].id for r in rows]) if s.extensions else {}
-    return [public_request(r, name, agency, tz, notes.get(r.id), s.extensions) for r, name, agency in rows]
+    tagged = await areas_for(uow, [r[0].id for r in rows]) if s.extensions else {}
+    return [public_request(r, name, agency, tz, notes.get(r.id), s.extensions, tagged.get(r.id))
+            for r, name, agency in rows]
 
 
 @router.get("/requests.{fmt}", summary="Search service requests (GET Service Requests)",
@@ -482,7 +496,8 @@ async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:
                         "(90 days at most; default the last 90), status. Extensions: legacy_id (an imported request's "
                         "number in the previous system, exactly; overrides the rest), page, page_size, updated_after, "
                         "updated_before, agency_responsible, bbox=min_long,min_lat,max_long,max_lat, lat+long+radius "
-                        "(metres), extensions=true.")
+                        "(metres), area=LAYER:CODE (repeat or comma list: codes of one layer are alternatives, "
+                        "layers all apply; issue 21), extensions=true (adds areas and outside_areas).")
 async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
@@ -490,6 +505,9 @@ async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
         settings = _settings(request)
         tz = ZoneInfo(settings.city_timezone)
         search, errors = parse_search(params, utcnow(), tz, settings.max_results)
+        if wanted := request.query_params.getlist("area"):  # issue 21: repeated, so not in params
+            search.areas, area_errors = areas.parse_area_filter(wanted, await get_context(request).extras["areas"].layers(uow))
+            errors += [(400, e) for e in area_errors]
         if errors:
             raise Open311Error(errors)
         return render(fmt, "service_requests", await run_search(uow, search, tz))

@@ -1,8 +1,9 @@
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from citystat_common.settings import ServiceSettings, service_settings_config
+from intake311.areas import Extent
 from intake311.open311 import CHANNELS, CLOSURE_REASONS
 
 
@@ -51,3 +52,15 @@ class Settings(ServiceSettings):
     # Worker schedulers
     gauge_interval: float = Field(15.0, gt=0)
     batch_interval: float = Field(2.0, gt=0)
+
+    # Geography (issue 21): how long an api process trusts its boundary layers before asking whether
+    # one was loaded (0: every batch), and where the city can be, "min_long,min_lat,max_long,max_lat"
+    # (WGS84): boundaries and addresses outside it are refused (it catches swapped lat/long).
+    areas_check_seconds: float = Field(2.0, ge=0, le=300)
+    city_extent: str | None = None
+
+    @field_validator("city_extent")
+    @classmethod
+    def _extent(cls, value: str | None) -> str | None:
+        Extent.parse(value)  # a ValueError names the expected form
+        return value

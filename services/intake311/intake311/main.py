@@ -22,6 +22,8 @@ from intake311.api import router as staff_router
 from intake311.api_imports import router as imports_router
 from intake311.api_open311 import post_request_hot, write_new_requests
 from intake311.api_open311 import router as open311_router
+from intake311.areas_api import router as areas_router
+from intake311.areas_index import AreaIndex
 from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.models import PLUMBING
@@ -40,9 +42,11 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             else DirectoryDepartments.connect(settings.directory_url, settings.directory_timeout)
         )
         ctx.extras["catalog"] = CatalogCache(ctx.uow, timezone=settings.city_timezone, ttl=settings.catalog_cache_seconds)
+        ctx.extras["areas"] = AreaIndex(ctx.uow, ttl=settings.areas_check_seconds)  # issue 21: boundary layers
         ctx.extras["intake"] = GroupCommit(
             # one statement per batch, no transaction round trips (see UnitOfWork single_statement)
-            uow_factory=partial(ctx.uow, single_statement=True), write=partial(write_new_requests, settings=settings, numbers=RequestNumbers(block=200)),
+            uow_factory=partial(ctx.uow, single_statement=True), write=partial(write_new_requests, settings=settings, numbers=RequestNumbers(block=200),
+                                                                         areas=ctx.extras["areas"]),
             max_batch=settings.intake_max_batch,
             # SQLite has one writer: a second transaction of this process would only wait for the lock
             concurrency=1 if ctx.engine.dialect.name == "sqlite" else settings.intake_concurrent_batches,
@@ -63,7 +67,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
         # Open311 first: routes match in order, and its GETs are the busiest after the POST (a HotRoute).
-        routers=[open311_router, staff_router, imports_router],
+        routers=[open311_router, staff_router, imports_router, areas_router],
         readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,

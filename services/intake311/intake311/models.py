@@ -246,3 +246,69 @@ class ImportBatch(Base):
     last_requested: Mapped[datetime | None]
 
     __table_args__ = (sa.UniqueConstraint("file_sha256", "mapping_sha256", name="uq_import_batches_file_mapping"),)
+
+
+# --- geography (issue 21, migration 0020): boundary layers, each request's areas, address points ----
+
+
+class AreaLayer(Base):
+    """A named set of areas that cover the city (wards, council districts...); its boundaries are versions."""
+
+    __tablename__ = "area_layers"
+    layer: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AreaLayerVersion(Base):
+    """One load of a layer's boundaries, in force from ``effective_from`` until a later version's start.
+    Versions are never changed or deleted: a request tagged under one can always be explained."""
+
+    __tablename__ = "area_layer_versions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    layer: Mapped[str] = mapped_column(sa.ForeignKey("area_layers.layer"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    effective_from: Mapped[datetime]
+    code_property: Mapped[str] = mapped_column(sa.String(100))
+    name_property: Mapped[str] = mapped_column(sa.String(100))
+    source: Mapped[str | None] = mapped_column(sa.String(300))  # the file's name, as given
+    area_count: Mapped[int] = mapped_column(sa.Integer)
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    loaded_by: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # Actor.as_dict()
+
+    __table_args__ = (sa.UniqueConstraint("layer", "version"),)
+
+
+class Area(Base):
+    """One area of a layer version: its code, name and boundary (GeoJSON geometry text, WGS84)."""
+
+    __tablename__ = "areas"
+    version_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("area_layer_versions.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    geometry: Mapped[str] = mapped_column(sa.Text)
+
+
+class RequestArea(Base):
+    """The area of a request in one layer, as tagged when it was received; ``code`` None: the point is
+    outside every area of that layer. (layer, code, request_id) answers ``area=LAYER:CODE``."""
+
+    __tablename__ = "request_areas"
+    request_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("service_requests.id"), primary_key=True)
+    layer: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    code: Mapped[str | None] = mapped_column(sa.String(100))
+    version_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("area_layer_versions.id"))
+
+    __table_args__ = (sa.Index("ix_request_areas_layer_code", "layer", "code", "request_id"),)
+
+
+class AddressPoint(Base):
+    """The city's address list: where an address is, for reports that give an address and no position."""
+
+    __tablename__ = "address_points"
+    address_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(500))
+    address_key: Mapped[str] = mapped_column(sa.String(500), index=True)  # duplicates.address_key(address)
+    lat: Mapped[float] = mapped_column(sa.Float)
+    long: Mapped[float] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

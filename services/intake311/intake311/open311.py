@@ -41,6 +41,7 @@ ITEM_TAGS = {
     "endpoints": "endpoint",
     "formats": "format",
     "notes": "note",
+    "outside_areas": "layer",
 }
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -470,6 +471,7 @@ class Search:
     page: int = 1
     page_size: int = 1000
     extensions: bool = False
+    areas: dict[str, list[str]] | None = None  # area=LAYER:CODE (intake311.areas.parse_area_filter)
 
 
 def _csv(value: str) -> list[str]:

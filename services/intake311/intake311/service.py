@@ -26,11 +26,13 @@ from citystat_common.events import (
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from intake311.actors import filed_by, key_actor, note_author
+from intake311.areas_store import request_area_rows
 from intake311.duplicates import find_duplicates, request_address_key
 from intake311.feedback import new_feedback_token
 from intake311.models import (
     Calendar,
     Department,
+    RequestArea,
     Service,
     ServiceRequest,
     StatusNote,
@@ -226,6 +228,10 @@ class RequestDraft:
     author: str  # a key's name, when no actor is given
     correlation_id: str | None = None
     actor: Actor | None = None  # who filed it: a person (a call-taker's page) or the key
+    # geography (issue 21), set by areas_index.AreaIndex.locate: layer -> (version id, area code or
+    # None: outside every area); None: no layer loaded. location_note: how an address-only report was placed
+    areas: dict[str, tuple[int, str | None]] | None = None
+    location_note: str | None = None
 
     @property
     def filer(self) -> Actor:
@@ -278,6 +284,7 @@ async def create_requests(
     duplicates = await find_duplicates(uow, drafts=drafts, ids=ids, now=now, radius_m=radius_m, window_hours=window_hours)
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    area_rows: list[dict[str, Any]] = []
     created: list[CreatedRequest] = []
     # one batch, one "now": one commitment per service type and level (its own or a rule's)
     commitments: dict[tuple[str, int, str], tuple[datetime | None, str]] = {}
@@ -317,21 +324,32 @@ async def create_requests(
         text = row["status_notes"] if closed else f"Request received by {draft.channel}."
         notes.append(_note_row(rid, kind="closed" if closed else "created", status=status, actor=draft.filer,
                                text=text, at=now))
+        if draft.location_note:  # issue 21: placed from the address list, or why not
+            notes.append(_note_row(rid, kind="located" if data.lat is not None else "not_located", status=status,
+                                   actor=None, text=draft.location_note, at=now))
+        area_rows += request_area_rows(rid, draft.areas or {})
         if duplicate_of is not None:
             notes.append(_note_row(rid, kind="linked", status=status, actor=None,
                                    text=f"Linked as a duplicate of request {duplicate_of}.", at=now))
         if not batch:
             view = SimpleNamespace(**row)
-            uow.emit(RequestCreated(**event_data(view, svc.service_name, "created")),  # type: ignore[arg-type]
+            areas = area_codes(draft.areas)
+            uow.emit(RequestCreated(**event_data(view, svc.service_name, "created"), areas=areas),  # type: ignore[arg-type]
                      subject=str(rid), correlation_id=draft.correlation_id)
             if closed:
-                uow.emit(RequestClosed(**event_data(view, svc.service_name, "closed")),  # type: ignore[arg-type]
+                uow.emit(RequestClosed(**event_data(view, svc.service_name, "closed"), areas=areas),  # type: ignore[arg-type]
                          subject=str(rid), correlation_id=draft.correlation_id)
         created.append(CreatedRequest(id=rid, token=row["token"], pending=batch, service_notice=row["service_notice"],
                                       account_id=data.account_id, duplicate_of=duplicate_of, feedback_token=token))
     await uow.insert(ServiceRequest.__table__, rows)  # type: ignore[arg-type]
     await uow.insert(StatusNote.__table__, notes)  # type: ignore[arg-type]
+    await uow.insert(RequestArea.__table__, area_rows)  # type: ignore[arg-type]
     return created
+
+
+def area_codes(tags: dict[str, tuple[int, str | None]] | None) -> dict[str, str | None] | None:
+    """The event's ``areas``: layer -> code (None: outside); None when no layer is loaded."""
+    return None if tags is None else {layer: code for layer, (_, code) in tags.items()}
 
 
 def _commitment(svc: ServiceEntry, level: Level, now: datetime, tz: ZoneInfo, agency: str) -> tuple[datetime | None, str]:
