@@ -5,6 +5,13 @@ in one transaction; the Kafka offset is committed only after it. A redelivered e
 finds its inbox row and changes nothing. A message that cannot be parsed goes to
 ``<topic>.dlq`` at once; one whose handler keeps failing goes there after N retries,
 with the error in its headers and a ``dead_letter`` row; the consumer moves on.
+
+Opt-in batches (``Batched``): a consumer whose work pays per unit of work rather than per event
+(the indicators' 311 derivation) gets the consecutive records of its batch types in a partition's
+fetch, up to a bound, as one unit: one inbox read, the handler once, one inbox insert, one commit,
+offsets after it. A kill mid-batch replays the whole batch; the inbox drops what was applied. A
+batch whose handler fails (not an outage) is applied again one event at a time (each a batch of
+one, with its retries), so a poison event reaches the DLQ alone and the rest are applied.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +38,17 @@ from citystat_common.uow import UnitOfWork
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
+# A batch handler gets the batch's new events in delivery order (at most one per event id).
+BatchHandler = Callable[[UnitOfWork, Sequence[tuple[Envelope, Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Batched:
+    """The event types a consumer applies in batches, the handler that applies them and the bound."""
+
+    types: frozenset[str]
+    handler: BatchHandler
+    max_events: int = 500
 
 # How long a fetch may wait on the broker for records. aiokafka's default (500 ms) costs Tansu
 # dearly: measured by `make bench` (bench/stackbench.py), produce-to-consume took ~125 ms at the
@@ -63,11 +82,17 @@ class ConsumerRunner:
         topic_partitions: int | None = None,
         commit_timeout: float = 15.0,
         session_timeout_ms: int = 10_000,
+        batched: Batched | None = None,
     ):
         self.service = service
         self.group_id = group_id
         self.topics = topics
-        self.handlers = handlers
+        self.batched = batched
+        self.handlers = dict(handlers)
+        if batched is not None:
+            # One event of a batch type alone (the fallback, or a direct ``process``): a batch of one.
+            for event_type in batched.types:
+                self.handlers[event_type] = _single(batched.handler)
         self.uow_factory = uow_factory
         self.tables = tables
         self.bootstrap = bootstrap
@@ -131,6 +156,88 @@ class ConsumerRunner:
             return "dead_lettered"
         finally:
             correlation_id_var.reset(token)
+
+    # -- a batch ------------------------------------------------------------------------
+    async def process_batch(self, records: Sequence[ConsumerRecord]) -> list[str]:
+        """Apply consecutive records of one partition (all of batch types, or unparseable) as one
+        unit; returns each record's outcome, as ``process`` would."""
+        assert self.batched is not None
+        outcomes: list[str] = ["ignored"] * len(records)
+        items: list[tuple[int, Envelope, Any]] = []
+        seen: set[str] = set()
+        for i, record in enumerate(records):
+            try:
+                envelope, payload = parse_event(record.value or b"")
+            except EventRejected as exc:
+                await self._dead_letter(record, None, str(exc))
+                outcomes[i] = "dead_lettered"
+                continue
+            if envelope.type not in self.handlers:
+                continue
+            if envelope.id in seen:  # delivered twice within the fetch
+                outcomes[i] = "duplicate"
+                metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+                continue
+            seen.add(envelope.id)
+            items.append((i, envelope, payload))
+        if not items:
+            return outcomes
+        outage_waits = 0
+        while True:
+            try:
+                applied = await self._apply_batch([(e, p) for _, e, p in items])
+                break
+            except Exception as exc:
+                if is_infrastructure_down(exc):
+                    metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(1)
+                    await self._wait_out_outage(items[0][1], exc, outage_waits)
+                    outage_waits += 1
+                    self.outage_waits += 1
+                    continue
+                # Some event of the batch is at fault (or the batch as a whole): one by one, with the
+                # usual retries, so only a poison event goes to the DLQ.
+                log.warning("batch_failed_applying_one_by_one", group=self.group_id, events=len(items),
+                            error=repr(exc)[:500])
+                for i, _, _ in items:
+                    outcomes[i] = await self.process(records[i])
+                return outcomes
+        if outage_waits:
+            metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
+            log.info("consumer_resumed", group=self.group_id, event_id=items[0][1].id, waits=outage_waits)
+        for i, envelope, _ in items:
+            if envelope.id in applied:
+                outcomes[i] = "processed"
+                metrics.EVENTS_CONSUMED.labels(self.service, envelope.type).inc()
+            else:
+                outcomes[i] = "duplicate"
+                metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+        log.info("batch_processed", group=self.group_id, events=len(items), applied=len(applied))
+        return outcomes
+
+    async def _apply_batch(self, items: list[tuple[Envelope, Any]]) -> set[str]:
+        """The batch's new events applied and recorded in the inbox in one transaction; their ids."""
+        assert self.batched is not None
+        inbox = self.tables.inbox
+        async with self.uow_factory() as uow:
+            ids = [e.id for e, _ in items]
+            done = set((await uow.session.execute(
+                sa.select(inbox.c.event_id).where(inbox.c.consumer == self.group_id, inbox.c.event_id.in_(ids))
+            )).scalars())
+            new = [(e, p) for e, p in items if e.id not in done]
+            if not new:
+                return set()
+            await self.batched.handler(uow, new)
+            now = utcnow()
+            await uow.session.execute(sa.insert(inbox), [
+                {"consumer": self.group_id, "event_id": e.id, "event_type": e.type, "processed_at": now} for e, _ in new
+            ])
+            try:
+                await uow.commit()
+            except IntegrityError:
+                # Another replica recorded some of these first: apply one by one, each against the inbox.
+                await uow.rollback()
+                raise
+        return {e.id for e, _ in new}
 
     async def _wait_out_outage(self, envelope: Envelope, exc: BaseException, waits: int) -> None:
         if waits == 0:
@@ -206,7 +313,7 @@ class ConsumerRunner:
             group_id=self.group_id,
             enable_auto_commit=False,  # offsets only after the database transaction
             auto_offset_reset="earliest",
-            max_poll_records=200,
+            max_poll_records=self.batched.max_events if self.batched else 200,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=min(1_000, self.session_timeout_ms // 10),
             request_timeout_ms=15_000,
@@ -263,8 +370,11 @@ class ConsumerRunner:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
-                for record in records:
-                    await self.process(record)
+                for run in self._runs(records):
+                    if len(run) > 1 or (self.batched is not None and self._batchable(run[0])):
+                        await self.process_batch(run)
+                    else:
+                        await self.process(run[0])
                 # Commit after the batch's transactions: a crash before this replays them into the inbox.
                 # Bounded: aiokafka retries a refused commit forever (a restarted memory-only Tansu
                 # refuses them on a topic it lost); a fresh member re-reads, and the inbox skips repeats.
@@ -276,6 +386,37 @@ class ConsumerRunner:
             if loop.time() - last_beat > 2:
                 last_beat = loop.time()
                 await self._report(consumer)
+
+    def _batchable(self, record: ConsumerRecord) -> bool:
+        """A record of a batch type (unparseable ones go with the batch: they are dead-lettered at once)."""
+        assert self.batched is not None
+        try:
+            envelope, _ = parse_event(record.value or b"")
+        except EventRejected:
+            return True
+        return envelope.type in self.batched.types
+
+    def _runs(self, records: list[ConsumerRecord]) -> list[list[ConsumerRecord]]:
+        """The partition's records in order, in runs: consecutive batch-type records together (up to
+        the bound), every other record alone; the order of a key's events is kept."""
+        if self.batched is None:
+            return [[r] for r in records]
+        runs: list[list[ConsumerRecord]] = []
+        current: list[ConsumerRecord] = []
+        for record in records:
+            if self._batchable(record):
+                current.append(record)
+                if len(current) >= self.batched.max_events:
+                    runs.append(current)
+                    current = []
+                continue
+            if current:
+                runs.append(current)
+                current = []
+            runs.append([record])
+        if current:
+            runs.append(current)
+        return runs
 
     async def _report(self, consumer: AIOKafkaConsumer) -> None:
         for tp in self.assigned:
@@ -303,6 +444,13 @@ class ConsumerRunner:
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001
             log.warning("heartbeat_failed", error=repr(exc))
+
+
+def _single(handler: BatchHandler) -> Handler:
+    async def one(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
+        await handler(uow, [(envelope, payload)])
+
+    return one
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
