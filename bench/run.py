@@ -7,6 +7,8 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   breach     observation POST -> ticket readable through the escalation API vs the broker's own round trip
   evalscale  one observation's evaluation with 100 vs 100,000 indicators registered
   memory     VmRSS of every service's api and worker, idle and under load
+  pipeline   a burst of Open311 POSTs through all four services: derived-indicator lag, drain, end-to-end
+             throughput vs intake alone, bytes and revision rows per request (PostgreSQL and SQLite)
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
 ``--quick`` is a 1-2 minute smoke run with small sizes. Everything runs on loopback, is bounded in
@@ -28,7 +30,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "memory", "pipeline")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -55,6 +57,7 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("eval_large", int, 100_000, 10_000, "indicators registered for the large evaluation measurement"),
     ("eval_repeats", int, 150, 40, "timed single-observation evaluations per size"),
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
+    ("pipeline_duration", float, 60.0, 10.0, "seconds of the Open311 burst through the whole pipeline"),
 ]
 
 
@@ -69,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="intake targets: postgresql,sqlite (BENCH_INTAKE_BACKENDS)")
     p.add_argument("--query-backends", default=os.environ.get("BENCH_QUERY_BACKENDS", "postgresql,sqlite"),
                    help="query targets: postgresql,sqlite (BENCH_QUERY_BACKENDS)")
+    p.add_argument("--pipeline-backends", default=os.environ.get("BENCH_PIPELINE_BACKENDS", "postgresql,sqlite"),
+                   help="pipeline targets: postgresql,sqlite (BENCH_PIPELINE_BACKENDS)")
     p.add_argument("--results", default=os.environ.get("BENCH_RESULTS", str(Path(__file__).parent / "results")),
                    help="folder for the JSON report (BENCH_RESULTS)")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) after the run")
@@ -86,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(ALL)}")
     args.query_backends = [x.strip() for x in args.query_backends.split(",") if x.strip()]
     args.intake_backends = [x.strip() for x in args.intake_backends.split(",") if x.strip()]
+    args.pipeline_backends = [x.strip() for x in args.pipeline_backends.split(",") if x.strip()]
     return args
 
 
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"PostgreSQL is not reachable at {PG_ADMIN} (BENCH_POSTGRES_URL; default: the local server's "
             "Unix socket, else 127.0.0.1:5432): every benchmark here needs it")
         return 2
-    if any(b in args.only for b in ("intake", "memory")) and not wrk_available():
+    if any(b in args.only for b in ("intake", "memory", "pipeline")) and not wrk_available():
         log("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
         return 2
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -179,3 +179,23 @@ async def test_a_batch_cut_off_before_its_commit_is_replayed_once(db_factory, br
 async def _equals(fetch, engine, want):
     got = await fetch(engine)
     return got if got == want else None
+
+
+def test_a_fetch_splits_into_runs_that_keep_each_partitions_order():
+    """Batch-type records (and unparseable ones, dead-lettered in their batch) run together up to the
+    bound; any other record stands alone in its place."""
+    from citystat_common.events import DepartmentUpserted
+
+    runner = ConsumerRunner(
+        service="test", group_id="g", topics=["t"], handlers={}, uow_factory=lambda: None, tables=PLUMBING,
+        bootstrap="127.0.0.1:9", batched=Batched(frozenset({TYPE}), Recorder(), max_events=3),
+    )
+
+    def rec(value, offset):
+        return ConsumerRecord("t", 0, offset, 0, 0, b"k", value, None, 0, 0, [])
+
+    other = make_event(DepartmentUpserted(department_id="d", code="STREETS", name="Streets"), subject="d").to_bytes()
+    people = [person_event(f"P{i}").to_bytes() for i in range(5)]
+    values = [people[0], people[1], other, b"junk", people[2], people[3], people[4], other]
+    runs = runner._runs([rec(v, i) for i, v in enumerate(values)])
+    assert [[r.offset for r in run] for run in runs] == [[0, 1], [2], [3, 4, 5], [6], [7]]
