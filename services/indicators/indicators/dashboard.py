@@ -15,7 +15,7 @@ import csv
 import io
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -24,9 +24,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from citystat_common.auth import OptionalPrincipal
 from citystat_common.db import utcnow
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import service
-from indicators.config import Settings
 from indicators.dashboard_board import board_html, city_board_html
 from indicators.dashboard_judgement import override_section
 from indicators.dashboard_tiles import (
@@ -39,6 +38,7 @@ from indicators.dashboard_tiles import (
     trend_words,
     year_words,
 )
+from indicators.deps import Deps
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
@@ -130,7 +130,7 @@ def _filters(cluster: str | None, department: str | None, kind: str | None, crit
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The color-coded dashboard")
 async def dashboard(
-    request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+    request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -141,7 +141,7 @@ async def dashboard(
                                       description="city: every department's figures, the worst first")] = None,
     services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
 ) -> HTMLResponse:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
     view, services = (None if view in (None, "", "departments") else view), services or None
     tiles = await load_tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
@@ -185,14 +185,14 @@ async def dashboard(
 
 @router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
 async def dashboard_csv(
-    uow: UoW, ctx: Context, viewer: PageViewer,
+    uow: UoW, deps: Deps, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     critical: bool = False,
     source: Annotated[str | None, Query(pattern="^(|reported|311)$")] = None,
 ) -> Response:
-    tiles = await load_tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
+    tiles = await load_tiles(uow, deps.settings, cluster=cluster or None, department=(department or "").upper() or None,
                          kind=kind or None, critical=critical, source=source or None)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -290,9 +290,9 @@ def _pill(status: str) -> str:
 
 
 @router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
-async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+async def drilldown(code: str, request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
                     principal: OptionalPrincipal) -> HTMLResponse:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     now = utcnow()
     override = (await service.active_overrides(uow, [ind.id], now)).get(ind.id)
@@ -364,9 +364,9 @@ async def _links(uow: Any, ind: Indicator) -> str:
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
-async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> Response:
+async def drilldown_csv(code: str, uow: UoW, deps: Deps, viewer: PageViewer) -> Response:
     ind = await service.get_indicator(uow, code)
-    rows = await service.series(uow, ind, fy0=cast(Settings, ctx.settings).fiscal_year_start_month)
+    rows = await service.series(uow, ind, fy0=deps.settings.fiscal_year_start_month)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "state", "miss",
@@ -381,10 +381,10 @@ async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -
 
 @router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
             summary="Printable department chapter (MMR style): indicators, targets, status, trend, notes")
-async def department_report(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> HTMLResponse:
+async def department_report(code: str, uow: UoW, deps: Deps, viewer: PageViewer) -> HTMLResponse:
     code = code.upper()
     dept = await uow.session.get(Department, code)
-    tiles = await load_tiles(uow, ctx.settings, cluster=None, department=code, kind=None, critical=False)
+    tiles = await load_tiles(uow, deps.settings, cluster=None, department=code, kind=None, critical=False)
     if dept is None and not tiles:
         from citystat_common.errors import NotFound
 
