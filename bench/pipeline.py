@@ -215,7 +215,6 @@ def _backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
         revisions = int(asyncio.run(_scalar(urls["indicators"], "SELECT count(*) FROM observation_revisions")))
         stages = asyncio.run(_stages(urls["intake311"], urls["indicators"], t_start))
         lags = _lags(accepted, [s for s in samples if s[0] >= t_start], base)
-        during = [lag for lag, t in zip(lags, accepted, strict=False) if t <= t_end]
         n = len(accepted)
         res.update({
             "intake_alone": {k: load[k] for k in ("ok_rps", "rps", "p50_ms", "p99_ms", "error_total", "server_cpu_cores")},
@@ -225,7 +224,6 @@ def _backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
             "drained": drained_at is not None,
             "lag": summary_ms(lags),
             "lag_counted": len(lags),
-            "lag_during_burst": summary_ms(during),
             "stages": stages,
             "bytes_per_request": {k: round((sizes1[k] - sizes0[k]) / n, 1) if n else None for k in urls},
             "revision_rows": revisions,

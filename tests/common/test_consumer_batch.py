@@ -199,3 +199,28 @@ def test_a_fetch_splits_into_runs_that_keep_each_partitions_order():
     values = [people[0], people[1], other, b"junk", people[2], people[3], people[4], other]
     runs = runner._runs([rec(v, i) for i, v in enumerate(values)])
     assert [[r.offset for r in run] for run in runs] == [[0, 1], [2], [3, 4, 5], [6], [7]]
+
+
+async def test_what_a_batch_emits_carries_its_last_events_correlation_id(db_factory):
+    engine = create_engine(db_factory("directory"))
+    sessions = session_factory(engine)
+
+    async def echo(uow, events):
+        uow.emit(PersonUpserted(person_id="echo", name=f"{len(events)} seen"), subject="echo")
+
+    runner = ConsumerRunner(
+        service="test", group_id="g-corr", topics=["t"], handlers={}, uow_factory=lambda: UnitOfWork(sessions, PLUMBING),
+        tables=PLUMBING, bootstrap="127.0.0.1:9", batched=Batched(frozenset({TYPE}), echo),
+    )
+    events = [make_event(PersonUpserted(person_id=f"p{i}", name="P"), subject=f"p{i}", correlation_id=f"corr-{i}")
+              for i in range(3)]
+    try:
+        await runner.process_batch([ConsumerRecord("t", 0, i, 0, 0, b"k", e.to_bytes(), None, 0, 0, [])
+                                    for i, e in enumerate(events)])
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(PLUMBING.outbox))).all()
+        import orjson
+
+        assert [orjson.loads(r.payload)["correlation_id"] for r in rows] == ["corr-2"]
+    finally:
+        await engine.dispose()

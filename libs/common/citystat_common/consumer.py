@@ -7,8 +7,9 @@ finds its inbox row and changes nothing. A message that cannot be parsed goes to
 with the error in its headers and a ``dead_letter`` row; the consumer moves on.
 
 Opt-in batches (``Batched``): a consumer whose work pays per unit of work rather than per event
-(the indicators' 311 derivation) gets the consecutive records of its batch types in a partition's
-fetch, up to a bound, as one unit: one inbox read, the handler once, one inbox insert, one commit,
+(the indicators' 311 derivation) gets a fetch whose records are all of its batch types as one
+unit (every partition's, each in its order; else the consecutive batch-type records of a
+partition), up to a bound: one inbox read, the handler once, one inbox insert, one commit,
 offsets after it. A kill mid-batch replays the whole batch; the inbox drops what was applied. A
 batch whose handler fails (not an outage) is applied again one event at a time (each a batch of
 one, with its retries), so a poison event reaches the DLQ alone and the rest are applied.
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.exc import IntegrityError
@@ -159,8 +161,8 @@ class ConsumerRunner:
 
     # -- a batch ------------------------------------------------------------------------
     async def process_batch(self, records: Sequence[ConsumerRecord]) -> list[str]:
-        """Apply consecutive records of one partition (all of batch types, or unparseable) as one
-        unit; returns each record's outcome, as ``process`` would."""
+        """Apply records of batch types (or unparseable ones) as one unit, each partition's in order;
+        returns each record's outcome, as ``process`` would."""
         assert self.batched is not None
         outcomes: list[str] = ["ignored"] * len(records)
         items: list[tuple[int, Envelope, Any]] = []
@@ -183,24 +185,30 @@ class ConsumerRunner:
         if not items:
             return outcomes
         outage_waits = 0
-        while True:
-            try:
-                applied = await self._apply_batch([(e, p) for _, e, p in items])
-                break
-            except Exception as exc:
-                if is_infrastructure_down(exc):
-                    metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(1)
-                    await self._wait_out_outage(items[0][1], exc, outage_waits)
-                    outage_waits += 1
-                    self.outage_waits += 1
-                    continue
-                # Some event of the batch is at fault (or the batch as a whole): one by one, with the
-                # usual retries, so only a poison event goes to the DLQ.
-                log.warning("batch_failed_applying_one_by_one", group=self.group_id, events=len(items),
-                            error=repr(exc)[:500])
-                for i, _, _ in items:
-                    outcomes[i] = await self.process(records[i])
-                return outcomes
+        # What the batch emits carries the correlation id of its last event (the one that completed
+        # the figures); each event's own id is on its log line below.
+        token = correlation_id_var.set(items[-1][1].correlation_id)
+        try:
+            while True:
+                try:
+                    applied = await self._apply_batch([(e, p) for _, e, p in items])
+                    break
+                except Exception as exc:
+                    if is_infrastructure_down(exc):
+                        metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(1)
+                        await self._wait_out_outage(items[0][1], exc, outage_waits)
+                        outage_waits += 1
+                        self.outage_waits += 1
+                        continue
+                    # Some event of the batch is at fault (or the batch as a whole): one by one, with
+                    # the usual retries, so only a poison event goes to the DLQ.
+                    log.warning("batch_failed_applying_one_by_one", group=self.group_id, events=len(items),
+                                error=repr(exc)[:500])
+                    for i, _, _ in items:
+                        outcomes[i] = await self.process(records[i])
+                    return outcomes
+        finally:
+            correlation_id_var.reset(token)
         if outage_waits:
             metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
             log.info("consumer_resumed", group=self.group_id, event_id=items[0][1].id, waits=outage_waits)
@@ -211,6 +219,13 @@ class ConsumerRunner:
             else:
                 outcomes[i] = "duplicate"
                 metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+            # one line per event with its own correlation id, so a chain can be followed in logs
+            event_token = correlation_id_var.set(envelope.correlation_id)
+            try:
+                log.info("event_processed", type=envelope.type, event_id=envelope.id, outcome=outcomes[i],
+                         batch=len(items))
+            finally:
+                correlation_id_var.reset(event_token)
         log.info("batch_processed", group=self.group_id, events=len(items), applied=len(applied))
         return outcomes
 
@@ -369,6 +384,13 @@ class ConsumerRunner:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
+            if self.batched is not None and batches and all(
+                self._batchable(r) for records in batches.values() for r in records
+            ):
+                # Every partition's records are of batch types: one unit of work for the whole fetch
+                # (each partition's order kept within it), then each partition's offset.
+                await self._process_fetch(batches)
+                batches = {}
             for tp, records in batches.items():
                 for run in self._runs(records):
                     if len(run) > 1 or (self.batched is not None and self._batchable(run[0])):
@@ -387,14 +409,26 @@ class ConsumerRunner:
                 last_beat = loop.time()
                 await self._report(consumer)
 
+    async def _process_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self.consumer is not None and self.batched is not None
+        records = [r for recs in batches.values() for r in recs]
+        for i in range(0, len(records), self.batched.max_events):
+            await self.process_batch(records[i : i + self.batched.max_events])
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), self.commit_timeout)
+        except TimeoutError:
+            raise RuntimeError("offset commit not accepted in time") from None
+
     def _batchable(self, record: ConsumerRecord) -> bool:
-        """A record of a batch type (unparseable ones go with the batch: they are dead-lettered at once)."""
+        """A record of a batch type, by a look at its type only (the batch parses it in full; an
+        unparseable one goes with the batch and is dead-lettered there)."""
         assert self.batched is not None
         try:
-            envelope, _ = parse_event(record.value or b"")
-        except EventRejected:
+            doc = orjson.loads(record.value or b"")
+        except orjson.JSONDecodeError:
             return True
-        return envelope.type in self.batched.types
+        return not isinstance(doc, dict) or not isinstance(doc.get("type"), str) or doc["type"] in self.batched.types
 
     def _runs(self, records: list[ConsumerRecord]) -> list[list[ConsumerRecord]]:
         """The partition's records in order, in runs: consecutive batch-type records together (up to

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
@@ -160,7 +160,8 @@ async def _store_facts(uow: UnitOfWork, facts: list[Fact]) -> None:
     stmt = dialect_insert(_FACTS, uow.dialect)
     stmt = stmt.on_conflict_do_update(
         index_elements=["service_request_id"], set_={n: stmt.excluded[n] for n in FACT_FIELDS[1:]})
-    await uow.session.execute(stmt, [asdict(f) for f in facts])
+    # a dict per row by hand: dataclasses.asdict deep-copies every value (a fifth of a batch's CPU)
+    await uow.session.execute(stmt, [{n: getattr(f, n) for n in FACT_FIELDS} for f in facts])
 
 
 class _Touched:

@@ -86,7 +86,8 @@ async def lock_indicators(uow: UnitOfWork, inds: dict[str, Indicator]) -> None:
 
 async def write_rows(uow: UnitOfWork, rows: list[ObsRow], chunk: int) -> None:
     """Upsert changed and new rows (those COPYed already are not in ``rows``)."""
-    await upsert(uow, observations, [dataclasses.asdict(r) for r in rows], OBS_KEYS, chunk)
+    # not dataclasses.asdict: it deep-copies every value
+    await upsert(uow, observations, [{n: getattr(r, n) for n in OBS_FIELDS} for r in rows], OBS_KEYS, chunk)
 
 
 async def copy_new_rows(uow: UnitOfWork, rows: Iterable[ObsRow]) -> None:
