@@ -21,15 +21,14 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.exc import IntegrityError
 
 from citystat_common import metrics
+from citystat_common.batched import Batched, BatchHandler, batchable, single, split_runs
 from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
@@ -40,17 +39,7 @@ from citystat_common.uow import UnitOfWork
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
-# A batch handler gets the batch's new events in delivery order (at most one per event id).
-BatchHandler = Callable[[UnitOfWork, Sequence[tuple[Envelope, Any]]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Batched:
-    """The event types a consumer applies in batches, the handler that applies them and the bound."""
-
-    types: frozenset[str]
-    handler: BatchHandler
-    max_events: int = 500
+__all__ = ["BatchHandler", "Batched", "ConsumerRunner", "Handler", "Stopped"]
 
 # How long a fetch may wait on the broker for records. aiokafka's default (500 ms) costs Tansu
 # dearly: measured by `make bench` (bench/stackbench.py), produce-to-consume took ~125 ms at the
@@ -94,7 +83,7 @@ class ConsumerRunner:
         if batched is not None:
             # One event of a batch type alone (the fallback, or a direct ``process``): a batch of one.
             for event_type in batched.types:
-                self.handlers[event_type] = _single(batched.handler)
+                self.handlers[event_type] = single(batched.handler)
         self.uow_factory = uow_factory
         self.tables = tables
         self.bootstrap = bootstrap
@@ -421,36 +410,11 @@ class ConsumerRunner:
             raise RuntimeError("offset commit not accepted in time") from None
 
     def _batchable(self, record: ConsumerRecord) -> bool:
-        """A record of a batch type, by a look at its type only (the batch parses it in full; an
-        unparseable one goes with the batch and is dead-lettered there)."""
         assert self.batched is not None
-        try:
-            doc = orjson.loads(record.value or b"")
-        except orjson.JSONDecodeError:
-            return True
-        return not isinstance(doc, dict) or not isinstance(doc.get("type"), str) or doc["type"] in self.batched.types
+        return batchable(record, self.batched)
 
     def _runs(self, records: list[ConsumerRecord]) -> list[list[ConsumerRecord]]:
-        """The partition's records in order, in runs: consecutive batch-type records together (up to
-        the bound), every other record alone; the order of a key's events is kept."""
-        if self.batched is None:
-            return [[r] for r in records]
-        runs: list[list[ConsumerRecord]] = []
-        current: list[ConsumerRecord] = []
-        for record in records:
-            if self._batchable(record):
-                current.append(record)
-                if len(current) >= self.batched.max_events:
-                    runs.append(current)
-                    current = []
-                continue
-            if current:
-                runs.append(current)
-                current = []
-            runs.append([record])
-        if current:
-            runs.append(current)
-        return runs
+        return split_runs(records, self.batched)
 
     async def _report(self, consumer: AIOKafkaConsumer) -> None:
         for tp in self.assigned:
@@ -478,13 +442,6 @@ class ConsumerRunner:
                 await uow.commit()
         except Exception as exc:  # noqa: BLE001
             log.warning("heartbeat_failed", error=repr(exc))
-
-
-def _single(handler: BatchHandler) -> Handler:
-    async def one(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
-        await handler(uow, [(envelope, payload)])
-
-    return one
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
