@@ -45,7 +45,20 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         None if geo is None else geo >= 0.95)
     idle = _get(r, "memory", "idle_max_mb")
     add("each service idle resident memory (largest process)", idle, "< 150 MB", None if idle is None else idle < 150)
+    _pipeline_targets(r, add)
     return t
+
+
+def _pipeline_targets(r: dict[str, Any], add: Any) -> None:
+    """Issue 19: the pipeline keeps up with the front door."""
+    e2e = _get(r, "pipeline", "postgresql", "ratio_end_to_end_vs_intake")
+    add("end-to-end sustained throughput vs intake alone (PostgreSQL)", e2e, ">= 0.8", None if e2e is None else e2e >= 0.8)
+    lag = _get(r, "pipeline", "postgresql", "lag", "p99_ms")
+    lag_s = None if lag is None else round(lag / 1000, 2)
+    add("derived-indicator lag p99 during the burst (PostgreSQL, s)", lag_s, "<= 2 s", None if lag_s is None else lag_s <= 2)
+    for backend in ("postgresql", "sqlite"):
+        rev = _get(r, "pipeline", backend, "revision_rows_per_request")
+        add(f"revision rows per 311 request ({backend})", rev, "<= 0.1", None if rev is None else rev <= 0.1)
 
 
 def _fmt(v: Any) -> str:
@@ -163,6 +176,23 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if s.get("rss_idle_mb"):
             rows.append((f"memory intake311 bench {backend} (MB)", f"idle {_mb(s['rss_idle_mb'])}",
                          f"under load {_mb(s.get('rss_load_peak_mb'))}", ""))
+    rows += _pipeline_rows(r.get("pipeline") or {})
+    return rows
+
+
+def _pipeline_rows(pl: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    for backend in ("postgresql", "sqlite"):
+        p = pl.get(backend) or {}
+        if "intake_alone" not in p:
+            continue
+        lag = p.get("lag") or {}
+        rows.append((f"pipeline {backend}", f"{_fmt(p.get('end_to_end_rps'))} req/s end to end",
+                     f"intake alone {_fmt(p['intake_alone']['ok_rps'])} req/s, {p['accepted']:,} accepted, "
+                     f"drain {_fmt(p.get('drain_s'))} s", _fmt(p.get("ratio_end_to_end_vs_intake"))))
+        rows.append((f"  derived lag {backend}", f"p50/99 {lag.get('p50_ms')}/{lag.get('p99_ms')} ms",
+                     f"{_fmt(p.get('revision_rows_per_request'))} revision rows and "
+                     f"{_fmt((p.get('bytes_per_request') or {}).get('all'))} bytes per request", ""))
     return rows
 
 

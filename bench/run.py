@@ -10,6 +10,8 @@ Every figure is a ratio against a baseline measured on the same machine in the s
   memory     VmRSS of every service's api and worker, idle and under load
   history    1,000,000 rows of 311 history through the import vs a bare COPY of the same rows
   areas      intake throughput with 200 areas in 4 boundary layers vs without layers (PostgreSQL)
+  pipeline   a burst of Open311 POSTs through all four services: derived-indicator lag, drain, end-to-end
+             throughput vs intake alone, bytes and revision rows per request (PostgreSQL and SQLite)
 
 Sizes and durations: flags below, or the matching BENCH_* environment variables (flags win).
 ``--quick`` is a 1-2 minute smoke run with small sizes. Everything runs on loopback, is bounded in
@@ -31,7 +33,7 @@ from typing import Any
 
 from bench.common import PG_ADMIN, Databases, log, postgres_available, wrk_available
 
-ALL = ("intake", "query", "bulk", "breach", "evalscale", "render", "memory", "history", "areas")
+ALL = ("intake", "query", "bulk", "breach", "evalscale", "render", "memory", "history", "areas", "pipeline")
 
 # name, type, default, quick default, help
 OPTIONS: list[tuple[str, type, Any, Any, str]] = [
@@ -66,6 +68,7 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("history_chunk", int, 5000, 5000, "rows per committed chunk of the history import"),
     ("areas_duration", float, 15.0, 5.0, "seconds of wrk load per side in the areas benchmark"),
     ("areas_rounds", int, 3, 1, "rounds of (without layers, with layers); the median ratio is reported"),
+    ("pipeline_duration", float, 60.0, 10.0, "seconds of the Open311 burst through the whole pipeline"),
 ]
 
 
@@ -80,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="intake targets: postgresql,sqlite (BENCH_INTAKE_BACKENDS)")
     p.add_argument("--query-backends", default=os.environ.get("BENCH_QUERY_BACKENDS", "postgresql,sqlite"),
                    help="query targets: postgresql,sqlite (BENCH_QUERY_BACKENDS)")
+    p.add_argument("--pipeline-backends", default=os.environ.get("BENCH_PIPELINE_BACKENDS", "postgresql,sqlite"),
+                   help="pipeline targets: postgresql,sqlite (BENCH_PIPELINE_BACKENDS)")
     p.add_argument("--results", default=os.environ.get("BENCH_RESULTS", str(Path(__file__).parent / "results")),
                    help="folder for the JSON report (BENCH_RESULTS)")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) after the run")
@@ -97,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(ALL)}")
     args.query_backends = [x.strip() for x in args.query_backends.split(",") if x.strip()]
     args.intake_backends = [x.strip() for x in args.intake_backends.split(",") if x.strip()]
+    args.pipeline_backends = [x.strip() for x in args.pipeline_backends.split(",") if x.strip()]
     return args
 
 
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"PostgreSQL is not reachable at {PG_ADMIN} (BENCH_POSTGRES_URL; default: the local server's "
             "Unix socket, else 127.0.0.1:5432): every benchmark here needs it")
         return 2
-    if any(b in args.only for b in ("intake", "memory")) and not wrk_available():
+    if any(b in args.only for b in ("intake", "memory", "pipeline")) and not wrk_available():
         log("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
         return 2
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from ind_helpers import W, create, outbox_events, target
 
-from indicators import service
+from indicators import observation_store, service
 from indicators.models import Indicator, IndicatorDescription, ObservationRevision, StatusChange, observations
 
 DAYS = 300
@@ -95,9 +95,9 @@ async def _scenario(client, app, prefix: str):
 
 
 async def test_copy_and_portable_paths_store_the_same(client, app, monkeypatch):
-    monkeypatch.setattr(service, "NEW_ROWS_COPY_MIN", 1)  # PostgreSQL: every call's new rows by COPY
+    monkeypatch.setattr(observation_store, "NEW_ROWS_COPY_MIN", 1)  # PostgreSQL: every call's new rows by COPY
     via_copy = await _scenario(client, app, "CP")
-    monkeypatch.setattr(service, "NEW_ROWS_COPY_MIN", 10**9)  # INSERT ... ON CONFLICT everywhere
+    monkeypatch.setattr(observation_store, "NEW_ROWS_COPY_MIN", 10**9)  # INSERT ... ON CONFLICT everywhere
     portable = await _scenario(client, app, "PT")
     assert len(via_copy["obs"]) == 6 * DAYS
     assert len(via_copy["revisions"]) == 126
@@ -110,7 +110,7 @@ async def test_copy_and_portable_paths_store_the_same(client, app, monkeypatch):
 async def test_rows_of_one_call_share_the_time_of_the_write(client, app, monkeypatch):
     """PostgreSQL's COPY leaves updated_at to the column default (the transaction's time); the
     portable path sets it: either way every row of a call carries one recent, aware time."""
-    monkeypatch.setattr(service, "NEW_ROWS_COPY_MIN", 1)
+    monkeypatch.setattr(observation_store, "NEW_ROWS_COPY_MIN", 1)
     await _setup(client, "UA")
     before = datetime.now(UTC)
     await _post(client, _rows("UA", range(0, 50)))

@@ -56,6 +56,7 @@ class BrokerWatch:
         self.outbox = tables.outbox
         self.margin = margin
         self.witnesses: dict[str, Witness] = {}
+        self.pending: dict[str, Witness] = {}  # acknowledged since the last check; the next witness
         self.acked: dict[TopicPartition, int] = {}  # next offset after the last acknowledged record
         self.snapshots: deque[tuple[datetime, dict[TopicPartition, int]]] = deque(maxlen=SNAPSHOTS_KEPT)
         self.consumed_through: datetime | None = None
@@ -71,8 +72,12 @@ class BrokerWatch:
         if offset + 1 > self.acked.get(tp, 0):
             self.acked[tp] = offset + 1
         current = self.witnesses.get(topic)
-        if current is None or (current.partition, current.offset) != (partition, offset):
+        if current is None:
             self.witnesses[topic] = Witness(topic, partition, offset, event_id)
+        elif (current.partition, current.offset) != (partition, offset):
+            # The witness moves on only once the broker has shown it still holds the current one
+            # (``lost``): a record a new, empty broker acknowledged first must not hide the loss.
+            self.pending[topic] = Witness(topic, partition, offset, event_id)
 
     # -- did the broker lose it? ----------------------------------------------------------------
     async def lost(self) -> list[str]:
@@ -93,6 +98,8 @@ class BrokerWatch:
                 held = records and records[0].offset == w.offset and dict(records[0].headers or ()).get("event_id") == w.event_id.encode()
                 if not held:
                     gone.append(w.topic)
+                elif (newer := self.pending.pop(w.topic, None)) is not None:
+                    self.witnesses[w.topic] = newer
         except Exception:
             await self.close()
             raise
@@ -176,6 +183,7 @@ class BrokerWatch:
         self.last_reset = utcnow()
         # Offsets start again on the new broker: what was acknowledged before says nothing now.
         self.witnesses.clear()
+        self.pending.clear()
         self.acked.clear()
         self.snapshots.clear()
         await self.save()

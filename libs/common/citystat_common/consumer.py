@@ -5,6 +5,14 @@ in one transaction; the Kafka offset is committed only after it. A redelivered e
 finds its inbox row and changes nothing. A message that cannot be parsed goes to
 ``<topic>.dlq`` at once; one whose handler keeps failing goes there after N retries,
 with the error in its headers and a ``dead_letter`` row; the consumer moves on.
+
+Opt-in batches (``Batched``): a consumer whose work pays per unit of work rather than per event
+(the indicators' 311 derivation) gets a fetch whose records are all of its batch types as one
+unit (every partition's, each in its order; else the consecutive batch-type records of a
+partition), up to a bound: one inbox read, the handler once, one inbox insert, one commit,
+offsets after it. A kill mid-batch replays the whole batch; the inbox drops what was applied. A
+batch whose handler fails (not an outage) is applied again one event at a time (each a batch of
+one, with its retries), so a poison event reaches the DLQ alone and the rest are applied.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.exc import IntegrityError
 
 from citystat_common import metrics
+from citystat_common.batched import Batched, BatchHandler, batchable, single, split_runs
 from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.db import PlumbingTables, utcnow
 from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
@@ -30,6 +39,7 @@ from citystat_common.uow import UnitOfWork
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
+__all__ = ["BatchHandler", "Batched", "ConsumerRunner", "Handler", "Stopped"]
 
 # How long a fetch may wait on the broker for records. aiokafka's default (500 ms) costs Tansu
 # dearly: measured by `make bench` (bench/stackbench.py), produce-to-consume took ~125 ms at the
@@ -63,11 +73,17 @@ class ConsumerRunner:
         topic_partitions: int | None = None,
         commit_timeout: float = 15.0,
         session_timeout_ms: int = 10_000,
+        batched: Batched | None = None,
     ):
         self.service = service
         self.group_id = group_id
         self.topics = topics
-        self.handlers = handlers
+        self.batched = batched
+        self.handlers = dict(handlers)
+        if batched is not None:
+            # One event of a batch type alone (the fallback, or a direct ``process``): a batch of one.
+            for event_type in batched.types:
+                self.handlers[event_type] = single(batched.handler)
         self.uow_factory = uow_factory
         self.tables = tables
         self.bootstrap = bootstrap
@@ -131,6 +147,101 @@ class ConsumerRunner:
             return "dead_lettered"
         finally:
             correlation_id_var.reset(token)
+
+    # -- a batch ------------------------------------------------------------------------
+    async def process_batch(self, records: Sequence[ConsumerRecord]) -> list[str]:
+        """Apply records of batch types (or unparseable ones) as one unit, each partition's in order;
+        returns each record's outcome, as ``process`` would."""
+        assert self.batched is not None
+        outcomes: list[str] = ["ignored"] * len(records)
+        items: list[tuple[int, Envelope, Any]] = []
+        seen: set[str] = set()
+        for i, record in enumerate(records):
+            try:
+                envelope, payload = parse_event(record.value or b"")
+            except EventRejected as exc:
+                await self._dead_letter(record, None, str(exc))
+                outcomes[i] = "dead_lettered"
+                continue
+            if envelope.type not in self.handlers:
+                continue
+            if envelope.id in seen:  # delivered twice within the fetch
+                outcomes[i] = "duplicate"
+                metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+                continue
+            seen.add(envelope.id)
+            items.append((i, envelope, payload))
+        if not items:
+            return outcomes
+        outage_waits = 0
+        # What the batch emits carries the correlation id of its last event (the one that completed
+        # the figures); each event's own id is on its log line below.
+        token = correlation_id_var.set(items[-1][1].correlation_id)
+        try:
+            while True:
+                try:
+                    applied = await self._apply_batch([(e, p) for _, e, p in items])
+                    break
+                except Exception as exc:
+                    if is_infrastructure_down(exc):
+                        metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(1)
+                        await self._wait_out_outage(items[0][1], exc, outage_waits)
+                        outage_waits += 1
+                        self.outage_waits += 1
+                        continue
+                    # Some event of the batch is at fault (or the batch as a whole): one by one, with
+                    # the usual retries, so only a poison event goes to the DLQ.
+                    log.warning("batch_failed_applying_one_by_one", group=self.group_id, events=len(items),
+                                error=repr(exc)[:500])
+                    for i, _, _ in items:
+                        outcomes[i] = await self.process(records[i])
+                    return outcomes
+        finally:
+            correlation_id_var.reset(token)
+        if outage_waits:
+            metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
+            log.info("consumer_resumed", group=self.group_id, event_id=items[0][1].id, waits=outage_waits)
+        for i, envelope, _ in items:
+            if envelope.id in applied:
+                outcomes[i] = "processed"
+                metrics.EVENTS_CONSUMED.labels(self.service, envelope.type).inc()
+            else:
+                outcomes[i] = "duplicate"
+                metrics.EVENTS_DUPLICATE.labels(self.service, envelope.type).inc()
+            # one line per event with its own correlation id, so a chain can be followed in logs
+            event_token = correlation_id_var.set(envelope.correlation_id)
+            try:
+                log.info("event_processed", type=envelope.type, event_id=envelope.id, outcome=outcomes[i],
+                         batch=len(items))
+            finally:
+                correlation_id_var.reset(event_token)
+        log.info("batch_processed", group=self.group_id, events=len(items), applied=len(applied))
+        return outcomes
+
+    async def _apply_batch(self, items: list[tuple[Envelope, Any]]) -> set[str]:
+        """The batch's new events applied and recorded in the inbox in one transaction; their ids."""
+        assert self.batched is not None
+        inbox = self.tables.inbox
+        async with self.uow_factory() as uow:
+            ids = [e.id for e, _ in items]
+            done = set((await uow.session.execute(
+                sa.select(inbox.c.event_id).where(inbox.c.consumer == self.group_id, inbox.c.event_id.in_(ids))
+            )).scalars())
+            new = [(e, p) for e, p in items if e.id not in done]
+            if not new:
+                return set()
+            await self.batched.handler(uow, new)
+            now = utcnow()
+            await uow.session.execute(sa.insert(inbox), [
+                {"consumer": self.group_id, "event_id": e.id, "event_type": e.type, "processed_at": now} for e, _ in new
+            ])
+            try:
+                await uow.commit()
+            except IntegrityError:
+                # Another replica recorded some of these first: apply one by one, each against the inbox.
+                await uow.rollback()
+                raise
+        return {e.id for e, _ in new}
 
     async def _wait_out_outage(self, envelope: Envelope, exc: BaseException, waits: int) -> None:
         if waits == 0:
@@ -206,7 +317,7 @@ class ConsumerRunner:
             group_id=self.group_id,
             enable_auto_commit=False,  # offsets only after the database transaction
             auto_offset_reset="earliest",
-            max_poll_records=200,
+            max_poll_records=self.batched.max_events if self.batched else 200,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=min(1_000, self.session_timeout_ms // 10),
             request_timeout_ms=15_000,
@@ -262,9 +373,19 @@ class ConsumerRunner:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
+            if self.batched is not None and batches and all(
+                self._batchable(r) for records in batches.values() for r in records
+            ):
+                # Every partition's records are of batch types: one unit of work for the whole fetch
+                # (each partition's order kept within it), then each partition's offset.
+                await self._process_fetch(batches)
+                batches = {}
             for tp, records in batches.items():
-                for record in records:
-                    await self.process(record)
+                for run in self._runs(records):
+                    if len(run) > 1 or (self.batched is not None and self._batchable(run[0])):
+                        await self.process_batch(run)
+                    else:
+                        await self.process(run[0])
                 # Commit after the batch's transactions: a crash before this replays them into the inbox.
                 # Bounded: aiokafka retries a refused commit forever (a restarted memory-only Tansu
                 # refuses them on a topic it lost); a fresh member re-reads, and the inbox skips repeats.
@@ -276,6 +397,24 @@ class ConsumerRunner:
             if loop.time() - last_beat > 2:
                 last_beat = loop.time()
                 await self._report(consumer)
+
+    async def _process_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self.consumer is not None and self.batched is not None
+        records = [r for recs in batches.values() for r in recs]
+        for i in range(0, len(records), self.batched.max_events):
+            await self.process_batch(records[i : i + self.batched.max_events])
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), self.commit_timeout)
+        except TimeoutError:
+            raise RuntimeError("offset commit not accepted in time") from None
+
+    def _batchable(self, record: ConsumerRecord) -> bool:
+        assert self.batched is not None
+        return batchable(record, self.batched)
+
+    def _runs(self, records: list[ConsumerRecord]) -> list[list[ConsumerRecord]]:
+        return split_runs(records, self.batched)
 
     async def _report(self, consumer: AIOKafkaConsumer) -> None:
         for tp in self.assigned:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from citystat_common.bus import ensure_topics
-from citystat_common.consumer import ConsumerRunner
+from citystat_common.consumer import Batched, BatchHandler, ConsumerRunner
 from citystat_common.db import PlumbingTables, create_engine, session_factory
 from citystat_common.logging import configure_logging, get_logger
 from citystat_common.migrate import upgrade
@@ -83,7 +83,11 @@ def make_consumer(
     group_id: str,
     topics: list[str],
     handlers: dict,  # type: ignore[type-arg]
+    batch_handler: BatchHandler | None = None,
+    batch_types: frozenset[str] = frozenset(),
 ) -> ConsumerRunner:
+    """``batch_handler``: opt-in, applies the ``batch_types`` events in batches of up to
+    ``consumer_max_batch`` (citystat_common.consumer.Batched)."""
     sessions = session_factory(engine)
     return ConsumerRunner(
         service=settings.service_name,
@@ -98,6 +102,7 @@ def make_consumer(
         retry_backoff=settings.consumer_retry_backoff,
         topic_partitions=settings.topic_partitions if settings.create_topics else None,
         session_timeout_ms=settings.consumer_session_timeout_ms,
+        batched=Batched(batch_types, batch_handler, settings.consumer_max_batch) if batch_handler else None,
     )
 
 

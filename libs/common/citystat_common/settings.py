@@ -65,6 +65,8 @@ class ServiceSettings(PeopleSettings):
     consumer_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     consumer_max_retries: int = Field(3, ge=0, le=100)
     consumer_retry_backoff: float = Field(0.2, ge=0)
+    # Consumers that apply events in batches: at most this many per unit of work (and per fetch).
+    consumer_max_batch: int = Field(500, ge=1, le=10_000)
 
     city_timezone: str = Field(
         "America/New_York", validation_alias=AliasChoices("city_timezone", "CITY_TIMEZONE")

@@ -18,10 +18,11 @@ from citystat_common.db import utcnow
 from citystat_common.errors import Invalid
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging, paginate
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import schemas, service
 from indicators import summary as ytd
 from indicators.config import Settings
+from indicators.deps import Deps
 from indicators.evaluation import default_rules
 from indicators.models import (
     Department,
@@ -43,10 +44,6 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", description="ret
 def _today(settings: Settings) -> date:
     """Today in the city's time zone: a period that has not started cannot be observed."""
     return service.local_date(utcnow(), service.tz_of(settings))
-
-
-def _settings(ctx: Any) -> Settings:
-    return ctx.settings  # type: ignore[no-any-return]
 
 
 async def indicator_read(uow: UoW, settings: Settings, ind: Indicator, override: Override | None = None,
@@ -95,15 +92,15 @@ def _override_read(o: Override) -> schemas.OverrideRead:
 
 @router.post("/indicators", status_code=201, response_model=schemas.IndicatorRead, tags=["indicators"])
 async def create_indicator(
-    data: schemas.IndicatorCreate, uow: UoW, ctx: Context, who: Writer, request: Request, key: IdemKey = None
+    data: schemas.IndicatorCreate, uow: UoW, deps: Deps, who: Writer, request: Request, key: IdemKey = None
 ) -> Response:
     key = check_key(key)
     fingerprint = request_fingerprint(await request.body())
     if (previous := await replayed(uow, key=key, scope="indicators", fingerprint=fingerprint)) is not None:
         return previous
-    ind = await service.create_indicator(uow, _settings(ctx), actor=by(who), data=data,
-                                         directory=ctx.extras["directory"])
-    body = orjson.dumps((await indicator_read(uow, _settings(ctx), ind, description=data.description)).model_dump(mode="json"))
+    ind = await service.create_indicator(uow, deps.settings, actor=by(who), data=data,
+                                         directory=deps.directory)
+    body = orjson.dumps((await indicator_read(uow, deps.settings, ind, description=data.description)).model_dump(mode="json"))
     await remember(uow, key=key, scope="indicators", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
     await uow.commit()
@@ -112,7 +109,7 @@ async def create_indicator(
 
 @router.get("/indicators", response_model=Page[schemas.IndicatorRead], tags=["indicators"])
 async def list_indicators(
-    uow: UoW, ctx: Context, paging: Paging,
+    uow: UoW, deps: Deps, paging: Paging,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     status: Annotated[schemas.Status | None, Query()] = None,
@@ -143,23 +140,23 @@ async def list_indicators(
         .where(IndicatorDescription.indicator_id.in_(ids), IndicatorDescription.valid_to.is_(None))
         .order_by(IndicatorDescription.id)
     )).all()) if ids else {}
-    out = [await indicator_read(uow, _settings(ctx), i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
+    out = [await indicator_read(uow, deps.settings, i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
            for i in items]
     return Page(items=out, total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.get("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
-async def get_indicator(code: str, uow: UoW, ctx: Context) -> schemas.IndicatorRead:
+async def get_indicator(code: str, uow: UoW, deps: Deps) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    return await indicator_read(uow, _settings(ctx), ind, overrides.get(ind.id))
+    return await indicator_read(uow, deps.settings, ind, overrides.get(ind.id))
 
 
 @router.patch("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
-async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, ctx: Context, who: Writer) -> schemas.IndicatorRead:
-    ind = await service.update_indicator(uow, _settings(ctx), actor=by(who), code=code, data=data)
+async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, deps: Deps, who: Writer) -> schemas.IndicatorRead:
+    ind = await service.update_indicator(uow, deps.settings, actor=by(who), code=code, data=data)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    result = await indicator_read(uow, _settings(ctx), ind, overrides.get(ind.id))
+    result = await indicator_read(uow, deps.settings, ind, overrides.get(ind.id))
     await uow.commit()
     return result
 
@@ -179,9 +176,9 @@ async def descriptions(code: str, uow: UoW) -> list[schemas.DescriptionRead]:
 
 @router.put("/indicators/{code}/targets", response_model=list[schemas.TargetRead], tags=["targets"],
             summary="Set targets for a period, the rest of its fiscal year, a fiscal year, or onward (`applies`)")
-async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, ctx: Context, who: Writer) -> list[schemas.TargetRead]:
+async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, deps: Deps, who: Writer) -> list[schemas.TargetRead]:
     ind = await service.get_indicator(uow, code)
-    await service.set_targets(uow, _settings(ctx), actor=by(who), ind=ind, targets=data.targets)
+    await service.set_targets(uow, deps.settings, actor=by(who), ind=ind, targets=data.targets)
     result = await _targets(uow, ind)
     await uow.commit()
     return result
@@ -217,8 +214,8 @@ def _obs_read(r: dict[str, Any]) -> schemas.ObservationRead:
 
 @router.post("/indicators/{code}/observations", response_model=schemas.ObservationRead, tags=["observations"],
              summary="Store one value; idempotent on (indicator, period): a resubmission replaces it")
-async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, ctx: Context, who: Writer) -> schemas.ObservationRead:
-    settings = _settings(ctx)
+async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, deps: Deps, who: Writer) -> schemas.ObservationRead:
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     if ind.formula:
         raise Invalid("this indicator is computed by its formula", field="code")
@@ -240,12 +237,12 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, ctx
 @router.get("/indicators/{code}/observations", response_model=list[schemas.ObservationRead], tags=["observations"],
             summary="The time series with the status at each point")
 async def get_observations(
-    code: str, uow: UoW, ctx: Context,
+    code: str, uow: UoW, deps: Deps,
     start: Annotated[str | None, Query(alias="from", description="first period (label or date)")] = None,
     end: Annotated[str | None, Query(alias="to", description="last period (label or date)")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[schemas.ObservationRead]:
-    settings = _settings(ctx)
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     bounds: list[date | None] = []
     for name, text in (("from", start), ("to", end)):
@@ -261,10 +258,10 @@ async def get_observations(
 
 @router.get("/indicators/{code}/observations/{period}/revisions", response_model=list[schemas.RevisionRead],
             tags=["observations"])
-async def get_revisions(code: str, period: str, uow: UoW, ctx: Context) -> list[schemas.RevisionRead]:
+async def get_revisions(code: str, period: str, uow: UoW, deps: Deps) -> list[schemas.RevisionRead]:
     ind = await service.get_indicator(uow, code)
     try:
-        p = service._period_cached(ind.frequency, period, _settings(ctx).fiscal_year_start_month)
+        p = service._period_cached(ind.frequency, period, deps.settings.fiscal_year_start_month)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
     rows = (await uow.session.execute(
@@ -278,10 +275,10 @@ async def get_revisions(code: str, period: str, uow: UoW, ctx: Context) -> list[
 
 @router.get("/indicators/{code}/summary", response_model=schemas.SummaryRead, tags=["observations"],
             summary="A period's value and status, fiscal year-to-date, and the same period last year")
-async def get_summary(code: str, uow: UoW, ctx: Context,
+async def get_summary(code: str, uow: UoW, deps: Deps,
                       period: Annotated[str | None, Query(description="default: the latest period with data")] = None
                       ) -> schemas.SummaryRead:
-    settings = _settings(ctx)
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     fy0 = settings.fiscal_year_start_month
     try:
@@ -309,8 +306,8 @@ BULK_HEADER = "indicator_code,period,value[,note]"
     ),
     responses={422: {"model": schemas.BulkResult}},
 )
-async def bulk_observations(request: Request, uow: UoW, ctx: Context, who: Writer) -> Response:
-    settings = _settings(ctx)
+async def bulk_observations(request: Request, uow: UoW, deps: Deps, who: Writer) -> Response:
+    settings = deps.settings
     raw = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     docs, errors = _parse_bulk(raw, ctype)
@@ -438,24 +435,24 @@ def _may_judge(who: Principal, ind: Indicator) -> None:
 
 @router.put("/indicators/{code}/override", response_model=schemas.IndicatorRead, tags=["judgement"],
             summary="Staff judgement: set the status (up or down) with a written reason and an expiry")
-async def put_override(code: str, data: schemas.OverrideIn, uow: UoW, ctx: Context, who: Writer) -> schemas.IndicatorRead:
+async def put_override(code: str, data: schemas.OverrideIn, uow: UoW, deps: Deps, who: Writer) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
-    o = await service.set_override(uow, _settings(ctx), actor=by(who), ind=ind, data=data, by=who.actor())
-    result = await indicator_read(uow, _settings(ctx), ind, o)
+    o = await service.set_override(uow, deps.settings, actor=by(who), ind=ind, data=data, by=who.actor())
+    result = await indicator_read(uow, deps.settings, ind, o)
     await uow.commit()
     return result
 
 
 @router.delete("/indicators/{code}/override", response_model=schemas.IndicatorRead, tags=["judgement"])
 async def delete_override(
-    code: str, uow: UoW, ctx: Context, who: Writer,
+    code: str, uow: UoW, deps: Deps, who: Writer,
     reason: Annotated[str, Query(min_length=1, max_length=500)] = "cleared by staff",
 ) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
-    await service.clear_override(uow, _settings(ctx), actor=by(who), ind=ind, reason=reason, by=who.actor())
-    result = await indicator_read(uow, _settings(ctx), ind, None)
+    await service.clear_override(uow, deps.settings, actor=by(who), ind=ind, reason=reason, by=who.actor())
+    result = await indicator_read(uow, deps.settings, ind, None)
     await uow.commit()
     return result
 

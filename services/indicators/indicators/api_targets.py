@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from citystat_common.errors import Invalid
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import schemas, service
-from indicators.api import _settings, _today
+from indicators.api import _today
+from indicators.deps import Deps
 from indicators.periods import fiscal_year, fiscal_year_start, period_of, periods_between
 from indicators.targets import EMPTY, load_books
 
@@ -23,11 +24,11 @@ MAX_TARGET_PERIODS = 1000
 @router.get("/indicators/{code}/targets/periods", response_model=list[schemas.TargetPeriodRead], tags=["targets"],
             summary="Which target governs each period, and why (default: the current fiscal year)")
 async def target_periods(
-    code: str, uow: UoW, ctx: Context,
+    code: str, uow: UoW, deps: Deps,
     start: Annotated[str | None, Query(alias="from", description="first period (label or date)")] = None,
     end: Annotated[str | None, Query(alias="to", description="last period (label or date)")] = None,
 ) -> list[schemas.TargetPeriodRead]:
-    settings = _settings(ctx)
+    settings = deps.settings
     fy0 = settings.fiscal_year_start_month
     ind = await service.get_indicator(uow, code)
     fy = fiscal_year(_today(settings), fy0)

@@ -15,7 +15,7 @@ import csv
 import io
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from citystat_common.auth import OptionalPrincipal
 from citystat_common.db import utcnow
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import service
 from indicators.cluster_leads import deputy_mayors
 from indicators.config import Settings
@@ -38,6 +38,7 @@ from indicators.dashboard_tiles import (
     load_tiles,
     ticket_html,
 )
+from indicators.deps import Deps
 from indicators.evaluation import default_rules, validate_rules
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
@@ -136,7 +137,7 @@ def _filters(cluster: str | None, department: str | None, kind: str | None, crit
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The color-coded dashboard")
 async def dashboard(
-    request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+    request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -147,7 +148,7 @@ async def dashboard(
                                       description="city: every department's figures, the worst first")] = None,
     services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
 ) -> HTMLResponse:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
     view, services = (None if view in (None, "", "departments") else view), services or None
     tiles = await load_tiles(uow, settings, cluster=cluster, department=department, kind=kind, critical=critical,
@@ -191,14 +192,14 @@ async def dashboard(
 
 @router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
 async def dashboard_csv(
-    uow: UoW, ctx: Context, viewer: PageViewer,
+    uow: UoW, deps: Deps, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     critical: bool = False,
     source: Annotated[str | None, Query(pattern="^(|reported|311)$")] = None,
 ) -> Response:
-    tiles = await load_tiles(uow, ctx.settings, cluster=cluster or None, department=(department or "").upper() or None,
+    tiles = await load_tiles(uow, deps.settings, cluster=cluster or None, department=(department or "").upper() or None,
                          kind=kind or None, critical=critical, source=source or None)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -296,9 +297,9 @@ def _pill(status: str) -> str:
 
 
 @router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
-async def drilldown(code: str, request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+async def drilldown(code: str, request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
                     principal: OptionalPrincipal) -> HTMLResponse:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     now = utcnow()
     override = (await service.active_overrides(uow, [ind.id], now)).get(ind.id)
@@ -380,9 +381,9 @@ async def _links(uow: Any, ind: Indicator) -> str:
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
-async def drilldown_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer) -> Response:
+async def drilldown_csv(code: str, uow: UoW, deps: Deps, viewer: PageViewer) -> Response:
     ind = await service.get_indicator(uow, code)
-    rows = await service.series(uow, ind, fy0=cast(Settings, ctx.settings).fiscal_year_start_month)
+    rows = await service.series(uow, ind, fy0=deps.settings.fiscal_year_start_month)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["indicator_code", "period", "period_start", "value", "target", "reference", "status", "state", "miss",

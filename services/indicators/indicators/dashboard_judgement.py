@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from html import escape
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,9 +20,10 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError
 from citystat_common.signin import check_csrf, csrf_token
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import schemas, service
 from indicators.config import Settings
+from indicators.deps import Deps
 from indicators.models import Indicator, Override
 from indicators.people import by, may_judge
 from indicators.periods import local_date, local_midnight
@@ -111,11 +112,11 @@ def _words(exc: ValidationError) -> str:
 
 @router.post("/dashboard/indicators/{code}/override")
 async def set_override_from_page(
-    code: str, request: Request, uow: UoW, ctx: Context, principal: OptionalPrincipal,
+    code: str, request: Request, uow: UoW, deps: Deps, principal: OptionalPrincipal,
     csrf: Annotated[str, Form()] = "", status: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "", until: Annotated[str, Form()] = "",
 ) -> Response:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     ind = await service.get_indicator(uow, code)
     if (refusal := await _permitted(request, principal, ind, csrf)) is not None:
         return refusal
@@ -139,7 +140,7 @@ async def set_override_from_page(
 
 @router.post("/dashboard/indicators/{code}/override/clear")
 async def clear_override_from_page(
-    code: str, request: Request, uow: UoW, ctx: Context, principal: OptionalPrincipal,
+    code: str, request: Request, uow: UoW, deps: Deps, principal: OptionalPrincipal,
     csrf: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
 ) -> Response:
     ind = await service.get_indicator(uow, code)
@@ -150,7 +151,7 @@ async def clear_override_from_page(
     if not reason:
         return _back(request, ind, "Why the override ends: write a few words for the record")
     try:
-        await service.clear_override(uow, cast(Settings, ctx.settings), actor=by(principal), ind=ind,
+        await service.clear_override(uow, deps.settings, actor=by(principal), ind=ind,
                                      reason=reason, by=principal.actor())
     except DomainError as exc:
         return _back(request, ind, exc.detail)

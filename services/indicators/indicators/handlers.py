@@ -1,18 +1,25 @@
 """Consumers of the indicators worker (group ``indicators``): 311 requests become observations
 of derived indicators; the directory's departments and deputy mayors, and escalation's tickets about
-indicators, are kept as local copies."""
+indicators, are kept as local copies.
+
+The 311 events are applied in batches (``make_batch_handler``, ``REQUEST_EVENTS``); the per-event
+handlers below are the same work one event at a time (a batch of one)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from citystat_common.consumer import Handler
+from citystat_common.consumer import BatchHandler, Handler
 from citystat_common.events import DepartmentUpserted, Envelope, RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
 from indicators import cluster_leads, derived311, service, ticket_copy
 from indicators.config import Settings
 
 GROUP_ID = "indicators"
+REQUEST_EVENTS = frozenset({
+    "intake311.request.created", "intake311.request.updated", "intake311.request.closed", "intake311.request.feedback",
+})
 
 
 def make_handlers(settings: Settings) -> dict[str, Handler]:
@@ -37,3 +44,12 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         "directory.senior_team.changed": cluster_leads.on_senior_team,
         "escalation.ticket.updated": ticket_copy.on_ticket_updated,
     }
+
+
+def make_batch_handler(settings: Settings) -> BatchHandler:
+    async def on_requests(uow: UnitOfWork, events: Sequence[tuple[Envelope, Any]]) -> None:
+        payloads = [p for _, p in events]
+        assert all(isinstance(p, (ServiceRequestData, RequestFeedback)) for p in payloads)
+        await derived311.apply_events(uow, settings, payloads)
+
+    return on_requests

@@ -21,6 +21,7 @@ from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
 from indicators.dashboard_judgement import router as judgement_router
 from indicators.dashboard_report import router as report_router
+from indicators.deps import IndicatorsDeps
 from indicators.handlers import GROUP_ID
 from indicators.models import PLUMBING
 
@@ -37,15 +38,23 @@ def create_app(
         readiness.append(check_consumer(GROUP_ID))
     settings = settings or Settings()
 
+    owned: list[DirectoryDepartments] = []
+
     async def startup(ctx: ServiceContext) -> None:
-        ctx.extras["directory"] = directory or DirectoryDepartments.connect(settings.directory_url,
-                                                                            settings.directory_timeout)
+        port: Departments
+        if directory is None:
+            port = DirectoryDepartments.connect(settings.directory_url, settings.directory_timeout)
+            owned.append(port)
+        else:
+            port = directory
+        app.state.indicators_deps = IndicatorsDeps(settings=settings, directory=port)
 
     async def shutdown(ctx: ServiceContext) -> None:
-        if directory is None:
-            await ctx.extras["directory"].aclose()
+        for client in owned:
+            await client.aclose()
+        owned.clear()
 
-    return build_app(
+    app = build_app(
         settings=settings,
         tables=PLUMBING,
         title="CityStat indicators",
@@ -59,6 +68,7 @@ def create_app(
         on_startup=startup,
         on_shutdown=shutdown,
     )
+    return app
 
 
 def run() -> None:

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from citystat_common.auth import Actor, Principal
 from citystat_common.signin import SessionPerson, current_person, require_person
+from indicators.deps import get_deps
 
 BY_MAX = 100  # the width of the *_by columns
 
@@ -44,8 +45,7 @@ def may_judge(principal: Principal | None, department_code: str) -> str | None:
 def page_viewer(request: Request) -> SessionPerson | None:
     """The person reading a page: sign-in is required when the city's pages sign in
     (``settings.pages_sign_in``); without it (tests, a bare local run) pages are open."""
-    settings = request.app.state.ctx.settings
-    if getattr(settings, "pages_sign_in", False):
+    if get_deps(request).settings.pages_sign_in:
         return require_person(request)
     return current_person(request)
 

@@ -14,7 +14,7 @@ from citystat_common.runtime import Component, WorkerParts, make_consumer, make_
 from citystat_common.uow import UnitOfWork
 from indicators import derived311, metrics, service
 from indicators.config import Settings
-from indicators.handlers import GROUP_ID, make_handlers
+from indicators.handlers import GROUP_ID, REQUEST_EVENTS, make_batch_handler, make_handlers
 from indicators.models import PLUMBING
 
 log = get_logger(__name__)
@@ -70,7 +70,7 @@ def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
 
     consumer = make_consumer(
         settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY, TOPIC_TICKETS],
-        handlers=make_handlers(settings),
+        handlers=make_handlers(settings), batch_handler=make_batch_handler(settings), batch_types=REQUEST_EVENTS,
     )
     return WorkerParts(
         engine=engine,
