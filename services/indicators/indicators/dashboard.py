@@ -27,7 +27,6 @@ from citystat_common.db import utcnow
 from citystat_common.web import UoW
 from indicators import service
 from indicators.cluster_leads import deputy_mayors
-from indicators.config import Settings
 from indicators.dashboard_board import board_html, city_board_html
 from indicators.dashboard_judgement import override_section
 from indicators.dashboard_tiles import (
