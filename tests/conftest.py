@@ -73,7 +73,7 @@ def broker(tmp_path_factory):
     b.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cleanup_pg():
-    yield
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Here, not in a session fixture's teardown: that runs inside the last test's teardown, under its
+    # timeout, and on a busy server the drops (each waits for a checkpoint) outlasted it.
     drop_test_databases()

@@ -21,7 +21,7 @@ from citystat_common.db import create_engine, session_factory
 from citystat_common.demo import directory_rows
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusChanged, make_event
 from citystat_common.runtime import make_consumer
-from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
+from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, seeded_database
 from citystat_common.uow import UnitOfWork
 from directory.config import Settings as DirectorySettings
 from directory.main import create_app as create_directory_app
@@ -68,15 +68,24 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
 
 
+async def import_demo_city(database_url: str) -> None:
+    """The demo city through the directory's own /import (its rows, audit log and outbox events)."""
+    settings = DirectorySettings(database_url=database_url, api_keys=TEST_KEY_ENTRIES)
+    async with LifespanManager(create_directory_app(settings)) as manager:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://directory") as client:
+            r = await client.post("/import", json={"rows": directory_rows()}, headers=auth("directory"))
+            assert r.status_code == 200, r.text
+
+
 @pytest.fixture
-async def directory(db_factory):
-    """The real directory app, seeded with the demo city; yields (client, transport, database_url)."""
-    settings = DirectorySettings(database_url=db_factory("directory"), api_keys=TEST_KEY_ENTRIES)
+async def directory(db_kind, tmp_path):
+    """The real directory app, seeded with the demo city; yields (client, transport, database_url).
+    Each test has its own copy of a directory database the import filled once per run."""
+    url = await seeded_database(db_kind, "directory", tmp_path, "demo-city", import_demo_city)
+    settings = DirectorySettings(database_url=url, api_keys=TEST_KEY_ENTRIES)
     async with LifespanManager(create_directory_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://directory") as client:
-            r = await client.post("/import", json={"rows": directory_rows()}, headers=auth("directory"))
-            assert r.status_code == 200, r.text
             yield SimpleNamespace(client=client, transport=transport, database_url=settings.database_url)
 
 

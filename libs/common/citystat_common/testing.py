@@ -10,7 +10,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -84,12 +84,12 @@ _created: set[str] = set()  # PostgreSQL databases made by this process: the onl
 
 
 def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
-    """A migrated, empty database for one test: a SQLite file, or a PostgreSQL database
-    cloned from a migrated template (migrating once per package keeps the suite fast)."""
+    """A migrated, empty database for one test: a copy of a migrated SQLite file, or a PostgreSQL
+    database cloned from a migrated template (migrating once per package keeps the suite fast)."""
     if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/{package}-{uuid.uuid4().hex[:8]}.db"
-        upgrade(package, url)
-        return url
+        path = f"{tmp_path}/{package}-{uuid.uuid4().hex[:8]}.db"
+        _copy_sqlite(_sqlite_template(package), path)
+        return f"sqlite+aiosqlite:///{path}"
     admin = postgres_admin_url()
     if not admin:
         raise RuntimeError("TEST_POSTGRES_URL is not set")
@@ -103,6 +103,79 @@ def fresh_database(kind: str, package: str, tmp_path: Any) -> str:
     _run(_pg_exec(admin, f'CREATE DATABASE "{name}" TEMPLATE "{_templates[package]}"'))
     _created.add(name)
     return _with_db(admin, name)
+
+
+_sqlite_templates: dict[str, str] = {}
+
+
+def _sqlite_template(package: str) -> str:
+    """A SQLite file migrated to head once per package and process; each test gets a copy
+    (a copy takes milliseconds, ``alembic upgrade head`` from scratch ~0.3-1 s)."""
+    if package not in _sqlite_templates:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix=f"citystat-tmpl-{package}-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = f"{folder}/{package}.db"
+        upgrade(package, f"sqlite+aiosqlite:///{path}")
+        _sqlite_templates[package] = path
+    return _sqlite_templates[package]
+
+
+def _copy_sqlite(source: str, target: str) -> None:
+    """SQLite's own backup API: a consistent copy whatever journal mode the source is in."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+_seeded: dict[tuple[str, str, str], str] = {}
+
+
+async def seeded_database(
+    kind: str, package: str, tmp_path: Any, name: str, seed: Callable[[str], Awaitable[None]],
+) -> str:
+    """A migrated database of ``package`` holding what ``seed(url)`` wrote, for one test: the seed
+    runs once per process (per kind, package and ``name``) and each test gets its own copy, as
+    ``fresh_database`` gives copies of the migrated schema. For fixtures whose every test starts
+    from the same data (escalation's demo city in the directory: an import per test took 1-4 s)."""
+    key = (kind, package, name)
+    if key not in _seeded:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix=f"citystat-seed-{package}-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        url = fresh_database(kind, package, folder)
+        await seed(url)  # the seed closes its engines: a PostgreSQL template must have no sessions
+        _seeded[key] = url
+    source = _seeded[key]
+    if kind == "sqlite":
+        path = f"{tmp_path}/{package}-{uuid.uuid4().hex[:8]}.db"
+        _copy_sqlite(source.split("///", 1)[1], path)
+        return f"sqlite+aiosqlite:///{path}"
+    admin = postgres_admin_url()
+    assert admin
+    copy = f"t_{package}_{uuid.uuid4().hex[:10]}"
+    template = source.rpartition("/")[2]
+    for attempt in range(50):  # a backend of the seed's closed sessions may take a moment to go
+        try:
+            await _pg_exec(admin, f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
+            break
+        except asyncpg.ObjectInUseError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
+    _created.add(copy)
+    return _with_db(admin, copy)
 
 
 def empty_database(kind: str, tmp_path: Any) -> str:
