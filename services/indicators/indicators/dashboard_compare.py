@@ -38,7 +38,7 @@ def _chooser(options: list[tuple[str, str, int]], current: str | None) -> str:
     opts = ['<option value="">Choose a measure</option>'] + [
         f'<option value="{escape(m)}"{" selected" if m == current else ""}>{escape(name)} ({n} departments)</option>'
         for m, name, n in options]
-    return ('<form id="filters" class="filters" method="get" action="/dashboard/compare" aria-label="Measure">'
+    return ('<form id="filters" class="filters" method="get" action="/dashboard/compare" aria-label="Which figure to compare">'
             f'<label for="f-measure">Measure<select id="f-measure" name="measure" required>{"".join(opts)}</select>'
             '</label><button type="submit">Compare</button></form>')
 
