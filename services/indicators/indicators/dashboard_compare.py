@@ -18,7 +18,15 @@ from fastapi.responses import HTMLResponse
 from citystat_common.web import Context, UoW
 from indicators.board_order import summary_line
 from indicators.dashboard import CSS, JS
-from indicators.dashboard_tiles import STATUS_LABEL, STATUS_SYMBOL, Tile, fmt, load_tiles, ticket_html, trend_words
+from indicators.dashboard_tiles import (
+    STATUS_LABEL,
+    STATUS_SYMBOL,
+    Tile,
+    fmt,
+    load_tiles,
+    ticket_html,
+    trend_words,
+)
 from indicators.measures import reporters, shared_measures
 from indicators.people import PageViewer
 
