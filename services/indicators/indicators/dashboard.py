@@ -39,6 +39,7 @@ from indicators.dashboard_tiles import (
 )
 from indicators.deps import Deps
 from indicators.evaluation import default_rules, validate_rules
+from indicators.measures import compare_link_for
 from indicators.models import Department, FormulaInput, Indicator, StatusChange
 from indicators.people import PageViewer
 from indicators.reader_words import event_words, judged_words
@@ -312,6 +313,7 @@ async def drilldown(code: str, request: Request, uow: UoW, deps: Deps, viewer: P
                           for r in default_rules(settings.green_within, settings.yellow_within)]
     validate_rules(rules)
     links = await _links(uow, ind)
+    compare = await compare_link_for(uow, ind)  # only where more than one department reports the measure
     dept = await uow.session.get(Department, ind.department_code)
     state = indicator_state(ind, status, overridden, now)
     ticket = (await open_tickets(uow, [ind.id])).get(ind.id) if state in ("red", "yellow") else None
@@ -330,7 +332,9 @@ async def drilldown(code: str, request: Request, uow: UoW, deps: Deps, viewer: P
     body = (
         f'<header><h1>{escape(ind.name)}</h1><a href="/dashboard" id="back">\u2190 Dashboard</a>'
         f'<a href="/dashboard/indicators/{escape(ind.code)}/export.csv">Export CSV</a>'
-        f'<a href="/dashboard/departments/{escape(ind.department_code)}/report">Department report</a></header><main>'
+        f'<a href="/dashboard/departments/{escape(ind.department_code)}/report">Department report</a>'
+        + (f'<a href="{escape(compare)}" id="compare-link">Compare across departments</a>' if compare else "")
+        + '</header><main>'
         f'<p id="current-status">Status: {_pill(indicator_state(ind, status, overridden, now))}'
         + (f" (override by {escape(override.created_by)}: {escape(oreason or '')}, until "
            f"{override.expires_at.strftime('%Y-%m-%d')})" if overridden and override else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -104,7 +105,8 @@ class Tile:
 
 
 async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department: str | None, kind: str | None,
-                 critical: bool, source: str | None = None) -> list[Tile]:
+                 critical: bool, source: str | None = None, codes: Sequence[str] | None = None) -> list[Tile]:
+    """``codes``: only these indicators (the comparison of one measure across departments)."""
     stmt = (
         sa.select(Indicator, Department.name, Department.cluster_code, Department.cluster_name)
         .outerjoin(Department, Department.code == Indicator.department_code)
@@ -119,6 +121,8 @@ async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department
         stmt = stmt.where(Indicator.kind == kind)
     if critical:
         stmt = stmt.where(Indicator.critical.is_(True))
+    if codes is not None:
+        stmt = stmt.where(Indicator.code.in_(list(codes)))
     if source == "reported":
         stmt = stmt.where(Indicator.derived_from.is_(None))
     elif source == "311":

@@ -19,6 +19,7 @@ from indicators.api_report import router as report_api_router
 from indicators.api_targets import router as targets_router
 from indicators.config import Settings
 from indicators.dashboard import router as dashboard_router
+from indicators.dashboard_compare import router as compare_router
 from indicators.dashboard_judgement import router as judgement_router
 from indicators.dashboard_report import router as report_router
 from indicators.deps import IndicatorsDeps
@@ -63,7 +64,8 @@ def create_app(
             "hysteresis and staff overrides; 311-derived indicators; breach events on indicators.status; "
             "the color-coded dashboard at /dashboard."
         ),
-        routers=[router, targets_router, report_api_router, dashboard_router, judgement_router, report_router],
+        routers=[router, targets_router, report_api_router, dashboard_router, compare_router, judgement_router,
+                 report_router],
         readiness=readiness,
         on_startup=startup,
         on_shutdown=shutdown,
