@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators.board_order import summary_line
 from indicators.dashboard import CSS, JS
 from indicators.dashboard_tiles import (
@@ -27,6 +27,7 @@ from indicators.dashboard_tiles import (
     ticket_html,
     trend_words,
 )
+from indicators.deps import Deps
 from indicators.measures import reporters, shared_measures
 from indicators.people import PageViewer
 
@@ -106,7 +107,7 @@ def _body(options: list[tuple[str, str, int]], current: str | None, main: str) -
 @router.get("/dashboard/compare", response_class=HTMLResponse,
             summary="One measure across the departments that report it, the worst first")
 async def compare(
-    uow: UoW, ctx: Context, viewer: PageViewer,
+    uow: UoW, deps: Deps, viewer: PageViewer,
     measure: Annotated[str | None, Query(description="the measure: an indicator's code without its department, "
                                                      "e.g. vacancy or 311.opened")] = None,
 ) -> HTMLResponse:
@@ -121,7 +122,7 @@ async def compare(
             '<p role="alert">Choose a measure from the list: '
             + ("none was chosen." if not measure else "that name is longer than any measure.") + "</p>")), 422)
     codes = [code for code, _ in await reporters(uow, measure)]
-    tiles = await load_tiles(uow, ctx.settings, cluster=None, department=None, kind=None, critical=False,
+    tiles = await load_tiles(uow, deps.settings, cluster=None, department=None, kind=None, critical=False,
                              codes=codes) if codes else []
     if not tiles:
         return _page("Measure not found - CityStat", _body(options, None, (
