@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from citystat_common.web import UoW, get_context
 from intake311 import actors, metrics, service
 from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
+from intake311.deps import Deps, get_deps, get_front_door
 from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
 from intake311.open311 import (
     FORMATS,
@@ -53,12 +54,12 @@ CHANGESET = "2026-11-24T00:00:00Z"
 FMT_DOC = "xml or json"
 
 
-def _settings(request: Request) -> Any:
-    return get_context(request).settings
+def _settings(request: Request) -> Settings:
+    return get_deps(request).settings
 
 
 def _tz(request: Request) -> ZoneInfo:
-    return ZoneInfo(_settings(request).city_timezone)
+    return get_deps(request).tz
 
 
 async def guarded(fmt: str, action: Callable[[], Awaitable[Response]]) -> Response:
@@ -249,13 +250,10 @@ class NewRequestItem:
     idempotency: tuple[str, str, str] | None = None  # key, scope, fingerprint
 
 
-async def write_new_requests(uow: UnitOfWork, items: Sequence[NewRequestItem], *, settings: Any,
+async def write_new_requests(uow: UnitOfWork, deps: Deps, *, items: Sequence[NewRequestItem],
                              numbers: service.RequestNumbers | None = None) -> list[service.CreatedRequest]:
     """The group commit's write: every waiting POST's request in one unit of work (the caller commits)."""
-    created = await service.create_requests(
-        uow, drafts=[i.draft for i in items], timezone=settings.city_timezone,
-        radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours, numbers=numbers,
-    )
+    created = await service.create_requests(uow, deps, drafts=[i.draft for i in items], numbers=numbers)
     for item, req in zip(items, created, strict=True):
         if item.idempotency:
             key, scope, fingerprint = item.idempotency
@@ -275,7 +273,8 @@ async def post_request(request: Request, fmt: str) -> Response:
         principal = authenticate(request, params)
         check_jurisdiction(request, params)
         ctx = get_context(request)
-        settings = cast(Settings, ctx.settings)
+        deps, front = get_deps(request), get_front_door(request)
+        settings = deps.settings
         key = check_key(request.headers.get("idempotency-key"))
         scope = f"open311:requests:{principal.name}"
         fingerprint = ""
@@ -286,8 +285,8 @@ async def post_request(request: Request, fmt: str) -> Response:
             if previous is not None:
                 return _replay(fmt, previous)
         code = params.get("service_code")
-        svc = await ctx.extras["catalog"].get(code) if code else None
-        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone), channels=settings.channels,
+        svc = await front.catalog.get(code) if code else None
+        data, errors = validate_new_request(params, svc, deps.tz, channels=settings.channels,
                                             closure_reasons=settings.closure_reasons)
         channel, channel_errors = resolve_channel(principal, data.channel if data else params.get("channel"),
                                                   settings.default_channel)
@@ -299,7 +298,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name, actor=principal.actor(),
                                      correlation_id=current_correlation_id())
         try:
-            req = await ctx.extras["intake"].submit(
+            req = await front.intake.submit(
                 NewRequestItem(draft=draft, idempotency=(key, scope, fingerprint) if key else None))
         except IntegrityError:
             if key:  # a concurrent retry with the same key won the race: answer what it stored
