@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -19,9 +18,9 @@ from citystat_common.bounds import RANGE_TEXT
 from citystat_common.db import utcnow
 from citystat_common.directory import DirectoryUnreachable
 from citystat_common.errors import Invalid, NotFound
-from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
+from citystat_common.idempotency import create_once
 from citystat_common.logging import get_logger
-from citystat_common.pagination import Page, Paging
+from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.web import UoW, get_context
 from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, service
 from intake311.deps import Deps, Intake311Deps, get_deps, get_front_door
@@ -105,20 +104,20 @@ def catalog_changed(request: Request) -> None:
 async def admin_create_service(
     data: schemas.ServiceCreate, uow: UoW, deps: Intake311Deps, who: Admin, request: Request, key: IdemKey = None
 ) -> Response:
-    key = check_key(key)
-    fingerprint = request_fingerprint(await request.body())
-    if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
-        return previous
-    dept = await resolve_department(request, uow, data.department_code)
-    s = await catalog_admin.create_service(uow, deps, data=data, department=dept, actor=who.actor(),
-                                           rule_departments=await _rule_departments(request, uow, data.department_rules))
-    body = orjson.dumps(service_read(s).model_dump(mode="json"))
-    await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
-                   media_type="application/json")
-    await uow.commit()
-    catalog_changed(request)
-    log.info("service_created", service_code=s.service_code, by=who.actor().label)
-    return Response(body, status_code=201, media_type="application/json")
+    created: list[Service] = []  # empty when the key replays an earlier creation
+
+    async def build() -> schemas.ServiceAdminRead:
+        dept = await resolve_department(request, uow, data.department_code)
+        s = await catalog_admin.create_service(uow, deps, data=data, department=dept, actor=who.actor(),
+                                               rule_departments=await _rule_departments(request, uow, data.department_rules))
+        created.append(s)
+        return service_read(s)
+
+    response = await create_once(uow, request, key=key, scope="admin:services", build=build)
+    if created:
+        catalog_changed(request)
+        log.info("service_created", service_code=created[0].service_code, by=who.actor().label)
+    return response
 
 
 @router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
@@ -264,10 +263,8 @@ async def staff_list(
         stmt = stmt.where(late if overdue else sa.not_(late))
     if duplicates_of:
         stmt = stmt.where(R.duplicate_of == _rid(duplicates_of))
-    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
-    return Page(items=[staff_read(r, name, agency, personal=True) for r, name, agency in rows], total=int(total),
-                page=paging.page, page_size=paging.page_size)
+    rows, total = await paginate(uow.session, stmt, paging)
+    return page_of([staff_read(r, name, agency, personal=True) for r, name, agency in rows], total, paging)
 
 
 @router.get("/staff/requests/{service_request_id}", response_model=schemas.StaffRequestRead, tags=["staff"])
