@@ -16,9 +16,8 @@ from citystat_common.db import create_engine, utcnow
 from citystat_common.migrate import upgrade
 from citystat_common.testing import empty_database
 from intake311 import models, service
-from intake311.api_open311 import search_stmt
 from intake311.models import CELL_DEG, CELL_ROW, ServiceRequest, covering_cells, grid_cell
-from intake311.open311 import Search
+from intake311.open311_search import Search, search_stmt
 
 # --- pure functions ------------------------------------------------------------------------------
 

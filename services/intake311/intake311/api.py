@@ -26,7 +26,8 @@ from intake311 import actors, catalog_admin, lifecycle, metrics, schemas, servic
 from intake311.deps import Deps, Intake311Deps, get_deps, get_front_door
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
-from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
+from intake311.open311 import MAX_RANGE, parse_datetime
+from intake311.open311_documents import fmt_datetime
 from intake311.reads import requests_with_names
 
 log = get_logger(__name__)

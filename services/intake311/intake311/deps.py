@@ -21,8 +21,8 @@ from intake311.config import Settings
 
 if TYPE_CHECKING:  # the POST path's parts import the domain, which takes Deps
     from citystat_common.batching import GroupCommit
-    from intake311.api_open311 import NewRequestItem
     from intake311.catalog import CatalogCache
+    from intake311.intake import NewRequestItem
     from intake311.service import CreatedRequest
 
 

@@ -22,11 +22,12 @@ from citystat_common.web import (
 )
 from intake311.api import router as staff_router
 from intake311.api_imports import router as imports_router
-from intake311.api_open311 import NewRequestItem, post_request_hot, write_new_requests
+from intake311.api_open311 import post_request_hot
 from intake311.api_open311 import router as open311_router
 from intake311.catalog import CatalogCache
 from intake311.config import Settings
 from intake311.deps import Deps, FrontDoor
+from intake311.intake import NewRequestItem, write_new_requests
 from intake311.models import PLUMBING
 from intake311.pages import install_pages
 from intake311.refusals import bad_input, rate_limited

@@ -26,9 +26,9 @@ from citystat_common.signin import SignInRequired, check_csrf, csrf_token
 from citystat_common.web import UoW
 from intake311 import actors, call_form, lifecycle, metrics, permissions, queue, service
 from intake311.api import resolve_department
-from intake311.api_open311 import NewRequestItem
 from intake311.config import Settings
 from intake311.deps import get_deps, get_front_door
+from intake311.intake import NewRequestItem
 from intake311.models import ServiceRequest, StatusNote
 
 router = APIRouter(include_in_schema=False)
