@@ -149,10 +149,11 @@ async def _write_path(urls: dict[str, str], rounds: int, batches: int, batch_siz
     import random
     from functools import partial
 
-    from intake311.api_open311 import NewRequestItem, write_new_requests
     from intake311.areas_index import AreaIndex
     from intake311.catalog import CatalogCache
     from intake311.config import Settings
+    from intake311.deps import Deps
+    from intake311.intake import NewRequestItem, write_new_requests
     from intake311.models import PLUMBING
     from intake311.open311 import NewRequest
     from intake311.service import RequestDraft, RequestNumbers
@@ -176,7 +177,7 @@ async def _write_path(urls: dict[str, str], rounds: int, batches: int, batch_siz
                                 description="Benchmark request"),
                 service=entry, channel="web", author="bench")) for _ in range(batch_size)]
             async with UnitOfWork(sessions, PLUMBING, single_statement=True) as uow:
-                await write_new_requests(uow, items, settings=settings, numbers=numbers, areas=index)
+                await write_new_requests(uow, Deps(settings), items=items, numbers=numbers, areas=index)
                 await uow.commit()
 
         for name in sides:  # warm: the trees built, statements prepared

@@ -99,20 +99,21 @@ async def _import(url: str, path: Path, chunk: int) -> tuple[float, Any]:
     from citystat_common.db import create_engine, session_factory
     from citystat_common.uow import UnitOfWork
     from intake311.config import Settings
+    from intake311.deps import Deps
     from intake311.history_import import run_import
     from intake311.mapping import Mapping
     from intake311.models import PLUMBING
 
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, city_timezone="America/New_York")
     mapping = Mapping.load(MAPPING, channels=settings.channels, closure_reasons=settings.closure_reasons)
     engine = create_engine(url)
     sessions = session_factory(engine)
     try:
         t0 = time.perf_counter()
         with path.open("rb") as source:
-            report = await run_import(lambda: UnitOfWork(sessions, PLUMBING), source=source, file_name=path.name,
-                                      mapping=mapping, actor=Actor(kind="key", name="bench"),
-                                      timezone="America/New_York", chunk_rows=chunk)
+            report = await run_import(lambda: UnitOfWork(sessions, PLUMBING), Deps(settings), source=source,
+                                      file_name=path.name, mapping=mapping, actor=Actor(kind="key", name="bench"),
+                                      chunk_rows=chunk)
         return time.perf_counter() - t0, report
     finally:
         await engine.dispose()

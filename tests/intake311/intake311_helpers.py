@@ -6,6 +6,8 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from citystat_common.testing import TEST_KEYS
+from intake311.config import Settings
+from intake311.deps import Deps
 
 SERVICE_FIELDS = ["service_code", "service_name", "description", "metadata", "type", "keywords", "group"]
 REQUEST_FIELDS = [
@@ -15,6 +17,12 @@ REQUEST_FIELDS = [
 ]
 ATTRIBUTE_FIELDS = ["variable", "code", "datatype", "required", "datatype_description", "order", "description"]
 XML_DECL = b'<?xml version="1.0" encoding="utf-8"?>'
+
+def intake_deps(*, radius_m: float = 50, window_hours: float = 72, timezone: str = "America/New_York") -> Deps:
+    """What the domain functions are given outside the app: the city's timezone and the
+    duplicate-detection radius and window under test."""
+    return Deps(Settings(city_timezone=timezone, duplicate_radius_m=radius_m, duplicate_window_hours=window_hours))
+
 
 POTHOLE = {"service_code": "POTHOLE", "lat": "39.9526", "long": "-75.1652", "attribute[SIZE]": "large"}
 

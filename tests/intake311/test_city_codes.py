@@ -1,7 +1,7 @@
 """A city's own service and department codes in intake311 (issue 20), and the legacy number as an
 Open311 search parameter."""
 
-from intake311_helpers import post
+from intake311_helpers import intake_deps, post
 
 from citystat_common.codes import quote_code
 from citystat_common.testing import auth
@@ -44,7 +44,7 @@ async def test_service_and_department_codes_as_the_city_has_them(client, uow_fac
 
 async def test_an_imported_request_is_found_by_its_legacy_number(client, uow_factory, tmp_path):
     from nyc_export import nyc_row, write_nyc_csv
-    from test_history_import import ACTOR, NY_TZ, city_catalog, nyc_mapping
+    from test_history_import import ACTOR, city_catalog, nyc_mapping
 
     from intake311.history_import import run_import
 
@@ -54,7 +54,7 @@ async def test_an_imported_request_is_found_by_its_legacy_number(client, uow_fac
         nyc_row(58761235, created="2024-04-17T03:03:15.000", status="Open"),
     ])
     with path.open("rb") as f:
-        await run_import(uow_factory, source=f, file_name="nyc.csv", mapping=nyc_mapping(), actor=ACTOR, timezone=NY_TZ)
+        await run_import(uow_factory, intake_deps(), source=f, file_name="nyc.csv", mapping=nyc_mapping(), actor=ACTOR)
     found = (await client.get("/requests.json", params={"legacy_id": "58761234", "extensions": "true"})).json()
     assert len(found) == 1
     assert found[0]["extended_attributes"]["legacy_id"] == "58761234" and found[0]["status"] == "closed"

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from intake311_helpers import POTHOLE, create, post
+from intake311_helpers import POTHOLE, create, intake_deps, post
 
 from citystat_common.testing import auth
 from intake311 import service
@@ -77,7 +77,7 @@ async def test_duplicates_in_one_batch_follow_the_policy(uow_factory):
         created = await service.create_requests(
             uow, drafts=[draft(info, "City Hall"), draft(info, "City Hall"), draft(walk, "5 Elm St."),
                          draft(walk, "5 elm st")],
-            timezone="America/New_York", radius_m=50, window_hours=72)
+            deps=intake_deps(radius_m=50, window_hours=72))
         assert [c.duplicate_of for c in created] == [None, None, None, created[2].id]
         await uow.commit()
 
@@ -95,8 +95,8 @@ async def test_offensive_graffiti_within_one_business_day(uow_factory):
                                                         attributes={"SURFACE": "wall", "OFFENSIVE": offensive}),
                                         service=entry, channel="phone", author="t")
 
-        created = await service.create_requests(uow, drafts=[draft("yes"), draft("no")], timezone="America/New_York",
-                                                radius_m=0, window_hours=0, now=monday)
+        created = await service.create_requests(uow, intake_deps(radius_m=0, window_hours=0), drafts=[draft("yes"), draft("no")],
+                                                now=monday)
         assert "Expected by Tuesday, December 1 at 10:00 AM" in created[0].service_notice
         assert "Expected by Wednesday, December 9 at 10:00 AM" in created[1].service_notice
         await uow.commit()

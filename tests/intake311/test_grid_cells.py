@@ -10,14 +10,14 @@ from datetime import timedelta
 import sqlalchemy as sa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from intake311_helpers import intake_deps
 
 from citystat_common.db import create_engine, utcnow
 from citystat_common.migrate import upgrade
 from citystat_common.testing import empty_database
 from intake311 import models, service
-from intake311.api_open311 import search_stmt
 from intake311.models import CELL_DEG, CELL_ROW, ServiceRequest, covering_cells, grid_cell
-from intake311.open311 import Search
+from intake311.open311_search import Search, search_stmt
 
 # --- pure functions ------------------------------------------------------------------------------
 
@@ -233,10 +233,10 @@ async def test_duplicate_detection_across_cell_lines(uow_factory):
 
         first = await service.create_request(
             uow, data=NewRequest(service_code="POTHOLE", lat=edge - 0.00009, long=-75.1652, attributes={"SIZE": "large"}),
-            service=pothole, channel="web", author="t", timezone="America/New_York", radius_m=50, window_hours=72)
+            service=pothole, channel="web", author="t", deps=intake_deps(radius_m=50, window_hours=72))
         second = await service.create_request(
             uow, data=NewRequest(service_code="POTHOLE", lat=edge + 0.00009, long=-75.1652, attributes={"SIZE": "large"}),
-            service=pothole, channel="web", author="t", timezone="America/New_York", radius_m=50, window_hours=72)
+            service=pothole, channel="web", author="t", deps=intake_deps(radius_m=50, window_hours=72))
         assert first.cell != second.cell and first.cell == grid_cell(first.lat, first.long)
         assert second.duplicate_of == first.id
         await uow.commit()

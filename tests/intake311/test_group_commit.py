@@ -8,7 +8,7 @@ import asyncio
 
 import orjson
 import sqlalchemy as sa
-from intake311_helpers import POTHOLE, post
+from intake311_helpers import POTHOLE, intake_deps, post
 
 from citystat_common.db import create_engine
 from citystat_common.testing import app_client
@@ -36,7 +36,7 @@ async def test_concurrent_posts_share_transactions_but_nothing_else(settings):
     async with app_client(app) as client:
         responses = await asyncio.gather(*(
             post(client, _spread(i), headers={"X-Correlation-ID": f"corr-{i}"}) for i in range(n)))
-        committer = app.state.ctx.extras["intake"]
+        committer = app.state.front_door.intake
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
     ids = [r.json()[0]["service_request_id"] for r in responses]
     assert len(set(ids)) == n
@@ -109,7 +109,7 @@ async def test_one_batch_links_its_own_duplicates_and_keeps_other_places_apart(u
             draft(39.96, -75.16),  # ~1.1 km: its own
             draft(39.95, -75.16, first_contact_resolution=True),  # resolved at once: never linked
             draft(39.9601, -75.16),  # ~11 m from the third
-        ], timezone="America/New_York", radius_m=50, window_hours=72)
+        ], deps=intake_deps(radius_m=50, window_hours=72))
         await uow.commit()
     ids = [c.id for c in created]
     assert ids == sorted(ids) and len(set(ids)) == 5
@@ -156,8 +156,8 @@ async def test_a_report_without_a_location_links_to_a_stored_one_with_its_addres
             entry = service.ServiceEntry.of(await service.get_service(uow, "POTHOLE"), "America/New_York")
             drafts = [service.RequestDraft(data=NewRequest(service_code="POTHOLE", **kw), service=entry, channel="web",
                                            author="t")]
-            created = await service.create_requests(uow, drafts=drafts, timezone="America/New_York", radius_m=50,
-                                                    window_hours=72)
+            created = await service.create_requests(uow, intake_deps(radius_m=50, window_hours=72),
+                                                    drafts=drafts)
             await uow.commit()
         return created[0]
 

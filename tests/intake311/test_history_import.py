@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from intake311_helpers import intake_deps
 from nyc_export import nyc_row, write_nyc_csv
 
 from citystat_common.auth import Actor
@@ -77,8 +78,8 @@ async def outbox_types(uow_factory) -> list[str]:
 
 async def do_import(uow_factory, path: Path, mapping: Mapping | None = None, **kw):
     with path.open("rb") as f:
-        return await run_import(uow_factory, source=f, file_name=path.name, mapping=mapping or nyc_mapping(),
-                                actor=ACTOR, timezone=NY_TZ, **kw)
+        return await run_import(uow_factory, intake_deps(), source=f, file_name=path.name, mapping=mapping or nyc_mapping(),
+                                actor=ACTOR, **kw)
 
 
 # --- the mapping alone ----------------------------------------------------------------------------

@@ -10,11 +10,12 @@ import open311_schema  # from tests/fuzz (pyproject's pytest pythonpath)
 
 import intake311.api_open311
 import intake311.open311
+import intake311.open311_search
 
 
 def names_read_by_the_routes() -> set[str]:
     names: set[str] = set(intake311.open311.TEXT_LIMITS)
-    for module in (intake311.open311, intake311.api_open311):
+    for module in (intake311.open311, intake311.open311_search, intake311.api_open311):
         source = Path(module.__file__ or "").read_text()
         names |= set(re.findall(r"""params\.get\(["']([A-Za-z_]+)["']\)""", source))
         names |= set(re.findall(r"""times\.get\(["']([A-Za-z_]+)["']\)""", source))

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 import sqlalchemy as sa
-from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, create_with_token, post, xml
+from intake311_helpers import POTHOLE, REQUEST_FIELDS, create, create_with_token, intake_deps, post, xml
 
 from citystat_common.demo import directory_rows
 from citystat_common.events import parse_event
@@ -104,15 +104,15 @@ async def test_expected_time_across_weekend_and_holiday(uow_factory):
         data = NewRequest(service_code="POTHOLE", address_string="1 Main St", attributes={"SIZE": "small"})
         # Friday 6 November 16:00: Saturday, Sunday and Veterans Day (Wednesday 11) do not count
         req = await service.create_request(
-            uow, data=data, service=pothole, channel="web", author="t", timezone="America/New_York",
-            radius_m=0, window_hours=0, now=datetime(2026, 11, 6, 16, tzinfo=NY),
+            uow, data=data, service=pothole, channel="web", author="t",
+            deps=intake_deps(radius_m=0, window_hours=0), now=datetime(2026, 11, 6, 16, tzinfo=NY),
         )
         assert req.expected_datetime == datetime(2026, 11, 12, 16, tzinfo=NY)
         assert "Expected by Thursday, November 12 at 4:00 PM (Streets Department)." in req.service_notice
         # Wednesday 25 November 14:00: Thanksgiving, the city's own Friday holiday and the weekend
         req = await service.create_request(
-            uow, data=data, service=pothole, channel="web", author="t", timezone="America/New_York",
-            radius_m=0, window_hours=0, now=datetime(2026, 11, 25, 14, tzinfo=NY),
+            uow, data=data, service=pothole, channel="web", author="t",
+            deps=intake_deps(radius_m=0, window_hours=0), now=datetime(2026, 11, 25, 14, tzinfo=NY),
         )
         assert req.expected_datetime == datetime(2026, 12, 2, 14, tzinfo=NY)
         await uow.commit()
@@ -304,17 +304,17 @@ async def test_duplicate_window_and_radius_are_settings(uow_factory):
     async with uow_factory() as uow:
         pothole = await service.get_service(uow, "POTHOLE")
         data = NewRequest(service_code="POTHOLE", lat=39.95, long=-75.16, attributes={"SIZE": "small"})
-        kw = {"service": pothole, "channel": "web", "author": "t", "timezone": "America/New_York"}
-        old = await service.create_request(uow, data=data, radius_m=50, window_hours=72,
+        kw = {"service": pothole, "channel": "web", "author": "t"}
+        old = await service.create_request(uow, intake_deps(radius_m=50, window_hours=72), data=data,
                                            now=datetime(2026, 11, 1, 9, tzinfo=NY), **kw)
-        late = await service.create_request(uow, data=data, radius_m=50, window_hours=72,
+        late = await service.create_request(uow, intake_deps(radius_m=50, window_hours=72), data=data,
                                             now=datetime(2026, 11, 5, 9, tzinfo=NY), **kw)
         assert late.duplicate_of is None  # 96 hours later: outside the 72-hour window
-        wide = await service.create_request(uow, data=data, radius_m=50, window_hours=24 * 7,
+        wide = await service.create_request(uow, intake_deps(radius_m=50, window_hours=24 * 7), data=data,
                                             now=datetime(2026, 11, 5, 10, tzinfo=NY), **kw)
         assert wide.duplicate_of == old.id  # the oldest open original, never a duplicate of a duplicate
         near = NewRequest(service_code="POTHOLE", lat=39.9504, long=-75.16, attributes={"SIZE": "small"})  # ~45 m
-        assert (await service.create_request(uow, data=near, radius_m=50, window_hours=72,
+        assert (await service.create_request(uow, intake_deps(radius_m=50, window_hours=72), data=near,
                                              now=datetime(2026, 11, 5, 11, tzinfo=NY), **kw)).duplicate_of == late.id
-        assert (await service.create_request(uow, data=near, radius_m=30, window_hours=72,
+        assert (await service.create_request(uow, intake_deps(radius_m=30, window_hours=72), data=near,
                                              now=datetime(2026, 11, 5, 12, tzinfo=NY), **kw)).duplicate_of is None

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client, fresh_database
 from intake311.config import Settings
 from intake311.main import create_app
-from intake311.open311 import params_from, to_xml, validate_new_request
+from intake311.open311 import params_from, validate_new_request
+from intake311.open311_documents import to_xml
 
 XML_CHAR = re.compile("[\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 TZ = ZoneInfo("America/New_York")

@@ -9,14 +9,9 @@ import pytest
 
 from intake311 import service
 from intake311.models import Calendar
-from intake311.open311 import (
-    Open311Error,
-    params_from,
-    parse_search,
-    to_xml,
-    validate_attributes,
-    validate_new_request,
-)
+from intake311.open311 import params_from, validate_attributes, validate_new_request
+from intake311.open311_documents import Open311Error, to_xml
+from intake311.open311_search import parse_search
 
 NY = ZoneInfo("America/New_York")
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)

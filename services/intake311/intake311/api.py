@@ -7,10 +7,8 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal, cast
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any, Literal
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -18,17 +16,18 @@ from fastapi.responses import StreamingResponse
 from citystat_common.auth import Principal, can_see_personal_data, require_scope
 from citystat_common.bounds import RANGE_TEXT
 from citystat_common.db import utcnow
-from citystat_common.directory import Departments, DirectoryUnreachable
+from citystat_common.directory import DirectoryUnreachable
 from citystat_common.errors import Invalid, NotFound
-from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
+from citystat_common.idempotency import create_once
 from citystat_common.logging import get_logger
-from citystat_common.pagination import Page, Paging
+from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.web import UoW, get_context
 from intake311 import actors, areas_store, catalog_admin, lifecycle, metrics, schemas, service
-from intake311.config import Settings
+from intake311.deps import Deps, Intake311Deps, get_deps, get_front_door
 from intake311.feedback import add_feedback
 from intake311.models import Calendar, Department, Feedback, Service, ServiceRequest, StatusNote
-from intake311.open311 import MAX_RANGE, fmt_datetime, parse_datetime
+from intake311.open311 import MAX_RANGE, parse_datetime
+from intake311.open311_documents import fmt_datetime
 from intake311.reads import requests_with_names
 
 log = get_logger(__name__)
@@ -73,8 +72,10 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
         if not dept.active:
             raise Invalid(f"department {code!r} is inactive in the directory", field=field)
         return dept
-    directory: Departments = get_context(request).extras["directory"]
+    directory = get_deps(request).departments
     try:
+        if directory is None:
+            raise DirectoryUnreachable("this process has no directory client")
         doc = await directory.get(code)
     except DirectoryUnreachable as exc:
         raise Invalid(
@@ -95,37 +96,29 @@ async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True)
     return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
 
 
-def _settings(request: Request) -> Settings:
-    return cast(Settings, get_context(request).settings)
-
-
-def _timezone(request: Request) -> str:
-    return str(get_context(request).settings.city_timezone)
-
-
 def catalog_changed(request: Request) -> None:
     """This process's POST path reads the catalog from memory: reload it after a catalog write."""
-    get_context(request).extras["catalog"].invalidate()
+    get_front_door(request).catalog.invalidate()
 
 
 @router.post("/admin/services", status_code=201, response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_create_service(
-    data: schemas.ServiceCreate, uow: UoW, who: Admin, request: Request, key: IdemKey = None
+    data: schemas.ServiceCreate, uow: UoW, deps: Intake311Deps, who: Admin, request: Request, key: IdemKey = None
 ) -> Response:
-    key = check_key(key)
-    fingerprint = request_fingerprint(await request.body())
-    if (previous := await replayed(uow, key=key, scope="admin:services", fingerprint=fingerprint)) is not None:
-        return previous
-    dept = await resolve_department(request, uow, data.department_code)
-    s = await catalog_admin.create_service(uow, data=data, department=dept, timezone=_timezone(request), actor=who.actor(),
-                                           rule_departments=await _rule_departments(request, uow, data.department_rules))
-    body = orjson.dumps(service_read(s).model_dump(mode="json"))
-    await remember(uow, key=key, scope="admin:services", fingerprint=fingerprint, status_code=201, body=body,
-                   media_type="application/json")
-    await uow.commit()
-    catalog_changed(request)
-    log.info("service_created", service_code=s.service_code, by=who.actor().label)
-    return Response(body, status_code=201, media_type="application/json")
+    created: list[Service] = []  # empty when the key replays an earlier creation
+
+    async def build() -> schemas.ServiceAdminRead:
+        dept = await resolve_department(request, uow, data.department_code)
+        s = await catalog_admin.create_service(uow, deps, data=data, department=dept, actor=who.actor(),
+                                               rule_departments=await _rule_departments(request, uow, data.department_rules))
+        created.append(s)
+        return service_read(s)
+
+    response = await create_once(uow, request, key=key, scope="admin:services", build=build)
+    if created:
+        catalog_changed(request)
+        log.info("service_created", service_code=created[0].service_code, by=who.actor().label)
+    return response
 
 
 @router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
@@ -135,11 +128,10 @@ async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.Se
 
 @router.patch("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_update_service(
-    service_code: str, data: schemas.ServiceUpdate, uow: UoW, who: Admin, request: Request
+    service_code: str, data: schemas.ServiceUpdate, uow: UoW, deps: Intake311Deps, who: Admin, request: Request
 ) -> schemas.ServiceAdminRead:
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
-    s = await catalog_admin.update_service(uow, code=service_code, data=data, department=dept,
-                                           timezone=_timezone(request), actor=who.actor(),
+    s = await catalog_admin.update_service(uow, deps, code=service_code, data=data, department=dept, actor=who.actor(),
                                            rule_departments=await _rule_departments(request, uow, data.department_rules or []))
     result = service_read(s)
     await uow.commit()
@@ -149,9 +141,9 @@ async def admin_update_service(
 
 @router.delete("/admin/services/{service_code:path}", status_code=204, tags=["catalog admin"],
                summary="Retire a service (hidden from /services; its requests are kept)")
-async def admin_retire_service(service_code: str, uow: UoW, who: Admin, request: Request) -> Response:
-    await catalog_admin.update_service(uow, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
-                                       timezone=_timezone(request), actor=who.actor())
+async def admin_retire_service(service_code: str, uow: UoW, deps: Intake311Deps, who: Admin, request: Request) -> Response:
+    await catalog_admin.update_service(uow, deps, code=service_code, data=schemas.ServiceUpdate(active=False), department=None,
+                                       actor=who.actor())
     await uow.commit()
     catalog_changed(request)
     return Response(status_code=204)
@@ -172,12 +164,11 @@ async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
 @router.put("/admin/calendars/{code}", response_model=schemas.CalendarRead, tags=["catalog admin"],
             summary="Create or replace a business calendar (working hours, days, holidays)")
 async def admin_put_calendar(
-    code: str, data: schemas.CalendarPut, uow: UoW, who: Admin, request: Request
+    code: str, data: schemas.CalendarPut, uow: UoW, deps: Intake311Deps, who: Admin, request: Request
 ) -> schemas.CalendarRead:
     if not schemas.CALENDAR_RE.match(code.upper()):
         raise Invalid("calendar code: 2-40 letters, digits and _", field="code")
-    result = calendar_read(await catalog_admin.put_calendar(uow, code=code, data=data, timezone=_timezone(request),
-                                                              actor=who.actor()))
+    result = calendar_read(await catalog_admin.put_calendar(uow, deps, code=code, data=data, actor=who.actor()))
     await uow.commit()
     catalog_changed(request)
     return result
@@ -273,10 +264,8 @@ async def staff_list(
         stmt = stmt.where(late if overdue else sa.not_(late))
     if duplicates_of:
         stmt = stmt.where(R.duplicate_of == _rid(duplicates_of))
-    total = (await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
-    rows = (await uow.session.execute(stmt.offset(paging.offset).limit(paging.page_size))).all()
-    return Page(items=[staff_read(r, name, agency, personal=True) for r, name, agency in rows], total=int(total),
-                page=paging.page, page_size=paging.page_size)
+    rows, total = await paginate(uow.session, stmt, paging)
+    return page_of([staff_read(r, name, agency, personal=True) for r, name, agency in rows], total, paging)
 
 
 @router.get("/staff/requests/{service_request_id}", response_model=schemas.StaffRequestRead, tags=["staff"])
@@ -284,49 +273,52 @@ async def staff_get(service_request_id: str, uow: UoW, _: Staff) -> schemas.Staf
     return await full_read(uow, _rid(service_request_id), personal=True)
 
 
-async def _act(uow: UoW, who: Principal, service_request_id: str, action: str, **kw: Any) -> schemas.StaffRequestRead:
+async def _act(uow: UoW, deps: Deps, who: Principal, service_request_id: str, action: str,
+               **kw: Any) -> schemas.StaffRequestRead:
     rid = _rid(service_request_id)
-    await lifecycle.change(uow, rid=rid, action=action, who=who, **kw)
+    await lifecycle.change(uow, deps, rid=rid, action=action, who=who, **kw)
     await uow.commit()
     return await full_read(uow, rid, personal=can_see_personal_data(who))
 
 
 @router.post("/staff/requests/{service_request_id}/acknowledge", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def acknowledge(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+async def acknowledge(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
+                     body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, who, service_request_id, "acknowledge", text=body.text, public=body.public)
+    return await _act(uow, deps, who, service_request_id, "acknowledge", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/start", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def start(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+async def start(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
+               body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, who, service_request_id, "start", text=body.text, public=body.public)
+    return await _act(uow, deps, who, service_request_id, "start", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/close", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, who: Writer, request: Request) -> schemas.StaffRequestRead:
-    return await _act(uow, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public,
-                      closure_reasons=_settings(request).closure_reasons)
+async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, deps: Intake311Deps, who: Writer) -> schemas.StaffRequestRead:
+    return await _act(uow, deps, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/reopen", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def reopen(service_request_id: str, uow: UoW, who: Writer, body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
+async def reopen(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
+                body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, who, service_request_id, "reopen", text=body.text, public=body.public)
+    return await _act(uow, deps, who, service_request_id, "reopen", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/transfer", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
 async def transfer(
-    service_request_id: str, body: schemas.TransferBody, uow: UoW, who: Writer, request: Request
+    service_request_id: str, body: schemas.TransferBody, uow: UoW, deps: Intake311Deps, who: Writer, request: Request
 ) -> schemas.StaffRequestRead:
     await resolve_department(request, uow, body.department_code)
-    return await _act(uow, who, service_request_id, "transfer", text=body.text, department_code=body.department_code,
-                      public=body.public, timezone=_timezone(request))
+    return await _act(uow, deps, who, service_request_id, "transfer", text=body.text, department_code=body.department_code,
+                      public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/notes", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
-async def add_note(service_request_id: str, body: schemas.NoteBody, uow: UoW, who: Writer) -> schemas.StaffRequestRead:
-    return await _act(uow, who, service_request_id, "note", text=body.text, public=body.public)
+async def add_note(service_request_id: str, body: schemas.NoteBody, uow: UoW, deps: Intake311Deps, who: Writer) -> schemas.StaffRequestRead:
+    return await _act(uow, deps, who, service_request_id, "note", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/merge", response_model=schemas.StaffRequestRead, tags=["duplicates"],
@@ -387,7 +379,7 @@ async def export_csv(
     end_date: Annotated[str | None, Query(description="ISO 8601; default now")] = None,
 ) -> StreamingResponse:
     ctx = get_context(request)
-    tz = ZoneInfo(ctx.settings.city_timezone)
+    tz = get_deps(request).tz
     try:
         end = parse_datetime(end_date, tz) if end_date else utcnow()
         start = parse_datetime(start_date, tz) if start_date else end - MAX_RANGE

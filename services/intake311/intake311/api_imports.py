@@ -15,7 +15,7 @@ from citystat_common.errors import DomainError, Invalid, NotFound
 from citystat_common.pagination import Page, Paging
 from citystat_common.web import UoW, get_context
 from intake311 import history_store, schemas
-from intake311.config import Settings
+from intake311.deps import Intake311Deps
 from intake311.history_import import ImportStopped, run_import
 from intake311.mapping import Mapping, MappingError
 
@@ -42,21 +42,20 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
              responses={200: {"description": "a dry run's report, or a batch imported before (nothing changed)"},
                         413: {"description": "file over the limit"}, 422: {"description": "the mapping or the file's header is wrong"}})
 async def import_requests(
-    request: Request, response: Response, principal: Admin,
+    request: Request, response: Response, principal: Admin, deps: Intake311Deps,
     file: Annotated[UploadFile, File(description="the CSV export: a header row, then one request per row")],
     mapping: Annotated[UploadFile, File(description="the mapping (TOML), e.g. deploy/mappings/nyc-open-data.toml")],
     dry_run: Annotated[bool, Query(description="check every row and report; write nothing")] = False,
 ) -> schemas.ImportReportRead:
     ctx = get_context(request)
-    settings = ctx.settings
-    assert isinstance(settings, Settings)
+    settings = deps.settings
     limit = min(settings.import_max_bytes, settings.max_body_bytes)
     raw = await _read_limited(file, limit, "file")
     try:
         parsed = Mapping.parse(await _read_limited(mapping, 1_000_000, "mapping"), channels=settings.channels,
                                closure_reasons=settings.closure_reasons)
-        report = await run_import(ctx.uow, source=io.BytesIO(raw), file_name=file.filename or "upload.csv",
-                                  mapping=parsed, actor=principal.actor(), timezone=settings.city_timezone,
+        report = await run_import(ctx.uow, deps, source=io.BytesIO(raw), file_name=file.filename or "upload.csv",
+                                  mapping=parsed, actor=principal.actor(),
                                   dry_run=dry_run, chunk_rows=settings.import_batch_rows)
     except MappingError as exc:
         raise Invalid(str(exc), field="mapping") from exc

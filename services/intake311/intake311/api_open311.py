@@ -9,10 +9,8 @@ collected, and anything unexpected still becomes an ``errors`` document.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -24,29 +22,25 @@ from sqlalchemy.exc import IntegrityError
 from citystat_common.auth import Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, is_database_down
-from citystat_common.idempotency import check_key, remember, replayed
+from citystat_common.idempotency import check_key, replayed
 from citystat_common.logging import current_correlation_id, get_logger
-from citystat_common.uow import UnitOfWork
 from citystat_common.web import UoW, get_context
-from intake311 import actors, areas, metrics, service
-from intake311.areas_index import AreaIndex
-from intake311.areas_store import area_conditions, areas_for
+from intake311 import areas, metrics, service
 from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
-from intake311.models import Department, Service, ServiceRequest, StatusNote, covering_cells
-from intake311.open311 import (
+from intake311.deps import get_deps, get_front_door
+from intake311.intake import NewRequestItem, post_response_item
+from intake311.models import ServiceRequest
+from intake311.open311 import Params, params_from, validate_new_request
+from intake311.open311_documents import (
     FORMATS,
     Open311Error,
-    Params,
-    Search,
+    attribute_doc,
     error_response,
-    fmt_datetime,
-    params_from,
-    parse_search,
     render,
-    validate_new_request,
+    service_doc,
 )
-from intake311.reads import requests_with_names
+from intake311.open311_search import Search, parse_search, run_search
 
 log = get_logger(__name__)
 router = APIRouter(tags=["Open311 GeoReport v2"])
@@ -55,12 +49,12 @@ CHANGESET = "2026-11-24T00:00:00Z"
 FMT_DOC = "xml or json"
 
 
-def _settings(request: Request) -> Any:
-    return get_context(request).settings
+def _settings(request: Request) -> Settings:
+    return get_deps(request).settings
 
 
 def _tz(request: Request) -> ZoneInfo:
-    return ZoneInfo(_settings(request).city_timezone)
+    return get_deps(request).tz
 
 
 async def guarded(fmt: str, action: Callable[[], Awaitable[Response]]) -> Response:
@@ -122,25 +116,6 @@ async def discovery(request: Request, fmt: str) -> Response:
     return await guarded(fmt, run)
 
 
-def service_doc(s: Service, extensions: bool = False) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "service_code": s.service_code,
-        "service_name": s.service_name,
-        "description": s.description,
-        "metadata": s.metadata_flag,
-        "type": s.type,
-        "keywords": s.keywords,
-        "group": s.group_name,
-    }
-    if extensions:
-        doc["extended_attributes"] = {
-            "department_code": s.department_code,
-            "agency_responsible": s.department.name if s.department else s.department_code,
-            "service_level": service.service_level_text(s),
-        }
-    return doc
-
-
 @router.get("/services.{fmt}", summary="List the service types (GET Service List)", description=FMT_DOC)
 async def list_services(request: Request, fmt: str, uow: UoW) -> Response:
     async def run() -> Response:
@@ -151,21 +126,6 @@ async def list_services(request: Request, fmt: str, uow: UoW) -> Response:
         return render(fmt, "services", [service_doc(s, extensions) for s in services])
 
     return await guarded(fmt, run)
-
-
-def attribute_doc(a: dict[str, Any]) -> dict[str, Any]:
-    doc = {
-        "variable": a.get("variable", True),
-        "code": a["code"],
-        "datatype": a["datatype"],
-        "required": a.get("required", False),
-        "datatype_description": a.get("datatype_description"),
-        "order": a.get("order"),
-        "description": a.get("description"),
-    }
-    if a["datatype"] in ("singlevaluelist", "multivaluelist"):
-        doc["values"] = [{"key": v["key"], "name": v["name"]} for v in a.get("values") or []]
-    return doc
 
 
 @router.get("/services/{service_code:path}.{fmt}", summary="Service definition (GET Service Definition)", description=FMT_DOC)
@@ -227,50 +187,6 @@ def authenticate(request: Request, params: Params) -> Principal:
     return principal
 
 
-def post_response_item(req: service.CreatedRequest, *, with_feedback_token: bool = True) -> dict[str, Any]:
-    """The spec's fields, then ``feedback_token``: the reporter's, to rate the request once it is
-    closed. Shown once: an Idempotency-Key replay answers without it (only its hash is kept)."""
-    item: dict[str, Any] = {}
-    if req.pending:
-        item["token"] = req.token
-    else:
-        item["service_request_id"] = str(req.id)
-    item["service_notice"] = req.service_notice
-    item["account_id"] = req.account_id
-    if with_feedback_token:
-        item["feedback_token"] = req.feedback_token
-    return item
-
-
-@dataclass
-class NewRequestItem:
-    """What the POST hands to the group commit: the draft and, with an Idempotency-Key, how to
-    remember the answer (in the same transaction as the request)."""
-
-    draft: service.RequestDraft
-    idempotency: tuple[str, str, str] | None = None  # key, scope, fingerprint
-
-
-async def write_new_requests(uow: UnitOfWork, items: Sequence[NewRequestItem], *, settings: Any,
-                             numbers: service.RequestNumbers | None = None,
-                             areas: AreaIndex | None = None) -> list[service.CreatedRequest]:
-    """The group commit's write: every waiting POST's request in one unit of work (the caller commits)."""
-    now = utcnow()
-    if areas is not None:  # issue 21: positions from the address list, then the areas, in this batch
-        await areas.locate(uow, [i.draft for i in items], now)
-    created = await service.create_requests(
-        uow, drafts=[i.draft for i in items], timezone=settings.city_timezone,
-        radius_m=settings.duplicate_radius_m, window_hours=settings.duplicate_window_hours, numbers=numbers, now=now,
-    )
-    for item, req in zip(items, created, strict=True):
-        if item.idempotency:
-            key, scope, fingerprint = item.idempotency
-            await remember(uow, key=key, scope=scope, fingerprint=fingerprint, status_code=201,
-                           body=orjson.dumps([post_response_item(req, with_feedback_token=False)]),
-                           media_type="application/json")
-    return created
-
-
 @router.post("/requests.{fmt}", summary="Create a service request (POST Service Request)", status_code=201,
              description="Form-encoded (the spec) or JSON. api_key in the query, the body or X-API-Key. "
                          "Idempotency-Key header for safe retries.")
@@ -281,7 +197,8 @@ async def post_request(request: Request, fmt: str) -> Response:
         principal = authenticate(request, params)
         check_jurisdiction(request, params)
         ctx = get_context(request)
-        settings = cast(Settings, ctx.settings)
+        deps, front = get_deps(request), get_front_door(request)
+        settings = deps.settings
         key = check_key(request.headers.get("idempotency-key"))
         scope = f"open311:requests:{principal.name}"
         fingerprint = ""
@@ -292,8 +209,8 @@ async def post_request(request: Request, fmt: str) -> Response:
             if previous is not None:
                 return _replay(fmt, previous)
         code = params.get("service_code")
-        svc = await ctx.extras["catalog"].get(code) if code else None
-        data, errors = validate_new_request(params, svc, ZoneInfo(settings.city_timezone), channels=settings.channels,
+        svc = await front.catalog.get(code) if code else None
+        data, errors = validate_new_request(params, svc, deps.tz, channels=settings.channels,
                                             closure_reasons=settings.closure_reasons)
         channel, channel_errors = resolve_channel(principal, data.channel if data else params.get("channel"),
                                                   settings.default_channel)
@@ -305,7 +222,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         draft = service.RequestDraft(data=data, service=svc, channel=channel, author=principal.name, actor=principal.actor(),
                                      correlation_id=current_correlation_id())
         try:
-            req = await ctx.extras["intake"].submit(
+            req = await front.intake.submit(
                 NewRequestItem(draft=draft, idempotency=(key, scope, fingerprint) if key else None))
         except IntegrityError:
             if key:  # a concurrent retry with the same key won the race: answer what it stored
@@ -356,141 +273,6 @@ async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Respons
 # --- GET /requests ------------------------------------------------------------------------------
 
 
-def public_request(r: ServiceRequest, service_name: str, agency: str | None, tz: ZoneInfo,
-                   notes: list[StatusNote] | None, extensions: bool,
-                   area_codes: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """The public shape: no personal data (email, phone, names, device and account ids) ever."""
-    doc: dict[str, Any] = {
-        "service_request_id": str(r.id),
-        "status": r.status,
-        "status_notes": r.status_notes,
-        "service_name": service_name,
-        "service_code": r.service_code,
-        "description": r.description,
-        "agency_responsible": agency or r.department_code,
-        "service_notice": r.service_notice,
-        "requested_datetime": fmt_datetime(r.requested_datetime, tz),
-        "updated_datetime": fmt_datetime(r.updated_datetime, tz),
-        "expected_datetime": fmt_datetime(r.expected_datetime, tz),
-        "address": r.address_string,
-        "address_id": r.address_id,
-        "zipcode": r.zipcode,
-        "lat": r.lat,
-        "long": r.long,
-        "media_url": r.media_url,
-    }
-    if extensions:
-        doc["extended_attributes"] = {
-            "channel": r.channel,
-            "detailed_status": r.detailed_status,
-            "duplicate_of": str(r.duplicate_of) if r.duplicate_of else None,
-            "closure_reason": r.closure_reason,
-            "first_contact_resolution": r.first_contact_resolution,
-            "department_code": r.department_code,
-            "closed_datetime": fmt_datetime(r.closed_datetime, tz),
-            "legacy_id": r.legacy_id,
-            # issue 21: the area in each layer (None: outside every area), as Chicago carries its ward
-            "areas": dict(sorted((area_codes or {}).items())),
-            "outside_areas": sorted(layer for layer, code in (area_codes or {}).items() if code is None),
-        }
-        doc["notes"] = [
-            {"datetime": fmt_datetime(n.at, tz), "type": n.kind, "status": n.status,
-             "author": actors.public_author(n.author, n.author_kind),
-             "description": n.text}
-            for n in notes or []
-        ]
-    return doc
-
-
-def search_stmt(s: Search, now: datetime) -> sa.Select:  # type: ignore[type-arg]
-    import math
-
-    R = ServiceRequest
-    stmt = (
-        requests_with_names()
-        .where(R.pending.is_(False))
-    )
-    if s.ids is not None:
-        return stmt.where(R.id.in_(s.ids or [-1])).order_by(R.id)
-    if s.legacy_id is not None:
-        return stmt.where(R.legacy_id == s.legacy_id).order_by(R.id)
-    conds: list[Any] = []  # the filters on service_requests alone: also those of the per-cell queries below
-    if s.service_codes is not None:
-        conds.append(R.service_code.in_(s.service_codes or [""]))
-    if s.start is not None:
-        conds.append(R.requested_datetime >= s.start)
-    if s.end is not None:
-        conds.append(R.requested_datetime <= s.end)
-    if s.statuses:
-        conds.append(R.status.in_(s.statuses))
-    if s.updated_after is not None:
-        conds.append(R.updated_datetime > s.updated_after)
-    if s.updated_before is not None:
-        conds.append(R.updated_datetime <= s.updated_before)
-    cells: set[int] | None = None  # covering every area given; None: no area, or a large one
-
-    def also_in(more: list[int] | None) -> set[int] | None:
-        # bbox and lat/long/radius together: either cell list covers their intersection
-        return cells if more is None else set(more) if cells is None else cells & set(more)
-
-    if s.bbox:
-        min_long, min_lat, max_long, max_lat = s.bbox
-        conds += [R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long)]
-        cells = also_in(covering_cells(min_lat, max_lat, min_long, max_long))
-    if s.near:
-        lat, lon, radius = s.near
-        kx = 111_320.0 * math.cos(math.radians(lat))
-        ky = 110_574.0
-        dlat, dlon = radius / ky, radius / max(1.0, kx)
-        conds += [
-            R.lat.between(lat - dlat, lat + dlat), R.long.between(lon - dlon, lon + dlon),
-            ((R.lat - lat) * ky) * ((R.lat - lat) * ky) + ((R.long - lon) * kx) * ((R.long - lon) * kx) <= radius * radius,
-        ]
-        cells = also_in(covering_cells(lat - dlat, lat + dlat, lon - dlon, lon + dlon))
-    if s.areas:  # issue 21: area=LAYER:CODE, through request_areas (layer, code, request_id)
-        conds += area_conditions(s.areas)
-    if s.agency:
-        # without the join (departments.code is unique), so the per-cell queries below can use it too
-        conds.append(sa.or_(R.department_code == s.agency, R.department_code.in_(
-            sa.select(Department.code).where(sa.func.lower(Department.name) == s.agency.lower()))))
-    stmt = stmt.where(*conds)
-    if (s.updated_after or s.updated_before) and s.start is None and s.end is None:
-        return stmt.order_by(R.updated_datetime, R.id)  # incremental sync: stable, oldest change first
-    order = (R.requested_datetime.desc(), R.id.desc())
-    wanted = s.page * s.page_size
-    if cells is not None and not cells:
-        return stmt.where(sa.false()).order_by(*order)  # the bbox and the circle do not meet
-    if cells is not None and wanted <= 1_000:  # deeper pages read the area through the plain predicates
-        # Area search: the newest `wanted` matches of each covering cell through the index on (cell,
-        # requested_datetime, id, ...), merged; the page is the newest `wanted` of those. Reads
-        # about `wanted` rows whatever the table size, where one index range over the area would
-        # read (and sort) every match in it. Built per request: Core columns, one shared WHERE and
-        # columns named as text, because SQLAlchemy's column collections of a many-armed union
-        # cost about a millisecond.
-        t, m = R.__table__.c, sa.literal_column
-        where = sa.and_(R.pending.is_(False), *conds)
-        per_cell: list[Any] = [sa.select(m("*")).select_from(
-                        sa.select(t.id, t.requested_datetime).where(t.cell == c, where)
-                        .order_by(t.requested_datetime.desc(), t.id.desc()).limit(wanted).subquery())
-                    for c in sorted(cells)]
-        merged = sa.union_all(*per_cell).subquery("merged") if len(per_cell) > 1 else per_cell[0].subquery("merged")
-        newest: Any = (sa.select(m("merged.id")).select_from(merged)
-                  .order_by(m("merged.requested_datetime").desc(), m("merged.id").desc()).limit(wanted))
-        stmt = stmt.where(R.id.in_(newest))
-    elif cells is not None:
-        stmt = stmt.where(R.cell.in_(sorted(cells)))
-    return stmt.order_by(*order)
-
-
-async def run_search(uow: UoW, s: Search, tz: ZoneInfo) -> list[dict[str, Any]]:
-    stmt = search_stmt(s, utcnow()).offset((s.page - 1) * s.page_size).limit(s.page_size)
-    rows = (await uow.session.execute(stmt)).all()
-    notes = await service.notes_for(uow, [r[0].id for r in rows]) if s.extensions else {}
-    tagged = await areas_for(uow, [r[0].id for r in rows]) if s.extensions else {}
-    return [public_request(r, name, agency, tz, notes.get(r.id), s.extensions, tagged.get(r.id))
-            for r, name, agency in rows]
-
-
 @router.get("/requests.{fmt}", summary="Search service requests (GET Service Requests)",
             description="service_request_id (comma list, overrides the rest), service_code, start_date, end_date "
                         "(90 days at most; default the last 90), status. Extensions: legacy_id (an imported request's "
@@ -506,7 +288,7 @@ async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
         tz = ZoneInfo(settings.city_timezone)
         search, errors = parse_search(params, utcnow(), tz, settings.max_results)
         if wanted := request.query_params.getlist("area"):  # issue 21: repeated, so not in params
-            search.areas, area_errors = areas.parse_area_filter(wanted, await get_context(request).extras["areas"].layers(uow))
+            search.areas, area_errors = areas.parse_area_filter(wanted, await get_front_door(request).areas.layers(uow))
             errors += [(400, e) for e in area_errors]
         if errors:
             raise Open311Error(errors)

@@ -13,7 +13,7 @@ from citystat_common.auth import Principal, require_scope
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.logging import get_logger
-from citystat_common.web import UoW, get_context
+from citystat_common.web import UoW
 from intake311 import areas_import, areas_store
 from intake311.areas import Extent, VersionInfo, in_force
 from intake311.areas_schemas import (
@@ -24,6 +24,7 @@ from intake311.areas_schemas import (
     LayerVersionCreated,
     LayerVersionRead,
 )
+from intake311.deps import get_deps, get_front_door
 from intake311.models import AreaLayer, AreaLayerVersion
 from intake311.schemas import ActorRead
 
@@ -34,12 +35,12 @@ MAX_ADDRESS_FILE = 200 * 1024 * 1024
 
 
 def _extent(request: Request) -> Extent | None:
-    return Extent.parse(getattr(get_context(request).settings, "city_extent", None))
+    return Extent.parse(get_deps(request).settings.city_extent)
 
 
 def _areas_changed(request: Request) -> None:
     """This process tags requests from memory: look again at once (other processes within seconds)."""
-    get_context(request).extras["areas"].invalidate()
+    get_front_door(request).areas.invalidate()
 
 
 def _layer_read(layer: AreaLayer, versions: list[AreaLayerVersion], areas: list[tuple[str, str]] | None = None) -> LayerRead:
@@ -73,7 +74,7 @@ async def get_layer(layer: str, uow: UoW, _: Admin) -> LayerRead:
             description="The version in force at `at` (ISO 8601; default now): each feature's properties are "
                         "`code`, `name`, `layer` and `version`. For maps and for other services (Stat by area).")
 async def layer_geojson(layer: str, uow: UoW, request: Request, at: str | None = None) -> Response:
-    when = areas_import.effective_from(at, get_context(request).settings.city_timezone) if at else utcnow()
+    when = areas_import.effective_from(at, get_deps(request).settings.city_timezone) if at else utcnow()
     versions = [v for v in await areas_store.version_infos(uow) if v.layer == layer]
     if not versions:
         raise NotFound(f"no boundary layer {layer!r}", field="layer")
@@ -93,7 +94,7 @@ async def layer_geojson(layer: str, uow: UoW, request: Request, at: str | None =
                          "a code twice). Clockwise outer rings and overlapping areas are warnings. The version "
                          "takes effect at effective_from in every api process within INTAKE311_AREAS_CHECK_SECONDS.")
 async def post_layer(layer: str, data: LayerVersionCreate, uow: UoW, who: Admin, request: Request) -> dict[str, Any]:
-    settings = get_context(request).settings
+    settings = get_deps(request).settings
     try:
         result = await areas_import.import_layer(
             uow, layer=layer, doc=data.features, code_property=data.code_property, name_property=data.name_property,

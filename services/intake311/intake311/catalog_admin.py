@@ -15,6 +15,7 @@ from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid
 from citystat_common.uow import UnitOfWork
 from intake311 import schemas
+from intake311.deps import Deps
 from intake311.models import Calendar, Department, Service
 from intake311.ownership import check_rules
 from intake311.service import business_calendar, require_service
@@ -51,7 +52,7 @@ def department_rules(rules: list[schemas.DepartmentRule], departments: dict[str,
              "department_name": departments[r.department_code].name} for r in rules]
 
 
-async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, department: Department, timezone: str,
+async def create_service(uow: UnitOfWork, deps: Deps, *, data: schemas.ServiceCreate, department: Department,
                          actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
     if await uow.session.get(Service, data.service_code) is not None:
         raise Conflict(f"a service with code {data.service_code!r} exists", field="service_code")
@@ -64,7 +65,7 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
         duplicate_policy=data.duplicates.model_dump() if data.duplicates else None, **_level_fields(data.service_level),
         changed_by=actor.as_dict(), department_rules=department_rules(data.department_rules, rule_departments or {}),
     )
-    check_service_levels(service, cal, timezone)
+    check_service_levels(service, cal, deps.timezone)
     check_rules(service.department_rules or [], service.attributes)
     service.department, service.calendar = department, cal
     uow.session.add(service)
@@ -72,8 +73,8 @@ async def create_service(uow: UnitOfWork, *, data: schemas.ServiceCreate, depart
     return service
 
 
-async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpdate, department: Department | None,
-                         timezone: str, actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
+async def update_service(uow: UnitOfWork, deps: Deps, *, code: str, data: schemas.ServiceUpdate,
+                         department: Department | None, actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
     service = await require_service(uow, code)
     fields = data.model_dump(exclude_unset=True)
     if "service_name" in fields and data.service_name:
@@ -109,13 +110,13 @@ async def update_service(uow: UnitOfWork, *, code: str, data: schemas.ServiceUpd
     if {"service_level", "attributes"} & set(fields) or data.active:
         # the rules are checked against the attributes too, whichever of the two changed (retiring is
         # never refused: it is how a service with a bad level is taken out of the catalog)
-        check_service_levels(service, service.calendar, timezone)
+        check_service_levels(service, service.calendar, deps.timezone)
     service.updated_at = utcnow()
     service.changed_by = actor.as_dict()
     return service
 
 
-async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut, timezone: str, actor: Actor) -> Calendar:
+async def put_calendar(uow: UnitOfWork, deps: Deps, *, code: str, data: schemas.CalendarPut, actor: Actor) -> Calendar:
     cal = await uow.session.get(Calendar, code.upper())
     if cal is None:
         cal = Calendar(code=code.upper())
@@ -131,7 +132,7 @@ async def put_calendar(uow: UnitOfWork, *, code: str, data: schemas.CalendarPut,
     users = (await uow.session.execute(sa.select(Service).where(Service.calendar_code == cal.code))).unique().scalars()
     for service in users:
         try:
-            check_service_levels(service, cal, timezone)
+            check_service_levels(service, cal, deps.timezone)
         except Invalid as exc:
             raise Invalid(f"service {service.service_code}: {exc.detail}", field="opens") from exc
     await uow.flush()

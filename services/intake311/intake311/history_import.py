@@ -34,6 +34,7 @@ from citystat_common.events import HistoryImported
 from citystat_common.uow import UnitOfWork
 from intake311 import history_store, service
 from intake311.actors import filed_by
+from intake311.deps import Deps
 from intake311.duplicates import address_key
 from intake311.mapping import Converted, Mapping, describe_unknown
 from intake311.models import Department, ImportBatch, grid_cell
@@ -160,7 +161,7 @@ def _record(row: Converted, svc: _Level, department: str, batch_id: str | None, 
 
 
 async def run_import(
-    uow_factory: UowFactory, *, source: IO[bytes], file_name: str, mapping: Mapping, actor: Actor, timezone: str,
+    uow_factory: UowFactory, deps: Deps, *, source: IO[bytes], file_name: str, mapping: Mapping, actor: Actor,
     dry_run: bool = False, chunk_rows: int = 5000, progress: Progress | None = None,
 ) -> ImportReport:
     """Import (or with ``dry_run``, only check) the CSV in ``source``. Raises MappingError when the
@@ -169,7 +170,7 @@ async def run_import(
     file_sha = file_digest(source)
     async with uow_factory() as uow:
         batch = await history_store.find_batch(uow, file_sha, mapping.digest)
-        services, departments = await _catalog(uow, timezone)
+        services, departments = await _catalog(uow, deps.timezone)
         if batch is not None and batch.finished_at is not None:
             report.batch_id, report.already_finished = batch.id, True
             report.rows_total, report.rows_refused = batch.rows_total, batch.rows_refused

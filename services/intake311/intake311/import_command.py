@@ -15,6 +15,7 @@ from citystat_common.db import create_engine, session_factory
 from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 from intake311.config import Settings
+from intake311.deps import Deps
 from intake311.history_import import ImportReport, ImportStopped, run_import
 from intake311.mapping import Mapping, MappingError
 from intake311.models import PLUMBING
@@ -69,8 +70,8 @@ async def _run(settings: Settings, path: Path, mapping: Mapping, actor: Actor, d
     size = path.stat().st_size
     try:
         with path.open("rb") as source, _progress(size, path.name) as advance:
-            return await run_import(lambda: UnitOfWork(sessions, PLUMBING), source=source, file_name=path.name,
-                                    mapping=mapping, actor=actor, timezone=settings.city_timezone, dry_run=dry_run,
+            return await run_import(lambda: UnitOfWork(sessions, PLUMBING), Deps(settings), source=source,
+                                    file_name=path.name, mapping=mapping, actor=actor, dry_run=dry_run,
                                     chunk_rows=settings.import_batch_rows, progress=advance)
     finally:
         await engine.dispose()

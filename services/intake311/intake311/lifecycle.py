@@ -5,7 +5,6 @@ request's history, and emits the request's event. No commit: the router owns it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,8 +16,8 @@ from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.events import RequestClosed, RequestUpdated, ServiceRequestData
 from citystat_common.uow import UnitOfWork
 from intake311 import permissions
+from intake311.deps import Deps
 from intake311.models import Service, ServiceRequest
-from intake311.open311 import CLOSURE_REASONS
 from intake311.service import (
     commitment_text,
     duplicate_text,
@@ -33,9 +32,8 @@ ACTIONS = ("acknowledge", "start", "close", "reopen", "transfer", "note")
 
 
 async def change(
-    uow: UnitOfWork, *, rid: int, action: str, who: Principal, text: str | None = None, reason: str | None = None,
-    department_code: str | None = None, public: bool = True, timezone: str = "UTC",
-    closure_reasons: Sequence[str] = CLOSURE_REASONS,
+    uow: UnitOfWork, deps: Deps, *, rid: int, action: str, who: Principal, text: str | None = None,
+    reason: str | None = None, department_code: str | None = None, public: bool = True,
 ) -> ServiceRequest:
     """One lifecycle step on request ``rid`` by ``who`` (403 when it is not theirs to act on)."""
     req, service = await load_request(uow, rid, for_update=True)
@@ -57,6 +55,7 @@ async def change(
     elif action == "close":
         if req.status == "closed":
             raise Conflict("the request is already closed", field="status")
+        closure_reasons = deps.settings.closure_reasons
         if reason is None or reason not in closure_reasons:
             raise Invalid(f"reason must be one of {', '.join(closure_reasons)}", field="reason")
         _close(req, reason, now)
@@ -81,7 +80,7 @@ async def change(
             raise Conflict(f"the request is already with {dept.code}", field="department_code")
         previous_dept, req.department_code = req.department_code, dept.code
         kind, default = "transferred", f"Transferred to {dept.name}."
-        req.service_notice = transfer_notice(req, dept.name, ZoneInfo(timezone))
+        req.service_notice = transfer_notice(req, dept.name, deps.tz)
     elif action == "note":
         if not text:
             raise Invalid("text is required", field="text")

@@ -1,7 +1,6 @@
-"""Open311 GeoReport v2 on the wire: documents in XML and JSON, spec error documents, and the
-parsing and validation of parameters. Pure functions without I/O, unit-tested directly.
-
-XML is written with ``xml.etree`` (never parsed here: input is form, query or JSON only).
+"""Open311 GeoReport v2 on the wire, the way in: the city's vocabularies, the parameters of a
+request and the validation of a new service request. Pure functions without I/O, unit-tested
+directly. The documents going out are ``open311_documents``; GET /requests is ``open311_search``.
 """
 
 from __future__ import annotations
@@ -12,17 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
-import orjson
-from fastapi import Response
-
 from citystat_common.bounds import RANGE_TEXT, check_datetime
-
-XML_TYPE = "text/xml; charset=utf-8"
-JSON_TYPE = "application/json; charset=utf-8"
-FORMATS = ("xml", "json")
 
 # the defaults of the city's vocabularies (intake311.config: INTAKE311_CHANNELS, INTAKE311_CLOSURE_REASONS)
 CHANNELS = ("phone", "web", "mobile_app", "sms", "email", "walk_in", "frontline", "unknown", "other")
@@ -31,101 +22,7 @@ DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multiva
 MAX_DESCRIPTION = 4000
 MAX_RANGE = timedelta(days=90)
 
-# How a list is spelt in XML: container tag -> item tag.
-ITEM_TAGS = {
-    "services": "service",
-    "service_requests": "request",
-    "errors": "error",
-    "attributes": "attribute",
-    "values": "value",
-    "endpoints": "endpoint",
-    "formats": "format",
-    "notes": "note",
-    "outside_areas": "layer",
-}
-
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class Open311Error(Exception):
-    """One or more spec errors: (code, description) pairs; the HTTP status is the most serious."""
-
-    def __init__(self, errors: list[tuple[int, str]]):
-        super().__init__("; ".join(d for _, d in errors))
-        self.errors = errors
-
-    @property
-    def status(self) -> int:
-        codes = {c for c, _ in self.errors}
-        for c in (403, 404, 409, 400):
-            if c in codes:
-                return c
-        return max(codes) if codes else 400
-
-
-# --- rendering ------------------------------------------------------------------------------
-
-
-def fmt_datetime(value: datetime | None, tz: ZoneInfo) -> str | None:
-    """ISO 8601 with the offset of the city's zone, to the second: 2026-11-24T05:31:00-05:00."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(tz).isoformat(timespec="seconds")
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    return _INVALID_XML.sub("", str(value))
-
-
-def _build(parent: ET.Element, tag: str, value: Any) -> None:
-    if isinstance(value, list):
-        container = ET.SubElement(parent, tag)
-        item_tag = ITEM_TAGS.get(tag, "item")
-        for item in value:
-            _build(container, item_tag, item)
-        return
-    el = ET.SubElement(parent, tag)
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _build(el, k, v)
-    else:
-        el.text = _text(value) or None
-
-
-def to_xml(root: str, items: list[Any] | Mapping[str, Any]) -> bytes:
-    """A document with an XML declaration: ``root`` holding items (a list) or fields (a mapping)."""
-    el = ET.Element(root)
-    if isinstance(items, Mapping):
-        for k, v in items.items():
-            _build(el, k, v)
-    else:
-        item_tag = ITEM_TAGS.get(root, "item")
-        for item in items:
-            _build(el, item_tag, item)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(el, encoding="unicode").encode("utf-8")
-
-
-def render(fmt: str, root: str, doc: list[Any] | Mapping[str, Any], status: int = 200,
-           headers: Mapping[str, str] | None = None) -> Response:
-    if fmt == "json":
-        body = orjson.dumps(doc)
-        return Response(body, status_code=status, media_type=JSON_TYPE, headers=dict(headers or {}))
-    return Response(to_xml(root, doc), status_code=status, media_type=XML_TYPE, headers=dict(headers or {}))
-
-
-def error_response(fmt: str, exc: Open311Error) -> Response:
-    doc = [{"code": code, "description": description} for code, description in exc.errors]
-    return render(fmt if fmt in FORMATS else "xml", "errors", doc, status=exc.status)
-
 
 # --- parameters -------------------------------------------------------------------------------
 
@@ -449,135 +346,6 @@ def attribute_datetime_problem(definition: Mapping[str, Any], moment: datetime, 
     if after is not None and moment > now + timedelta(days=after):
         return f"must be at most {after} days after now"
     return None
-
-
-# --- GET /requests -----------------------------------------------------------------------------
-
-
-@dataclass
-class Search:
-    ids: list[int] | None = None
-    unknown_ids: bool = False
-    legacy_id: str | None = None  # the previous system's number (an imported request), exactly
-    service_codes: list[str] | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    statuses: list[str] | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
-    agency: str | None = None
-    bbox: tuple[float, float, float, float] | None = None  # min_long, min_lat, max_long, max_lat
-    near: tuple[float, float, float] | None = None  # lat, long, radius in metres
-    page: int = 1
-    page_size: int = 1000
-    extensions: bool = False
-    areas: dict[str, list[str]] | None = None  # area=LAYER:CODE (intake311.areas.parse_area_filter)
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def parse_search(params: Params, now: datetime, tz: ZoneInfo, max_results: int) -> tuple[Search, list[tuple[int, str]]]:
-    errors: list[tuple[int, str]] = []
-    s = Search(page_size=max_results)
-    try:
-        s.extensions = bool(parse_bool(params.get("extensions")))
-    except ValueError:
-        errors.append((400, "extensions must be true or false"))
-    for name in ("page", "page_size"):
-        v = params.get(name)
-        if v is None:
-            continue
-        try:
-            n = int(v)
-        except ValueError:
-            errors.append((400, f"{name} must be a whole number"))
-            continue
-        upper = 1_000_000 if name == "page" else max_results
-        if not 1 <= n <= upper:
-            errors.append((400, f"{name} must be between 1 and {upper}"))
-        else:
-            setattr(s, name, n)
-    ids = params.get("service_request_id")
-    if ids is not None:
-        # The spec: service_request_id overrides every other parameter.
-        parsed = []
-        for part in _csv(ids):
-            if part.isascii() and part.isdigit() and len(part) < 18:
-                parsed.append(int(part))
-            else:
-                s.unknown_ids = True
-        s.ids = parsed
-        return s, errors
-    legacy = params.get("legacy_id")
-    if legacy is not None:
-        # an extension, like service_request_id: one number, as the previous system wrote it; it
-        # overrides every other parameter
-        if not legacy or len(legacy) > 100:
-            errors.append((400, "legacy_id must be 1-100 characters"))
-        s.legacy_id = legacy
-        return s, errors
-    codes = params.get("service_code")
-    if codes is not None:
-        s.service_codes = _csv(codes)
-    status = params.get("status")
-    if status is not None:
-        s.statuses = [x.lower() for x in _csv(status)]
-        bad = [x for x in s.statuses if x not in ("open", "closed")]
-        if bad or not s.statuses:
-            errors.append((400, "status must be open, closed, or open,closed"))
-    times: dict[str, datetime] = {}
-    for name in ("start_date", "end_date", "updated_after", "updated_before"):
-        v = params.get(name)
-        if v is None:
-            continue
-        try:
-            times[name] = parse_datetime(v, tz)
-        except ValueError:
-            errors.append((400, f"{name} must be an ISO 8601 date and time {RANGE_TEXT}, e.g. 2026-11-01T00:00:00Z"))
-    s.updated_after, s.updated_before = times.get("updated_after"), times.get("updated_before")
-    start, end = times.get("start_date"), times.get("end_date")
-    if start and end:
-        if end < start:
-            errors.append((400, "end_date must not be before start_date"))
-        elif end - start > MAX_RANGE:
-            errors.append((400, "the date range may not span more than 90 days"))
-    elif start:
-        end = start + MAX_RANGE
-    elif end:
-        start = end - MAX_RANGE
-    elif not ("start_date" in params.values or "end_date" in params.values) and (s.updated_after or s.updated_before):
-        pass  # incremental sync by update time: no requested-date window
-    else:
-        start, end = now - MAX_RANGE, None
-    s.start, s.end = start, end
-    agency = params.get("agency_responsible")
-    if agency is not None:
-        s.agency = agency
-    bbox = params.get("bbox")
-    if bbox is not None:
-        try:
-            parts = [parse_float(x) for x in bbox.split(",")]
-            if len(parts) != 4:
-                raise ValueError
-            min_long, min_lat, max_long, max_lat = parts
-            if not (-180 <= min_long <= max_long <= 180 and -90 <= min_lat <= max_lat <= 90):
-                raise ValueError
-            s.bbox = (min_long, min_lat, max_long, max_lat)
-        except ValueError:
-            errors.append((400, "bbox must be min_long,min_lat,max_long,max_lat in WGS84 degrees"))
-    lat, lng, radius = params.get("lat"), params.get("long"), params.get("radius")
-    if lat is not None or lng is not None or radius is not None:
-        try:
-            la, lo = parse_float(lat or ""), parse_float(lng or "")
-            r = parse_float(radius) if radius is not None else 500.0
-            if not (-90 <= la <= 90 and -180 <= lo <= 180 and 0 < r <= 50_000):
-                raise ValueError
-            s.near = (la, lo, r)
-        except ValueError:
-            errors.append((400, "lat, long and radius (metres, up to 50000) must be valid together"))
-    return s, errors
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

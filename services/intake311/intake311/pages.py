@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
@@ -23,11 +23,12 @@ from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, Invalid
 from citystat_common.logging import current_correlation_id
 from citystat_common.signin import SignInRequired, check_csrf, csrf_token
-from citystat_common.web import UoW, get_context
+from citystat_common.web import UoW
 from intake311 import actors, call_form, lifecycle, metrics, permissions, queue, service
 from intake311.api import resolve_department
-from intake311.api_open311 import NewRequestItem
 from intake311.config import Settings
+from intake311.deps import get_deps, get_front_door
+from intake311.intake import NewRequestItem
 from intake311.models import ServiceRequest, StatusNote
 
 router = APIRouter(include_in_schema=False)
@@ -55,7 +56,7 @@ def env() -> Environment:
 
 
 def _settings(request: Request) -> Settings:
-    return cast(Settings, get_context(request).settings)
+    return get_deps(request).settings
 
 
 def _has_session(request: Request) -> bool:
@@ -132,7 +133,7 @@ async def _service_groups(uow: UoW) -> list[tuple[str, list[tuple[str, str]]]]:
 async def _call_page(request: Request, uow: UoW, who: Principal, *, code: str | None, status: int = 200,
                      form: Mapping[str, list[str]] | None = None, errors: Mapping[str, str] | None = None,
                      filed: dict[str, Any] | None = None) -> HTMLResponse:
-    entry = await get_context(request).extras["catalog"].get(code) if code else None
+    entry = await get_front_door(request).catalog.get(code) if code else None
     errors = errors or {}
     return render(
         request, "call.html", who, status=status, page="call", title="Take a call", groups=await _service_groups(uow),
@@ -165,8 +166,8 @@ async def file_call(request: Request, uow: UoW) -> Response:
         if isinstance(value, str):
             form.setdefault(key, []).append(value)
     code = (form.get("service_code") or [""])[0]
-    ctx = get_context(request)
-    entry = await ctx.extras["catalog"].get(code) if code else None
+    front = get_front_door(request)
+    entry = await front.catalog.get(code) if code else None
     if entry is None:
         return await _call_page(request, uow, who, code=code or None, status=422)
     data, errors = call_form.validate(entry, form, ZoneInfo(_settings(request).city_timezone))
@@ -174,7 +175,7 @@ async def file_call(request: Request, uow: UoW) -> Response:
         return await _call_page(request, uow, who, code=code, status=422, form=form, errors=errors)
     draft = service.RequestDraft(data=data, service=entry, channel=STAFF_CHANNEL, author=who.name, actor=who.actor(),
                                  correlation_id=current_correlation_id())
-    created = await ctx.extras["intake"].submit(NewRequestItem(draft=draft))
+    created = await front.intake.submit(NewRequestItem(draft=draft))
     metrics.REQUESTS_CREATED.labels(entry.service_code, STAFF_CHANNEL, entry.department_code).inc()
     return RedirectResponse(f"/staff/call?{urlencode({'filed': created.id})}#filed", status_code=303)
 
@@ -261,18 +262,16 @@ async def queue_action(request: Request, service_request_id: str, action: str, u
             if not text:
                 raise Invalid("write a closing note: the caller reads it", field="text")
             kw["reason"] = str(form.get("reason") or "")
-            kw["closure_reasons"] = _settings(request).closure_reasons
         elif action == "transfer":
             if not text:
                 raise Invalid("give the reason for the transfer", field="text")
             kw["department_code"] = str(form.get("department_code") or "")
-            kw["timezone"] = _settings(request).city_timezone
             await resolve_department(request, uow, kw["department_code"])
         elif action == "note":
             if not text:
                 raise Invalid("write the note first", field="text")
             kw["public"] = form.get("public") == "yes"
-        await lifecycle.change(uow, rid=rid, action=action, who=who, text=text, **kw)
+        await lifecycle.change(uow, get_deps(request), rid=rid, action=action, who=who, text=text, **kw)
         await uow.commit()
     except DomainError as exc:
         await uow.rollback()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from citystat_common.pagination import count
 from citystat_common.uow import UnitOfWork
 from intake311 import service
 from intake311.models import Department, Service, ServiceRequest, StatusNote
@@ -49,7 +50,7 @@ async def department_queue(
         stmt = stmt.where(R.detailed_status == status)
     if service_code:
         stmt = stmt.where(R.service_code == service_code)
-    total = int((await uow.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one())
+    total = await count(uow.session, stmt)
     pages = max(1, -(-total // page_size))
     page = min(max(1, page), pages)
     rows = (await uow.session.execute(

@@ -8,7 +8,7 @@ import re
 
 from fastapi import Response
 
-from intake311.open311 import FORMATS, Open311Error, error_response
+from intake311.open311_documents import FORMATS, Open311Error, error_response
 
 # /discovery.json, /services/POTHOLE.xml, /requests/12.json, /tokens/<uuid>.xml, at the root and under
 # /open311/v2; an extension that is not a format still gets the XML document, as the route gives it

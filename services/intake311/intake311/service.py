@@ -27,6 +27,7 @@ from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
 from intake311.actors import filed_by, key_actor, note_author
 from intake311.areas_store import request_area_rows
+from intake311.deps import Deps
 from intake311.duplicates import find_duplicates, request_address_key
 from intake311.feedback import new_feedback_token
 from intake311.models import (
@@ -273,15 +274,16 @@ class RequestNumbers:
 _PG_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('service_requests', 'id')) FROM generate_series(1, :n)")
 
 async def create_requests(
-    uow: UnitOfWork, *, drafts: Sequence[RequestDraft], timezone: str, radius_m: float, window_hours: float,
-    now: datetime | None = None, numbers: RequestNumbers | None = None,
+    uow: UnitOfWork, deps: Deps, *, drafts: Sequence[RequestDraft], now: datetime | None = None,
+    numbers: RequestNumbers | None = None,
 ) -> list[CreatedRequest]:
     """New requests, in one transaction with their first status notes and their events in the
     outbox: rows written with one statement per table however many requests there are."""
-    now = now or utcnow()
-    tz = ZoneInfo(timezone)
+    now = now or deps.now()
+    tz = deps.tz
     ids = await (numbers or RequestNumbers()).take(uow, len(drafts))
-    duplicates = await find_duplicates(uow, drafts=drafts, ids=ids, now=now, radius_m=radius_m, window_hours=window_hours)
+    duplicates = await find_duplicates(uow, drafts=drafts, ids=ids, now=now, radius_m=deps.settings.duplicate_radius_m,
+                                       window_hours=deps.settings.duplicate_window_hours)
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     area_rows: list[dict[str, Any]] = []
@@ -367,14 +369,13 @@ def _note_row(rid: int, *, kind: str, status: str, actor: Actor | None, text: st
 
 
 async def create_request(
-    uow: UnitOfWork, *, data: NewRequest, service: Service | ServiceEntry, channel: str, author: str, timezone: str,
-    radius_m: float, window_hours: float, now: datetime | None = None, actor: Actor | None = None,
+    uow: UnitOfWork, deps: Deps, *, data: NewRequest, service: Service | ServiceEntry, channel: str, author: str,
+    now: datetime | None = None, actor: Actor | None = None,
 ) -> ServiceRequest:
     """One new request (create_requests with a batch of one), loaded as its row."""
-    entry = service if isinstance(service, ServiceEntry) else ServiceEntry.of(service, timezone)
+    entry = service if isinstance(service, ServiceEntry) else ServiceEntry.of(service, deps.timezone)
     draft = RequestDraft(data=data, service=entry, channel=channel, author=author, actor=actor)
-    (created,) = await create_requests(uow, drafts=[draft], timezone=timezone, radius_m=radius_m,
-                                       window_hours=window_hours, now=now)
+    (created,) = await create_requests(uow, deps, drafts=[draft], now=now)
     req = await uow.session.get(ServiceRequest, created.id)
     assert req is not None
     return req

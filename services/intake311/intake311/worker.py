@@ -17,7 +17,6 @@ from citystat_common.runtime import (
     make_relay,
     worker_main,
 )
-from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 from intake311 import areas_import, import_command, metrics, service
 from intake311.config import Settings
@@ -42,8 +41,7 @@ def _every(seconds: float, name: str, step) -> Component:  # type: ignore[no-unt
     return loop
 
 
-def build_worker(settings: ServiceSettings) -> WorkerParts:
-    assert isinstance(settings, Settings)
+def build_worker(settings: Settings) -> WorkerParts:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
 
