@@ -11,6 +11,7 @@ from ind_helpers import CITY, month, month_start
 
 from citystat_common.events import RequestClosed, RequestCreated, RequestFeedback, RequestUpdated, make_event
 from citystat_common.runtime import make_consumer
+from citystat_common.testing import eventually
 from indicators.handlers import GROUP_ID, make_handlers
 from indicators.models import PLUMBING, observations
 
@@ -224,3 +225,66 @@ async def test_feedback_before_the_request_is_kept(client, app):
     assert sum(vals["opened"].values()) == 1 and sum(vals["closed"].values()) == 1
     assert list(vals["satisfaction"].values()) == [2] and list(vals["first_contact_share"].values()) == [100]
     assert vals["closed_within_sla"][period] == 100
+
+
+async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_keeps_the_hysteresis(
+    client, app, db_kind
+):
+    """The consumer and the scheduler's refresh write the same indicators. A refresh that has to
+    wait for the consumer's commit must compute from the facts that commit brings: a figure computed
+    before it (73.7%) landing after the consumer's 88.9% would put a stale value on a row no longer
+    red, and a running period that was red would read yellow within the hysteresis band."""
+    import asyncio
+
+    from indicators import derived311
+
+    ctx = app.state.ctx
+    settings = ctx.settings
+    now = datetime.now(UTC)
+    code = f"311.{DEPT}.closed_within_sla"
+
+    def late(i):
+        r = {"id": f"SR-L{i}", "service": "POTHOLE", "requested": now - timedelta(hours=3),
+             "expected": now - timedelta(hours=1)}
+        return _request_payload(r, RequestCreated)
+
+    def on_time(i):
+        r = {"id": f"SR-K{i}", "service": "POTHOLE", "requested": now - timedelta(minutes=30),
+             "expected": now + timedelta(days=2)}
+        closed = now - timedelta(minutes=10)
+        return _request_payload(r, RequestClosed, status="closed", detailed_status="closed", closed_datetime=closed,
+                                updated_datetime=closed, change="closed")
+
+    async def today():
+        obs = (await client.get(f"/indicators/{code}/observations")).json()
+        return obs[-1]["value"], obs[-1]["status"]
+
+    for batch in ([late(i) for i in range(5)], [on_time(i) for i in range(14)]):
+        async with ctx.uow() as uow:
+            await derived311.apply_events(uow, settings, batch, now=now)
+            await uow.commit()
+    value, status = await today()
+    assert abs(value - 100 * 14 / 19) < 1e-9 and status == "red"  # 73.7%: red still (hysteresis)
+
+    async def refresh():
+        async with ctx.uow() as uow:
+            await derived311.refresh_current(uow, settings, now=now)
+            await uow.commit()
+
+    consumer = ctx.uow()
+    async with consumer as uow:
+        await derived311.apply_events(uow, settings, [on_time(i) for i in range(14, 40)], now=now)
+        refreshing = asyncio.create_task(refresh())
+        if db_kind == "postgres":
+            async def refresh_waits():  # on the consumer's row locks
+                async with ctx.engine.connect() as conn:
+                    return (await conn.execute(sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"))).scalar_one()
+            await eventually(refresh_waits, timeout=30)
+        else:  # SQLite: BEGIN IMMEDIATE makes the refresh wait before it reads anything
+            await asyncio.sleep(0.2)
+        await uow.commit()
+    await refreshing
+    value, status = await today()
+    assert abs(value - 100 * 40 / 45) < 1e-9 and status == "green", (value, status)

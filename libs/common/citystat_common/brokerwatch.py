@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OffsetOutOfRangeError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from citystat_common.db import PlumbingTables, utcnow
@@ -94,7 +95,12 @@ class BrokerWatch:
                 tp = TopicPartition(w.topic, w.partition)
                 fetcher.assign([tp])
                 fetcher.seek(tp, w.offset)
-                records = (await fetcher.getmany(tp, timeout_ms=WITNESS_FETCH_MS, max_records=1)).get(tp, [])
+                try:
+                    records = (await fetcher.getmany(tp, timeout_ms=WITNESS_FETCH_MS, max_records=1)).get(tp, [])
+                except OffsetOutOfRangeError:
+                    # Kafka's answer for an offset past the end of a log rebuilt from nothing (Tansu
+                    # returns no record): the witness is gone, not a failure to retry forever.
+                    records = []
                 held = records and records[0].offset == w.offset and dict(records[0].headers or ()).get("event_id") == w.event_id.encode()
                 if not held:
                     gone.append(w.topic)

@@ -51,7 +51,7 @@ import sqlalchemy as sa
 from citystat_common.db import dialect_insert, utcnow
 from citystat_common.events import RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
-from indicators import schemas
+from indicators import observation_store, schemas
 from indicators.config import Settings
 from indicators.models import Indicator, RequestFact, Target
 from indicators.observations import ObsIn, record_observations
@@ -369,10 +369,19 @@ async def recompute(
     fy0 = settings.fiscal_year_start_month
     today = local_date(now, tz)
     items: list[ObsIn] = []
+    work: list[tuple[str, str | None, list[Period], dict[str, Indicator]]] = []
     for (dept, service), since in sorted(scopes.items(), key=lambda s: (s[0][0], s[0][1] or "")):
         periods: list[Period] = periods_between(settings.derived_frequency, local_date(min(since, now), tz), today, fy0,
                                                 limit=100_000)[-settings.derived_max_periods:]
         inds = await ensure_indicators(uow, settings, dept, service, (names or {}).get(service or ""))
+        work.append((dept, service, periods, inds))
+    if uow.dialect == "postgresql":
+        # Lock before the facts are read, not only before the rows are (record_observations): the
+        # consumer and the scheduler's refresh both write these indicators, and a figure computed
+        # from facts read before the other's commit would land after it, stale, on a row no longer
+        # red (the hysteresis of the running period lost: a 74% turned yellow).
+        await observation_store.lock_indicators(uow, {i.id: i for *_, inds in work for i in inds.values()})
+    for dept, service, periods, inds in work:
         for p in periods:
             start_at, end_at = period_bounds_utc(p, tz)
             values = await compute_scope(uow, dept, service, start_at, end_at, now)
