@@ -80,7 +80,7 @@ p.deputy{margin:.1rem 0 .2rem;font-weight:600}
 section#ticket a.ticket{width:auto;max-width:40rem;border-radius:8px}
 .crit{font-size:.8rem;border:1px solid currentColor;border-radius:4px;padding:0 .3rem;margin-left:.3rem}
 table{border-collapse:collapse;margin:.6rem 0;width:100%}th,td{border:1px solid #999;padding:.3rem .5rem;text-align:left;font-size:.95rem}
-th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4px}
+th{background:#eef1f5}.pill{font-weight:800;padding:.1rem .4rem;border-radius:4px;display:inline-block;line-height:1.3}
 .muted{color:#444;font-size:.9rem}
 p.summary{margin:.1rem 0 .4rem;font-weight:600}.tile .ytd,.tile .trend,.tile .dept-of{font-size:.85rem;line-height:1.2}
 h4.services{font-size:1rem;margin:.6rem 0 .3rem}

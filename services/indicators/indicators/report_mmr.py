@@ -33,7 +33,7 @@ REPORT_CSS = """
 ol.services{margin:.2rem 0 .6rem 1.2rem;padding:0}ol.services ul{margin:.1rem 0 .3rem 1rem;padding:0}
 table.mmr{width:100%;table-layout:auto}table.mmr th,table.mmr td{font-size:.9rem;padding:.25rem .35rem}
 table.mmr th[scope=row]{overflow-wrap:anywhere}table.mmr td.num{text-align:right;white-space:nowrap}
-table.mmr th.fy{white-space:nowrap}table.mmr .pill{display:inline-block;line-height:1.3}
+table.mmr th.fy{white-space:nowrap}
 table.mmr tr.service th{background:#0b2545;color:#fff}table.mmr tr.goal th{background:#dfe6ef;font-style:italic}
 .star{color:#7a5b00;font-weight:800}.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;
  overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
