@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
-from ind_helpers import CITY, month, month_start
+from ind_helpers import CITY, deps_of, month, month_start
 
 from citystat_common.events import RequestClosed, RequestCreated, RequestFeedback, RequestUpdated, make_event
 from citystat_common.runtime import make_consumer
@@ -110,7 +110,7 @@ async def _values(client, code):
 async def test_request_events_give_exact_figures_and_redelivery_changes_nothing(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     reqs = make_requests()
     evs = events_for(reqs)
     # out of order: some closures arrive before their creation (the later state wins)
@@ -170,7 +170,7 @@ async def test_request_events_give_exact_figures_and_redelivery_changes_nothing(
 async def test_a_transfer_moves_the_request_to_the_new_department(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-T1", "service": "GRAFFITI", "requested": now - timedelta(hours=3), "expected": now + timedelta(days=3)}
     created = make_event(_request_payload(r, RequestCreated), subject=r["id"])
@@ -190,7 +190,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
 
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-R1", "service": "POTHOLE", "requested": now - timedelta(hours=1), "expected": now + timedelta(hours=1)}
     await runner.process(_record(make_event(_request_payload(r, RequestCreated), subject=r["id"]), 1))
@@ -198,7 +198,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
     assert (await client.get(f"/indicators/{code}/observations")).json() == []  # nothing closed, nothing overdue
     later = now + timedelta(hours=2)
     async with app.state.ctx.uow() as uow:
-        assert await derived311.refresh_current(uow, settings, now=later) > 0
+        assert await derived311.refresh_current(uow, deps_of(settings), now=later) > 0
         await uow.commit()
     obs = (await client.get(f"/indicators/{code}/observations")).json()
     assert obs[-1]["value"] == 0 and obs[-1]["status"] == "red"
@@ -207,7 +207,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
 async def test_feedback_before_the_request_is_kept(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-F1", "service": "POTHOLE", "requested": now - timedelta(hours=5), "expected": now + timedelta(days=1),
          "closed": now - timedelta(hours=2), "fcr": True}
