@@ -3,12 +3,19 @@ from zoneinfo import ZoneInfo
 
 from citystat_common.events import DepartmentUpserted
 from citystat_common.testing import auth, midday_timezone
+from indicators.deps import IndicatorsDeps
 
 W = auth("analyst")
 # The city's clock runs at midday for these tests (fixed once per run), so events placed hours
 # around "now" fall on today's date in every period, whenever the suite runs.
 CITY_TIMEZONE = midday_timezone()
 CITY = ZoneInfo(CITY_TIMEZONE)
+
+
+def deps_of(settings) -> IndicatorsDeps:
+    """What a composition root builds from these settings, for tests that call domain functions or
+    the consumer's handlers directly (no directory port, as in the worker)."""
+    return IndicatorsDeps(settings=settings)
 
 
 def month(k: int) -> str:
@@ -99,7 +106,7 @@ async def feed(app, code, seq):
             ind = await service.get_indicator(uow, code)
             p = service._period_cached(ind.frequency, month(k), ctx.settings.fiscal_year_start_month)
             now = local_midnight(p.end + timedelta(days=1), CITY) + timedelta(hours=1)
-            await service.record_observations(uow, ctx.settings, [service.ObsIn(ind, p, v)], actor="test",
+            await service.record_observations(uow, deps_of(ctx.settings), [service.ObsIn(ind, p, v)], actor="test",
                                               source="api", now=now)
             out.append(ind.status)
             await uow.commit()
@@ -119,7 +126,7 @@ async def preload_departments(app, rows=None):
     from citystat_common.events import make_event
     from indicators.handlers import make_handlers
 
-    handler = make_handlers(app.state.ctx.settings)["directory.department.upserted"]
+    handler = make_handlers(deps_of(app.state.ctx.settings))["directory.department.upserted"]
     rows = DEMO_DEPTS if rows is None else rows
     async with app.state.ctx.uow() as uow:
         for code, name, ccode, cname in rows:

@@ -5,7 +5,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from ind_helpers import W, create, feed, indicator, month, month_start, observe, outbox_events, target
+from ind_helpers import (
+    W,
+    create,
+    deps_of,
+    feed,
+    indicator,
+    month,
+    month_start,
+    observe,
+    outbox_events,
+    target,
+)
 
 from citystat_common.db import utcnow
 from citystat_common.testing import app_client, auth
@@ -240,7 +251,7 @@ async def test_override_with_reason_and_expiry(client, app):
     assert "Asphalt plant strike" in dash
     # the scheduler expires it: back to the computed red, the same episode
     async with app.state.ctx.uow() as uow:
-        n = await service.expire_overrides(uow, app.state.ctx.settings, now=expires + timedelta(seconds=1))
+        n = await service.expire_overrides(uow, deps_of(app.state.ctx.settings), now=expires + timedelta(seconds=1))
         await uow.commit()
     assert n == 1
     assert (await client.get("/indicators/STREETS.potholes")).json()["overridden"] is False
@@ -270,11 +281,11 @@ async def test_missing_period_turns_grey_via_the_scheduler(client, app):
     await target(client, "STREETS.potholes", 100)
     await observe(client, "STREETS.potholes", month(1), 100)
     assert (await client.get("/indicators/STREETS.potholes")).json()["status"] == "green"
-    settings = app.state.ctx.settings
+    deps = deps_of(app.state.ctx.settings)
     async with app.state.ctx.uow() as uow:
-        assert await service.flag_missing(uow, settings) == 0  # nothing due yet
+        assert await service.flag_missing(uow, deps) == 0  # nothing due yet
         far = datetime.now(UTC) + timedelta(days=70)
-        assert await service.flag_missing(uow, settings, now=far) == 1
+        assert await service.flag_missing(uow, deps, now=far) == 1
         await uow.commit()
     got = (await client.get("/indicators/STREETS.potholes")).json()
     assert got["status"] == "grey" and got["missing"] and got["next_due_at"] is None

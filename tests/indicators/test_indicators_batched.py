@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from ind_helpers import W, create, month, preload_departments
+from ind_helpers import W, create, deps_of, month, preload_departments
 from test_indicators_derived311 import DEPT, _record, _request_payload, events_for, make_requests
 
 from citystat_common.consumer import Batched
@@ -22,13 +22,13 @@ from indicators.models import PLUMBING, Indicator, ObservationRevision, RequestF
 def one_by_one(app):
     s = app.state.ctx.settings
     return make_consumer(s, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                         handlers=make_handlers(s))
+                         handlers=make_handlers(deps_of(s)))
 
 
 def batched(app):
     s = app.state.ctx.settings
     runner = make_consumer(s, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(s), batch_handler=make_batch_handler(s), batch_types=REQUEST_EVENTS)
+                           handlers=make_handlers(deps_of(s)), batch_handler=make_batch_handler(deps_of(s)), batch_types=REQUEST_EVENTS)
     assert isinstance(runner.batched, Batched)
     return runner
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import pytest
 import sqlalchemy as sa
-from ind_helpers import W, create, outbox_events, target
+from ind_helpers import W, create, deps_of, outbox_events, target
 
 from indicators import observation_store, service
 from indicators.models import Indicator, IndicatorDescription, ObservationRevision, StatusChange, observations
@@ -155,9 +155,9 @@ async def test_concurrent_writers_of_one_indicator_serialize(client, app):
 
     async def write(rows, hold=False):
         async with ctx.uow() as uow:
-            items, errors = await _resolve_bulk(uow, ctx.settings, rows)
+            items, errors = await _resolve_bulk(uow, deps_of(ctx.settings), rows)
             assert not errors
-            rec = await service.record_observations(uow, ctx.settings, items, actor="t", source="bulk")
+            rec = await service.record_observations(uow, deps_of(ctx.settings), items, actor="t", source="bulk")
             if hold:
                 recorded.set()
                 await release.wait()

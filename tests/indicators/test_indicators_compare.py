@@ -6,7 +6,7 @@ import re
 from html import unescape
 
 import pytest
-from ind_helpers import DEMO_DEPTS, create, feed, month, observe, preload_departments, target
+from ind_helpers import DEMO_DEPTS, create, deps_of, feed, month, observe, preload_departments, target
 from ticket_helpers import Feed, snap
 
 from indicators import derived311
@@ -137,8 +137,8 @@ async def test_311_figures_compare_by_their_metric(client, app):
     ctx = app.state.ctx
     async with ctx.uow() as uow:
         for dept in ("STREETS", "WATER"):
-            await derived311.ensure_indicators(uow, ctx.settings, dept, None)
-        await derived311.ensure_indicators(uow, ctx.settings, "STREETS", "POTHOLE", "Pothole repair")
+            await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept, None)
+        await derived311.ensure_indicators(uow, deps_of(ctx.settings), "STREETS", "POTHOLE", "Pothole repair")
         await uow.commit()
     page = await client.get("/dashboard/compare", params={"measure": "311.opened"})
     assert page.status_code == 200

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
-from ind_helpers import CITY, month, month_start
+from ind_helpers import CITY, deps_of, month, month_start
 
 from citystat_common.events import RequestClosed, RequestCreated, RequestFeedback, RequestUpdated, make_event
 from citystat_common.runtime import make_consumer
@@ -111,7 +111,7 @@ async def _values(client, code):
 async def test_request_events_give_exact_figures_and_redelivery_changes_nothing(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     reqs = make_requests()
     evs = events_for(reqs)
     # out of order: some closures arrive before their creation (the later state wins)
@@ -171,7 +171,7 @@ async def test_request_events_give_exact_figures_and_redelivery_changes_nothing(
 async def test_a_transfer_moves_the_request_to_the_new_department(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-T1", "service": "GRAFFITI", "requested": now - timedelta(hours=3), "expected": now + timedelta(days=3)}
     created = make_event(_request_payload(r, RequestCreated), subject=r["id"])
@@ -191,7 +191,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
 
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-R1", "service": "POTHOLE", "requested": now - timedelta(hours=1), "expected": now + timedelta(hours=1)}
     await runner.process(_record(make_event(_request_payload(r, RequestCreated), subject=r["id"]), 1))
@@ -199,7 +199,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
     assert (await client.get(f"/indicators/{code}/observations")).json() == []  # nothing closed, nothing overdue
     later = now + timedelta(hours=2)
     async with app.state.ctx.uow() as uow:
-        assert await derived311.refresh_current(uow, settings, now=later) > 0
+        assert await derived311.refresh_current(uow, deps_of(settings), now=later) > 0
         await uow.commit()
     obs = (await client.get(f"/indicators/{code}/observations")).json()
     assert obs[-1]["value"] == 0 and obs[-1]["status"] == "red"
@@ -208,7 +208,7 @@ async def test_the_refresh_turns_requests_that_run_past_their_service_level_into
 async def test_feedback_before_the_request_is_kept(client, app):
     settings = app.state.ctx.settings
     runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
-                           handlers=make_handlers(settings))
+                           handlers=make_handlers(deps_of(settings)))
     now = datetime.now(UTC)
     r = {"id": "SR-F1", "service": "POTHOLE", "requested": now - timedelta(hours=5), "expected": now + timedelta(days=1),
          "closed": now - timedelta(hours=2), "fcr": True}
@@ -239,7 +239,7 @@ async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_k
     from indicators import derived311
 
     ctx = app.state.ctx
-    settings = ctx.settings
+    deps = deps_of(ctx.settings)
     now = datetime.now(UTC)
     code = f"311.{DEPT}.closed_within_sla"
 
@@ -261,19 +261,19 @@ async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_k
 
     for batch in ([late(i) for i in range(5)], [on_time(i) for i in range(14)]):
         async with ctx.uow() as uow:
-            await derived311.apply_events(uow, settings, batch, now=now)
+            await derived311.apply_events(uow, deps, batch, now=now)
             await uow.commit()
     value, status = await today()
     assert abs(value - 100 * 14 / 19) < 1e-9 and status == "red"  # 73.7%: red still (hysteresis)
 
     async def refresh():
         async with ctx.uow() as uow:
-            await derived311.refresh_current(uow, settings, now=now)
+            await derived311.refresh_current(uow, deps, now=now)
             await uow.commit()
 
     consumer = ctx.uow()
     async with consumer as uow:
-        await derived311.apply_events(uow, settings, [on_time(i) for i in range(14, 40)], now=now)
+        await derived311.apply_events(uow, deps, [on_time(i) for i in range(14, 40)], now=now)
         refreshing = asyncio.create_task(refresh())
         if db_kind == "postgres":
             async def refresh_waits():  # on the consumer's row locks

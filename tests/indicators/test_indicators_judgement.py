@@ -10,7 +10,7 @@ with the same episode_id and the new period."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ind_helpers import W, create, feed, month, observe, outbox_events, target
+from ind_helpers import W, create, deps_of, feed, month, observe, outbox_events, target
 
 from indicators import service
 
@@ -60,7 +60,7 @@ async def test_when_the_override_ends_on_a_red_indicator_the_episode_goes_on(cli
     n += 1
     if end == "expires":
         async with app.state.ctx.uow() as uow:
-            assert await service.expire_overrides(uow, app.state.ctx.settings, now=expires + timedelta(seconds=1)) == 1
+            assert await service.expire_overrides(uow, deps_of(app.state.ctx.settings), now=expires + timedelta(seconds=1)) == 1
             await uow.commit()
     else:
         assert (await client.delete("/indicators/STREETS.potholes/override", headers=W)).status_code == 200

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 
 from aiokafka.structs import ConsumerRecord
+from ind_helpers import deps_of
 
 from citystat_common.events import Envelope, PersonRef, SeniorTeamChanged, TicketUpdated, make_event
 from citystat_common.runtime import make_consumer
@@ -18,7 +19,7 @@ class Feed:
     def __init__(self, app):
         settings = app.state.ctx.settings
         self.runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID,
-                                    topics=["escalation.tickets", "directory.changes"], handlers=make_handlers(settings))
+                                    topics=["escalation.tickets", "directory.changes"], handlers=make_handlers(deps_of(settings)))
         self.offset = 0
 
     async def deliver(self, env: Envelope, topic: str = "escalation.tickets") -> str:

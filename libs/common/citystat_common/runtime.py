@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +29,8 @@ from citystat_common.uow import UnitOfWork
 
 log = get_logger(__name__)
 S = TypeVar("S", bound=ServiceSettings)  # a service's own Settings class: its build function gets that type
+# A command that reads only the shared settings (ServiceSettings) serves any service: contravariant.
+S_contra = TypeVar("S_contra", bound=ServiceSettings, contravariant=True)
 
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -47,15 +49,16 @@ class WorkerParts:
 
 
 @dataclass(frozen=True)
-class WorkerCommand:
+class WorkerCommand(Generic[S_contra]):
     """A service's own ``<svc>-worker`` subcommand (e.g. intake311's ``import-requests``,
     ``import-areas``): ``arguments`` adds its options to the parser, ``run`` does the work once the
-    database is migrated and returns the process's exit status (or a coroutine that does)."""
+    database is migrated and returns the process's exit status (or a coroutine that does). ``run`` gets
+    the service's own settings class."""
 
     name: str
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[ServiceSettings, argparse.Namespace], int | Coroutine[Any, Any, int]]
+    run: Callable[[S_contra, argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 
 def make_relay(settings: ServiceSettings, engine: AsyncEngine, tables: PlumbingTables) -> OutboxRelay:
@@ -170,7 +173,7 @@ def worker_main(
     settings_factory: Callable[[], S],
     tables: PlumbingTables,
     build: Callable[[S], WorkerParts],
-    commands: tuple[WorkerCommand, ...] = (),
+    commands: tuple[WorkerCommand[S], ...] = (),
 ) -> None:
     parser = argparse.ArgumentParser(prog=f"{package}-worker", description=f"{package} worker process")
     sub = parser.add_subparsers(dest="command")

@@ -22,7 +22,7 @@ from citystat_common.web import UoW
 from indicators import schemas, service
 from indicators import summary as ytd
 from indicators.config import Settings
-from indicators.deps import Deps
+from indicators.deps import Deps, IndicatorsDeps
 from indicators.evaluation import default_rules
 from indicators.models import (
     Department,
@@ -46,7 +46,7 @@ def _today(settings: Settings) -> date:
     return service.local_date(utcnow(), service.tz_of(settings))
 
 
-async def indicator_read(uow: UoW, settings: Settings, ind: Indicator, override: Override | None = None,
+async def indicator_read(uow: UoW, deps: IndicatorsDeps, ind: Indicator, override: Override | None = None,
                          description: str | None = None, now: datetime | None = None) -> schemas.IndicatorRead:
     now = now or utcnow()
     if description is None:
@@ -54,19 +54,19 @@ async def indicator_read(uow: UoW, settings: Settings, ind: Indicator, override:
         description = d.text if d else ""
     status, overridden, _, reason = service.effective_status(ind, override, now)
     latest = (
-        period_of(ind.frequency, ind.latest_period_start, settings.fiscal_year_start_month).label
+        period_of(ind.frequency, ind.latest_period_start, deps.settings.fiscal_year_start_month).label
         if ind.latest_period_start else None
     )
     rules = ind.rules or [{"status": r.status, "max_miss": r.max_miss}
-                          for r in default_rules(settings.green_within, settings.yellow_within)]
+                          for r in default_rules(deps.settings.green_within, deps.settings.yellow_within)]
     return schemas.IndicatorRead(
         id=ind.id, code=ind.code, name=ind.name, department_code=ind.department_code, description=description,
         unit=ind.unit, kind=ind.kind, direction=ind.direction, frequency=ind.frequency, additive=ind.additive,
         critical=ind.critical, function_tag=ind.function_tag, owner=ind.owner, data_source=ind.data_source,
-        basis=ind.basis, rules=rules, persistence=ind.persistence or settings.persistence,
-        recovery_within=ind.recovery_within if ind.recovery_within is not None else settings.recovery_within,
-        band_tolerance=ind.band_tolerance, history_window=ind.history_window or settings.history_window,
-        history_k=ind.history_k or settings.history_k,
+        basis=ind.basis, rules=rules, persistence=ind.persistence or deps.settings.persistence,
+        recovery_within=ind.recovery_within if ind.recovery_within is not None else deps.settings.recovery_within,
+        band_tolerance=ind.band_tolerance, history_window=ind.history_window or deps.settings.history_window,
+        history_k=ind.history_k or deps.settings.history_k,
         grace_days=ind.grace_days if ind.grace_days is not None else DEFAULT_GRACE_DAYS[ind.frequency],
         formula=ind.formula, linked_outcome_code=ind.linked_outcome_code, derived_from=ind.derived_from,
         active=ind.active, status=status, status_reason=reason,  # type: ignore[arg-type]
@@ -98,9 +98,9 @@ async def create_indicator(
     fingerprint = request_fingerprint(await request.body())
     if (previous := await replayed(uow, key=key, scope="indicators", fingerprint=fingerprint)) is not None:
         return previous
-    ind = await service.create_indicator(uow, deps.settings, actor=by(who), data=data,
+    ind = await service.create_indicator(uow, deps, actor=by(who), data=data,
                                          directory=deps.directory)
-    body = orjson.dumps((await indicator_read(uow, deps.settings, ind, description=data.description)).model_dump(mode="json"))
+    body = orjson.dumps((await indicator_read(uow, deps, ind, description=data.description)).model_dump(mode="json"))
     await remember(uow, key=key, scope="indicators", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
     await uow.commit()
@@ -140,7 +140,7 @@ async def list_indicators(
         .where(IndicatorDescription.indicator_id.in_(ids), IndicatorDescription.valid_to.is_(None))
         .order_by(IndicatorDescription.id)
     )).all()) if ids else {}
-    out = [await indicator_read(uow, deps.settings, i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
+    out = [await indicator_read(uow, deps, i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
            for i in items]
     return Page(items=out, total=total, page=paging.page, page_size=paging.page_size)
 
@@ -149,14 +149,14 @@ async def list_indicators(
 async def get_indicator(code: str, uow: UoW, deps: Deps) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    return await indicator_read(uow, deps.settings, ind, overrides.get(ind.id))
+    return await indicator_read(uow, deps, ind, overrides.get(ind.id))
 
 
 @router.patch("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
 async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, deps: Deps, who: Writer) -> schemas.IndicatorRead:
-    ind = await service.update_indicator(uow, deps.settings, actor=by(who), code=code, data=data)
+    ind = await service.update_indicator(uow, deps, actor=by(who), code=code, data=data)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    result = await indicator_read(uow, deps.settings, ind, overrides.get(ind.id))
+    result = await indicator_read(uow, deps, ind, overrides.get(ind.id))
     await uow.commit()
     return result
 
@@ -178,7 +178,7 @@ async def descriptions(code: str, uow: UoW) -> list[schemas.DescriptionRead]:
             summary="Set targets for a period, the rest of its fiscal year, a fiscal year, or onward (`applies`)")
 async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, deps: Deps, who: Writer) -> list[schemas.TargetRead]:
     ind = await service.get_indicator(uow, code)
-    await service.set_targets(uow, deps.settings, actor=by(who), ind=ind, targets=data.targets)
+    await service.set_targets(uow, deps, actor=by(who), ind=ind, targets=data.targets)
     result = await _targets(uow, ind)
     await uow.commit()
     return result
@@ -227,7 +227,7 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, dep
         raise Invalid(f"{p.label} has not started yet", field="period")
     if (err := service.validate_value(ind.unit, data.value)) is not None:
         raise Invalid(err, field="value")
-    await service.record_observations(uow, settings, [service.ObsIn(ind, p, data.value, data.note)],
+    await service.record_observations(uow, deps, [service.ObsIn(ind, p, data.value, data.note)],
                                       actor=by(who), source="api")
     rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
     await uow.commit()
@@ -290,7 +290,7 @@ async def get_summary(code: str, uow: UoW, deps: Deps,
             p = period_of(ind.frequency, _today(settings), fy0)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
-    return await ytd.summary(uow, settings, ind, p)
+    return await ytd.summary(uow, deps, ind, p)
 
 
 BULK_HEADER = "indicator_code,period,value[,note]"
@@ -316,12 +316,12 @@ async def bulk_observations(request: Request, uow: UoW, deps: Deps, who: Writer)
         errors.append({"row": 0, "field": "body", "message": f"at most {settings.bulk_max_rows} rows per call"})
     items: list[service.ObsIn] = []
     if not errors:
-        items, errors = await _resolve_bulk(uow, settings, docs)
+        items, errors = await _resolve_bulk(uow, deps, docs)
     if errors:
         result.ok = False
         result.errors = errors[:1000]
         return Response(result.model_dump_json(), status_code=422, media_type="application/json")
-    rec = await service.record_observations(uow, settings, items, actor=by(who), source="bulk")
+    rec = await service.record_observations(uow, deps, items, actor=by(who), source="bulk")
     await uow.commit()
     result.inserted, result.updated, result.unchanged, result.indicators = rec.inserted, rec.updated, rec.unchanged, rec.indicators
     return Response(result.model_dump_json(), status_code=200, media_type="application/json")
@@ -351,7 +351,7 @@ def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict
     return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
 
 
-async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
+async def _resolve_bulk(uow: UoW, deps: IndicatorsDeps, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     try:  # the common case, every row an object with a code; the loop below reports any other
         codes = set(map(itemgetter("indicator_code"), docs))
@@ -362,7 +362,7 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
     for i in range(0, len(code_list), 500):
         for ind in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(code_list[i : i + 500])))).scalars():
             inds[ind.code] = ind
-    fy0 = settings.fiscal_year_start_month
+    fy0 = deps.settings.fiscal_year_start_month
     # Per indicator once (the loop below runs once per row): its plain attributes, the accepted
     # value range of its unit, and its parsed periods (text -> Period, or the error message).
     facts: dict[str, tuple[Indicator, str, str, bool, float, float, dict[str, Any]]] = {}
@@ -371,7 +371,7 @@ async def _resolve_bulk(uow: UoW, settings: Settings, docs: list[Any]) -> tuple[
         lo, hi = service.UNIT_RANGE.get(ind.unit, (-math.inf, math.inf))
         facts[ind_code] = (ind, ind.frequency, ind.unit, bool(ind.formula), lo, hi, periods.setdefault(ind.frequency, {}))
     allowed = {"indicator_code", "period", "value", "note"}
-    today = _today(settings)
+    today = _today(deps.settings)
     isfinite = math.isfinite
     ObsIn = service.ObsIn
     items: list[service.ObsIn] = []
@@ -438,8 +438,8 @@ def _may_judge(who: Principal, ind: Indicator) -> None:
 async def put_override(code: str, data: schemas.OverrideIn, uow: UoW, deps: Deps, who: Writer) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
-    o = await service.set_override(uow, deps.settings, actor=by(who), ind=ind, data=data, by=who.actor())
-    result = await indicator_read(uow, deps.settings, ind, o)
+    o = await service.set_override(uow, deps, actor=by(who), ind=ind, data=data, by=who.actor())
+    result = await indicator_read(uow, deps, ind, o)
     await uow.commit()
     return result
 
@@ -451,8 +451,8 @@ async def delete_override(
 ) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
-    await service.clear_override(uow, deps.settings, actor=by(who), ind=ind, reason=reason, by=who.actor())
-    result = await indicator_read(uow, deps.settings, ind, None)
+    await service.clear_override(uow, deps, actor=by(who), ind=ind, reason=reason, by=who.actor())
+    result = await indicator_read(uow, deps, ind, None)
     await uow.commit()
     return result
 

@@ -4,7 +4,7 @@ Thin: ``indicators.narratives`` holds the rules; the router owns the commit."""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
@@ -12,9 +12,9 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import NotFound
 from citystat_common.pagination import Page, Paging, paginate
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import narratives, service
-from indicators.config import Settings
+from indicators.deps import Deps, IndicatorsDeps
 from indicators.models import DepartmentNarrative, DepartmentStatement
 from indicators.periods import local_date
 from indicators.schemas_report import (
@@ -59,10 +59,9 @@ def _statement_read(s: DepartmentStatement) -> StatementRead:
                          written_by_email=s.written_by_email, written_at=s.written_at, valid_to=s.valid_to)
 
 
-async def _write(uow: UoW, ctx: Context, code: str, period: str, text: str, who: Principal) -> NarrativeRead:
-    settings = cast(Settings, ctx.settings)
+async def _write(uow: UoW, deps: IndicatorsDeps, code: str, period: str, text: str, who: Principal) -> NarrativeRead:
     await narratives.department_name(uow, code)
-    narratives.check_month(period, local_date(utcnow(), service.tz_of(settings)))
+    narratives.check_month(period, local_date(utcnow(), service.tz_of(deps.settings)))
     row = await narratives.write_narrative(uow, code=code, period=period, text=text, principal=who)
     result = _narrative_read(row)
     await uow.commit()
@@ -71,15 +70,15 @@ async def _write(uow: UoW, ctx: Context, code: str, period: str, text: str, who:
 
 @router.post("/departments/{code}/narratives", status_code=201, response_model=NarrativeRead,
              summary="Write the department's narrative of a report month (an earlier one is kept)")
-async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, ctx: Context, who: Writer) -> NarrativeRead:
-    return await _write(uow, ctx, code.upper(), data.period, data.text, who)
+async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
+    return await _write(uow, deps, code.upper(), data.period, data.text, who)
 
 
 @router.put("/departments/{code}/narratives/{period}", response_model=NarrativeRead,
             summary="Replace the department's narrative of a report month (the earlier one is kept)")
 async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONTH_RE.pattern)],
-                        data: NarrativeUpdate, uow: UoW, ctx: Context, who: Writer) -> NarrativeRead:
-    return await _write(uow, ctx, code.upper(), period, data.text, who)
+                        data: NarrativeUpdate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
+    return await _write(uow, deps, code.upper(), period, data.text, who)
 
 
 @router.get("/departments/{code}/narratives", response_model=Page[NarrativeRead],

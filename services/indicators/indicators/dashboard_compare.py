@@ -122,7 +122,7 @@ async def compare(
             '<p role="alert">Choose a measure from the list: '
             + ("none was chosen." if not measure else "that name is longer than any measure.") + "</p>")), 422)
     codes = [code for code, _ in await reporters(uow, measure)]
-    tiles = await load_tiles(uow, deps.settings, cluster=None, department=None, kind=None, critical=False,
+    tiles = await load_tiles(uow, deps, cluster=None, department=None, kind=None, critical=False,
                              codes=codes) if codes else []
     if not tiles:
         return _page("Measure not found - CityStat", _body(options, None, (

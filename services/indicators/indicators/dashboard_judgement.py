@@ -129,7 +129,7 @@ async def set_override_from_page(
     expires = local_midnight(day + timedelta(days=1), service.tz_of(settings))
     try:
         data = schemas.OverrideIn(status=status, reason=reason, expires_at=expires)  # type: ignore[arg-type]
-        await service.set_override(uow, settings, actor=by(principal), ind=ind, data=data, by=principal.actor())
+        await service.set_override(uow, deps, actor=by(principal), ind=ind, data=data, by=principal.actor())
     except ValidationError as exc:
         return _back(request, ind, _words(exc))
     except DomainError as exc:
@@ -151,7 +151,7 @@ async def clear_override_from_page(
     if not reason:
         return _back(request, ind, "Why the override ends: write a few words for the record")
     try:
-        await service.clear_override(uow, deps.settings, actor=by(principal), ind=ind,
+        await service.clear_override(uow, deps, actor=by(principal), ind=ind,
                                      reason=reason, by=principal.actor())
     except DomainError as exc:
         return _back(request, ind, exc.detail)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from html import escape
-from typing import Annotated, cast
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -19,11 +19,12 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError
 from citystat_common.signin import check_csrf, csrf_token
-from citystat_common.web import Context, UoW
+from citystat_common.web import UoW
 from indicators import narratives, service
 from indicators.config import Settings
 from indicators.dashboard import CSS, JS
 from indicators.dashboard_tiles import Tile, load_tiles
+from indicators.deps import Deps, IndicatorsDeps
 from indicators.models import DepartmentNarrative
 from indicators.people import PageViewer
 from indicators.periods import local_date
@@ -89,22 +90,22 @@ def _narrative_form(request: Request, code: str, period: str, current: Departmen
         "</form></section>")
 
 
-async def _chapter_tiles(uow: UoW, settings: Settings, code: str | None) -> list[Tile]:
-    return await load_tiles(uow, settings, cluster=None, department=code, kind=None, critical=False)
+async def _chapter_tiles(uow: UoW, deps: IndicatorsDeps, code: str | None) -> list[Tile]:
+    return await load_tiles(uow, deps, cluster=None, department=code, kind=None, critical=False)
 
 
 @router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
             summary="A department's chapter in the layout of the Mayor's Management Report")
-async def department_report(code: str, request: Request, uow: UoW, ctx: Context, viewer: PageViewer,
+async def department_report(code: str, request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
                             principal: OptionalPrincipal, period: Month = None) -> HTMLResponse:
-    settings = cast(Settings, ctx.settings)
+    settings = deps.settings
     code = code.upper()
     name = await narratives.department_name(uow, code)
     period = _period(settings, period)
     fy0 = settings.fiscal_year_start_month
     through = month_end(period)
     fy, years = report_years(through, fy0)
-    tiles = await _chapter_tiles(uow, settings, code)
+    tiles = await _chapter_tiles(uow, deps, code)
     figures = await report_figures(uow, [t.ind for t in tiles], fy0, through)
     statement = (await narratives.current_statements(uow, [code])).get(code)
     current = await narratives.current_narrative(uow, code, period)
@@ -142,10 +143,10 @@ def _csv(rows: list[list[object]], filename: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _report_rows(uow: UoW, settings: Settings, code: str | None, period: str) -> list[list[object]]:
+async def _report_rows(uow: UoW, deps: IndicatorsDeps, code: str | None, period: str) -> list[list[object]]:
     """The chapters' indicators (one department's, or every department's) in the MMR dataset layout."""
-    fy0 = settings.fiscal_year_start_month
-    tiles = await _chapter_tiles(uow, settings, code)
+    fy0 = deps.settings.fiscal_year_start_month
+    tiles = await _chapter_tiles(uow, deps, code)
     figures = await report_figures(uow, [t.ind for t in tiles], fy0, month_end(period))
     by_dept: dict[str, list[Tile]] = {}
     for t in tiles:
@@ -161,21 +162,19 @@ async def _report_rows(uow: UoW, settings: Settings, code: str | None, period: s
 
 @router.get("/dashboard/departments/{code}/report.csv",
             summary="A department's figures in the layout of the Mayor's Management Report's open dataset")
-async def department_report_csv(code: str, uow: UoW, ctx: Context, viewer: PageViewer,
+async def department_report_csv(code: str, uow: UoW, deps: Deps, viewer: PageViewer,
                                 period: Month = None) -> Response:
-    settings = cast(Settings, ctx.settings)
     code = code.upper()
     await narratives.department_name(uow, code)
-    period = _period(settings, period)
-    return _csv(await _report_rows(uow, settings, code, period), f"{code}-report-{period}.csv")
+    period = _period(deps.settings, period)
+    return _csv(await _report_rows(uow, deps, code, period), f"{code}-report-{period}.csv")
 
 
 @router.get("/dashboard/report.csv",
             summary="Every department's figures in the layout of the Mayor's Management Report's open dataset")
-async def city_report_csv(uow: UoW, ctx: Context, viewer: PageViewer, period: Month = None) -> Response:
-    settings = cast(Settings, ctx.settings)
-    period = _period(settings, period)
-    return _csv(await _report_rows(uow, settings, None, period), f"city-report-{period}.csv")
+async def city_report_csv(uow: UoW, deps: Deps, viewer: PageViewer, period: Month = None) -> Response:
+    period = _period(deps.settings, period)
+    return _csv(await _report_rows(uow, deps, None, period), f"city-report-{period}.csv")
 
 
 def _refused(title: str, why: str) -> HTMLResponse:
@@ -187,7 +186,7 @@ def _refused(title: str, why: str) -> HTMLResponse:
 
 @router.post("/dashboard/departments/{code}/report/narrative", include_in_schema=False)
 async def write_narrative_from_page(
-    code: str, request: Request, uow: UoW, ctx: Context, principal: OptionalPrincipal,
+    code: str, request: Request, uow: UoW, deps: Deps, principal: OptionalPrincipal,
     csrf: Annotated[str, Form()] = "", period: Annotated[str, Form()] = "", text: Annotated[str, Form()] = "",
 ) -> Response:
     code = code.upper()
@@ -203,7 +202,7 @@ async def write_narrative_from_page(
     back = f"/dashboard/departments/{code}/report"
     try:
         data = NarrativeCreate(period=period, text=text)
-        _period(cast(Settings, ctx.settings), data.period)
+        _period(deps.settings, data.period)
         await narratives.write_narrative(uow, code=code, period=data.period, text=data.text, principal=principal)
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from citystat_common.db import utcnow
 from indicators import service
 from indicators.board_order import per_service_311, severity
+from indicators.deps import IndicatorsDeps
 from indicators.models import Department, Indicator, TicketCopy, observations
 from indicators.periods import period_of
 from indicators.states import State, indicator_state
@@ -104,7 +105,7 @@ class Tile:
         return per_service_311(self.ind.code, self.ind.derived_from)
 
 
-async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department: str | None, kind: str | None,
+async def load_tiles(uow: Any, deps: IndicatorsDeps, *, cluster: str | None, department: str | None, kind: str | None,
                  critical: bool, source: str | None = None, codes: Sequence[str] | None = None) -> list[Tile]:
     """``codes``: only these indicators (the comparison of one measure across departments)."""
     stmt = (
@@ -145,7 +146,7 @@ async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department
         for iid, value, status in res:
             spark[iid].append((value, status))
     tiles = []
-    fy0 = settings.fiscal_year_start_month
+    fy0 = deps.settings.fiscal_year_start_month
     years = await years_to_date(uow, [r[0] for r in rows], fy0)
     tickets = await open_tickets(uow, ids)
     for ind, dname, ccode, cname in rows:
@@ -160,7 +161,7 @@ async def load_tiles(uow: Any, settings: Any, *, cluster: str | None, department
             dept_name=dname or ind.department_code, cluster_code=ccode or "_none", cluster_name=cname or "Unassigned",
             year=years.get(ind.id), trend=trend_of([v for v, _ in spark.get(ind.id, [])], ind.direction),
             override_by=override.created_by if overridden and override else None, ticket=ticket,
-            ticket_link=ticket_url(settings.escalation_url, ticket.ticket_id) if ticket else None,
+            ticket_link=ticket_url(deps.settings.escalation_url, ticket.ticket_id) if ticket else None,
         ))
     tiles.sort(key=severity)  # what is wrong first; pages group this order, never re-sort it
     return tiles

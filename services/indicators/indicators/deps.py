@@ -1,6 +1,7 @@
-"""What the indicators API hands its domain functions besides the unit of work: the service's own
-settings (typed, no cast), a clock, and the directory port. Built once in the lifespan
-(``main.create_app``); a route asks for it with the ``Deps`` alias."""
+"""What the indicators domain needs besides the unit of work: the service's own settings (typed, no
+cast), a clock, and the directory port. Built once by each composition root (``main.create_app``,
+``worker.build_worker``) and passed as ``f(uow, deps, *, ...)``; a route asks for it with the ``Deps``
+alias."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from indicators.config import Settings
 @dataclass(frozen=True)
 class IndicatorsDeps:
     settings: Settings
-    directory: Departments  # where a department missing from the local copy is looked up
+    # Where a department missing from the local copy is looked up; None in the worker, which creates
+    # only the 311 derivation's indicators and takes their departments as given.
+    directory: Departments | None = None
     clock: Callable[[], datetime] = utcnow
 
     def now(self) -> datetime:

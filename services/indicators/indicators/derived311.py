@@ -52,7 +52,7 @@ from citystat_common.db import dialect_insert, utcnow
 from citystat_common.events import RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
 from indicators import observation_store, schemas
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.models import Indicator, RequestFact, Target
 from indicators.observations import ObsIn, record_observations
 from indicators.periods import Period, local_date, period_bounds_utc, period_of, periods_between
@@ -237,7 +237,7 @@ def _apply_feedback(facts: dict[str, Fact], data: RequestFeedback, touched: _Tou
 
 
 async def apply_events(
-    uow: UnitOfWork, settings: Settings, events: Sequence[ServiceRequestData | RequestFeedback], *,
+    uow: UnitOfWork, deps: IndicatorsDeps, events: Sequence[ServiceRequestData | RequestFeedback], *,
     now: datetime | None = None,
 ) -> int:
     """A batch of request and feedback events, in delivery order, applied as one unit: the facts
@@ -258,19 +258,19 @@ async def apply_events(
     if changed:
         await _store_facts(uow, [facts[i] for i in sorted(changed)])
     if touched.since:
-        await recompute(uow, settings, touched.since, now=now, names=touched.names)
+        await recompute(uow, deps, touched.since, now=now, names=touched.names)
     return len(changed)
 
 
 async def apply_request_event(
-    uow: UnitOfWork, settings: Settings, data: ServiceRequestData, *, now: datetime | None = None
+    uow: UnitOfWork, deps: IndicatorsDeps, data: ServiceRequestData, *, now: datetime | None = None
 ) -> bool:
     """One event (a batch of one); False for a stale or no-op event."""
-    return await apply_events(uow, settings, [data], now=now) > 0
+    return await apply_events(uow, deps, [data], now=now) > 0
 
 
-async def apply_feedback(uow: UnitOfWork, settings: Settings, data: RequestFeedback, *, now: datetime | None = None) -> bool:
-    return await apply_events(uow, settings, [data], now=now) > 0
+async def apply_feedback(uow: UnitOfWork, deps: IndicatorsDeps, data: RequestFeedback, *, now: datetime | None = None) -> bool:
+    return await apply_events(uow, deps, [data], now=now) > 0
 
 
 # --- computation ------------------------------------------------------------------------
@@ -325,7 +325,7 @@ async def compute_scope(
 
 
 async def ensure_indicators(
-    uow: UnitOfWork, settings: Settings, dept: str, service: str | None, service_name: str | None = None
+    uow: UnitOfWork, deps: IndicatorsDeps, dept: str, service: str | None, service_name: str | None = None
 ) -> dict[str, Indicator]:
     metrics = SERVICE_METRICS if service else tuple(METRICS)
     codes = {indicator_code(dept, service, m): m for m in metrics}
@@ -333,17 +333,17 @@ async def ensure_indicators(
         codes[i.code]: i
         for i in (await uow.session.execute(sa.select(Indicator).where(Indicator.code.in_(list(codes))))).scalars()
     }
-    fy0 = settings.fiscal_year_start_month
+    fy0 = deps.settings.fiscal_year_start_month
     for code, m in codes.items():
         if m in found:
             continue
         d = METRICS[m]
         label = f"{d.name}" + (f": {service_name or service}" if service else "")
         ind = await create_indicator(
-            uow, settings, actor="311-derivation", directory=None, derived_from="311",
+            uow, deps, actor="311-derivation", directory=None, derived_from="311",
             data=schemas.IndicatorCreate(
                 code=code, name=label[:200], department_code=dept, unit=d.unit, kind=d.kind,  # type: ignore[arg-type]
-                direction=d.direction, frequency=settings.derived_frequency, additive=d.additive,  # type: ignore[arg-type]
+                direction=d.direction, frequency=deps.settings.derived_frequency, additive=d.additive,  # type: ignore[arg-type]
                 function_tag="customer_service", owner="311 derivation", data_source="311.requests",
                 basis=d.basis, persistence=d.persistence,  # type: ignore[arg-type]
                 description=f"Derived automatically from 311 requests ({m}); see the indicators service docs.",
@@ -353,27 +353,27 @@ async def ensure_indicators(
             # the city's standing target for a derived indicator: explicitly onward, from before any 311 data
             p = period_of(ind.frequency, date(2000, 1, 1), fy0)
             uow.session.add(Target(indicator_id=ind.id, period_start=p.start, applies="onward", period_label=p.label,
-                                   fiscal_year=2000, value=float(getattr(settings, d.target)), set_by="311-derivation"))
+                                   fiscal_year=2000, value=float(getattr(deps.settings, d.target)), set_by="311-derivation"))
         found[m] = ind
     await uow.session.flush()
     return found
 
 
 async def recompute(
-    uow: UnitOfWork, settings: Settings, scopes: dict[Scope, datetime], *, now: datetime,
+    uow: UnitOfWork, deps: IndicatorsDeps, scopes: dict[Scope, datetime], *, now: datetime,
     names: dict[str, str] | None = None,
 ) -> int:
     """Recompute each scope's figures for every period from its moment to now, written with one
     ``record_observations`` (one evaluation per indicator touched); returns the values written."""
-    tz = tz_of(settings)
-    fy0 = settings.fiscal_year_start_month
+    tz = tz_of(deps.settings)
+    fy0 = deps.settings.fiscal_year_start_month
     today = local_date(now, tz)
     items: list[ObsIn] = []
     work: list[tuple[str, str | None, list[Period], dict[str, Indicator]]] = []
     for (dept, service), since in sorted(scopes.items(), key=lambda s: (s[0][0], s[0][1] or "")):
-        periods: list[Period] = periods_between(settings.derived_frequency, local_date(min(since, now), tz), today, fy0,
-                                                limit=100_000)[-settings.derived_max_periods:]
-        inds = await ensure_indicators(uow, settings, dept, service, (names or {}).get(service or ""))
+        periods: list[Period] = periods_between(deps.settings.derived_frequency, local_date(min(since, now), tz), today, fy0,
+                                                limit=100_000)[-deps.settings.derived_max_periods:]
+        inds = await ensure_indicators(uow, deps, dept, service, (names or {}).get(service or ""))
         work.append((dept, service, periods, inds))
     if uow.dialect == "postgresql":
         # Lock before the facts are read, not only before the rows are (record_observations): the
@@ -390,11 +390,11 @@ async def recompute(
                 if v is not None:
                     items.append(ObsIn(ind, p, v))
     if items:
-        await record_observations(uow, settings, items, actor="311-derivation", source="311", now=now)
+        await record_observations(uow, deps, items, actor="311-derivation", source="311", now=now)
     return len(items)
 
 
-async def refresh_current(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None) -> int:
+async def refresh_current(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetime | None = None) -> int:
     """The worker's periodic refresh: overdue requests turn into misses as time passes with no
     event, and a new period starts; recompute the current (and just-ended) period of every
     derived scope. Cost follows the number of 311 scopes."""
@@ -418,5 +418,5 @@ async def refresh_current(uow: UnitOfWork, settings: Settings, *, now: datetime 
                     scopes.add((parts[1], s))
     if not scopes:
         return 0
-    since = now - timedelta(seconds=max(2 * settings.derived_refresh_seconds, 3600))
-    return await recompute(uow, settings, dict.fromkeys(scopes, since), now=now)
+    since = now - timedelta(seconds=max(2 * deps.settings.derived_refresh_seconds, 3600))
+    return await recompute(uow, deps, dict.fromkeys(scopes, since), now=now)

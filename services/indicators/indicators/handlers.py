@@ -14,7 +14,7 @@ from citystat_common.consumer import BatchHandler, Handler
 from citystat_common.events import DepartmentUpserted, Envelope, RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
 from indicators import cluster_leads, derived311, service, ticket_copy
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 
 GROUP_ID = "indicators"
 REQUEST_EVENTS = frozenset({
@@ -22,14 +22,14 @@ REQUEST_EVENTS = frozenset({
 })
 
 
-def make_handlers(settings: Settings) -> dict[str, Handler]:
+def make_handlers(deps: IndicatorsDeps) -> dict[str, Handler]:
     async def on_request(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, ServiceRequestData)
-        await derived311.apply_request_event(uow, settings, payload)
+        await derived311.apply_request_event(uow, deps, payload)
 
     async def on_feedback(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, RequestFeedback)
-        await derived311.apply_feedback(uow, settings, payload)
+        await derived311.apply_feedback(uow, deps, payload)
 
     async def on_department(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, DepartmentUpserted)
@@ -46,10 +46,10 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
     }
 
 
-def make_batch_handler(settings: Settings) -> BatchHandler:
+def make_batch_handler(deps: IndicatorsDeps) -> BatchHandler:
     async def on_requests(uow: UnitOfWork, events: Sequence[tuple[Envelope, Any]]) -> None:
         payloads = [p for _, p in events]
         assert all(isinstance(p, (ServiceRequestData, RequestFeedback)) for p in payloads)
-        await derived311.apply_events(uow, settings, payloads)
+        await derived311.apply_events(uow, deps, payloads)
 
     return on_requests

@@ -29,6 +29,7 @@ from citystat_common.db import utcnow
 from citystat_common.uow import UnitOfWork
 from indicators import formulas, metrics, observation_store
 from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.evaluation import EvalConfig, PrevState, evaluate_run, reference_for
 from indicators.models import Indicator
 from indicators.observation_store import ObsRow
@@ -81,7 +82,7 @@ class _Write:
 
 async def record_observations(
     uow: UnitOfWork,
-    settings: Settings,
+    deps: IndicatorsDeps,
     items: Sequence[ObsIn],
     *,
     actor: str,
@@ -95,7 +96,7 @@ async def record_observations(
     ``reevaluate``: indicator id -> first period start to re-evaluate even without a new value
     (after a target or a rule changes)."""
     now = now or utcnow()
-    write = _Write(actor, source, now, local_date(now, tz_of(settings)))
+    write = _Write(actor, source, now, local_date(now, tz_of(deps.settings)))
     result = RecordResult()
     by_ind: dict[str, dict[date, ObsIn]] = {}
     inds: dict[str, Indicator] = {}
@@ -129,32 +130,32 @@ async def record_observations(
         for iid in chunk:
             ind = inds[iid]
             first = min([*by_ind.get(iid, {}).keys(), *([forced[iid]] if iid in forced else [])])
-            window = (ind.history_window or settings.history_window) + 1
+            window = (ind.history_window or deps.settings.history_window) + 1
             lows[iid] = _safe_minus(first, 366 + window * PERIOD_DAYS[ind.frequency])
         existing = await observation_store.stored_rows(uow, chunk, min(lows.values()))
-        targets = await load_books(uow, chunk, settings.fiscal_year_start_month)
+        targets = await load_books(uow, chunk, deps.settings.fiscal_year_start_month)
         plans, revisions, n_fresh = _merge(chunk, inds, by_ind, existing, forced, result, write)
         updates: list[ObsRow] = []
         counts: dict[str, int] = defaultdict(int)
         if pg and n_fresh >= observation_store.NEW_ROWS_COPY_MIN:
             # The rows are evaluated while COPY streams the earlier ones to the server.
-            await observation_store.copy_new_rows(uow, _evaluate_plans(plans, settings, targets, updates, counts))
+            await observation_store.copy_new_rows(uow, _evaluate_plans(plans, deps.settings, targets, updates, counts))
             writes = updates
         else:
-            writes = [*_evaluate_plans(plans, settings, targets, updates, counts), *updates]
+            writes = [*_evaluate_plans(plans, deps.settings, targets, updates, counts), *updates]
         for st, n in counts.items():
             metrics.EVALUATIONS.labels(st).inc(n)
         for plan in plans:
-            await refresh_state(uow, settings, plan.ind, plan.latest, overrides.get(plan.ind.id), now, actor, locked=pg)
-        await observation_store.write_rows(uow, writes, settings.bulk_chunk_rows)
+            await refresh_state(uow, deps, plan.ind, plan.latest, overrides.get(plan.ind.id), now, actor, locked=pg)
+        await observation_store.write_rows(uow, writes, deps.settings.bulk_chunk_rows)
         if revisions:
-            await observation_store.insert_revisions(uow, revisions, settings.bulk_chunk_rows)
+            await observation_store.insert_revisions(uow, revisions, deps.settings.bulk_chunk_rows)
         result.revisions += len(revisions)
         for plan in plans:
             if plan.rows:
                 result.changed_periods[plan.ind.id] = plan.dirty
     if result.changed_periods and _depth < 3:
-        await formulas.recompute_formulas_for(uow, settings, result.changed_periods, actor=actor, now=now, depth=_depth)
+        await formulas.recompute_formulas_for(uow, deps, result.changed_periods, actor=actor, now=now, depth=_depth)
     return result
 
 

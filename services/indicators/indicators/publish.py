@@ -30,6 +30,7 @@ from citystat_common.events import IndicatorBreached, IndicatorRecovered, Indica
 from citystat_common.uow import UnitOfWork
 from indicators import metrics
 from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.models import Indicator, Override, StatusChange
 from indicators.periods import Period, local_date, next_period, period_of
 
@@ -59,7 +60,7 @@ def effective_status(ind: Indicator, override: Override | None, now: datetime) -
 
 
 async def apply_effective(
-    uow: UnitOfWork, settings: Settings, ind: Indicator, override: Override | None, now: datetime, actor: str,
+    uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, override: Override | None, now: datetime, actor: str,
     note: str | None = None, *, locked: bool = False, judgement: bool = False, new_period: bool = False,
     by: Actor | None = None,
 ) -> bool:
@@ -84,15 +85,15 @@ async def apply_effective(
     goes_on = not judgement and new_period and computed == "red" and ind.episode_id is not None
     if status == previous and note is None and not (judgement or opens or closes or goes_on):
         return False
-    fy0 = settings.fiscal_year_start_month
+    fy0 = deps.settings.fiscal_year_start_month
     if status == "grey" and not overridden and ind.missing:
-        p = missing_period(ind, settings)
+        p = missing_period(ind, deps.settings)
         value = None
     elif ind.latest_period_start is not None:
         p = period_of(ind.frequency, ind.latest_period_start, fy0)
         value = ind.latest_value
     else:
-        p = missing_period(ind, settings)
+        p = missing_period(ind, deps.settings)
         value = None
     magnitude = max(ind.latest_miss, 0.0) if (ind.latest_miss is not None and value is not None) else None
     active = override if overridden else None

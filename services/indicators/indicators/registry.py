@@ -17,7 +17,7 @@ from citystat_common.events import DepartmentUpserted
 from citystat_common.uow import UnitOfWork
 from indicators import schemas
 from indicators.aggregation import check_additive, default_additive
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.formulas import recompute_formula
 from indicators.models import Department, FormulaInput, Indicator, IndicatorDescription, Target
 from indicators.observation_store import upsert
@@ -65,7 +65,7 @@ async def check_department(uow: UnitOfWork, code: str, *, directory: Departments
 
 
 async def create_indicator(
-    uow: UnitOfWork, settings: Settings, *, actor: str, data: schemas.IndicatorCreate, directory: Departments | None,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, data: schemas.IndicatorCreate, directory: Departments | None,
     derived_from: str | None = None,
 ) -> Indicator:
     """``directory``: where to check a department the local copy lacks; None takes the department as
@@ -94,8 +94,8 @@ async def create_indicator(
         linked_outcome_code=data.linked_outcome_code, derived_from=derived_from, status="grey",
         status_reason="no observation yet", created_at=now, updated_at=now,
     )
-    ind.next_due_at = due_after(period_of(ind.frequency, local_date(now, tz_of(settings)), settings.fiscal_year_start_month),
-                                grace_days(ind), tz_of(settings))
+    ind.next_due_at = due_after(period_of(ind.frequency, local_date(now, tz_of(deps.settings)), deps.settings.fiscal_year_start_month),
+                                grace_days(ind), tz_of(deps.settings))
     uow.session.add(ind)
     uow.session.add(IndicatorDescription(indicator_id=ind.id, text=data.description, valid_from=now, changed_by=actor))
     if data.formula is not None:
@@ -104,13 +104,13 @@ async def create_indicator(
         for role, other in inputs.items():
             uow.session.add(FormulaInput(formula_indicator_id=ind.id, role=role, input_indicator_id=other.id))
         await uow.session.flush()
-        await recompute_formula(uow, settings, ind, periods=None, actor=actor)
+        await recompute_formula(uow, deps, ind, periods=None, actor=actor)
     await uow.session.flush()
     return ind
 
 
 async def update_indicator(
-    uow: UnitOfWork, settings: Settings, *, actor: str, code: str, data: schemas.IndicatorUpdate
+    uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, code: str, data: schemas.IndicatorUpdate
 ) -> Indicator:
     ind = await get_indicator(uow, code)
     changes = data.model_dump(exclude_unset=True)
@@ -142,7 +142,7 @@ async def update_indicator(
     ind.updated_at = now
     await uow.session.flush()
     if reevaluate:
-        await record_observations(uow, settings, [], actor=actor, source="api", reevaluate={ind.id: date.min})
+        await record_observations(uow, deps, [], actor=actor, source="api", reevaluate={ind.id: date.min})
     return ind
 
 
@@ -161,10 +161,10 @@ async def current_description(uow: UnitOfWork, indicator_id: str) -> IndicatorDe
 
 
 async def set_targets(
-    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, targets: Sequence[schemas.TargetIn]
+    uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, ind: Indicator, targets: Sequence[schemas.TargetIn]
 ) -> None:
-    fy0 = settings.fiscal_year_start_month
-    today = local_date(utcnow(), tz_of(settings))
+    fy0 = deps.settings.fiscal_year_start_month
+    today = local_date(utcnow(), tz_of(deps.settings))
     rows: dict[tuple[date, str], dict[str, Any]] = {}
     for i, t in enumerate(targets):
         if t.fiscal_year is not None:
@@ -190,5 +190,5 @@ async def set_targets(
         }
     await upsert(uow, cast(sa.Table, Target.__table__), list(rows.values()),
                   ["indicator_id", "period_start", "applies"])
-    await record_observations(uow, settings, [], actor=actor, source="api",
+    await record_observations(uow, deps, [], actor=actor, source="api",
                               reevaluate={ind.id: min(start for start, _ in rows)})

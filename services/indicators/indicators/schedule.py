@@ -9,13 +9,13 @@ import sqlalchemy as sa
 
 from citystat_common.db import utcnow
 from citystat_common.uow import UnitOfWork
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.models import Indicator, Override
 from indicators.publish import apply_effective
 from indicators.status import active_overrides
 
 
-async def flag_missing(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None, limit: int = 500) -> int:
+async def flag_missing(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetime | None = None, limit: int = 500) -> int:
     """Grey for indicators whose period passed with no observation. Only due indicators are
     read (index on next_due_at), so the cost follows the indicators due, not all of them."""
     now = now or utcnow()
@@ -28,11 +28,11 @@ async def flag_missing(uow: UnitOfWork, settings: Settings, *, now: datetime | N
     for ind in due:
         ind.missing = True
         ind.next_due_at = None
-        await apply_effective(uow, settings, ind, overrides.get(ind.id), now, "scheduler")
+        await apply_effective(uow, deps, ind, overrides.get(ind.id), now, "scheduler")
     return len(due)
 
 
-async def expire_overrides(uow: UnitOfWork, settings: Settings, *, now: datetime | None = None, limit: int = 500) -> int:
+async def expire_overrides(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetime | None = None, limit: int = 500) -> int:
     now = now or utcnow()
     expired = (
         await uow.session.execute(
@@ -46,7 +46,7 @@ async def expire_overrides(uow: UnitOfWork, settings: Settings, *, now: datetime
         ind = await uow.session.get(Indicator, iid)
         if ind is not None:
             still = await active_overrides(uow, [iid], now)
-            await apply_effective(uow, settings, ind, still.get(iid), now, "scheduler", note="override expired",
+            await apply_effective(uow, deps, ind, still.get(iid), now, "scheduler", note="override expired",
                                   judgement=True)
     return len(expired)
 

@@ -14,7 +14,7 @@ from citystat_common.db import utcnow
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.uow import UnitOfWork
 from indicators import schemas
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.models import Indicator, Override
 from indicators.periods import due_after, next_period
 from indicators.publish import apply_effective
@@ -44,11 +44,11 @@ async def active_overrides(uow: UnitOfWork, ids: Sequence[str], now: datetime) -
 
 
 async def refresh_state(
-    uow: UnitOfWork, settings: Settings, ind: Indicator, latest: ObsRow | None, override: Override | None,
+    uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, latest: ObsRow | None, override: Override | None,
     now: datetime, actor: str, *, locked: bool = False,
 ) -> None:
-    tz = tz_of(settings)
-    fy0 = settings.fiscal_year_start_month
+    tz = tz_of(deps.settings)
+    fy0 = deps.settings.fiscal_year_start_month
     new_period = False
     if latest is not None:
         start = latest.period_start
@@ -62,14 +62,14 @@ async def refresh_state(
         due = due_after(next_period(period_at(ind.frequency, start, fy0), fy0), grace_days(ind), tz)
         ind.next_due_at = due if due > now else None
         ind.missing = due <= now
-    await apply_effective(uow, settings, ind, override, now, actor, locked=locked, new_period=new_period)
+    await apply_effective(uow, deps, ind, override, now, actor, locked=locked, new_period=new_period)
 
 
 # --- overrides: staff judgement --------------------------------------------------------------------------
 
 
 async def set_override(
-    uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, data: schemas.OverrideIn,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, ind: Indicator, data: schemas.OverrideIn,
     by: Actor | None = None,
 ) -> Override:
     """``actor``: what the history records (a name, or "key <name>"); ``by``: the person behind it."""
@@ -86,12 +86,12 @@ async def set_override(
                  expires_at=data.expires_at.astimezone(UTC), created_by_email=by.email if by else None)
     uow.session.add(o)
     await uow.session.flush()
-    await apply_effective(uow, settings, ind, o, now, actor, note=f"override to {data.status} until "
+    await apply_effective(uow, deps, ind, o, now, actor, note=f"override to {data.status} until "
                           f"{o.expires_at.isoformat()}: {data.reason}", judgement=True, by=by)
     return o
 
 
-async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind: Indicator, reason: str,
+async def clear_override(uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, ind: Indicator, reason: str,
                          by: Actor | None = None) -> None:
     now = utcnow()
     current = await active_overrides(uow, [ind.id], now)
@@ -99,7 +99,7 @@ async def clear_override(uow: UnitOfWork, settings: Settings, *, actor: str, ind
         raise NotFound("the indicator has no active override", field="override")
     for o in current.values():
         o.cleared_at, o.cleared_by, o.cleared_by_email = now, actor, by.email if by else None
-    await apply_effective(uow, settings, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True,
+    await apply_effective(uow, deps, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True,
                           by=by)
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from citystat_common.uow import UnitOfWork
 from indicators import schemas
 from indicators.aggregation import NEVER_ADDITIVE
-from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.models import FormulaInput, Indicator, observations
 from indicators.periods import Period, fiscal_year, fiscal_year_start, same_period_last_year
 from indicators.targets import EMPTY, load_books
@@ -70,8 +70,8 @@ async def ytd_value(uow: UnitOfWork, ind: Indicator, starts: Collection[date], f
     return combine(ind, [values[s] for s in starts if s in values])
 
 
-async def summary(uow: UnitOfWork, settings: Settings, ind: Indicator, period: Period) -> schemas.SummaryRead:
-    fy0 = settings.fiscal_year_start_month
+async def summary(uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, period: Period) -> schemas.SummaryRead:
+    fy0 = deps.settings.fiscal_year_start_month
     fy = fiscal_year(period.start, fy0)
     fy_first = fiscal_year_start(fy, fy0)
     ly = same_period_last_year(period, fy0)

@@ -14,6 +14,7 @@ from citystat_common.runtime import Component, WorkerParts, make_consumer, make_
 from citystat_common.uow import UnitOfWork
 from indicators import derived311, metrics, service
 from indicators.config import Settings
+from indicators.deps import IndicatorsDeps
 from indicators.handlers import GROUP_ID, REQUEST_EVENTS, make_batch_handler, make_handlers
 from indicators.models import PLUMBING
 
@@ -37,7 +38,8 @@ def _periodic(name: str, interval: float, work: Callable[[], Awaitable[None]]) -
     return run
 
 
-def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
+def build_worker(settings: Settings) -> WorkerParts:
+    deps = IndicatorsDeps(settings=settings)  # no directory port: the worker looks no department up
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
 
@@ -48,15 +50,15 @@ def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
         # Loop while a full batch came back: cost follows the indicators due, via the index.
         while True:
             async with uow() as u:
-                n = await service.flag_missing(u, settings, limit=settings.scheduler_batch)
-                n += await service.expire_overrides(u, settings, limit=settings.scheduler_batch)
+                n = await service.flag_missing(u, deps, limit=settings.scheduler_batch)
+                n += await service.expire_overrides(u, deps, limit=settings.scheduler_batch)
                 await u.commit()
             if n < settings.scheduler_batch:
                 return
 
     async def refresh_311() -> None:
         async with uow() as u:
-            await derived311.refresh_current(u, settings)
+            await derived311.refresh_current(u, deps)
             await u.commit()
 
     async def gauges() -> None:
@@ -70,7 +72,7 @@ def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
 
     consumer = make_consumer(
         settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY, TOPIC_TICKETS],
-        handlers=make_handlers(settings), batch_handler=make_batch_handler(settings), batch_types=REQUEST_EVENTS,
+        handlers=make_handlers(deps), batch_handler=make_batch_handler(deps), batch_types=REQUEST_EVENTS,
     )
     return WorkerParts(
         engine=engine,
@@ -85,7 +87,7 @@ def build_worker(settings: Settings) -> WorkerParts:  # type: ignore[override]
 
 
 def main() -> None:
-    worker_main(package="indicators", settings_factory=Settings, tables=PLUMBING, build=build_worker)  # type: ignore[arg-type]
+    worker_main(package="indicators", settings_factory=Settings, tables=PLUMBING, build=build_worker)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from citystat_common.auth import Actor
 from citystat_common.db import create_engine, session_factory
-from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
 from intake311.config import Settings
 from intake311.deps import Deps
@@ -28,8 +27,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", default=None, help="who runs the import, as the batch records it (default: the login name)")
 
 
-def run(settings: ServiceSettings, args: argparse.Namespace) -> int:
-    assert isinstance(settings, Settings)
+def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         mapping = Mapping.load(args.mapping, channels=settings.channels, closure_reasons=settings.closure_reasons)
     except (OSError, MappingError) as exc:
