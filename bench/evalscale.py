@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import BenchStack, Databases, log, ratio, summary_ms
-from bench.indsetup import ANALYST, clone_indicators, create_template, seed_department
+from bench.common import Databases, log, ratio, summary_ms
+from bench.indsetup import ANALYST, clone_indicators, create_template, indicators_service
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 
 CODE = "EVALTPL"
 
@@ -46,17 +45,9 @@ def _measure(base: str, repeats: int) -> list[float]:
 
 
 def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
-    url = dbs.pg("evalscale")
-    upgrade("indicators", url)
-    seed_department(url)
     out: dict[str, Any] = {"method": "HTTP POST /indicators/{code}/observations, sequential, PostgreSQL",
                            "small_indicators": cfg.eval_small, "large_indicators": cfg.eval_large}
-    stack = BenchStack(folder / "evalscale", {"indicators": url}, broker,
-                       extra_env={"INDICATORS_RATE_LIMIT_PER_MINUTE": "0"})
-    try:
-        stack.start("indicators")
-        stack.wait_healthy()
-        base = stack.url("indicators")
+    with indicators_service(dbs, broker, folder, "evalscale") as (url, base):
         create_template(base, CODE, frequency="monthly", targets=[{"fiscal_year": 2025, "value": 100}])
         r = httpx.post(f"{base}/observations/bulk", json=_history(), headers=ANALYST, timeout=60)
         if r.status_code != 200:
@@ -68,8 +59,6 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
         clone_indicators(url, CODE, "EV", cfg.eval_small, cfg.eval_large - 1)
         out["register_large_s"] = round(time.monotonic() - t0, 1)
         large = _measure(base, cfg.eval_repeats)
-    finally:
-        stack.stop_all()
     out["small"] = summary_ms(small)
     out["large"] = summary_ms(large)
     out["ratio_median"] = ratio(out["large"]["p50_ms"], out["small"]["p50_ms"], 3)

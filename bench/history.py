@@ -22,18 +22,9 @@ import asyncpg
 from bench.common import Databases, asyncpg_dsn, log, ratio
 from citystat_common.localbroker import LocalBroker
 from citystat_common.migrate import upgrade
+from intake311.mapping import NYC_OPEN_DATA_COLUMNS as COLUMNS
 
 MAPPING = Path(__file__).resolve().parents[1] / "deploy" / "mappings" / "nyc-open-data.toml"
-COLUMNS = (
-    "unique_key", "created_date", "closed_date", "agency", "agency_name", "complaint_type", "descriptor",
-    "location_type", "incident_zip", "incident_address", "street_name", "cross_street_1", "cross_street_2",
-    "intersection_street_1", "intersection_street_2", "address_type", "city", "landmark", "facility_type",
-    "status", "due_date", "resolution_description", "resolution_action_updated_date", "community_board", "bbl",
-    "borough", "x_coordinate_state_plane", "y_coordinate_state_plane", "open_data_channel_type",
-    "park_facility_name", "park_borough", "vehicle_type", "taxi_company_borough", "taxi_pick_up_location",
-    "bridge_highway_name", "bridge_highway_direction", "road_ramp", "bridge_highway_segment", "latitude",
-    "longitude", "location",
-)
 AGENCIES = ("NYPD", "DSNY", "HPD", "DOT", "NYC H+H")
 COMPLAINTS = [(f"{word} {n}", AGENCIES[n % len(AGENCIES)]) for n, word in enumerate(
     ("Noise - Residential", "Illegal Parking", "Blocked Driveway", "HEAT/HOT WATER", "Street Condition",

@@ -4,12 +4,17 @@ indicator through the API, then bulk SQL clones of it (and of its targets) on Po
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from bench.common import asyncpg_dsn
+from bench.common import BenchStack, Databases, asyncpg_dsn
+from citystat_common.localbroker import LocalBroker
+from citystat_common.migrate import upgrade
 from citystat_common.testing import TEST_KEYS
 
 ANALYST = {"X-API-Key": TEST_KEYS["analyst"]}
@@ -45,6 +50,20 @@ def create_template(base: str, code: str, *, frequency: str, targets: list[dict[
     return doc
 
 
+async def copy_rows(conn: asyncpg.Connection, table: str, template_code: str, prefix: str, first: int,
+                    last: int) -> None:
+    """The template's rows of ``table`` (keyed by indicator_id), copied onto each clone
+    ``<prefix>{first:07d}``..``<prefix>{last:07d}``."""
+    cols = [r["column_name"] for r in await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position", table)]
+    exprs = ["n.id" if c == "indicator_id" else f'o."{c}"' for c in cols]
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
+        f"FROM indicators n JOIN indicators tpl ON tpl.code = $1 JOIN {table} o ON o.indicator_id = tpl.id "
+        f"WHERE n.code LIKE '{prefix}%' AND n.code >= $2 AND n.code <= $3",
+        template_code, f"{prefix}{first:07d}", f"{prefix}{last:07d}")
+
+
 async def _clone(url: str, template_code: str, prefix: str, first: int, last: int) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -64,18 +83,30 @@ async def _clone(url: str, template_code: str, prefix: str, first: int, last: in
         await conn.execute(
             f"INSERT INTO indicators ({col_list}) SELECT {', '.join(exprs)} "
             f"FROM indicators i, generate_series($1::int, $2::int) g WHERE i.code = $3", first, last, template_code)
-        tcols = [r["column_name"] for r in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'targets' ORDER BY ordinal_position")]
-        texprs = ["n.id" if c == "indicator_id" else f't."{c}"' for c in tcols]
-        await conn.execute(
-            f"INSERT INTO targets ({', '.join(tcols)}) SELECT {', '.join(texprs)} "
-            "FROM indicators n JOIN indicators tpl ON tpl.code = $1 JOIN targets t ON t.indicator_id = tpl.id "
-            f"WHERE n.code LIKE '{prefix}%' AND n.code >= $2 AND n.code <= $3",
-            template_code, f"{prefix}{first:07d}", f"{prefix}{last:07d}")
+        await copy_rows(conn, "targets", template_code, prefix, first, last)
         await conn.execute("ANALYZE indicators")
         await conn.execute("ANALYZE targets")
     finally:
         await conn.close()
+
+
+@contextmanager
+def indicators_service(dbs: Databases, broker: LocalBroker, folder: Path, name: str,
+                       departments: Sequence[tuple[str, str]] = (("STREETS", "Streets Department"),),
+                       ) -> Iterator[tuple[str, str]]:
+    """The indicators service, without a rate limit, on a new migrated PostgreSQL database ``name``
+    that holds ``departments``, until the block ends; yields (database url, service base url)."""
+    url = dbs.pg(name)
+    upgrade("indicators", url)
+    for code, title in departments:
+        seed_department(url, code, title)
+    stack = BenchStack(folder / name, {"indicators": url}, broker, extra_env={"INDICATORS_RATE_LIMIT_PER_MINUTE": "0"})
+    try:
+        stack.start("indicators")
+        stack.wait_healthy()
+        yield url, stack.url("indicators")
+    finally:
+        stack.stop_all()
 
 
 def clone_indicators(url: str, template_code: str, prefix: str, first: int, last: int) -> list[str]:

@@ -27,18 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, run_wrk, summary_ms
 from bench.intake import POST_SCRIPT, _check_post, _post_args
-from bench.stackbench import _wait_ready
+from bench.stackbench import import_city
 from citystat_common.db import create_engine
-from citystat_common.demo import directory_rows
 from citystat_common.localbroker import LocalBroker
 from citystat_common.migrate import upgrade
 from citystat_common.stack import ALL_SERVICES
-from citystat_common.testing import TEST_KEYS
 
 SAMPLE_S = 0.25
 DRAIN_TIMEOUT_S = 600.0
@@ -179,12 +176,7 @@ def _backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
                            "sample_interval_s": SAMPLE_S}
     try:
         stack.start_all(timeout=300)  # a shared machine can take minutes to start eight processes
-        r = httpx.post(f"{stack.url('directory')}/import", json={"rows": directory_rows()},
-                       headers={"X-API-Key": TEST_KEYS["admin"]}, timeout=60)
-        if r.status_code != 200:
-            raise RuntimeError(f"directory import answered {r.status_code}: {r.text[:300]}")
-        for name in ("indicators", "escalation", "intake311"):
-            _wait_ready(stack.url(name))
+        import_city(stack)
         intake = stack.url("intake311")
         _check_post(intake)  # one request through the whole path: the derived indicators exist before the burst
         with Sampler(urls["indicators"]) as sampler:

@@ -24,10 +24,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, summary_ms
-from bench.indsetup import ANALYST, clone_indicators, create_template, seed_department
+from bench.common import Databases, asyncpg_dsn, log, ratio, summary_ms
+from bench.indsetup import ANALYST, clone_indicators, copy_rows, create_template, indicators_service
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 
 DEPT_INDICATORS = 20
 PAGES = {"dashboard": "/dashboard?department=STREETS&refresh=0", "report": "/dashboard/departments/STREETS/report"}
@@ -46,15 +45,7 @@ def _history(code: str) -> list[dict[str, Any]]:
 async def _copy_observations(url: str, template_code: str, prefix: str, first: int, last: int) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        cols = [r["column_name"] for r in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'observations' "
-            "ORDER BY ordinal_position")]
-        exprs = ["n.id" if c == "indicator_id" else f'o."{c}"' for c in cols]
-        await conn.execute(
-            f"INSERT INTO observations ({', '.join(cols)}) SELECT {', '.join(exprs)} "
-            "FROM indicators n JOIN indicators tpl ON tpl.code = $1 JOIN observations o ON o.indicator_id = tpl.id "
-            f"WHERE n.code LIKE '{prefix}%' AND n.code >= $2 AND n.code <= $3",
-            template_code, f"{prefix}{first:07d}", f"{prefix}{last:07d}")
+        await copy_rows(conn, "observations", template_code, prefix, first, last)
         await conn.execute("ANALYZE observations")
     finally:
         await conn.close()
@@ -96,18 +87,10 @@ def _round(client: httpx.Client, cfg: Any) -> dict[str, Any]:
 
 
 def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str, Any]:
-    url = dbs.pg("render")
-    upgrade("indicators", url)
-    seed_department(url)
-    seed_department(url, "WATER", "Water Department")
     out: dict[str, Any] = {"method": "HTTP GET, sequential, PostgreSQL; medians", "small_indicators": cfg.render_small,
                            "large_indicators": cfg.render_large, "department_indicators": DEPT_INDICATORS}
-    stack = BenchStack(folder / "render", {"indicators": url}, broker,
-                       extra_env={"INDICATORS_RATE_LIMIT_PER_MINUTE": "0"})
-    try:
-        stack.start("indicators")
-        stack.wait_healthy()
-        base = stack.url("indicators")
+    departments = (("STREETS", "Streets Department"), ("WATER", "Water Department"))
+    with indicators_service(dbs, broker, folder, "render", departments) as (url, base):
         for code, dept in (("RNDSTREETS", "STREETS"), ("RNDWATER", "WATER")):
             create_template(base, code, frequency="monthly", department=dept, critical=dept == "STREETS",
                             targets=[{"period": _history(code)[0]["period"], "value": 104, "applies": "onward"}])
@@ -122,8 +105,6 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
             clone_with_history(url, "RNDWATER", "RW", cfg.render_small - DEPT_INDICATORS,
                                cfg.render_large - DEPT_INDICATORS - 1)
             large = _round(client, cfg)
-    finally:
-        stack.stop_all()
     out["small"], out["large"] = small, large
     for name in PAGES:
         out[f"{name}_ratio"] = ratio(large[name]["p50_ms"], small[name]["p50_ms"], 3)

@@ -47,6 +47,16 @@ IDLE_CPU_S = 10.0  # idle CPU of every process (relay polls, consumer fetches, s
 RTT_TOPIC = "bench.rtt"
 
 
+def import_city(stack: BenchStack) -> None:
+    """The demo city imported into the running directory; then indicators, escalation and intake311 ready."""
+    r = httpx.post(f"{stack.url('directory')}/import", json={"rows": directory_rows()},
+                   headers={"X-API-Key": TEST_KEYS["admin"]}, timeout=60)
+    if r.status_code != 200:
+        raise RuntimeError(f"directory import answered {r.status_code}: {r.text[:300]}")
+    for name in ("indicators", "escalation", "intake311"):
+        _wait_ready(stack.url(name))
+
+
 def _wait_ready(base: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     last = ""
@@ -208,12 +218,7 @@ def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, br
     out: dict[str, Any] = {}
     try:
         stack.start_all(timeout=120)
-        r = httpx.post(f"{stack.url('directory')}/import", json={"rows": directory_rows()},
-                       headers={"X-API-Key": TEST_KEYS["admin"]}, timeout=60)
-        if r.status_code != 200:
-            raise RuntimeError(f"directory import answered {r.status_code}: {r.text[:300]}")
-        for name in ("indicators", "escalation", "intake311"):
-            _wait_ready(stack.url(name))
+        import_city(stack)
         time.sleep(5)
         mem: dict[str, Any] = {}
         if memory:

@@ -14,7 +14,7 @@ from citystat_common.bus import ensure_topics
 from citystat_common.consumer import Batched, ConsumerRunner
 from citystat_common.db import create_engine, session_factory
 from citystat_common.events import PersonUpserted, make_event
-from citystat_common.testing import eventually
+from citystat_common.testing import eventually, raw_messages
 from citystat_common.uow import UnitOfWork
 from directory.models import PLUMBING, AuditEntry
 
@@ -24,25 +24,6 @@ TYPE = "directory.person.upserted"
 def person_event(name):
     pid = str(uuid.uuid4())
     return make_event(PersonUpserted(person_id=pid, name=name), subject=pid)
-
-
-async def dlq_values(bootstrap, topic, count):
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.seek_to_beginning()
-        got: list[bytes] = []
-        for _ in range(100):
-            batch = await consumer.getmany(timeout_ms=200)
-            got += [r.value for records in batch.values() for r in records]
-            if len(got) >= count:
-                return got
-        raise AssertionError(f"only {len(got)} of {count} messages on {topic}")
-    finally:
-        await consumer.stop()
 
 
 class Recorder:
@@ -107,7 +88,7 @@ async def test_a_poison_event_goes_to_the_dlq_alone_and_the_batch_is_applied(db_
     try:
         want = sorted(e.subject for e in good)
         await eventually(lambda: _equals(consumed, engine, want), timeout=30)
-        dlq = await dlq_values(broker.bootstrap, f"{topic}.dlq", 2)
+        dlq = await raw_messages(broker.bootstrap, f"{topic}.dlq", 2)
         assert dlq == [b"not json", bad.to_bytes()]
         async with engine.connect() as conn:
             dead = (await conn.execute(sa.select(PLUMBING.dead_letter).order_by(PLUMBING.dead_letter.c.id))).all()

@@ -12,7 +12,7 @@ from citystat_common.bus import ensure_topics
 from citystat_common.consumer import ConsumerRunner
 from citystat_common.db import create_engine, session_factory
 from citystat_common.events import PersonUpserted, make_event
-from citystat_common.testing import eventually, fresh_database
+from citystat_common.testing import eventually, fresh_database, raw_messages
 from citystat_common.uow import UnitOfWork
 from directory.models import PLUMBING, AuditEntry
 
@@ -59,7 +59,7 @@ async def test_duplicates_are_noops_and_poison_goes_to_dlq(db_factory, broker):
     try:
         ids = await eventually(lambda: _has(consumed_ids, b.subject), timeout=30)
         assert sorted(ids) == sorted([a.subject, b.subject])  # Alice once despite two deliveries; Bob after the poison
-        dlq = await collect_events_raw(broker.bootstrap, f"{topic}.dlq", 3)
+        dlq = await raw_messages(broker.bootstrap, f"{topic}.dlq", 3)
         assert dlq == [b"not json at all", orjson.dumps(future), bad.to_bytes()]
         async with engine.connect() as conn:
             dead = (await conn.execute(sa.select(PLUMBING.dead_letter).order_by(PLUMBING.dead_letter.c.id))).all()
@@ -76,25 +76,6 @@ async def test_duplicates_are_noops_and_poison_goes_to_dlq(db_factory, broker):
 async def _has(fetch, wanted):
     ids = await fetch()
     return ids if wanted in ids else None
-
-
-async def collect_events_raw(bootstrap, topic, count):
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.seek_to_beginning()
-        got = []
-        for _ in range(100):
-            batch = await consumer.getmany(timeout_ms=200)
-            got += [r.value for records in batch.values() for r in records]
-            if len(got) >= count:
-                return got
-        raise AssertionError(f"only {len(got)} of {count} messages on {topic}")
-    finally:
-        await consumer.stop()
 
 
 async def test_handler_effects_carry_the_event_correlation_id(db_factory, broker):

@@ -257,6 +257,13 @@ async def harness_down(db_factory, clock):
     await engine.dispose()
 
 
+async def add_person(directory: Any, name: str, title: str) -> str:
+    """A new person in the real directory; returns their id."""
+    r = await directory.client.post("/people", json={"name": name, "title": title}, headers=auth("directory"))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 def demo_email(department: str, role: str) -> str:
     return next(r["person_email"] for r in directory_rows() if r["department_code"] == department and r["role"] == role)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from esc_helpers import OPS, breach, ny, person
+from esc_helpers import OPS, add_person, breach, ny, person
 
 from citystat_common.testing import auth
 from escalation import demo
@@ -42,10 +42,7 @@ async def test_writes_need_the_escalation_scope_and_reads_are_open(harness):
 
 async def test_staff_actions_timeline_and_action_log(harness, directory):
     h = harness
-    r = await directory.client.post("/people", json={"name": "Rosa Diaz", "title": "Clinic lead"},
-                                    headers=auth("directory"))
-    assert r.status_code == 201, r.text
-    rosa = r.json()["id"]
+    rosa = await add_person(directory, "Rosa Diaz", "Clinic lead")
     t = (await h.client.post("/tickets", json=FLAG, headers=OPS)).json()
     other = (await h.client.post("/tickets", json={**FLAG, "title": "Same problem, second report"}, headers=OPS)).json()
     tid = t["id"]

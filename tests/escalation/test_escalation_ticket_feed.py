@@ -3,19 +3,14 @@ ticket's status, holder, level or action log, whole, one per transaction, versio
 
 from __future__ import annotations
 
-from esc_helpers import OPS, breach, ny, person
-
-from citystat_common.testing import auth
+from esc_helpers import OPS, add_person, breach, ny, person
 
 UPDATED = "escalation.ticket.updated"
 
 
 async def test_every_change_of_status_holder_level_and_actions_is_published_whole(harness, directory):
     h = harness
-    r = await directory.client.post("/people", json={"name": "Rosa Diaz", "title": "Clinic lead"},
-                                    headers=auth("directory"))
-    assert r.status_code == 201, r.text
-    rosa = r.json()["id"]
+    rosa = await add_person(directory, "Rosa Diaz", "Clinic lead")
     h.clock.set(ny(2026, 11, 23, 9, 0))
     assert await h.deliver(breach(tag="technology", magnitude=0.6)) == "processed"
     [t] = await h.tickets(indicator_id="ind-1")

@@ -3,12 +3,9 @@
 from the API alone), the measure chooser keeps the choice in the URL, and axe-core finds nothing
 serious or critical on the comparison, the chooser or the page for an unknown measure."""
 
-import asyncio
-import socket
-
 import httpx
 import pytest
-import uvicorn
+from page_helpers import served
 from test_indicators_compare import _vacancies
 
 from citystat_common.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe, have_browser
@@ -17,12 +14,6 @@ from indicators.main import create_app
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not have_browser(), reason="make test installs Chromium and axe-core")]
 RANK = {"red": 0, "yellow": 1, "no_report": 2, "baseline": 3, "green": 4}
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _worst(client: httpx.AsyncClient, codes: list[str]) -> str:
@@ -40,17 +31,8 @@ async def _worst(client: httpx.AsyncClient, codes: list[str]) -> str:
 async def test_the_comparison_leads_with_the_worst_department(indicators_settings):
     from playwright.async_api import async_playwright
 
-    port = _free_port()
     app = create_app(indicators_settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serve = asyncio.create_task(server.serve())
-    try:
-        for _ in range(400):  # uvicorn offers no event to await for start-up
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        base = f"http://127.0.0.1:{port}"
+    async with served(app) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await _vacancies(client, app)
             items = (await client.get("/indicators", params={"page_size": 500})).json()["items"]
@@ -83,6 +65,3 @@ async def test_the_comparison_leads_with_the_worst_department(indicators_setting
                 assert (v := await axe_violations(page)) == [], describe(v)
             finally:
                 await browser.close()
-    finally:
-        server.should_exit = True
-        await serve

@@ -2,14 +2,12 @@
 loads the dashboard with the demo data, checks each tile's colour against the API's status,
 opens a drill-down by keyboard and saves screenshots."""
 
-import asyncio
 import os
-import socket
 
 import httpx
 import pytest
-import uvicorn
 from ind_helpers import preload_departments
+from page_helpers import served
 
 from citystat_common.demo import directory_rows
 from citystat_common.testing import TEST_KEYS
@@ -34,29 +32,14 @@ async def client_get(base, path):
         return (await c.get(path)).json()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_dashboard_in_chromium(indicators_settings, tmp_path):
     from playwright.async_api import async_playwright
 
-    port = _free_port()
     app = create_app(indicators_settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serve = asyncio.create_task(server.serve())
-    try:
-        for _ in range(400):  # uvicorn offers no event to await for start-up
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "uvicorn did not start"
+    async with served(app) as base:
         depts = {(r["department_code"], r["department_name"], r["cluster_code"], r["cluster_name"])
                  for r in directory_rows()}
         await preload_departments(app, sorted(depts))
-        base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             summary = await load_demo(client, {"admin": TEST_KEYS["admin"]})
             again = await load_demo(client, {"admin": TEST_KEYS["admin"]})  # idempotent
@@ -128,6 +111,3 @@ async def test_dashboard_in_chromium(indicators_settings, tmp_path):
                 await browser.close()
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         assert (tmp_path / "drilldown.png").stat().st_size > 5_000
-    finally:
-        server.should_exit = True
-        await serve

@@ -3,14 +3,12 @@ is the city's worst red (critical first, then the largest miss) and names who ho
 tile showing a value says "no report", each tile carries its year to date and trend, a cluster names
 its deputy mayor, and axe-core finds nothing serious."""
 
-import asyncio
 import os
-import socket
 
 import httpx
 import pytest
-import uvicorn
 from ind_helpers import preload_departments
+from page_helpers import served
 from ticket_helpers import Feed, snap, team
 
 from citystat_common.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe, have_browser
@@ -22,12 +20,6 @@ from indicators.main import create_app
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not have_browser(), reason="make test installs Chromium and axe-core")]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _worst_red(client: httpx.AsyncClient) -> str:
@@ -47,19 +39,10 @@ async def _worst_red(client: httpx.AsyncClient) -> str:
 async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
     from playwright.async_api import async_playwright
 
-    port = _free_port()
     app = create_app(indicators_settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serve = asyncio.create_task(server.serve())
-    try:
-        for _ in range(400):  # uvicorn offers no event to await for start-up
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "uvicorn did not start"
+    async with served(app) as base:
         await preload_departments(app, sorted({(r["department_code"], r["department_name"], r["cluster_code"],
                                                 r["cluster_name"]) for r in directory_rows()}))
-        base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await load_demo(client, {"admin": TEST_KEYS["admin"]})
             worst = await _worst_red(client)
@@ -117,6 +100,3 @@ async def test_the_city_view_leads_with_the_worst_red(indicators_settings):
                                               full_page=True)
             finally:
                 await browser.close()
-    finally:
-        server.should_exit = True
-        await serve

@@ -11,13 +11,13 @@ import re
 
 import httpx
 import pytest
-from ind_helpers import W, indicator, month
-from test_indicators_signin_browser import _serve, _sign_in
+from ind_helpers import W, indicator, month, preload_departments
+from page_helpers import served, sign_in, sign_in_settings
 
 from citystat_common.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe, have_browser
 from citystat_common.devidp import ProviderProcess
-from citystat_common.localbroker import free_port
 from citystat_common.testing import auth
+from indicators.main import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(not have_browser(), reason="make test installs Chromium and axe-core")]
@@ -82,21 +82,18 @@ async def _fits_the_paper(page, paper: str) -> None:
 async def test_the_report_is_written_printed_and_readable(indicators_settings, provider):
     from playwright.async_api import async_playwright
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = indicators_settings.model_copy(update={
-        "port": port, "public_url": base, "identity_issuer": provider.issuer, "identity_client_secret": "s",
-        "session_secret": "test-session-secret-for-indicators", "dashboard_refresh_seconds": 0})
-    app, server, task = await _serve(settings)
+    settings = sign_in_settings(indicators_settings, provider.issuer)
+    app = create_app(settings)
     report = "/dashboard/departments/STREETS/report"
-    try:
+    async with served(app, settings.port) as base:
+        await preload_departments(app)
         async with httpx.AsyncClient(base_url=base, headers=W) as api:
             await _department(api)
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                await _sign_in(page, base, GORDON, report)
+                await sign_in(page, base, GORDON, report)
                 assert await page.locator("tr[data-code]").count() == 3
                 # the star of a critical indicator, in words for a screen reader
                 assert await page.locator("tr[data-code] th", has_text="(critical indicator)").count() == 2
@@ -116,7 +113,7 @@ async def test_the_report_is_written_printed_and_readable(indicators_settings, p
                     await _fits_the_paper(page, paper)
 
                 other = await (await browser.new_context()).new_page()
-                await _sign_in(other, base, TERESA, report)
+                await sign_in(other, base, TERESA, report)
                 assert await other.locator("#narrative-form").count() == 0  # not her department
                 token = await page.locator('#narrative-form input[name="csrf"]').get_attribute("value")
                 forged = await other.request.post(base + report + "/narrative", form={
@@ -127,6 +124,3 @@ async def test_the_report_is_written_printed_and_readable(indicators_settings, p
         async with httpx.AsyncClient(base_url=base) as anon:
             items = (await anon.get("/departments/STREETS/narratives")).json()["items"]
         assert [(n["written_by"], n["written_by_email"]) for n in items] == [("Gordon Nakamura", GORDON)]
-    finally:
-        server.should_exit = True
-        await task

@@ -5,17 +5,15 @@ token gets 403, and a stat partner of another department sees no form and is ref
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from ind_helpers import W, indicator, month, preload_departments
+from page_helpers import served, sign_in, sign_in_settings
 
 from citystat_common.browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe, have_browser
 from citystat_common.devidp import ProviderProcess
-from citystat_common.localbroker import free_port
 from indicators.main import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration,
@@ -30,38 +28,14 @@ def provider():
         yield p
 
 
-async def _serve(settings):
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):  # uvicorn offers no event to await for start-up
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    await preload_departments(app)
-    return app, server, task
-
-
-async def _sign_in(page, base, email, path="/dashboard"):
-    await page.goto(base + path)
-    assert not page.url.startswith(base), "a page was shown before signing in"
-    await page.get_by_placeholder("sub").fill(email)
-    await page.get_by_role("button", name="Authorize").click()
-    await page.wait_for_url(base + path)
-
-
 async def test_a_stat_partner_signs_in_and_overrides_from_the_drill_down(indicators_settings, provider):
     from playwright.async_api import async_playwright
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = indicators_settings.model_copy(update={
-        "port": port, "public_url": base, "identity_issuer": provider.issuer, "identity_client_secret": "s",
-        "session_secret": "test-session-secret-for-indicators", "dashboard_refresh_seconds": 0})
+    settings = sign_in_settings(indicators_settings, provider.issuer)
     assert settings.pages_sign_in
-    app, server, task = await _serve(settings)
-    try:
+    app = create_app(settings)
+    async with served(app, settings.port) as base:
+        await preload_departments(app)
         async with httpx.AsyncClient(base_url=base, headers=W) as api:
             for code, dept in (("STREETS.potholes", "STREETS"), ("WATER.breaks", "WATER")):
                 assert (await api.post("/indicators", json=indicator(code=code, department_code=dept))).status_code == 201
@@ -77,7 +51,7 @@ async def test_a_stat_partner_signs_in_and_overrides_from_the_drill_down(indicat
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
-                await _sign_in(page, base, GORDON)
+                await sign_in(page, base, GORDON)
                 assert await page.locator('[data-code="STREETS.potholes"]').count() == 1
                 assert (v := await axe_violations(page)) == [], describe(v)
                 await page.goto(base + drill)
@@ -105,7 +79,7 @@ async def test_a_stat_partner_signs_in_and_overrides_from_the_drill_down(indicat
                 assert "override" not in await page.locator("#current-status").inner_text()
 
                 other = await (await browser.new_context()).new_page()
-                await _sign_in(other, base, TERESA, drill)
+                await sign_in(other, base, TERESA, drill)
                 assert await other.locator("#override-form").count() == 0  # not her department
                 await other.goto(base + "/dashboard/indicators/WATER.breaks")
                 token = await other.locator('#override-form input[name="csrf"]').get_attribute("value")
@@ -118,6 +92,3 @@ async def test_a_stat_partner_signs_in_and_overrides_from_the_drill_down(indicat
         async with httpx.AsyncClient(base_url=base) as anon:
             overrides = (await anon.get("/indicators/STREETS.potholes/overrides")).json()
         assert [(o["created_by"], o["cleared_by"]) for o in overrides] == [("Gordon Nakamura", "Gordon Nakamura")]
-    finally:
-        server.should_exit = True
-        await task

@@ -9,16 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-NYC_COLUMNS = (
-    "unique_key", "created_date", "closed_date", "agency", "agency_name", "complaint_type", "descriptor",
-    "location_type", "incident_zip", "incident_address", "street_name", "cross_street_1", "cross_street_2",
-    "intersection_street_1", "intersection_street_2", "address_type", "city", "landmark", "facility_type",
-    "status", "due_date", "resolution_description", "resolution_action_updated_date", "community_board", "bbl",
-    "borough", "x_coordinate_state_plane", "y_coordinate_state_plane", "open_data_channel_type",
-    "park_facility_name", "park_borough", "vehicle_type", "taxi_company_borough", "taxi_pick_up_location",
-    "bridge_highway_name", "bridge_highway_direction", "road_ramp", "bridge_highway_segment", "latitude",
-    "longitude", "location",
-)
+from intake311.mapping import NYC_OPEN_DATA_COLUMNS as NYC_COLUMNS
+
 AGENCY_NAMES = {"NYPD": "New York City Police Department", "DSNY": "Department of Sanitation",
                 "HPD": "Department of Housing Preservation and Development", "DOITT": "Dept of Information Technology"}
 

@@ -286,6 +286,25 @@ async def collect_events(
         await consumer.stop()
 
 
+async def raw_messages(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    """The first ``count`` messages of partition 0 of ``topic``, as bytes (a dead-letter topic holds
+    what could not be parsed, so nothing is parsed here); fails if fewer arrive."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        got: list[bytes] = []
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=200)
+            got += [r.value for records in batch.values() for r in records]
+            if len(got) >= count:
+                return got
+        raise AssertionError(f"only {len(got)} of {count} messages on {topic}")
+    finally:
+        await consumer.stop()
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
     """Poll an async or sync check until it returns a truthy value."""
     deadline = time.monotonic() + timeout

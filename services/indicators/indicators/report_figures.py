@@ -11,15 +11,12 @@ indicators at once (a few batched reads, never one per indicator):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import sqlalchemy as sa
-
 from citystat_common.uow import UnitOfWork
-from indicators.models import Indicator, observations
+from indicators.models import Indicator
 from indicators.periods import (
     fiscal_year,
     fiscal_year_start,
@@ -27,11 +24,10 @@ from indicators.periods import (
     periods_between,
     same_period_last_year,
 )
-from indicators.summary import MAX_DEPTH, combine, ratio, sums
+from indicators.summary import sums
 from indicators.targets import EMPTY, Book, load_books
-from indicators.year_to_date import _formula_inputs
+from indicators.year_to_date import read_observed
 
-CHUNK = 400
 ACTUAL_YEARS = 3  # fiscal years of actuals before the report's own
 
 
@@ -78,30 +74,13 @@ async def report_figures(uow: UnitOfWork, inds: Sequence[Indicator], fy0: int, t
         return {}
     fy, earlier = report_years(through, fy0, years)
     first = fiscal_year_start(earlier[0] if earlier else fy, fy0)
-    inputs = await _formula_inputs(uow, inds)
-    ids = sorted({i.id for i in inds} | {x.id for roles in inputs.values() for x in roles.values()})
-    values: dict[str, dict[date, float]] = defaultdict(dict)
-    for k in range(0, len(ids), CHUNK):
-        res = await uow.session.execute(
-            sa.select(observations.c.indicator_id, observations.c.period_start, observations.c.value).where(
-                observations.c.indicator_id.in_(ids[k : k + CHUNK]), observations.c.period_start >= first,
-                observations.c.period_start <= through))
-        for iid, start, value in res:
-            values[iid][start] = value
+    seen = await read_observed(uow, inds, first, through)
     books = await load_books(uow, [i.id for i in inds], fy0)
-
-    def figure(ind: Indicator, starts: Sequence[date], depth: int = 0) -> float | None:
-        if ind.formula and depth < MAX_DEPTH:
-            roles = inputs.get(ind.id, {})
-            if set(roles) != {"numerator", "denominator"}:
-                return None
-            return ratio(figure(roles["numerator"], starts, depth + 1), figure(roles["denominator"], starts, depth + 1))
-        own = values.get(ind.id, {})
-        return combine(ind, [own[s] for s in starts if s in own])
+    figure = seen.figure
 
     out = {}
     for ind in inds:
-        own = sorted(values.get(ind.id, {}))
+        own = sorted(seen.values.get(ind.id, {}))
         actuals = {}
         for y in earlier:
             lo, hi = fiscal_year_start(y, fy0), fiscal_year_start(y + 1, fy0)

@@ -30,6 +30,18 @@ FIELDS = (
 REQUIRED = ("legacy_id", "requested_datetime", "service_code")
 VALUE_MAPS = ("status", "channel", "department_code", "service_code", "closure_reason")
 Column = Annotated[str, Field(min_length=1, max_length=200)]
+# The columns of New York's 311 open-data export, in the portal's order: the layout
+# deploy/mappings/nyc-open-data.toml reads, and the one the history benchmark and tests write.
+NYC_OPEN_DATA_COLUMNS = (
+    "unique_key", "created_date", "closed_date", "agency", "agency_name", "complaint_type", "descriptor",
+    "location_type", "incident_zip", "incident_address", "street_name", "cross_street_1", "cross_street_2",
+    "intersection_street_1", "intersection_street_2", "address_type", "city", "landmark", "facility_type",
+    "status", "due_date", "resolution_description", "resolution_action_updated_date", "community_board", "bbl",
+    "borough", "x_coordinate_state_plane", "y_coordinate_state_plane", "open_data_channel_type",
+    "park_facility_name", "park_borough", "vehicle_type", "taxi_company_borough", "taxi_pick_up_location",
+    "bridge_highway_name", "bridge_highway_direction", "road_ramp", "bridge_highway_segment", "latitude",
+    "longitude", "location",
+)
 
 
 class MappingError(ValueError):
