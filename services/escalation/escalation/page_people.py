@@ -13,13 +13,14 @@ from citystat_common.signin import SessionPerson, current_person, require_person
 from citystat_common.uow import UnitOfWork
 from escalation import access, permissions
 from escalation.authors import Author, author_of
+from escalation.deps import Deps
 from escalation.models import Ticket
 from escalation.routing import current_chain
 
 
 def page_person(request: Request) -> SessionPerson | None:
-    settings = request.app.state.ctx.settings
-    if settings.pages_sign_in:
+    deps: Deps = request.app.state.deps
+    if deps.settings.pages_sign_in:
         return require_person(request)  # to the city's sign-in, then back here
     return current_person(request)
 
