@@ -106,7 +106,7 @@ async def feed(app, code, seq):
             ind = await service.get_indicator(uow, code)
             p = service._period_cached(ind.frequency, month(k), ctx.settings.fiscal_year_start_month)
             now = local_midnight(p.end + timedelta(days=1), CITY) + timedelta(hours=1)
-            await service.record_observations(uow, deps_of(ctx.settings), [service.ObsIn(ind, p, v)], actor="test",
+            await service.record_observations(uow, deps_of(ctx.settings), items=[service.ObsIn(ind, p, v)], actor="test",
                                               source="api", now=now)
             out.append(ind.status)
             await uow.commit()

@@ -155,9 +155,9 @@ async def test_concurrent_writers_of_one_indicator_serialize(client, app):
 
     async def write(rows, hold=False):
         async with ctx.uow() as uow:
-            items, errors = await _resolve_bulk(uow, deps_of(ctx.settings), rows)
+            items, errors = await _resolve_bulk(uow, deps_of(ctx.settings), docs=rows)
             assert not errors
-            rec = await service.record_observations(uow, deps_of(ctx.settings), items, actor="t", source="bulk")
+            rec = await service.record_observations(uow, deps_of(ctx.settings), items=items, actor="t", source="bulk")
             if hold:
                 recorded.set()
                 await release.wait()

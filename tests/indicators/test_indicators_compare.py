@@ -137,8 +137,8 @@ async def test_311_figures_compare_by_their_metric(client, app):
     ctx = app.state.ctx
     async with ctx.uow() as uow:
         for dept in ("STREETS", "WATER"):
-            await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept, None)
-        await derived311.ensure_indicators(uow, deps_of(ctx.settings), "STREETS", "POTHOLE", "Pothole repair")
+            await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept=dept, service=None)
+        await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept="STREETS", service="POTHOLE", service_name="Pothole repair")
         await uow.commit()
     page = await client.get("/dashboard/compare", params={"measure": "311.opened"})
     assert page.status_code == 200

@@ -261,7 +261,7 @@ async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_k
 
     for batch in ([late(i) for i in range(5)], [on_time(i) for i in range(14)]):
         async with ctx.uow() as uow:
-            await derived311.apply_events(uow, deps, batch, now=now)
+            await derived311.apply_events(uow, deps, events=batch, now=now)
             await uow.commit()
     value, status = await today()
     assert abs(value - 100 * 14 / 19) < 1e-9 and status == "red"  # 73.7%: red still (hysteresis)
@@ -273,7 +273,7 @@ async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_k
 
     consumer = ctx.uow()
     async with consumer as uow:
-        await derived311.apply_events(uow, deps, [on_time(i) for i in range(14, 40)], now=now)
+        await derived311.apply_events(uow, deps, events=[on_time(i) for i in range(14, 40)], now=now)
         refreshing = asyncio.create_task(refresh())
         if db_kind == "postgres":
             async def refresh_waits():  # on the consumer's row locks

@@ -83,9 +83,9 @@ async def test_a_deputy_mayors_cluster_shows_its_departments_side_by_side(client
 async def test_311_by_service_is_folded_under_its_department(client, app):
     ctx = app.state.ctx
     async with ctx.uow() as uow:
-        await derived311.ensure_indicators(uow, deps_of(ctx.settings), "STREETS", None)
-        await derived311.ensure_indicators(uow, deps_of(ctx.settings), "STREETS", "POTHOLE", "Pothole repair")
-        await derived311.ensure_indicators(uow, deps_of(ctx.settings), "STREETS", "LIGHT", "Street light out")
+        await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept="STREETS", service=None)
+        await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept="STREETS", service="POTHOLE", service_name="Pothole repair")
+        await derived311.ensure_indicators(uow, deps_of(ctx.settings), dept="STREETS", service="LIGHT", service_name="Street light out")
         await uow.commit()
     per_service = {c for c in (await client.get("/indicators", params={"page_size": 500})).json()["items"]
                    for c in [c["code"]] if c.count(".") == 3}

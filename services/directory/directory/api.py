@@ -305,7 +305,7 @@ async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, de
 @router.get("/routing", response_model=schemas.RoutingRead, tags=["routing"])
 async def routing(
     uow: UoW, deps: DirectoryDeps,
-    department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
+    *, department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
     function: Annotated[schemas.Function, Query(description="the problem's function tag")],
     at: At = None,
 ) -> schemas.RoutingRead:

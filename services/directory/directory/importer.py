@@ -41,7 +41,7 @@ async def import_directory(uow: UnitOfWork, deps: Deps, *, actor: Actor, rows: N
     for number, row in rows:
         try:
             async with uow.session.begin_nested():
-                changed = await _apply_row(uow, deps, actor, row, report, changes)
+                changed = await _apply_row(uow, deps, actor=actor, row=row, report=report, changes=changes)
         except (Conflict, Invalid, NotFound) as exc:
             report.errors.append({"row": number, "field": exc.errors[0]["field"] if exc.errors else None, "message": exc.detail})
             continue
@@ -67,7 +67,7 @@ def failed(report: schemas.ImportReport) -> schemas.ImportReport:
 
 
 async def _apply_row(
-    uow: UnitOfWork, deps: Deps, actor: Actor, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
+    uow: UnitOfWork, deps: Deps, *, actor: Actor, row: schemas.ImportRow, report: schemas.ImportReport, changes: _Changes
 ) -> bool:
     changed = False
     cluster = None
@@ -103,11 +103,11 @@ async def _apply_row(
         changed = True
     if row.role is None or row.person_name is None:
         return changed  # import_file.row_rules made sure the pair is complete
-    return await _apply_role(uow, deps, actor, row, dept, cluster, report, changes) or changed
+    return await _apply_role(uow, deps, actor=actor, row=row, dept=dept, cluster=cluster, report=report, changes=changes) or changed
 
 
 async def _apply_role(
-    uow: UnitOfWork, deps: Deps, actor: Actor, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
+    uow: UnitOfWork, deps: Deps, *, actor: Actor, row: schemas.ImportRow, dept: Department, cluster: Cluster | None,
     report: schemas.ImportReport, changes: _Changes,
 ) -> bool:
     assert row.role is not None and row.person_name is not None
@@ -115,7 +115,7 @@ async def _apply_role(
     scope_cluster = cluster if row.role == "deputy_mayor" else None
     scope = {"department_id": scope_dept.id if scope_dept else None, "cluster_id": scope_cluster.id if scope_cluster else None}
     current = await service.holder(uow, row.role, at=changes.now, **scope)
-    person, changed = await _person(uow, deps, row, current, report, changes)
+    person, changed = await _person(uow, deps, row=row, current=current, report=report, changes=changes)
     if current is not None and current.person_id == person.id:
         return changed
     scheduled = await service.upcoming(uow, after=changes.now, role=row.role, **scope)
@@ -140,7 +140,7 @@ async def _apply_role(
 
 
 async def _person(
-    uow: UnitOfWork, deps: Deps, row: schemas.ImportRow, current: RoleAssignment | None, report: schemas.ImportReport,
+    uow: UnitOfWork, deps: Deps, *, row: schemas.ImportRow, current: RoleAssignment | None, report: schemas.ImportReport,
     changes: _Changes,
 ) -> tuple[Person, bool]:
     """The person a row names, created or brought up to date; True when anything changed."""

@@ -30,7 +30,7 @@ def _person_caller(principal: OptionalPrincipal) -> Principal:
     return principal
 
 
-async def _me_read(uow: UoW, deps: Deps, person: Person) -> schemas.MeRead:
+async def _me_read(uow: UoW, deps: Deps, *, person: Person) -> schemas.MeRead:
     # Their own email and phone: shown to them whatever their scopes.
     base = person_read(person, None, personal=True)
     return schemas.MeRead(**base.model_dump(), holds=await people.roles_held(uow, person, now=deps.now()))
@@ -41,8 +41,8 @@ PersonCaller = Annotated[Principal, Depends(_person_caller)]
 
 
 @router.get("/me", response_model=schemas.MeRead, summary="Your own directory entry")
-async def get_me(uow: UoW, deps: DirectoryDeps, caller: PersonCaller) -> schemas.MeRead:
-    return await _me_read(uow, deps, await people.get_me(uow, email=caller.email))
+async def get_me(uow: UoW, deps: DirectoryDeps, *, caller: PersonCaller) -> schemas.MeRead:
+    return await _me_read(uow, deps, person=await people.get_me(uow, email=caller.email))
 
 
 @router.put("/me/notify", response_model=schemas.MeRead, summary="Choose how escalation reaches you")
@@ -50,6 +50,6 @@ async def set_my_notify(caller: PersonCaller, data: schemas.NotifyUpdate, uow: U
                         deps: DirectoryDeps) -> schemas.MeRead:
     person = await people.get_me(uow, email=caller.email)
     await people.set_notify(uow, deps, actor=caller.actor(), person=person, notify=data.notify)
-    result = await _me_read(uow, deps, person)
+    result = await _me_read(uow, deps, person=person)
     await uow.commit()
     return result

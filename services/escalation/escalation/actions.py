@@ -14,12 +14,12 @@ from escalation.models import Action
 from escalation.timeline import note
 
 
-async def _action_owner(uow: UnitOfWork, deps: Deps | None, data: schemas.ActionIn) -> tuple[str, str | None]:
+async def _action_owner(uow: UnitOfWork, deps: Deps | None, *, data: schemas.ActionIn) -> tuple[str, str | None]:
     """The owner by name, or a directory person (their name from the copy: mail reaches them when it falls due)."""
     if data.owner_person_id:
         if deps is None:
             raise Invalid("an owner person needs the directory", field="owner_person_id")
-        p = await references.known_person(uow, deps, data.owner_person_id, field="owner_person_id")
+        p = await references.known_person(uow, deps, person_id=data.owner_person_id, field="owner_person_id")
         return p.name, p.person_id
     if not data.owner:
         raise Invalid("name the owner, or give owner_person_id", field="owner")
@@ -29,7 +29,7 @@ async def _action_owner(uow: UnitOfWork, deps: Deps | None, data: schemas.Action
 async def add_action(uow: UnitOfWork, deps: Deps | None = None, *, ticket_id: str, actor: Author, data: schemas.ActionIn, now: datetime) -> Action:
     t = await store.get_ticket(uow, ticket_id, lock=True)  # locked: this ticket's snapshots are versioned in order
     check_due(data.due_date, now.date())
-    owner, owner_id = await _action_owner(uow, deps, data)
+    owner, owner_id = await _action_owner(uow, deps, data=data)
     a = Action(ticket_id=t.id, description=data.description, owner=owner, owner_person_id=owner_id,
                due_date=data.due_date, status=data.status, created_by=actor.label[:100], author=actor.as_dict(),
                created_at=now, updated_at=now)

@@ -28,7 +28,7 @@ Format = Annotated[Literal["json", "csv"], Query(description="json (default) or 
 
 @router.get("/projects", response_model=Page[schemas.ProjectRead], tags=["projects"])
 async def list_projects(
-    uow: UoW, deps: EscalationDeps, paging: Paging,
+    uow: UoW, deps: EscalationDeps, *, paging: Paging,
     status: Literal["active", "on_hold", "done", "cancelled"] | None = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Page[schemas.ProjectRead]:
@@ -107,7 +107,7 @@ async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, deps: Escala
 
 
 @router.get("/mutes", response_model=list[schemas.MuteRead], tags=["snooze"])
-async def list_mutes(uow: UoW, deps: EscalationDeps, active: bool = True) -> list[schemas.MuteRead]:
+async def list_mutes(uow: UoW, deps: EscalationDeps, *, active: bool = True) -> list[schemas.MuteRead]:
     rows = await queries.mutes(uow, active_at=deps.now() if active else None)
     return [schemas.MuteRead.model_validate(m) for m in rows]
 
@@ -152,7 +152,7 @@ async def put_policy(name: str, data: schemas.PolicyIn, uow: UoW, deps: Escalati
 
 @router.post("/ticket-snapshots", tags=["tickets"],
              summary="Publish the snapshot (escalation.ticket.updated) of every open ticket again")
-async def republish_snapshots(uow: UoW, deps: EscalationDeps, who: Caller) -> dict[str, int]:
+async def republish_snapshots(uow: UoW, deps: EscalationDeps, *, who: Caller) -> dict[str, int]:
     """For tickets last changed before snapshots were published, or a consumer's copy rebuilt;
     harmless to repeat. Committed per batch, so a long run never holds one huge transaction."""
     await access.office_only(uow, who, verb="publish ticket snapshots")
@@ -183,7 +183,7 @@ def _table(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
 
 @router.get("/reports/open-tickets", tags=["reports"], summary="Open tickets by department, cluster, level and age")
 async def report_open(
-    uow: UoW, deps: EscalationDeps, format: Format = "json",
+    uow: UoW, deps: EscalationDeps, *, format: Format = "json",
     group_by: Annotated[list[Literal["department", "cluster", "level", "age"]] | None,
                         Query(description="repeatable; default all four")] = None,
 ) -> Any:

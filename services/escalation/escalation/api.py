@@ -36,7 +36,7 @@ class CommentedAction(Protocol):
 
 @router.get("/tickets", response_model=Page[schemas.TicketRead], tags=["tickets"])
 async def list_tickets(
-    uow: UoW, deps: EscalationDeps, paging: Paging,
+    uow: UoW, deps: EscalationDeps, *, paging: Paging,
     status: Annotated[list[schemas.Status] | None, Query(description="repeatable")] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
@@ -67,7 +67,7 @@ async def create_ticket(data: schemas.ManualFlag, uow: UoW, deps: EscalationDeps
     async def build() -> schemas.TicketDetail:
         now = deps.now()
         severity = data.severity or deps.settings.manual_default_severity
-        await references.known_department(uow, deps, data.department_code)
+        await references.known_department(uow, deps, code=data.department_code)
         author = await access.may_act_for_department(uow, who, data.department_code, "open a flag")
         indicator_id, indicator_code = await references.check_flag_indicator(
             uow, department_code=data.department_code, indicator_id=data.indicator_id,
@@ -92,31 +92,31 @@ async def _author(uow: UnitOfWork, who: Caller, ticket_id: str, verb: str) -> Au
     return await access.may_act(uow, who, await store.get_ticket(uow, ticket_id), verb)
 
 
-async def _done(uow: UnitOfWork, t: Ticket, deps: EscalationDeps) -> schemas.TicketDetail:
+async def _done(uow: UnitOfWork, deps: EscalationDeps, *, t: Ticket) -> schemas.TicketDetail:
     await uow.flush()
     result = await queries.ticket_detail(uow, t, deps.now())
     await uow.commit()
     return result
 
 
-async def _with_comment(uow: UnitOfWork, deps: EscalationDeps, who: Caller, ticket_id: str, verb: str,
+async def _with_comment(uow: UnitOfWork, deps: EscalationDeps, *, who: Caller, ticket_id: str, verb: str,
                         act: CommentedAction, data: schemas.Comment | None) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, verb)
     t = await act(uow, deps, ticket_id=ticket_id, actor=author, now=deps.now(), text=data.note if data else None)
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/acknowledge", response_model=schemas.TicketDetail, tags=["ticket actions"])
 async def acknowledge(ticket_id: str, uow: UoW, deps: EscalationDeps, who: Caller,
                       data: schemas.Comment | None = None) -> schemas.TicketDetail:
-    return await _with_comment(uow, deps, who, ticket_id, "acknowledge", tickets.acknowledge, data)
+    return await _with_comment(uow, deps, who=who, ticket_id=ticket_id, verb="acknowledge", act=tickets.acknowledge, data=data)
 
 
 @router.post("/tickets/{ticket_id}/start", response_model=schemas.TicketDetail, tags=["ticket actions"],
              summary="Mark in progress (acknowledges first if needed)")
 async def start(ticket_id: str, uow: UoW, deps: EscalationDeps, who: Caller,
                 data: schemas.Comment | None = None) -> schemas.TicketDetail:
-    return await _with_comment(uow, deps, who, ticket_id, "start work on", tickets.start_work, data)
+    return await _with_comment(uow, deps, who=who, ticket_id=ticket_id, verb="start work on", act=tickets.start_work, data=data)
 
 
 @router.post("/tickets/{ticket_id}/resolve", response_model=schemas.TicketDetail, tags=["ticket actions"])
@@ -125,7 +125,7 @@ async def resolve(ticket_id: str, data: schemas.Resolve, uow: UoW, deps: Escalat
     t = await store.get_ticket(uow, ticket_id, lock=True)
     await tickets.resolve(uow, deps, ticket=t, actor=author, reason=data.reason, now=deps.now(), text=data.note,
                           duplicate_of=data.duplicate_of)
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/close", response_model=schemas.TicketDetail, tags=["ticket actions"])
@@ -133,14 +133,14 @@ async def close(ticket_id: str, uow: UoW, deps: EscalationDeps, who: Caller,
                 data: schemas.Comment | None = None) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "close")
     t = await tickets.close(uow, ticket_id=ticket_id, actor=author, now=deps.now(), text=data.note if data else None)
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/reopen", response_model=schemas.TicketDetail, tags=["ticket actions"])
 async def reopen(ticket_id: str, data: schemas.Note, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "reopen")
     t = await tickets.reopen(uow, deps, ticket_id=ticket_id, actor=author, now=deps.now(), text=data.text)
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/severity", response_model=schemas.TicketDetail, tags=["ticket actions"],
@@ -150,7 +150,7 @@ async def change_severity(ticket_id: str, data: schemas.SeverityChange, uow: UoW
     author = await _author(uow, who, ticket_id, "change the severity of")
     t = await tickets.change_severity(uow, deps, ticket_id=ticket_id, actor=author, severity=data.severity,
                                       reason=data.reason, now=deps.now())
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=schemas.TimelineRead, tags=["ticket actions"])
@@ -166,7 +166,7 @@ async def add_note(ticket_id: str, data: schemas.Note, uow: UoW, deps: Escalatio
 async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "reassign")
     t = await tickets.assign(uow, deps, ticket_id=ticket_id, actor=author, data=data, now=deps.now())
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/mute", response_model=schemas.TicketDetail, tags=["ticket actions"],
@@ -174,21 +174,21 @@ async def assign(ticket_id: str, data: schemas.Assign, uow: UoW, deps: Escalatio
 async def mute(ticket_id: str, data: schemas.MuteIn, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "mute")
     t = await mutes.mute_ticket(uow, ticket_id=ticket_id, actor=author, data=data, now=deps.now())
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/unmute", response_model=schemas.TicketDetail, tags=["ticket actions"])
 async def unmute(ticket_id: str, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "unmute")
     t = await mutes.unmute_ticket(uow, ticket_id=ticket_id, actor=author, now=deps.now())
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/links", response_model=schemas.TicketDetail, tags=["ticket actions"])
 async def link(ticket_id: str, data: schemas.LinkIn, uow: UoW, deps: EscalationDeps, who: Caller) -> schemas.TicketDetail:
     author = await _author(uow, who, ticket_id, "link")
     t = await links.add_link(uow, ticket_id=ticket_id, actor=author, data=data, now=deps.now())
-    return await _done(uow, t, deps)
+    return await _done(uow, deps, t=t)
 
 
 @router.post("/tickets/{ticket_id}/actions", status_code=201, response_model=schemas.ActionRead, tags=["action log"])

@@ -93,7 +93,7 @@ async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreach
         return None
     other = await open_ticket_of(uow, indicator_id=payload.indicator_id, episode_id=None)
     if other is not None:
-        await _red_again(uow, deps, other, payload=payload, now=now)
+        await _red_again(uow, deps, t=other, payload=payload, now=now)
         return other
     severity = derive_severity(payload.magnitude, payload.critical, deps.settings.severity_bands)
     return await open_ticket(
@@ -104,7 +104,7 @@ async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreach
     )
 
 
-async def _red_again(uow: UnitOfWork, deps: Deps, t: Ticket, *, payload: IndicatorBreached, now: datetime) -> None:
+async def _red_again(uow: UnitOfWork, deps: Deps, *, t: Ticket, payload: IndicatorBreached, now: datetime) -> None:
     """A new red period before staff resolved the ticket: the ticket now answers for the new
     episode (its recovery ends it), and escalation resumes if a recovery had stopped it."""
     previous = t.open_episode
@@ -158,7 +158,7 @@ async def handle_recovery(uow: UnitOfWork, deps: Deps, *, payload: IndicatorReco
         note(uow, t, actor=SYSTEM, kind="review_pending", now=now,
              text="Recovered, pending review: escalation stopped; staff confirm and resolve")
         owner = assignee_of(t)
-        await notices.notify(uow, deps, t, kind="review", level=t.level, person=owner, role=t.assignee_role, now=now,
+        await notices.notify(uow, deps, t=t, kind="review", level=t.level, person=owner, role=t.assignee_role, now=now,
                              text=f"The indicator recovered to {payload.status}: confirm and resolve the ticket, "
                                   "or note why it stays open.",
                              key=f"review:{t.id}:{payload.episode_id}:{notices.person_key(owner)}")

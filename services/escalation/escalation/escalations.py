@@ -34,7 +34,7 @@ async def escalate_due(uow: UnitOfWork, deps: Deps, *, now: datetime, batch: int
         mark = len(uow.events)
         try:
             async with uow.session.begin_nested():
-                outcome = await process_due(uow, deps, t, now=now)
+                outcome = await process_due(uow, deps, t=t, now=now)
                 await uow.flush()
         except IntegrityError:
             # Another scheduler recorded this level first: ours is rolled back, theirs stands.
@@ -46,7 +46,7 @@ async def escalate_due(uow: UnitOfWork, deps: Deps, *, now: datetime, batch: int
     return done
 
 
-async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) -> str | None:
+async def process_due(uow: UnitOfWork, deps: Deps, *, t: Ticket, now: datetime) -> str | None:
     policy = await policy_of(uow, t)
     outcome = None
     if t.status == "acknowledged" and t.ack_expires_at and t.ack_expires_at <= now:
@@ -81,7 +81,7 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
     if step.kind == "remind":
         t.level_repeats = step.reminder
         who = holder(chain, t.level) or assignee_of(t)
-        await notices.notify(uow, deps, t, kind="reminder", level=t.level, person=who, role=level_role(t), now=now,
+        await notices.notify(uow, deps, t=t, kind="reminder", level=t.level, person=who, role=level_role(t), now=now,
                              text=f"Reminder {step.reminder} of {step.reminders}: {t.title} is still {t.status}",
                              key=f"reminder:{t.id}:{t.level}:{step.reminder}:{notices.person_key(who)}")
         note(uow, t, actor=SYSTEM, kind="reminder", now=now,
@@ -89,12 +89,12 @@ async def process_due(uow: UnitOfWork, deps: Deps, t: Ticket, *, now: datetime) 
                   f"{who['name'] if who else 'nobody (vacant)'}")
         t.next_escalation_at = add_delay(deps.calendar, now, step.delay, deps.settings.delay_scale)
         return "reminded"
-    await escalate(uow, deps, t, to_level=step.to_level, reason=step.reason, chain=chain, now=now)
+    await escalate(uow, deps, t=t, to_level=step.to_level, reason=step.reason, chain=chain, now=now)
     return f"escalated:{step.to_level}"
 
 
 async def escalate(
-    uow: UnitOfWork, deps: Deps, t: Ticket, *, to_level: int, reason: str, chain: list[dict[str, Any]], now: datetime
+    uow: UnitOfWork, deps: Deps, *, t: Ticket, to_level: int, reason: str, chain: list[dict[str, Any]], now: datetime
 ) -> None:
     role = LEVEL_ROLES.get(to_level, f"level_{to_level}")
     new_holder = holder(chain, to_level)
@@ -127,7 +127,7 @@ async def escalate(
          f"Notified: {names}", from_level=from_level, to_level=to_level, notified=notified)
     targets: list[dict[str, Any] | None] = [*recipients] or [None]  # a vacant chain: logged for nobody
     for p in targets:
-        await notices.notify(uow, deps, t, kind="escalated", level=to_level, person=p, role=role, now=now,
+        await notices.notify(uow, deps, t=t, kind="escalated", level=to_level, person=p, role=role, now=now,
                              text=f"Escalated to you ({role.replace('_', ' ')}): {t.title}. {reason}{extra}",
                              key=f"escalated:{t.id}:{to_level}:{notices.person_key(p)}",
                              cc=[c for c in previous if not p or c.get("person_id") != p.get("person_id")])

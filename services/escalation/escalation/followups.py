@@ -44,7 +44,7 @@ async def warn_expiring_acknowledgements(uow: UnitOfWork, deps: Deps, *, now: da
         t.ack_warned_for = t.ack_expires_at
         who = await acknowledger(uow, t)
         await notices.notify(
-            uow, deps, t, kind="ack_expiring", level=t.level, person=who, role=level_role(t), now=now,
+            uow, deps, t=t, kind="ack_expiring", level=t.level, person=who, role=level_role(t), now=now,
             text=f"You acknowledged this ticket; without progress the acknowledgement expires at "
                  f"{notices.city_time(deps, t.ack_expires_at)} and the ticket goes back to open and escalates. "
                  "Start work on it, or note what is happening.",
@@ -72,7 +72,7 @@ async def remind_due_actions(uow: UnitOfWork, deps: Deps, *, now: datetime) -> i
             continue
         person = {"person_id": owner.person_id, "name": owner.name, "title": owner.title}
         await notices.notify(
-            uow, deps, t, kind="action_due", level=t.level, person=person, role=None, now=now,
+            uow, deps, t=t, kind="action_due", level=t.level, person=person, role=None, now=now,
             text=f"Your action \u201c{a.description}\u201d is due {a.due_date.isoformat() if a.due_date else ''}. "
                  "Mark it done on the ticket, or give it a new date.",
             key=f"action_due:{a.id}:{a.due_date.isoformat() if a.due_date else ''}",

@@ -41,7 +41,7 @@ async def mute_department(
     uow: UnitOfWork, deps: Deps, *, actor: Author, data: schemas.DepartmentMuteIn, now: datetime
 ) -> Mute:
     check_mute_until(data.until, now)
-    await references.known_department(uow, deps, data.department_code)
+    await references.known_department(uow, deps, code=data.department_code)
     m = Mute(department_code=data.department_code, until=data.until, reason=data.reason, created_by=actor.label[:100],
              author=actor.as_dict(), created_at=now)
     uow.session.add(m)

@@ -84,7 +84,7 @@ def mail_text(deps: Deps, t: Ticket, *, kind: str, text: str, recipient: str | N
 
 
 async def notify(
-    uow: UnitOfWork, deps: Deps, t: Ticket, *, kind: str, level: int, person: dict[str, Any] | None,
+    uow: UnitOfWork, deps: Deps, *, t: Ticket, kind: str, level: int, person: dict[str, Any] | None,
     role: str | None, now: datetime, text: str, key: str, cc: list[dict[str, Any]] | None = None,
 ) -> None:
     """One message for one recipient about one event (``key``); written once whatever replays."""

@@ -63,7 +63,7 @@ async def _person(uow: UnitOfWork, person_id: str | None, field: str) -> PersonC
     return p
 
 
-async def _act(verb: str, uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, form: Form,
+async def _act(uow: UnitOfWork, deps: Deps, *, verb: str, ticket_id: str, actor: Author, form: Form,
                now: datetime) -> None:
     if verb == "acknowledge":
         await tickets.acknowledge(uow, deps, ticket_id=ticket_id, actor=actor, now=now, text=_opt(form, "note"))
@@ -132,7 +132,7 @@ async def act(ticket_id: str, verb: str, request: Request, uow: UoW, deps: Escal
         actor = await access.may_act(uow, principal, t, FORMS[verb][0])
     except access.Forbidden as exc:
         return await ticket_page(request, uow, deps, person, ticket_id, error=exc.detail, status_code=403)
-    run: Callable[[], Awaitable[None]] = lambda: _act(verb, uow, deps, ticket_id=ticket_id,  # noqa: E731
+    run: Callable[[], Awaitable[None]] = lambda: _act(uow, deps, verb=verb, ticket_id=ticket_id,  # noqa: E731
                                                       actor=actor, form=form, now=deps.now())
     try:
         await run()

@@ -50,7 +50,7 @@ async def put_policy(uow: UnitOfWork, deps: Deps, *, name: str, data: schemas.Po
     doc = data.model_dump(mode="json")
     others = await store.policies(uow, except_name=name)
     for i, code in enumerate(data.departments):
-        await references.known_department(uow, deps, code, field=f"departments.{i}")
+        await references.known_department(uow, deps, code=code, field=f"departments.{i}")
         # one policy per department: with two, which one applied would depend on their names
         claimed = next((o.name for o in others if code in (o.departments or [])), None)
         if claimed:

@@ -46,7 +46,7 @@ async def _ask(deps: Deps, kind: str, key: str, *, what: str, field: str) -> dic
                       f"not be asked ({exc}); retry shortly", field=field) from exc
 
 
-async def known_department(uow: UnitOfWork, deps: Deps, code: str, *, field: str = "department_code") -> SeniorTeamCopy:
+async def known_department(uow: UnitOfWork, deps: Deps, *, code: str, field: str = "department_code") -> SeniorTeamCopy:
     row = await uow.session.get(SeniorTeamCopy, code)
     if row is not None:
         return row
@@ -60,7 +60,7 @@ async def known_department(uow: UnitOfWork, deps: Deps, code: str, *, field: str
     })
 
 
-async def known_person(uow: UnitOfWork, deps: Deps, person_id: str, *, field: str = "assignee.person_id") -> PersonCopy:
+async def known_person(uow: UnitOfWork, deps: Deps, *, person_id: str, field: str = "assignee.person_id") -> PersonCopy:
     row = await uow.session.get(PersonCopy, person_id)
     if row is None:
         doc = await _ask(deps, "people", person_id, what="person", field=field)

@@ -60,7 +60,7 @@ async def open_ticket(
     note(uow, t, actor=SYSTEM, kind="routed", now=now, text=f"Assigned to {who} via {routing.source}"
          + (f"; {routing.note}" if routing.note else ""), routing_source=routing.source, assignee=a,
          responsible_role=routing.assignee_role, chain=routing.chain)
-    await notices.notify(uow, deps, t, kind="opened", level=t.level, person=a, role=routing.assignee_role, now=now,
+    await notices.notify(uow, deps, t=t, kind="opened", level=t.level, person=a, role=routing.assignee_role, now=now,
                          text=f"New {'flag' if source == 'manual' else 'breach'} for {department_code}: {title}",
                          key=f"opened:{t.id}:{notices.person_key(a)}")
     uow.emit(
@@ -78,11 +78,11 @@ async def open_ticket(
 
 async def acknowledge(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Author, now: datetime, text: str | None = None) -> Ticket:
     t = await store.get_ticket(uow, ticket_id, lock=True)
-    await _acknowledge(uow, deps, t, actor=actor, now=now, text=text)
+    await _acknowledge(uow, deps, t=t, actor=actor, now=now, text=text)
     return t
 
 
-async def _acknowledge(uow: UnitOfWork, deps: Deps, t: Ticket, *, actor: Author, now: datetime, text: str | None) -> None:
+async def _acknowledge(uow: UnitOfWork, deps: Deps, *, t: Ticket, actor: Author, now: datetime, text: str | None) -> None:
     status = next_status(t.status, "acknowledge")
     first = not await store.ever_acknowledged(uow, t.id)
     t.status, t.acknowledged_at, t.acknowledged_by, t.updated_at = status, now, actor.label[:100], now
@@ -105,7 +105,7 @@ async def start_work(uow: UnitOfWork, deps: Deps, *, ticket_id: str, actor: Auth
     t = await store.get_ticket(uow, ticket_id, lock=True)
     status = next_status(t.status, "start work on")
     if t.status == "open":
-        await _acknowledge(uow, deps, t, actor=actor, now=now, text="implicitly, by starting work")
+        await _acknowledge(uow, deps, t=t, actor=actor, now=now, text="implicitly, by starting work")
     t.status, t.in_progress_at, t.updated_at, t.ack_expires_at = status, now, now, None
     policy = await policy_of(uow, t)
     spec = level_spec(policy.levels, t.level)
@@ -195,7 +195,7 @@ async def assign(
     next_status(t.status, "reassign")
     old = assignee_of(t)
     # the directory's record, not the caller's spelling: a made-up person is refused
-    p = await references.known_person(uow, deps, data.assignee.person_id)
+    p = await references.known_person(uow, deps, person_id=data.assignee.person_id)
     if old and old["person_id"] == p.person_id and (data.role or t.assignee_role) == t.assignee_role:
         raise Conflict(f"the ticket is already assigned to {p.name}", field="assignee.person_id")
     t.assignee_id, t.assignee_name, t.assignee_title = p.person_id, p.name, p.title
@@ -204,7 +204,7 @@ async def assign(
          text=f"Reassigned from {old['name'] if old else 'nobody'} to {p.name}: {data.reason}",
          old=old, new={"person_id": p.person_id, "name": p.name, "title": p.title}, reason=data.reason)
     new = {"person_id": p.person_id, "name": p.name, "title": p.title}
-    await notices.notify(uow, deps, t, kind="assigned", level=t.level, person=new, role=t.assignee_role, now=now,
+    await notices.notify(uow, deps, t=t, kind="assigned", level=t.level, person=new, role=t.assignee_role, now=now,
                          text=f"{actor.label} assigned this ticket to you: {data.reason}",
                          key=f"assigned:{t.id}:{p.person_id}:{now.isoformat()}", cc=[old] if old else None)
     await ticket_feed.publish(uow, t, now=now)

@@ -46,7 +46,7 @@ def _today(settings: Settings) -> date:
     return service.local_date(utcnow(), service.tz_of(settings))
 
 
-async def indicator_read(uow: UoW, deps: IndicatorsDeps, ind: Indicator, override: Override | None = None,
+async def indicator_read(uow: UoW, deps: IndicatorsDeps, *, ind: Indicator, override: Override | None = None,
                          description: str | None = None, now: datetime | None = None) -> schemas.IndicatorRead:
     now = now or utcnow()
     if description is None:
@@ -100,7 +100,7 @@ async def create_indicator(
         return previous
     ind = await service.create_indicator(uow, deps, actor=by(who), data=data,
                                          directory=deps.directory)
-    body = orjson.dumps((await indicator_read(uow, deps, ind, description=data.description)).model_dump(mode="json"))
+    body = orjson.dumps((await indicator_read(uow, deps, ind=ind, description=data.description)).model_dump(mode="json"))
     await remember(uow, key=key, scope="indicators", fingerprint=fingerprint, status_code=201, body=body,
                    media_type="application/json")
     await uow.commit()
@@ -109,7 +109,7 @@ async def create_indicator(
 
 @router.get("/indicators", response_model=Page[schemas.IndicatorRead], tags=["indicators"])
 async def list_indicators(
-    uow: UoW, deps: Deps, paging: Paging,
+    uow: UoW, deps: Deps, *, paging: Paging,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     status: Annotated[schemas.Status | None, Query()] = None,
@@ -140,7 +140,7 @@ async def list_indicators(
         .where(IndicatorDescription.indicator_id.in_(ids), IndicatorDescription.valid_to.is_(None))
         .order_by(IndicatorDescription.id)
     )).all()) if ids else {}
-    out = [await indicator_read(uow, deps, i, overrides.get(i.id), description=texts.get(i.id, ""), now=now)
+    out = [await indicator_read(uow, deps, ind=i, override=overrides.get(i.id), description=texts.get(i.id, ""), now=now)
            for i in items]
     return Page(items=out, total=total, page=paging.page, page_size=paging.page_size)
 
@@ -149,14 +149,14 @@ async def list_indicators(
 async def get_indicator(code: str, uow: UoW, deps: Deps) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    return await indicator_read(uow, deps, ind, overrides.get(ind.id))
+    return await indicator_read(uow, deps, ind=ind, override=overrides.get(ind.id))
 
 
 @router.patch("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
 async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, deps: Deps, who: Writer) -> schemas.IndicatorRead:
     ind = await service.update_indicator(uow, deps, actor=by(who), code=code, data=data)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
-    result = await indicator_read(uow, deps, ind, overrides.get(ind.id))
+    result = await indicator_read(uow, deps, ind=ind, override=overrides.get(ind.id))
     await uow.commit()
     return result
 
@@ -227,7 +227,7 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, dep
         raise Invalid(f"{p.label} has not started yet", field="period")
     if (err := service.validate_value(ind.unit, data.value)) is not None:
         raise Invalid(err, field="value")
-    await service.record_observations(uow, deps, [service.ObsIn(ind, p, data.value, data.note)],
+    await service.record_observations(uow, deps, items=[service.ObsIn(ind, p, data.value, data.note)],
                                       actor=by(who), source="api")
     rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
     await uow.commit()
@@ -290,7 +290,7 @@ async def get_summary(code: str, uow: UoW, deps: Deps,
             p = period_of(ind.frequency, _today(settings), fy0)
     except ValueError as exc:
         raise Invalid(str(exc), field="period") from exc
-    return await ytd.summary(uow, deps, ind, p)
+    return await ytd.summary(uow, deps, ind=ind, period=p)
 
 
 BULK_HEADER = "indicator_code,period,value[,note]"
@@ -316,12 +316,12 @@ async def bulk_observations(request: Request, uow: UoW, deps: Deps, who: Writer)
         errors.append({"row": 0, "field": "body", "message": f"at most {settings.bulk_max_rows} rows per call"})
     items: list[service.ObsIn] = []
     if not errors:
-        items, errors = await _resolve_bulk(uow, deps, docs)
+        items, errors = await _resolve_bulk(uow, deps, docs=docs)
     if errors:
         result.ok = False
         result.errors = errors[:1000]
         return Response(result.model_dump_json(), status_code=422, media_type="application/json")
-    rec = await service.record_observations(uow, deps, items, actor=by(who), source="bulk")
+    rec = await service.record_observations(uow, deps, items=items, actor=by(who), source="bulk")
     await uow.commit()
     result.inserted, result.updated, result.unchanged, result.indicators = rec.inserted, rec.updated, rec.unchanged, rec.indicators
     return Response(result.model_dump_json(), status_code=200, media_type="application/json")
@@ -351,7 +351,7 @@ def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict
     return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
 
 
-async def _resolve_bulk(uow: UoW, deps: IndicatorsDeps, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
+async def _resolve_bulk(uow: UoW, deps: IndicatorsDeps, *, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     try:  # the common case, every row an object with a code; the loop below reports any other
         codes = set(map(itemgetter("indicator_code"), docs))
@@ -439,7 +439,7 @@ async def put_override(code: str, data: schemas.OverrideIn, uow: UoW, deps: Deps
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
     o = await service.set_override(uow, deps, actor=by(who), ind=ind, data=data, by=who.actor())
-    result = await indicator_read(uow, deps, ind, o)
+    result = await indicator_read(uow, deps, ind=ind, override=o)
     await uow.commit()
     return result
 
@@ -452,7 +452,7 @@ async def delete_override(
     ind = await service.get_indicator(uow, code)
     _may_judge(who, ind)
     await service.clear_override(uow, deps, actor=by(who), ind=ind, reason=reason, by=who.actor())
-    result = await indicator_read(uow, deps, ind, None)
+    result = await indicator_read(uow, deps, ind=ind, override=None)
     await uow.commit()
     return result
 

@@ -59,7 +59,7 @@ def _statement_read(s: DepartmentStatement) -> StatementRead:
                          written_by_email=s.written_by_email, written_at=s.written_at, valid_to=s.valid_to)
 
 
-async def _write(uow: UoW, deps: IndicatorsDeps, code: str, period: str, text: str, who: Principal) -> NarrativeRead:
+async def _write(uow: UoW, deps: IndicatorsDeps, *, code: str, period: str, text: str, who: Principal) -> NarrativeRead:
     await narratives.department_name(uow, code)
     narratives.check_month(period, local_date(utcnow(), service.tz_of(deps.settings)))
     row = await narratives.write_narrative(uow, code=code, period=period, text=text, principal=who)
@@ -71,14 +71,14 @@ async def _write(uow: UoW, deps: IndicatorsDeps, code: str, period: str, text: s
 @router.post("/departments/{code}/narratives", status_code=201, response_model=NarrativeRead,
              summary="Write the department's narrative of a report month (an earlier one is kept)")
 async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
-    return await _write(uow, deps, code.upper(), data.period, data.text, who)
+    return await _write(uow, deps, code=code.upper(), period=data.period, text=data.text, who=who)
 
 
 @router.put("/departments/{code}/narratives/{period}", response_model=NarrativeRead,
             summary="Replace the department's narrative of a report month (the earlier one is kept)")
 async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONTH_RE.pattern)],
                         data: NarrativeUpdate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
-    return await _write(uow, deps, code.upper(), period, data.text, who)
+    return await _write(uow, deps, code=code.upper(), period=period, text=data.text, who=who)
 
 
 @router.get("/departments/{code}/narratives", response_model=Page[NarrativeRead],

@@ -192,7 +192,7 @@ async def dashboard(
 
 @router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
 async def dashboard_csv(
-    uow: UoW, deps: Deps, viewer: PageViewer,
+    uow: UoW, deps: Deps, *, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,

@@ -90,7 +90,7 @@ def _narrative_form(request: Request, code: str, period: str, current: Departmen
         "</form></section>")
 
 
-async def _chapter_tiles(uow: UoW, deps: IndicatorsDeps, code: str | None) -> list[Tile]:
+async def _chapter_tiles(uow: UoW, deps: IndicatorsDeps, *, code: str | None) -> list[Tile]:
     return await load_tiles(uow, deps, cluster=None, department=code, kind=None, critical=False)
 
 
@@ -105,7 +105,7 @@ async def department_report(code: str, request: Request, uow: UoW, deps: Deps, v
     fy0 = settings.fiscal_year_start_month
     through = month_end(period)
     fy, years = report_years(through, fy0)
-    tiles = await _chapter_tiles(uow, deps, code)
+    tiles = await _chapter_tiles(uow, deps, code=code)
     figures = await report_figures(uow, [t.ind for t in tiles], fy0, through)
     statement = (await narratives.current_statements(uow, [code])).get(code)
     current = await narratives.current_narrative(uow, code, period)
@@ -143,10 +143,10 @@ def _csv(rows: list[list[object]], filename: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _report_rows(uow: UoW, deps: IndicatorsDeps, code: str | None, period: str) -> list[list[object]]:
+async def _report_rows(uow: UoW, deps: IndicatorsDeps, *, code: str | None, period: str) -> list[list[object]]:
     """The chapters' indicators (one department's, or every department's) in the MMR dataset layout."""
     fy0 = deps.settings.fiscal_year_start_month
-    tiles = await _chapter_tiles(uow, deps, code)
+    tiles = await _chapter_tiles(uow, deps, code=code)
     figures = await report_figures(uow, [t.ind for t in tiles], fy0, month_end(period))
     by_dept: dict[str, list[Tile]] = {}
     for t in tiles:
@@ -167,14 +167,14 @@ async def department_report_csv(code: str, uow: UoW, deps: Deps, viewer: PageVie
     code = code.upper()
     await narratives.department_name(uow, code)
     period = _period(deps.settings, period)
-    return _csv(await _report_rows(uow, deps, code, period), f"{code}-report-{period}.csv")
+    return _csv(await _report_rows(uow, deps, code=code, period=period), f"{code}-report-{period}.csv")
 
 
 @router.get("/dashboard/report.csv",
             summary="Every department's figures in the layout of the Mayor's Management Report's open dataset")
-async def city_report_csv(uow: UoW, deps: Deps, viewer: PageViewer, period: Month = None) -> Response:
+async def city_report_csv(uow: UoW, deps: Deps, *, viewer: PageViewer, period: Month = None) -> Response:
     period = _period(deps.settings, period)
-    return _csv(await _report_rows(uow, deps, None, period), f"city-report-{period}.csv")
+    return _csv(await _report_rows(uow, deps, code=None, period=period), f"city-report-{period}.csv")
 
 
 def _refused(title: str, why: str) -> HTMLResponse:

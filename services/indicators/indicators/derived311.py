@@ -237,7 +237,7 @@ def _apply_feedback(facts: dict[str, Fact], data: RequestFeedback, touched: _Tou
 
 
 async def apply_events(
-    uow: UnitOfWork, deps: IndicatorsDeps, events: Sequence[ServiceRequestData | RequestFeedback], *,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, events: Sequence[ServiceRequestData | RequestFeedback], 
     now: datetime | None = None,
 ) -> int:
     """A batch of request and feedback events, in delivery order, applied as one unit: the facts
@@ -258,19 +258,19 @@ async def apply_events(
     if changed:
         await _store_facts(uow, [facts[i] for i in sorted(changed)])
     if touched.since:
-        await recompute(uow, deps, touched.since, now=now, names=touched.names)
+        await recompute(uow, deps, scopes=touched.since, now=now, names=touched.names)
     return len(changed)
 
 
 async def apply_request_event(
-    uow: UnitOfWork, deps: IndicatorsDeps, data: ServiceRequestData, *, now: datetime | None = None
+    uow: UnitOfWork, deps: IndicatorsDeps, *, data: ServiceRequestData, now: datetime | None = None
 ) -> bool:
     """One event (a batch of one); False for a stale or no-op event."""
-    return await apply_events(uow, deps, [data], now=now) > 0
+    return await apply_events(uow, deps, events=[data], now=now) > 0
 
 
-async def apply_feedback(uow: UnitOfWork, deps: IndicatorsDeps, data: RequestFeedback, *, now: datetime | None = None) -> bool:
-    return await apply_events(uow, deps, [data], now=now) > 0
+async def apply_feedback(uow: UnitOfWork, deps: IndicatorsDeps, *, data: RequestFeedback, now: datetime | None = None) -> bool:
+    return await apply_events(uow, deps, events=[data], now=now) > 0
 
 
 # --- computation ------------------------------------------------------------------------
@@ -325,7 +325,7 @@ async def compute_scope(
 
 
 async def ensure_indicators(
-    uow: UnitOfWork, deps: IndicatorsDeps, dept: str, service: str | None, service_name: str | None = None
+    uow: UnitOfWork, deps: IndicatorsDeps, *, dept: str, service: str | None, service_name: str | None = None
 ) -> dict[str, Indicator]:
     metrics = SERVICE_METRICS if service else tuple(METRICS)
     codes = {indicator_code(dept, service, m): m for m in metrics}
@@ -360,7 +360,7 @@ async def ensure_indicators(
 
 
 async def recompute(
-    uow: UnitOfWork, deps: IndicatorsDeps, scopes: dict[Scope, datetime], *, now: datetime,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, scopes: dict[Scope, datetime], now: datetime,
     names: dict[str, str] | None = None,
 ) -> int:
     """Recompute each scope's figures for every period from its moment to now, written with one
@@ -373,7 +373,7 @@ async def recompute(
     for (dept, service), since in sorted(scopes.items(), key=lambda s: (s[0][0], s[0][1] or "")):
         periods: list[Period] = periods_between(deps.settings.derived_frequency, local_date(min(since, now), tz), today, fy0,
                                                 limit=100_000)[-deps.settings.derived_max_periods:]
-        inds = await ensure_indicators(uow, deps, dept, service, (names or {}).get(service or ""))
+        inds = await ensure_indicators(uow, deps, dept=dept, service=service, service_name=(names or {}).get(service or ""))
         work.append((dept, service, periods, inds))
     if uow.dialect == "postgresql":
         # Lock before the facts are read, not only before the rows are (record_observations): the
@@ -390,7 +390,7 @@ async def recompute(
                 if v is not None:
                     items.append(ObsIn(ind, p, v))
     if items:
-        await record_observations(uow, deps, items, actor="311-derivation", source="311", now=now)
+        await record_observations(uow, deps, items=items, actor="311-derivation", source="311", now=now)
     return len(items)
 
 
@@ -419,4 +419,4 @@ async def refresh_current(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetim
     if not scopes:
         return 0
     since = now - timedelta(seconds=max(2 * deps.settings.derived_refresh_seconds, 3600))
-    return await recompute(uow, deps, dict.fromkeys(scopes, since), now=now)
+    return await recompute(uow, deps, scopes=dict.fromkeys(scopes, since), now=now)

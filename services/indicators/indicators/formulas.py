@@ -20,7 +20,7 @@ from indicators.rules import CHUNK_INDICATORS, validate_value
 
 
 async def recompute_formula(
-    uow: UnitOfWork, deps: IndicatorsDeps, formula_ind: Indicator, *, periods: Iterable[date] | None, actor: str,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, formula_ind: Indicator, periods: Iterable[date] | None, actor: str,
     now: datetime | None = None, depth: int = 0,
 ) -> None:
     """cost per unit = numerator / denominator for the same period (both must be present)."""
@@ -49,11 +49,11 @@ async def recompute_formula(
             if math.isfinite(value) and validate_value(formula_ind.unit, value) is None:
                 items.append(obs.ObsIn(formula_ind, parts["numerator"][1], value))
     if items:
-        await obs.record_observations(uow, deps, items, actor=actor, source="formula", now=now, _depth=depth + 1)
+        await obs.record_observations(uow, deps, items=items, actor=actor, source="formula", now=now, _depth=depth + 1)
 
 
 async def recompute_formulas_for(
-    uow: UnitOfWork, deps: IndicatorsDeps, changed: dict[str, set[date]], *, actor: str, now: datetime, depth: int
+    uow: UnitOfWork, deps: IndicatorsDeps, *, changed: dict[str, set[date]], actor: str, now: datetime, depth: int
 ) -> None:
     ids = list(changed)
     users: dict[str, set[date]] = defaultdict(set)
@@ -68,4 +68,4 @@ async def recompute_formulas_for(
     for fid, starts in users.items():
         f = await uow.session.get(Indicator, fid)
         if f is not None and f.active:
-            await recompute_formula(uow, deps, f, periods=starts, actor=actor, now=now, depth=depth)
+            await recompute_formula(uow, deps, formula_ind=f, periods=starts, actor=actor, now=now, depth=depth)

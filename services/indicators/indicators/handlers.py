@@ -25,11 +25,11 @@ REQUEST_EVENTS = frozenset({
 def make_handlers(deps: IndicatorsDeps) -> dict[str, Handler]:
     async def on_request(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, ServiceRequestData)
-        await derived311.apply_request_event(uow, deps, payload)
+        await derived311.apply_request_event(uow, deps, data=payload)
 
     async def on_feedback(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, RequestFeedback)
-        await derived311.apply_feedback(uow, deps, payload)
+        await derived311.apply_feedback(uow, deps, data=payload)
 
     async def on_department(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
         assert isinstance(payload, DepartmentUpserted)
@@ -50,6 +50,6 @@ def make_batch_handler(deps: IndicatorsDeps) -> BatchHandler:
     async def on_requests(uow: UnitOfWork, events: Sequence[tuple[Envelope, Any]]) -> None:
         payloads = [p for _, p in events]
         assert all(isinstance(p, (ServiceRequestData, RequestFeedback)) for p in payloads)
-        await derived311.apply_events(uow, deps, payloads)
+        await derived311.apply_events(uow, deps, events=payloads)
 
     return on_requests

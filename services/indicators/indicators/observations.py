@@ -83,8 +83,8 @@ class _Write:
 async def record_observations(
     uow: UnitOfWork,
     deps: IndicatorsDeps,
-    items: Sequence[ObsIn],
     *,
+    items: Sequence[ObsIn],
     actor: str,
     source: str,
     reevaluate: dict[str, date] | None = None,
@@ -146,7 +146,7 @@ async def record_observations(
         for st, n in counts.items():
             metrics.EVALUATIONS.labels(st).inc(n)
         for plan in plans:
-            await refresh_state(uow, deps, plan.ind, plan.latest, overrides.get(plan.ind.id), now, actor, locked=pg)
+            await refresh_state(uow, deps, ind=plan.ind, latest=plan.latest, override=overrides.get(plan.ind.id), now=now, actor=actor, locked=pg)
         await observation_store.write_rows(uow, writes, deps.settings.bulk_chunk_rows)
         if revisions:
             await observation_store.insert_revisions(uow, revisions, deps.settings.bulk_chunk_rows)
@@ -155,7 +155,7 @@ async def record_observations(
             if plan.rows:
                 result.changed_periods[plan.ind.id] = plan.dirty
     if result.changed_periods and _depth < 3:
-        await formulas.recompute_formulas_for(uow, deps, result.changed_periods, actor=actor, now=now, depth=_depth)
+        await formulas.recompute_formulas_for(uow, deps, changed=result.changed_periods, actor=actor, now=now, depth=_depth)
     return result
 
 

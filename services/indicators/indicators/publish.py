@@ -60,8 +60,8 @@ def effective_status(ind: Indicator, override: Override | None, now: datetime) -
 
 
 async def apply_effective(
-    uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, override: Override | None, now: datetime, actor: str,
-    note: str | None = None, *, locked: bool = False, judgement: bool = False, new_period: bool = False,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, ind: Indicator, override: Override | None, now: datetime, actor: str,
+    note: str | None = None, locked: bool = False, judgement: bool = False, new_period: bool = False,
     by: Actor | None = None,
 ) -> bool:
     """Publish what changed; True if the published status moved. ``locked``: the caller already

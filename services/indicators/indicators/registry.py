@@ -104,7 +104,7 @@ async def create_indicator(
         for role, other in inputs.items():
             uow.session.add(FormulaInput(formula_indicator_id=ind.id, role=role, input_indicator_id=other.id))
         await uow.session.flush()
-        await recompute_formula(uow, deps, ind, periods=None, actor=actor)
+        await recompute_formula(uow, deps, formula_ind=ind, periods=None, actor=actor)
     await uow.session.flush()
     return ind
 
@@ -142,7 +142,7 @@ async def update_indicator(
     ind.updated_at = now
     await uow.session.flush()
     if reevaluate:
-        await record_observations(uow, deps, [], actor=actor, source="api", reevaluate={ind.id: date.min})
+        await record_observations(uow, deps, items=[], actor=actor, source="api", reevaluate={ind.id: date.min})
     return ind
 
 
@@ -190,5 +190,5 @@ async def set_targets(
         }
     await upsert(uow, cast(sa.Table, Target.__table__), list(rows.values()),
                   ["indicator_id", "period_start", "applies"])
-    await record_observations(uow, deps, [], actor=actor, source="api",
+    await record_observations(uow, deps, items=[], actor=actor, source="api",
                               reevaluate={ind.id: min(start for start, _ in rows)})

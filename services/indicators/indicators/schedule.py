@@ -28,7 +28,7 @@ async def flag_missing(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetime |
     for ind in due:
         ind.missing = True
         ind.next_due_at = None
-        await apply_effective(uow, deps, ind, overrides.get(ind.id), now, "scheduler")
+        await apply_effective(uow, deps, ind=ind, override=overrides.get(ind.id), now=now, actor="scheduler")
     return len(due)
 
 
@@ -46,7 +46,7 @@ async def expire_overrides(uow: UnitOfWork, deps: IndicatorsDeps, *, now: dateti
         ind = await uow.session.get(Indicator, iid)
         if ind is not None:
             still = await active_overrides(uow, [iid], now)
-            await apply_effective(uow, deps, ind, still.get(iid), now, "scheduler", note="override expired",
+            await apply_effective(uow, deps, ind=ind, override=still.get(iid), now=now, actor="scheduler", note="override expired",
                                   judgement=True)
     return len(expired)
 

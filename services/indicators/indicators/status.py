@@ -44,8 +44,8 @@ async def active_overrides(uow: UnitOfWork, ids: Sequence[str], now: datetime) -
 
 
 async def refresh_state(
-    uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, latest: ObsRow | None, override: Override | None,
-    now: datetime, actor: str, *, locked: bool = False,
+    uow: UnitOfWork, deps: IndicatorsDeps, *, ind: Indicator, latest: ObsRow | None, override: Override | None,
+    now: datetime, actor: str, locked: bool = False,
 ) -> None:
     tz = tz_of(deps.settings)
     fy0 = deps.settings.fiscal_year_start_month
@@ -62,7 +62,7 @@ async def refresh_state(
         due = due_after(next_period(period_at(ind.frequency, start, fy0), fy0), grace_days(ind), tz)
         ind.next_due_at = due if due > now else None
         ind.missing = due <= now
-    await apply_effective(uow, deps, ind, override, now, actor, locked=locked, new_period=new_period)
+    await apply_effective(uow, deps, ind=ind, override=override, now=now, actor=actor, locked=locked, new_period=new_period)
 
 
 # --- overrides: staff judgement --------------------------------------------------------------------------
@@ -86,7 +86,7 @@ async def set_override(
                  expires_at=data.expires_at.astimezone(UTC), created_by_email=by.email if by else None)
     uow.session.add(o)
     await uow.session.flush()
-    await apply_effective(uow, deps, ind, o, now, actor, note=f"override to {data.status} until "
+    await apply_effective(uow, deps, ind=ind, override=o, now=now, actor=actor, note=f"override to {data.status} until "
                           f"{o.expires_at.isoformat()}: {data.reason}", judgement=True, by=by)
     return o
 
@@ -99,7 +99,7 @@ async def clear_override(uow: UnitOfWork, deps: IndicatorsDeps, *, actor: str, i
         raise NotFound("the indicator has no active override", field="override")
     for o in current.values():
         o.cleared_at, o.cleared_by, o.cleared_by_email = now, actor, by.email if by else None
-    await apply_effective(uow, deps, ind, None, now, actor, note=f"override cleared: {reason}", judgement=True,
+    await apply_effective(uow, deps, ind=ind, override=None, now=now, actor=actor, note=f"override cleared: {reason}", judgement=True,
                           by=by)
 
 

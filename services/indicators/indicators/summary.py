@@ -70,7 +70,7 @@ async def ytd_value(uow: UnitOfWork, ind: Indicator, starts: Collection[date], f
     return combine(ind, [values[s] for s in starts if s in values])
 
 
-async def summary(uow: UnitOfWork, deps: IndicatorsDeps, ind: Indicator, period: Period) -> schemas.SummaryRead:
+async def summary(uow: UnitOfWork, deps: IndicatorsDeps, *, ind: Indicator, period: Period) -> schemas.SummaryRead:
     fy0 = deps.settings.fiscal_year_start_month
     fy = fiscal_year(period.start, fy0)
     fy_first = fiscal_year_start(fy, fy0)

@@ -273,7 +273,7 @@ async def staff_get(service_request_id: str, uow: UoW, _: Staff) -> schemas.Staf
     return await full_read(uow, _rid(service_request_id), personal=True)
 
 
-async def _act(uow: UoW, deps: Deps, who: Principal, service_request_id: str, action: str,
+async def _act(uow: UoW, deps: Deps, *, who: Principal, service_request_id: str, action: str,
                **kw: Any) -> schemas.StaffRequestRead:
     rid = _rid(service_request_id)
     await lifecycle.change(uow, deps, rid=rid, action=action, who=who, **kw)
@@ -285,26 +285,26 @@ async def _act(uow: UoW, deps: Deps, who: Principal, service_request_id: str, ac
 async def acknowledge(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
                      body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, deps, who, service_request_id, "acknowledge", text=body.text, public=body.public)
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="acknowledge", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/start", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
 async def start(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
                body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, deps, who, service_request_id, "start", text=body.text, public=body.public)
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="start", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/close", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
 async def close(service_request_id: str, body: schemas.CloseBody, uow: UoW, deps: Intake311Deps, who: Writer) -> schemas.StaffRequestRead:
-    return await _act(uow, deps, who, service_request_id, "close", text=body.text, reason=body.reason, public=body.public)
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="close", text=body.text, reason=body.reason, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/reopen", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
 async def reopen(service_request_id: str, uow: UoW, deps: Intake311Deps, who: Writer,
                 body: schemas.ActionBody | None = None) -> schemas.StaffRequestRead:
     body = body or schemas.ActionBody()
-    return await _act(uow, deps, who, service_request_id, "reopen", text=body.text, public=body.public)
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="reopen", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/transfer", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
@@ -312,13 +312,13 @@ async def transfer(
     service_request_id: str, body: schemas.TransferBody, uow: UoW, deps: Intake311Deps, who: Writer, request: Request
 ) -> schemas.StaffRequestRead:
     await resolve_department(request, uow, body.department_code)
-    return await _act(uow, deps, who, service_request_id, "transfer", text=body.text, department_code=body.department_code,
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="transfer", text=body.text, department_code=body.department_code,
                       public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/notes", response_model=schemas.StaffRequestRead, tags=["lifecycle"])
 async def add_note(service_request_id: str, body: schemas.NoteBody, uow: UoW, deps: Intake311Deps, who: Writer) -> schemas.StaffRequestRead:
-    return await _act(uow, deps, who, service_request_id, "note", text=body.text, public=body.public)
+    return await _act(uow, deps, who=who, service_request_id=service_request_id, action="note", text=body.text, public=body.public)
 
 
 @router.post("/staff/requests/{service_request_id}/merge", response_model=schemas.StaffRequestRead, tags=["duplicates"],
