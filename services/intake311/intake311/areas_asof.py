@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
+import shapely
 
 from citystat_common.uow import UnitOfWork
 from intake311 import areas_store
@@ -44,13 +45,14 @@ def tag_as_of(layers: Mapping[str, Sequence[VersionInfo]], indexes: Mapping[int,
         return out
     lats = np.array([points[i][0] for i in located], dtype=float)  # type: ignore[index]
     longs = np.array([points[i][1] for i in located], dtype=float)  # type: ignore[index]
+    geoms = shapely.points(longs, lats)  # once for every layer and version
     when = np.array([times[i].timestamp() for i in located], dtype=float)
     for layer, versions in layers.items():
         pos = version_positions(versions, when)
         for k in np.unique(pos[pos >= 0]).tolist():
             mine = pos == k
             version = versions[k]
-            codes = indexes[version.id].codes_at(longs[mine], lats[mine])
+            codes = indexes[version.id].codes_of(geoms[mine])
             for i, code in zip(located[mine].tolist(), codes, strict=True):
                 out[i][layer] = (version.id, code)
     return out
