@@ -77,7 +77,7 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
 
 @router.get("/admin/services", response_model=list[schemas.ServiceAdminRead], tags=["catalog admin"])
 async def admin_list_services(uow: UoW, deps: Intake311Deps, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
-    return await service_reads(uow, await service.list_services(uow, active_only=not include_inactive), now=deps.now())
+    return await service_reads(uow, services=await service.list_services(uow, active_only=not include_inactive), now=deps.now())
 
 
 def catalog_changed(request: Request) -> None:
@@ -96,7 +96,7 @@ async def admin_create_service(
         s = await catalog_admin.create_service(uow, deps, data=data, department=dept, actor=who.actor(),
                                                rule_departments=await _rule_departments(request, uow, data.department_rules))
         created.append(s)
-        (read,) = await service_reads(uow, [s], now=deps.now())
+        (read,) = await service_reads(uow, services=[s], now=deps.now())
         return read
 
     response = await create_once(uow, request, key=key, scope="admin:services", build=build)
@@ -108,7 +108,7 @@ async def admin_create_service(
 
 @router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
 async def admin_get_service(service_code: str, uow: UoW, deps: Intake311Deps, _: Admin) -> schemas.ServiceAdminRead:
-    (read,) = await service_reads(uow, [await service.require_service(uow, service_code)], now=deps.now())
+    (read,) = await service_reads(uow, services=[await service.require_service(uow, service_code)], now=deps.now())
     return read
 
 
@@ -119,7 +119,7 @@ async def admin_update_service(
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
     s = await catalog_admin.update_service(uow, deps, code=service_code, data=data, department=dept, actor=who.actor(),
                                            rule_departments=await _rule_departments(request, uow, data.department_rules or []))
-    (result,) = await service_reads(uow, [s], now=deps.now())
+    (result,) = await service_reads(uow, services=[s], now=deps.now())
     await uow.commit()
     catalog_changed(request)
     return result

@@ -41,7 +41,7 @@ def _by_layer(versions: Sequence[VersionInfo], layers: set[str]) -> dict[str, li
     return by_layer
 
 
-async def areas_in_force(uow: UnitOfWork, layers: set[str], *, now: datetime) -> AreaNames:
+async def areas_in_force(uow: UnitOfWork, *, layers: set[str], now: datetime) -> AreaNames:
     """The areas of each of ``layers`` in its version in force at ``now`` (a layer with none: no areas)."""
     if not layers:
         return {}
@@ -50,7 +50,7 @@ async def areas_in_force(uow: UnitOfWork, layers: set[str], *, now: datetime) ->
     return {layer: {} for layer in layers} | await _names(uow, current)
 
 
-async def areas_a_rule_may_name(uow: UnitOfWork, layers: set[str], *, now: datetime) -> AreaNames:
+async def areas_a_rule_may_name(uow: UnitOfWork, *, layers: set[str], now: datetime) -> AreaNames:
     """The areas a rule may name when a service is saved: those of the version in force now, and of
     any version that starts later (a city sets its rules for a new ward map before it takes effect).
     A layer that does not exist is absent."""

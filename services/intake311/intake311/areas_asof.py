@@ -86,7 +86,7 @@ class AsOfTagger:
     def __bool__(self) -> bool:
         return bool(self.layers)
 
-    async def tag(self, uow: UnitOfWork, points: Sequence[tuple[float, float] | None],
+    async def tag(self, uow: UnitOfWork, *, points: Sequence[tuple[float, float] | None],
                   times: Sequence[datetime]) -> list[Tags]:
         if not self.layers:
             return [{} for _ in points]

@@ -58,11 +58,11 @@ def department_rules(rules: list[schemas.DepartmentRule], departments: dict[str,
     return out
 
 
-async def check_department_rules(uow: UnitOfWork, deps: Deps, service: Service, *, rules_changed: bool) -> None:
+async def check_department_rules(uow: UnitOfWork, deps: Deps, *, service: Service, rules_changed: bool) -> None:
     """The rules against the service's attributes and, when the rules themselves are being saved,
     against the boundary layers (an area in the version in force now or in one starting later)."""
     rules = service.department_rules or []
-    areas = await areas_a_rule_may_name(uow, rule_layers(rules), now=deps.now()) if rules_changed else None
+    areas = await areas_a_rule_may_name(uow, layers=rule_layers(rules), now=deps.now()) if rules_changed else None
     check_rules(rules, service.attributes or [], areas)
 
 
@@ -80,7 +80,7 @@ async def create_service(uow: UnitOfWork, deps: Deps, *, data: schemas.ServiceCr
         changed_by=actor.as_dict(), department_rules=department_rules(data.department_rules, rule_departments or {}),
     )
     check_service_levels(service, cal, deps.timezone)
-    await check_department_rules(uow, deps, service, rules_changed=True)
+    await check_department_rules(uow, deps, service=service, rules_changed=True)
     service.department, service.calendar = department, cal
     uow.session.add(service)
     await uow.flush()
@@ -112,7 +112,7 @@ async def update_service(uow: UnitOfWork, deps: Deps, *, code: str, data: schema
     if "department_rules" in fields:
         service.department_rules = department_rules(data.department_rules or [], rule_departments or {})
     if {"department_rules", "attributes"} & set(fields):
-        await check_department_rules(uow, deps, service, rules_changed="department_rules" in fields)
+        await check_department_rules(uow, deps, service=service, rules_changed="department_rules" in fields)
     if department is not None:
         service.department_code = department.code
         service.department = department

@@ -278,8 +278,8 @@ async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id
             return
         if tagger and fresh:  # each request's areas as of its own date, written with it (issue 21)
             ids = await service.RequestNumbers().take(uow, len(fresh))
-            tags = await tagger.tag(uow, [(r[_LAT], r[_LONG]) if r[_LAT] is not None and r[_LONG] is not None else None
-                                          for r in fresh], [r[_REQUESTED] for r in fresh])
+            tags = await tagger.tag(uow, points=[(r[_LAT], r[_LONG]) if r[_LAT] is not None and r[_LONG] is not None
+                                                 else None for r in fresh], times=[r[_REQUESTED] for r in fresh])
             await history_store.write_requests(uow, fresh, ids=ids)
             await history_store.write_request_areas(
                 uow, [row for rid, t in zip(ids, tags, strict=True) for row in request_area_rows(rid, t)])

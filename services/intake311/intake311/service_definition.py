@@ -45,9 +45,9 @@ def service_read(s: Service, areas: AreaNames | None = None) -> schemas.ServiceA
     )
 
 
-async def service_reads(uow: UnitOfWork, services: Sequence[Service], *, now: datetime) -> list[schemas.ServiceAdminRead]:
+async def service_reads(uow: UnitOfWork, *, services: Sequence[Service], now: datetime) -> list[schemas.ServiceAdminRead]:
     """The definitions of ``services``, with one read of the area names their rules need (none
     when no rule is by area)."""
     layers = set().union(*(rule_layers(s.department_rules or []) for s in services)) if services else set()
-    areas = await areas_in_force(uow, layers, now=now)
+    areas = await areas_in_force(uow, layers=layers, now=now)
     return [service_read(s, areas) for s in services]
