@@ -33,9 +33,9 @@ BOX = (-75.25, 39.87, -75.05, 40.03)  # min_long, min_lat, max_long, max_lat: wr
 GRIDS = {"ward": (10, 5), "council_district": (5, 10), "police_district": (25, 2), "sanitation_district": (2, 25)}
 
 
-def layer_doc(cols: int, rows: int, vertices: int = 200) -> dict[str, Any]:
-    """A FeatureCollection of cols x rows rectangles tiling BOX, each with about ``vertices`` points."""
-    x0, y0, x1, y1 = BOX
+def layer_doc(cols: int, rows: int, vertices: int = 200, box: tuple[float, float, float, float] = BOX) -> dict[str, Any]:
+    """A FeatureCollection of cols x rows rectangles tiling ``box``, each with about ``vertices`` points."""
+    x0, y0, x1, y1 = box
     dx, dy = (x1 - x0) / cols, (y1 - y0) / rows
     step = 2 * (dx + dy) / vertices
     features = []
@@ -47,7 +47,8 @@ def layer_doc(cols: int, rows: int, vertices: int = 200) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-async def _load_layers(url: str) -> int:
+async def _load_layers(url: str, box: tuple[float, float, float, float] = BOX, starts: Any = None) -> int:
+    """GRIDS' 4 layers (200 areas) over ``box``, in force from ``starts`` (default now)."""
     from intake311.areas_import import import_layer
     from intake311.models import PLUMBING
 
@@ -56,10 +57,10 @@ async def _load_layers(url: str) -> int:
     try:
         for layer, (cols, rows) in GRIDS.items():
             async with UnitOfWork(session_factory(engine), PLUMBING) as uow:
-                doc = layer_doc(cols, rows)
+                doc = layer_doc(cols, rows, box=box)
                 # round-tripped through JSON lists, as a file gives them (mapping() gives tuples)
                 result = await import_layer(uow, layer=layer, doc=orjson.loads(orjson.dumps(doc)), code_property="code",
-                                            name_property="name", starts=utcnow(), actor=Actor(kind="key", name="bench"),
+                                            name_property="name", starts=starts or utcnow(), actor=Actor(kind="key", name="bench"),
                                             extent=None)
                 await uow.commit()
                 total += result["area_count"]

@@ -5,7 +5,14 @@ convert and COPY in committed chunks of ``history_chunk`` rows), into a migrated
 on PostgreSQL. Baseline: a bare COPY of the same rows (every column the import writes, exported in
 binary from the imported table) into the same table of a second migrated database: same indexes,
 no parsing, no checks. Both timings start after a CHECKPOINT; the ratio is rows/s of the import
-over rows/s of the COPY (target >= 0.30)."""
+over rows/s of the COPY (target >= 0.30).
+
+With ``history_layers`` (default 1) the same file is imported once more into a third database that
+has 4 boundary layers of 50 areas tiling the rows' box (bench.areas' grids, ~200 vertices an area),
+each in two versions (from before the file's first row, and from its fifth day), so every row is
+tagged in 4 layers as of its own date (issue 21): ``ratio_layers_vs_plain`` is that import's rows/s
+over the import's without layers (same run, target >= 0.50: a request then writes 4 more rows,
+``request_areas`` with their keys and index, beside its own)."""
 
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from intake311.mapping import NYC_OPEN_DATA_COLUMNS as COLUMNS
 
 MAPPING = Path(__file__).resolve().parents[1] / "deploy" / "mappings" / "nyc-open-data.toml"
 AGENCIES = ("NYPD", "DSNY", "HPD", "DOT", "NYC H+H")
+BOX = (-74.2, 40.5, -73.7, 40.9)  # min_long, min_lat, max_long, max_lat: where write_csv puts the rows
 COMPLAINTS = [(f"{word} {n}", AGENCIES[n % len(AGENCIES)]) for n, word in enumerate(
     ("Noise - Residential", "Illegal Parking", "Blocked Driveway", "HEAT/HOT WATER", "Street Condition",
      "Abandoned Bike", "Dirty Conditions", "Noise - Street/Sidewalk", "Water System", "Rodent"))]
@@ -45,7 +53,7 @@ def write_csv(path: Path, rows: int) -> None:
             created = start + timedelta(seconds=i * 31 + rng.randint(0, 30))
             closed = i % 5 != 0
             closed_at = created + timedelta(hours=rng.randint(1, 240)) if closed else None
-            lat, long = 40.5 + rng.random() * 0.4, -74.2 + rng.random() * 0.5
+            lat, long = BOX[1] + rng.random() * (BOX[3] - BOX[1]), BOX[0] + rng.random() * (BOX[2] - BOX[0])
             row = dict.fromkeys(COLUMNS, "")
             row.update(
                 unique_key=str(50_000_000 + i), created_date=created.strftime("%Y-%m-%dT%H:%M:%S.000"),
@@ -155,4 +163,40 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
            "ratio_vs_copy": ratio(n / import_s, n / copy_s)}
     log(f"history: import {out['import_rows_per_s']:,} rows/s, bare COPY {out['copy_rows_per_s']:,} rows/s, "
         f"ratio {out['ratio_vs_copy']}")
+    if cfg.history_layers:
+        out["with_layers"] = _with_layers(cfg, dbs, path, import_s)
     return out
+
+
+def _with_layers(cfg: Any, dbs: Databases, path: Path, plain_s: float) -> dict[str, Any]:
+    """The same import into a database with 4 layers in 2 versions each: every row tagged as of its date."""
+    from bench.areas import _load_layers
+
+    n = cfg.history_rows
+    url = dbs.pg("history_layers")
+    upgrade("intake311", url)
+    asyncio.run(_catalog(url))
+    areas = asyncio.run(_load_layers(url, box=BOX, starts=datetime(2023, 1, 1).astimezone()))
+    areas += asyncio.run(_load_layers(url, box=BOX, starts=datetime(2024, 1, 5).astimezone()))
+    asyncio.run(_checkpoint(url))
+    layers_s, report = asyncio.run(_import(url, path, cfg.history_chunk))
+    if report.rows_imported != n:
+        raise RuntimeError(f"history with layers: {report.rows_imported} of {n} rows imported")
+    tagged = asyncio.run(_tag_counts(url))
+    if tagged["rows"] != 4 * n:
+        raise RuntimeError(f"history with layers: {tagged} request_areas rows, expected {4 * n}")
+    out = {"areas_loaded": areas, "import_s": round(layers_s, 2), "import_rows_per_s": round(n / layers_s, 1),
+           "request_areas": tagged, "ratio_layers_vs_plain": ratio(n / layers_s, n / plain_s)}
+    log(f"history: with 4 layers (2 versions each) {out['import_rows_per_s']:,} rows/s, "
+        f"ratio to the import without layers {out['ratio_layers_vs_plain']}; tags {tagged}")
+    return out
+
+
+async def _tag_counts(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        row = await conn.fetchrow("SELECT count(*) AS rows, count(code) AS inside, count(DISTINCT version_id) AS versions "
+                                  "FROM request_areas")
+        return {k: int(v) for k, v in row.items()}
+    finally:
+        await conn.close()

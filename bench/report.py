@@ -33,6 +33,8 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"query at large vs small size ({backend}, worst filtered shape)", q, "<= 2x", None if q is None else q <= 2)
     hist = _get(r, "history", "ratio_vs_copy")
     add("311 history import vs COPY (PostgreSQL)", hist, ">= 0.30", None if hist is None else hist >= 0.30)
+    hl = _get(r, "history", "with_layers", "ratio_layers_vs_plain")
+    add("311 history import with 4 layers vs without (PostgreSQL)", hl, ">= 0.50", None if hl is None else hl >= 0.50)
     e = _get(r, "evalscale", "ratio_median")
     add("evaluation with many vs few indicators", e, "<= 1.5x", None if e is None else e <= 1.5)
     for page, words in (("dashboard", "a department's dashboard"), ("report", "a department's report")):

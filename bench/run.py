@@ -66,6 +66,7 @@ OPTIONS: list[tuple[str, type, Any, Any, str]] = [
     ("memory_load", float, 10.0, 5.0, "seconds of intake load while sampling every service's memory"),
     ("history_rows", int, 1_000_000, 50_000, "311 requests in the history import (New York's open-data layout)"),
     ("history_chunk", int, 5000, 5000, "rows per committed chunk of the history import"),
+    ("history_layers", int, 1, 1, "1: also import the history into a database with 4 boundary layers (tagging as of each row's date)"),
     ("areas_duration", float, 15.0, 5.0, "seconds of wrk load per side in the areas benchmark"),
     ("areas_rounds", int, 3, 1, "rounds of (without layers, with layers); the median ratio is reported"),
     ("pipeline_duration", float, 60.0, 10.0, "seconds of the Open311 burst through the whole pipeline"),

@@ -29,6 +29,7 @@ from intake311.models import Calendar, Department, Feedback, Service, ServiceReq
 from intake311.open311 import MAX_RANGE, parse_datetime
 from intake311.open311_documents import fmt_datetime
 from intake311.reads import requests_with_names
+from intake311.service_definition import service_reads
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -46,23 +47,6 @@ async def _rule_departments(request: Request, uow: UoW, rules: list[schemas.Depa
     """Each department a rule names, known and active (as the owner is checked)."""
     return {r.department_code: await resolve_department(request, uow, r.department_code, f"department_rules[{i}].department_code")
             for i, r in enumerate(rules)}
-
-
-def service_read(s: Service) -> schemas.ServiceAdminRead:
-    return schemas.ServiceAdminRead(
-        service_code=s.service_code, service_name=s.service_name, description=s.description, group=s.group_name,
-        keywords=[k.strip() for k in s.keywords.split(",") if k.strip()], type=s.type, metadata=s.metadata_flag,
-        department_code=s.department_code, agency_responsible=s.department.name if s.department else s.department_code,
-        service_level=schemas.ServiceLevel(amount=s.sla_amount, unit=s.sla_unit, calendar=s.calendar_code,  # type: ignore[arg-type]
-                                           rules=s.sla_rules or []),  # type: ignore[arg-type]
-        duplicates=schemas.DuplicatePolicy(**s.duplicate_policy) if s.duplicate_policy else None,
-        service_level_text=service.service_level_text(s), service_notice=s.service_notice,
-        attributes=s.attributes or [], active=s.active, created_at=s.created_at, updated_at=s.updated_at,
-        changed_by=schemas.ActorRead(**s.changed_by) if s.changed_by else None,
-        department_rules=[schemas.DepartmentRuleRead(
-            attribute=r["attribute"], value=r["value"], department_code=r["department_code"],
-            agency_responsible=r.get("department_name") or r["department_code"]) for r in s.department_rules or []],
-    )
 
 
 async def resolve_department(request: Request, uow: UoW, code: str, field: str = "department_code") -> Department:
@@ -92,8 +76,8 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
 
 
 @router.get("/admin/services", response_model=list[schemas.ServiceAdminRead], tags=["catalog admin"])
-async def admin_list_services(uow: UoW, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
-    return [service_read(s) for s in await service.list_services(uow, active_only=not include_inactive)]
+async def admin_list_services(uow: UoW, deps: Intake311Deps, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
+    return await service_reads(uow, services=await service.list_services(uow, active_only=not include_inactive), now=deps.now())
 
 
 def catalog_changed(request: Request) -> None:
@@ -112,7 +96,8 @@ async def admin_create_service(
         s = await catalog_admin.create_service(uow, deps, data=data, department=dept, actor=who.actor(),
                                                rule_departments=await _rule_departments(request, uow, data.department_rules))
         created.append(s)
-        return service_read(s)
+        (read,) = await service_reads(uow, services=[s], now=deps.now())
+        return read
 
     response = await create_once(uow, request, key=key, scope="admin:services", build=build)
     if created:
@@ -122,8 +107,9 @@ async def admin_create_service(
 
 
 @router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
-async def admin_get_service(service_code: str, uow: UoW, _: Admin) -> schemas.ServiceAdminRead:
-    return service_read(await service.require_service(uow, service_code))
+async def admin_get_service(service_code: str, uow: UoW, deps: Intake311Deps, _: Admin) -> schemas.ServiceAdminRead:
+    (read,) = await service_reads(uow, services=[await service.require_service(uow, service_code)], now=deps.now())
+    return read
 
 
 @router.patch("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
@@ -133,7 +119,7 @@ async def admin_update_service(
     dept = await resolve_department(request, uow, data.department_code) if data.department_code else None
     s = await catalog_admin.update_service(uow, deps, code=service_code, data=data, department=dept, actor=who.actor(),
                                            rule_departments=await _rule_departments(request, uow, data.department_rules or []))
-    result = service_read(s)
+    (result,) = await service_reads(uow, services=[s], now=deps.now())
     await uow.commit()
     catalog_changed(request)
     return result

@@ -252,10 +252,15 @@ class VersionIndex:
 
     def codes_at(self, longs: Sequence[float], lats: Sequence[float]) -> list[str | None]:
         """The area code of each point (None: outside every area of the layer)."""
-        out: list[str | None] = [None] * len(longs)
         if not len(longs) or not self.codes:
+            return [None] * len(longs)
+        return self.codes_of(shapely.points(np.asarray(longs, dtype=float), np.asarray(lats, dtype=float)))
+
+    def codes_of(self, points: np.ndarray) -> list[str | None]:
+        """``codes_at`` for an array of shapely points (made once for several layers)."""
+        out: list[str | None] = [None] * len(points)
+        if not len(points) or not self.codes:
             return out
-        points = shapely.points(np.asarray(longs, dtype=float), np.asarray(lats, dtype=float))
         point_i, area_i = self.tree.query(points)  # bounding boxes only: then the prepared areas decide
         hit = shapely.intersects(self.geometries[area_i], points[point_i])  # boundary included
         best: dict[int, int] = {}

@@ -21,7 +21,8 @@ from citystat_common.errors import DomainError, Invalid
 from citystat_common.runtime import WorkerCommand
 from citystat_common.settings import ServiceSettings
 from citystat_common.uow import UnitOfWork
-from intake311 import addresses, areas_store
+from intake311 import addresses, areas_retag, areas_store
+from intake311.area_rules import rules_left_without_area
 from intake311.areas import LAYER_RE, LAYER_RULE, Extent, read_layer
 from intake311.models import PLUMBING
 from intake311.open311 import parse_datetime
@@ -58,9 +59,16 @@ async def import_layer(uow: UnitOfWork, *, layer: str, doc: Any, code_property: 
     version = await areas_store.add_version(
         uow, layer=layer, name=name, areas=report.areas, code_property=code_property, name_property=name_property,
         effective_from=starts, source=(source or "")[:300] or None, actor=actor)
+    codes = {a.code for a in report.areas}
+    stale = await areas_retag.stale_count(uow, layer=layer)
+    warnings = report.warnings + await rules_left_without_area(uow, layer=layer, codes=codes)
+    if stale:
+        warnings.append({"feature": None, "code": None, "problem": (
+            f"{stale} stored request(s) received since a version of {layer!r} took effect are not tagged by it: "
+            f"run intake311-worker retag-areas {layer} (loading never re-tags by itself)")})
     return {"layer": layer, "version": version.version, "effective_from": version.effective_from,
-            "area_count": version.area_count, "codes": sorted(a.code for a in report.areas),
-            "warnings": report.warnings}
+            "area_count": version.area_count, "codes": sorted(codes), "requests_to_retag": stale,
+            "warnings": warnings}
 
 
 async def import_addresses(uow: UnitOfWork, *, text: str, extent: Extent | None) -> dict[str, Any]:

@@ -36,6 +36,9 @@ class LayerVersionCreated(BaseModel):
     effective_from: datetime
     area_count: int
     codes: list[str]
+    # stored requests received while a version of the layer was in force and not tagged by it: the
+    # load never re-tags (intake311-worker retag-areas LAYER does, see intake311.areas_retag)
+    requests_to_retag: int = 0
     warnings: list[Problem]
 
 

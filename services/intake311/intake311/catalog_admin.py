@@ -15,6 +15,7 @@ from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid
 from citystat_common.uow import UnitOfWork
 from intake311 import schemas
+from intake311.area_rules import areas_a_rule_may_name, rule_layers
 from intake311.deps import Deps
 from intake311.models import Calendar, Department, Service
 from intake311.ownership import check_rules
@@ -47,9 +48,22 @@ def _level_fields(level: schemas.ServiceLevel) -> dict[str, Any]:
 
 
 def department_rules(rules: list[schemas.DepartmentRule], departments: dict[str, Department]) -> list[dict[str, Any]]:
-    """The rules as stored, with each department's name (the request's agency_responsible)."""
-    return [{"attribute": r.attribute, "value": r.value, "department_code": departments[r.department_code].code,
-             "department_name": departments[r.department_code].name} for r in rules]
+    """The rules as stored, with each department's name (the request's agency_responsible): by
+    attribute value, or by area of a boundary layer (intake311.ownership)."""
+    out: list[dict[str, Any]] = []
+    for r in rules:
+        match = {"layer": r.layer, "area": r.area} if r.layer is not None else {"attribute": r.attribute, "value": r.value}
+        dept = departments[r.department_code]
+        out.append({**match, "department_code": dept.code, "department_name": dept.name})
+    return out
+
+
+async def check_department_rules(uow: UnitOfWork, deps: Deps, *, service: Service, rules_changed: bool) -> None:
+    """The rules against the service's attributes and, when the rules themselves are being saved,
+    against the boundary layers (an area in the version in force now or in one starting later)."""
+    rules = service.department_rules or []
+    areas = await areas_a_rule_may_name(uow, layers=rule_layers(rules), now=deps.now()) if rules_changed else None
+    check_rules(rules, service.attributes or [], areas)
 
 
 async def create_service(uow: UnitOfWork, deps: Deps, *, data: schemas.ServiceCreate, department: Department,
@@ -66,7 +80,7 @@ async def create_service(uow: UnitOfWork, deps: Deps, *, data: schemas.ServiceCr
         changed_by=actor.as_dict(), department_rules=department_rules(data.department_rules, rule_departments or {}),
     )
     check_service_levels(service, cal, deps.timezone)
-    check_rules(service.department_rules or [], service.attributes)
+    await check_department_rules(uow, deps, service=service, rules_changed=True)
     service.department, service.calendar = department, cal
     uow.session.add(service)
     await uow.flush()
@@ -98,7 +112,7 @@ async def update_service(uow: UnitOfWork, deps: Deps, *, code: str, data: schema
     if "department_rules" in fields:
         service.department_rules = department_rules(data.department_rules or [], rule_departments or {})
     if {"department_rules", "attributes"} & set(fields):
-        check_rules(service.department_rules or [], service.attributes or [])
+        await check_department_rules(uow, deps, service=service, rules_changed="department_rules" in fields)
     if department is not None:
         service.department_code = department.code
         service.department = department

@@ -34,6 +34,8 @@ from citystat_common.events import HistoryImported
 from citystat_common.uow import UnitOfWork
 from intake311 import history_store, service
 from intake311.actors import filed_by
+from intake311.areas_asof import AsOfTagger
+from intake311.areas_store import request_area_rows
 from intake311.deps import Deps
 from intake311.duplicates import address_key
 from intake311.mapping import Converted, Mapping, describe_unknown
@@ -171,6 +173,7 @@ async def run_import(
     async with uow_factory() as uow:
         batch = await history_store.find_batch(uow, file_sha, mapping.digest)
         services, departments = await _catalog(uow, deps.timezone)
+        tagger = await AsOfTagger.load(uow)  # the layers as they are now, every version (issue 21)
         if batch is not None and batch.finished_at is not None:
             report.batch_id, report.already_finished = batch.id, True
             report.rows_total, report.rows_refused = batch.rows_total, batch.rows_refused
@@ -204,7 +207,7 @@ async def run_import(
             if record is not None:
                 chunk.append(record)
             if len(chunk) >= chunk_rows:
-                await _write(uow_factory, chunk, batch_id, dry_run, report)
+                await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
                 chunk = []
     except (csv.Error, UnicodeDecodeError) as exc:
         # a broken file (an unclosed quote, another encoding) stops here; what was written stays, and
@@ -212,7 +215,7 @@ async def run_import(
         report.rows_refused += 1
         report.refused.append((report.rows_total + 1, "", [f"the file cannot be read past here: {exc}"]))
         raise ImportStopped(report) from exc
-    await _write(uow_factory, chunk, batch_id, dry_run, report)
+    await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
     if not dry_run:
         assert batch_id is not None
         await _finish(uow_factory, batch_id, actor, report)
@@ -261,7 +264,7 @@ def _check(mapping: Mapping, cells: Sequence[str], number: int, seen: set[str], 
 
 
 async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id: str | None, dry_run: bool,
-                 report: ImportReport) -> None:
+                 report: ImportReport, tagger: AsOfTagger) -> None:
     if not chunk:
         return
     async with uow_factory() as uow:
@@ -271,9 +274,21 @@ async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id
         report.rows_resumed += mine
         report.rows_present += len(stored) - mine
         report.rows_imported += len(fresh)
-        if not dry_run:
+        if dry_run:
+            return
+        if tagger and fresh:  # each request's areas as of its own date, written with it (issue 21)
+            ids = await service.RequestNumbers().take(uow, len(fresh))
+            tags = await tagger.tag(uow, points=[(r[_LAT], r[_LONG]) if r[_LAT] is not None and r[_LONG] is not None
+                                                 else None for r in fresh], times=[r[_REQUESTED] for r in fresh])
+            await history_store.write_requests(uow, fresh, ids=ids)
+            await history_store.write_request_areas(
+                uow, [row for rid, t in zip(ids, tags, strict=True) for row in request_area_rows(rid, t)])
+        else:
             await history_store.write_requests(uow, fresh)
-            await uow.commit()
+        await uow.commit()
+
+
+_LAT, _LONG, _REQUESTED = (history_store.COLUMNS.index(c) for c in ("lat", "long", "requested_datetime"))
 
 
 async def _finish(uow_factory: UowFactory, batch_id: str, actor: Actor, report: ImportReport) -> None:

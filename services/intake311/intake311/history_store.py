@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from citystat_common.uow import UnitOfWork
-from intake311.models import ImportBatch, Service, ServiceRequest
+from intake311.models import ImportBatch, RequestArea, Service, ServiceRequest
 
 # The columns an imported request is written with, in COPY order (the rest take their NULLs).
 COLUMNS = (
@@ -58,18 +58,40 @@ async def stored_legacy_ids(uow: UnitOfWork, legacy_ids: Sequence[str]) -> dict[
     return out
 
 
-async def write_requests(uow: UnitOfWork, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Imported requests, one tuple per row in COLUMNS order (``attributes`` a dict)."""
+async def write_requests(uow: UnitOfWork, rows: Sequence[tuple[Any, ...]], *, ids: Sequence[int] | None = None) -> None:
+    """Imported requests, one tuple per row in COLUMNS order (``attributes`` a dict); ``ids``: their
+    numbers, drawn beforehand (``service.RequestNumbers``) when their areas are written with them."""
+    if not rows:
+        return
+    columns = ("id", *COLUMNS) if ids is not None else COLUMNS
+    if ids is not None:
+        rows = [(rid, *r) for rid, r in zip(ids, rows, strict=True)]
+    at = _ATTRIBUTES + (ids is not None)
+    if uow.dialect == "postgresql":
+        # COPY inside the unit's transaction: committed (or lost) with the batch's counters
+        records = [(*r[:at], orjson.dumps(r[at]).decode(), *r[at + 1:]) for r in rows]
+        await _copy(uow, ServiceRequest.__tablename__, records, columns)
+        return
+    await uow.insert(ServiceRequest.__table__, [dict(zip(columns, r, strict=True)) for r in rows])  # type: ignore[arg-type]
+
+
+async def write_request_areas(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
+    """The imported requests' areas (``areas_store.request_area_rows``), in the chunk's transaction."""
     if not rows:
         return
     if uow.dialect == "postgresql":
-        # COPY inside the unit's transaction: committed (or lost) with the batch's counters
-        conn = await uow.session.connection()
-        apg: Any = (await conn.get_raw_connection()).driver_connection
-        records = [(*r[:_ATTRIBUTES], orjson.dumps(r[_ATTRIBUTES]).decode(), *r[_ATTRIBUTES + 1:]) for r in rows]
-        await apg.copy_records_to_table(ServiceRequest.__tablename__, records=records, columns=COLUMNS)
+        await _copy(uow, RequestArea.__tablename__, [tuple(r[c] for c in _AREA_COLUMNS) for r in rows], _AREA_COLUMNS)
         return
-    await uow.insert(ServiceRequest.__table__, [dict(zip(COLUMNS, r, strict=True)) for r in rows])  # type: ignore[arg-type]
+    await uow.insert(RequestArea.__table__, rows)  # type: ignore[arg-type]
+
+
+_AREA_COLUMNS = ("request_id", "layer", "code", "version_id")
+
+
+async def _copy(uow: UnitOfWork, table: str, records: Sequence[tuple[Any, ...]], columns: Sequence[str]) -> None:
+    conn = await uow.session.connection()
+    apg: Any = (await conn.get_raw_connection()).driver_connection
+    await apg.copy_records_to_table(table, records=records, columns=list(columns))
 
 
 async def batch_figures(uow: UnitOfWork, batch_id: str) -> tuple[int, datetime | None, datetime | None, list[str], list[str]]:

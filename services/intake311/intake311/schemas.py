@@ -18,6 +18,7 @@ from pydantic import (
 
 from citystat_common.bounds import PlausibleDate
 from citystat_common.codes import city_code
+from intake311.ownership_schemas import AreaRuleRead, AttributeRuleRead, DepartmentRule
 
 CALENDAR_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")  # calendars keep the old rule: ours, not the city's data
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -133,15 +134,6 @@ class DuplicatePolicy(Strict):
     window_hours: float | None = Field(None, ge=0, le=24 * 365, allow_inf_nan=False)
 
 
-class DepartmentRule(Strict):
-    """Requests whose list attribute ``attribute`` has ``value`` belong to ``department_code`` instead
-    of the service's owner (the first matching rule wins): "Encampment" handled by two agencies."""
-
-    attribute: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    department_code: DeptCode
-
-
 def _unique_codes(attrs: list[AttributeDef] | None) -> list[AttributeDef] | None:
     if attrs is not None:
         codes = [a.code for a in attrs]
@@ -203,13 +195,6 @@ class ActorRead(BaseModel):
     via: Literal["key", "bearer", "session"] = "key"
 
 
-class DepartmentRuleRead(BaseModel):
-    attribute: str
-    value: str
-    department_code: str
-    agency_responsible: str
-
-
 class ServiceAdminRead(BaseModel):
     service_code: str
     service_name: str
@@ -225,8 +210,8 @@ class ServiceAdminRead(BaseModel):
     service_notice: str | None
     attributes: list[dict[str, Any]]
     duplicates: DuplicatePolicy | None
-    # which requests another department owns, by attribute value (the service's owner owns the rest)
-    department_rules: list[DepartmentRuleRead] = Field(default_factory=list)
+    # which requests another department owns, by attribute value or area (the service's owner owns the rest)
+    department_rules: list[AttributeRuleRead | AreaRuleRead] = Field(default_factory=list)
     active: bool
     created_at: datetime
     updated_at: datetime

@@ -293,7 +293,8 @@ async def create_requests(
     for draft, rid, duplicate_of in zip(drafts, ids, duplicates, strict=True):
         data, svc = draft.data, draft.service
         level, rule = pick_level(Level(svc.sla_amount, svc.sla_unit), svc.sla_rules, data.attributes)
-        dept_code, agency = owner((svc.department_code, svc.agency), svc.department_rules, data.attributes)
+        dept_code, agency = owner((svc.department_code, svc.agency), svc.department_rules, data.attributes,
+                                  area_codes(draft.areas))  # the areas as tagged now, at intake
         if (svc.service_code, rule, dept_code) not in commitments:
             commitments[(svc.service_code, rule, dept_code)] = _commitment(svc, level, now, tz, agency)
         expected, commitment = commitments[(svc.service_code, rule, dept_code)]

@@ -18,7 +18,7 @@ from citystat_common.runtime import (
     worker_main,
 )
 from citystat_common.uow import UnitOfWork
-from intake311 import areas_import, import_command, metrics, service
+from intake311 import areas_import, areas_retag, import_command, metrics, service
 from intake311.config import Settings
 from intake311.handlers import HANDLERS
 from intake311.models import PLUMBING
@@ -73,7 +73,8 @@ def main() -> None:
     worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker,
                 commands=(WorkerCommand("import-requests", "import a city's request history from a CSV export",
                                         import_command.arguments, import_command.run),
-                          *areas_import.COMMANDS))  # import-areas, import-addresses (issue 21)
+                          *areas_import.COMMANDS,  # import-areas, import-addresses (issue 21)
+                          *areas_retag.COMMANDS))  # retag-areas
 
 
 if __name__ == "__main__":
