@@ -136,7 +136,7 @@ async def service_names(uow: UnitOfWork, codes: Sequence[str]) -> dict[str, str]
         res = await uow.session.execute(
             sa.select(RequestFact.service_code, sa.func.max(RequestFact.service_name))
             .where(RequestFact.service_code.in_(codes[i : i + 500])).group_by(RequestFact.service_code))
-        out.update(dict(res.tuples()))
+        out.update({code: name for code, name in res.tuples()})
     return out
 
 
