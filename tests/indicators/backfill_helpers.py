@@ -4,6 +4,7 @@ New York times parsed with zoneinfo, medians and 90th percentiles with ``statist
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Iterable
@@ -12,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from nyc_export import nyc_row
+
+from indicators import derived311
 
 NY = ZoneInfo("America/New_York")
 FORMAT = "%Y-%m-%dT%H:%M:%S.000"
@@ -116,3 +119,36 @@ def months_between(first: date, last: date) -> list[tuple[date, date]]:
         out.append((m, nxt - timedelta(days=1)))
         m = nxt
     return out
+
+
+def expected_figures(rows, frequency: str) -> dict[tuple[str, object], float]:
+    """Every ended period's figures, per department and per (department, service), from the rows."""
+    reqs = requests_of(rows)
+    first = min(r.created for r in reqs).astimezone(NY).date()
+    yesterday = ny_today() - timedelta(days=1)
+    periods = days_between(first, yesterday) if frequency == "daily" else months_between(first, yesterday)
+    periods = [(s, e) for s, e in periods if e <= yesterday]  # the running period's cutoff is "now": left out
+    out: dict[tuple[str, object], float] = {}
+    for dept, services in CATALOG.items():
+        scopes = [(None, [r for r in reqs if r.agency == dept])]
+        scopes += [(s, [r for r in reqs if r.agency == dept and r.complaint == s]) for s in services]
+        for service, mine in scopes:
+            metrics = derived311.SERVICE_METRICS if service else tuple(derived311.METRICS)
+            for start, end in periods:
+                for metric, value in figures(mine, start, end).items():
+                    if metric in metrics:
+                        out[(derived311.indicator_code(dept, service, metric), start)] = value
+    return out
+
+
+def ended_only(observed, expected):
+    """The observed values of the periods the expectation covers (every period up to yesterday)."""
+    last = max(start for _, start in expected)
+    return {k: v for k, v in observed.items() if k[1] <= last}
+
+
+def same(observed, expected) -> list:
+    """Where the service's figures and ours differ (floats within a billionth)."""
+    keys = set(observed) | set(expected)
+    return sorted((k, observed.get(k), expected.get(k)) for k in keys
+                  if k not in observed or k not in expected or not math.isclose(observed[k], expected[k], rel_tol=1e-9))

@@ -20,13 +20,14 @@ from backfill_helpers import (
     CATALOG,
     FORMAT,
     NY,
-    days_between,
+    ended_only,
+    expected_figures,
     figures,
     history_rows,
     month_start,
-    months_between,
     ny_today,
     requests_of,
+    same,
 )
 from nyc_export import write_nyc_csv
 
@@ -156,39 +157,6 @@ async def city(db_factory, indicators_settings):
         c.intake311 = Intake311Imports(client, owned=False)  # type: ignore[attr-defined]
         yield c
     await c.close()
-
-
-def expected_figures(rows, frequency: str) -> dict[tuple[str, object], float]:
-    """Every ended period's figures, per department and per (department, service), from the rows."""
-    reqs = requests_of(rows)
-    first = min(r.created for r in reqs).astimezone(NY).date()
-    yesterday = ny_today() - timedelta(days=1)
-    periods = days_between(first, yesterday) if frequency == "daily" else months_between(first, yesterday)
-    periods = [(s, e) for s, e in periods if e <= yesterday]  # the running period's cutoff is "now": left out
-    out: dict[tuple[str, object], float] = {}
-    for dept, services in CATALOG.items():
-        scopes = [(None, [r for r in reqs if r.agency == dept])]
-        scopes += [(s, [r for r in reqs if r.agency == dept and r.complaint == s]) for s in services]
-        for service, mine in scopes:
-            metrics = derived311.SERVICE_METRICS if service else tuple(derived311.METRICS)
-            for start, end in periods:
-                for metric, value in figures(mine, start, end).items():
-                    if metric in metrics:
-                        out[(derived311.indicator_code(dept, service, metric), start)] = value
-    return out
-
-
-def ended_only(observed, expected):
-    """The observed values of the periods the expectation covers (every period up to yesterday)."""
-    last = max(start for _, start in expected)
-    return {k: v for k, v in observed.items() if k[1] <= last}
-
-
-def same(observed, expected) -> list:
-    """Where the service's figures and ours differ (floats within a billionth)."""
-    keys = set(observed) | set(expected)
-    return sorted((k, observed.get(k), expected.get(k)) for k in keys
-                  if k not in observed or k not in expected or not math.isclose(observed[k], expected[k], rel_tol=1e-9))
 
 
 @pytest.mark.parametrize("frequency", ["daily", "monthly"])
