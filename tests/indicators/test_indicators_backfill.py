@@ -37,7 +37,7 @@ from citystat_common.events import ServiceRequestData, parse_event
 from citystat_common.runtime import make_consumer
 from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client, auth
 from citystat_common.uow import UnitOfWork
-from indicators import backfill, derived311
+from indicators import backfill, backfill_store, derived311
 from indicators.backfill_figures import Line, ScopeFigures
 from indicators.config import Settings
 from indicators.deps import IndicatorsDeps
@@ -324,5 +324,37 @@ async def test_the_bulk_figures_are_those_of_compute_scope_for_every_period(indi
                         w = theirs[k]
                         assert (v is None) == (w is None) and (v is None or math.isclose(v, w, rel_tol=1e-12)), (
                             frequency, p.label, k, v, w)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_claimed_backfill_is_one_workers_until_its_lease_ends(indicators_settings):
+    from citystat_common.events import HistoryImported
+
+    engine = create_engine(indicators_settings.database_url)
+    units = session_factory(engine)
+    now = datetime.now(UTC)
+    batch = HistoryImported(batch_id="b-1", file_name="nyc.csv", requests=3, first_requested=now - timedelta(days=40),
+                            last_requested=now - timedelta(days=2), department_codes=["NYPD"], service_codes=["Noise"],
+                            imported_by="onboarding", imported_at=now)
+    try:
+        for _ in range(2):  # announced twice: one backfill
+            async with UnitOfWork(units, PLUMBING) as uow:
+                await backfill_store.enqueue(uow, data=batch, now=now)
+                await uow.commit()
+
+        async def claim(at):
+            async with UnitOfWork(units, PLUMBING) as uow:
+                job = await backfill_store.claim(uow, now=at, lease_seconds=60)
+                await uow.commit()
+                return job.batch_id if job else None
+
+        assert await claim(now) == "b-1"
+        assert await claim(now + timedelta(seconds=59)) is None  # another worker: held
+        assert await claim(now + timedelta(seconds=61)) == "b-1"  # the holder died: taken up
+        async with UnitOfWork(units, PLUMBING) as uow:
+            await backfill_store.finish(uow, batch_id="b-1", now=now)
+            await uow.commit()
+        assert await claim(now + timedelta(hours=1)) is None
     finally:
         await engine.dispose()
