@@ -92,16 +92,12 @@ async def run_one(units: Units, deps: IndicatorsDeps, *, job: HistoryBackfill) -
         log.info("history_backfill_progress", batch_id=batch_id, facts=stored, requests=job.requests)
     async with units() as uow:
         written = await recompute_history(
-            uow, deps, departments=_listed(job, "department_codes"), services=_listed(job, "service_codes"),
+            uow, deps, departments=list(job.department_codes), services=list(job.service_codes),
             since=job.first_requested, now=deps.now())
         await backfill_store.finish(uow, batch_id=batch_id, now=deps.now())
         await uow.commit()
     log.info("history_backfill_finished", batch_id=batch_id, facts=stored, figures=written)
     return True
-
-
-def _listed(job: HistoryBackfill, name: str) -> list[str]:
-    return list(getattr(job, name) or [])
 
 
 async def recompute_history(
