@@ -69,6 +69,7 @@ class City:
         self.sessions = session_factory(self.engine)
         self.settings = indicators
         self.offset = 0
+        self.intake311: Intake311Imports | None = None  # intake311's api, set once it runs
 
     def intake_units(self) -> UnitOfWork:
         from intake311.models import PLUMBING as INTAKE_PLUMBING
@@ -154,7 +155,7 @@ async def city(db_factory, indicators_settings):
                             directory_url=f"http://{NOWHERE}", directory_timeout=0.5)
     async with app_client(intake_app(intake)) as client:
         client.headers["X-API-Key"] = TEST_KEYS["staff"]  # the backfill reads with a staff key
-        c.intake311 = Intake311Imports(client, owned=False)  # type: ignore[attr-defined]
+        c.intake311 = Intake311Imports(client, owned=False)
         yield c
     await c.close()
 
