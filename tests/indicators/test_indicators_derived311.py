@@ -133,7 +133,7 @@ async def test_request_events_give_exact_figures_and_redelivery_changes_nothing(
         else:
             assert abs(got[month(2)] - value) < 1e-9, (metric, got.get(month(2)), value)
     svc = expected_figures(reqs, start, end, service="POTHOLE")
-    for metric in ("opened", "closed_within_sla", "backlog", "median_days_to_close"):
+    for metric in ("opened", "closed_within_sla", "backlog", "median_days_to_close", "p90_days_to_close"):
         got = await _values(client, f"311.{DEPT}.POTHOLE.{metric}")
         assert abs(got[month(2)] - svc[metric]) < 1e-9, metric
     # the derived indicators are ordinary indicators with the right attributes and editable targets

@@ -17,7 +17,7 @@ import httpx
 
 from citystat_common.auth import hash_key
 from citystat_common.localbroker import LocalBroker, free_port
-from citystat_common.testing import TEST_KEY_ENTRIES
+from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS
 
 ALL_SERVICES = ("directory", "intake311", "indicators", "escalation")
 
@@ -73,6 +73,10 @@ class ProcessStack:
         )
         if "directory" in self.services:
             env[f"{prefix}DIRECTORY_URL"] = self.url("directory")
+        if name == "indicators" and "intake311" in self.services:
+            # the history backfill reads imported batches from intake311 (scope staff)
+            env["INDICATORS_INTAKE311_URL"] = self.url("intake311")
+            env["INDICATORS_INTAKE311_API_KEY"] = TEST_KEYS["staff"]
         if name == "indicators" and "escalation" in self.services:
             env["INDICATORS_ESCALATION_URL"] = self.url("escalation")  # where tiles link a ticket's page
         env.update({k.replace("{SVC}", name.upper()): v for k, v in self.extra_env.items()})

@@ -42,6 +42,15 @@ class Settings(ServiceSettings):
     derived_refresh_seconds: float = Field(60.0, gt=0)
     derived_max_periods: int = Field(400, ge=1)  # a late event recomputes at most this many periods
 
+    # History backfill (issue 20): an imported batch's requests are read from intake311's admin API
+    # (scope staff) in keyset pages, one transaction per page, then every period is recomputed once.
+    intake311_url: str = "http://127.0.0.1:8001"
+    intake311_api_key: str = ""  # a key with scope staff; empty: no backfill (logged, the job waits)
+    intake311_timeout: float = Field(30.0, gt=0, le=300)
+    backfill_page_size: int = Field(1000, ge=1, le=5000)
+    backfill_poll_seconds: float = Field(5.0, gt=0)  # how often the worker looks for a backfill to run
+    backfill_lease_seconds: float = Field(300.0, ge=10)  # a worker's claim on a backfill, renewed every page
+
     # Worker schedulers.
     scheduler_interval_seconds: float = Field(15.0, gt=0)
     scheduler_batch: int = Field(500, ge=1)

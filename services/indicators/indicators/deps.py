@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments
 from indicators.config import Settings
+from indicators.intake311_client import ImportedRequests
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class IndicatorsDeps:
     # only the 311 derivation's indicators and takes their departments as given.
     directory: Departments | None = None
     clock: Callable[[], datetime] = utcnow
+    # Where an imported batch's requests are read (the history backfill); None in the api process.
+    intake311: ImportedRequests | None = None
 
     def now(self) -> datetime:
         return self.clock()

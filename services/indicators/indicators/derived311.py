@@ -8,7 +8,7 @@ observations of ordinary indicators, and evaluated like any other.
 
 Indicators, per department ``311.<DEPT>.<metric>`` and per service
 ``311.<DEPT>.<SERVICE>.<metric>`` (service metrics: opened, closed_within_sla, backlog,
-median_days_to_close). For a period P = [start, end) in the city's time zone, with the
+median_days_to_close, p90_days_to_close). For a period P = [start, end) in the city's time zone, with the
 cutoff c = min(end, now):
 
 - ``opened``: requests with requested_datetime in [start, c).
@@ -89,7 +89,7 @@ METRICS: dict[str, MetricDef] = {
     "satisfaction": MetricDef("311 average satisfaction score", "score", "outcome", "up", "target", False,
                               target="derived_satisfaction_target"),
 }
-SERVICE_METRICS = ("opened", "closed_within_sla", "backlog", "median_days_to_close")
+SERVICE_METRICS = ("opened", "closed_within_sla", "backlog", "median_days_to_close", "p90_days_to_close")
 
 
 def service_slug(service_code: str) -> str:

@@ -11,9 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from citystat_common.consumer import BatchHandler, Handler
-from citystat_common.events import DepartmentUpserted, Envelope, RequestFeedback, ServiceRequestData
+from citystat_common.events import (
+    DepartmentUpserted,
+    Envelope,
+    HistoryImported,
+    RequestFeedback,
+    ServiceRequestData,
+)
 from citystat_common.uow import UnitOfWork
-from indicators import cluster_leads, derived311, service, ticket_copy
+from indicators import backfill_store, cluster_leads, derived311, service, ticket_copy
 from indicators.deps import IndicatorsDeps
 
 GROUP_ID = "indicators"
@@ -35,11 +41,17 @@ def make_handlers(deps: IndicatorsDeps) -> dict[str, Handler]:
         assert isinstance(payload, DepartmentUpserted)
         await service.upsert_department(uow, payload)
 
+    async def on_history_imported(uow: UnitOfWork, envelope: Envelope, payload: Any) -> None:
+        # recorded once (the inbox); the worker's history_backfill scheduler does the work (indicators.backfill)
+        assert isinstance(payload, HistoryImported)
+        await backfill_store.enqueue(uow, data=payload, now=deps.now())
+
     return {
         "intake311.request.created": on_request,
         "intake311.request.updated": on_request,
         "intake311.request.closed": on_request,
         "intake311.request.feedback": on_feedback,
+        "intake311.history.imported": on_history_imported,
         "directory.department.upserted": on_department,
         "directory.senior_team.changed": cluster_leads.on_senior_team,
         "escalation.ticket.updated": ticket_copy.on_ticket_updated,

@@ -300,3 +300,25 @@ class SeniorTeamCopy(Base):
     deputy_mayor_title: Mapped[str | None] = mapped_column(sa.String(300))
     event_time: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HistoryBackfill(Base):
+    """One imported 311 batch to backfill (``intake311.history.imported``, once per batch): where
+    the read of its requests stands (``after``: the last request id stored), who holds it, and
+    when its periods were recomputed (``finished_at``)."""
+
+    __tablename__ = "history_backfills"
+    batch_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(sa.String(500))
+    requests: Mapped[int] = mapped_column()  # what intake311 said the batch wrote
+    first_requested: Mapped[datetime] = mapped_column()
+    last_requested: Mapped[datetime] = mapped_column()
+    department_codes: Mapped[list[str]] = mapped_column(sa.JSON)
+    service_codes: Mapped[list[str]] = mapped_column(sa.JSON)
+    after: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    facts: Mapped[int] = mapped_column(default=0)  # requests read and stored so far
+    pages_done: Mapped[bool] = mapped_column(default=False)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(sa.String(500))  # the last failure, for operators
+    received_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)

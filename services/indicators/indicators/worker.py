@@ -5,6 +5,7 @@ status gauge)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 from citystat_common.db import create_engine, session_factory
@@ -12,10 +13,11 @@ from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS, TOPIC_TICKET
 from citystat_common.logging import get_logger
 from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.uow import UnitOfWork
-from indicators import derived311, metrics, service
+from indicators import backfill, derived311, metrics, service
 from indicators.config import Settings
 from indicators.deps import IndicatorsDeps
 from indicators.handlers import GROUP_ID, REQUEST_EVENTS, make_batch_handler, make_handlers
+from indicators.intake311_client import Intake311Imports
 from indicators.models import PLUMBING
 
 log = get_logger(__name__)
@@ -70,6 +72,21 @@ def build_worker(settings: Settings) -> WorkerParts:
             for s in STATUSES:
                 metrics.BY_STATUS.labels(d, s).set(table.get((d, s), 0))
 
+    async def history_backfill(stop: asyncio.Event) -> None:
+        # the client lives as long as this component, in the worker's event loop
+        client = Intake311Imports.connect(settings.intake311_url, settings.intake311_api_key, settings.intake311_timeout)
+        with_intake311 = dataclasses.replace(deps, intake311=client if settings.intake311_api_key else None)
+        if not settings.intake311_api_key:
+            log.warning("history_backfill_off", reason="INDICATORS_INTAKE311_API_KEY is not set")
+
+        async def work() -> None:
+            await backfill.run_backfills(uow, with_intake311)
+
+        try:
+            await _periodic("history_backfill", settings.backfill_poll_seconds, work)(stop)
+        finally:
+            await client.aclose()
+
     consumer = make_consumer(
         settings, engine, PLUMBING, group_id=GROUP_ID, topics=[TOPIC_REQUESTS, TOPIC_DIRECTORY, TOPIC_TICKETS],
         handlers=make_handlers(deps), batch_handler=make_batch_handler(deps), batch_types=REQUEST_EVENTS,
@@ -82,6 +99,7 @@ def build_worker(settings: Settings) -> WorkerParts:
             _periodic("missing_and_expiry", settings.scheduler_interval_seconds, missing_and_expiry),
             _periodic("refresh_311", settings.derived_refresh_seconds, refresh_311),
             _periodic("status_gauge", settings.scheduler_interval_seconds, gauges),
+            history_backfill,
         ],
     )
 
