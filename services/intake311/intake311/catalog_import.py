@@ -20,6 +20,7 @@ from typing import Any
 
 from citystat_common.auth import Actor
 from citystat_common.db import utcnow
+from citystat_common.directory import DirectoryUnreachable
 from citystat_common.errors import Invalid
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
@@ -75,9 +76,9 @@ class _Plan:
     changed: list[str]
 
 
-def _column(invalid_field: str | None) -> str:
+def _column(refusal: Invalid) -> str:
     """The file's column a domain refusal is about."""
-    text = invalid_field or ""
+    text = " ".join(str(e.get("field") or "") for e in refusal.errors)
     if "department_rules" in text:
         return "department_rules"
     if "rules" in text:
@@ -119,7 +120,7 @@ async def _check(uow: UnitOfWork, deps: Deps, entry: CatalogEntry, resolve: Reso
             check_service_levels(candidate, calendar, deps.timezone)
         check_rules(candidate.department_rules or [], candidate.attributes or [])
     except Invalid as exc:
-        return None, [{"row": row, "field": _column(exc.field), "message": exc.detail}]
+        return None, [{"row": row, "field": _column(exc), "message": exc.detail}]
     existing = await uow.session.get(Service, data.service_code)
     changed = [] if existing is None else [k for k, v in fields.items() if not _same(getattr(existing, k), v)]
     if existing is not None and existing.active != entry.active:
@@ -174,15 +175,41 @@ async def import_catalog(uow: UnitOfWork, deps: Deps, *, entries: list[CatalogEn
     return report
 
 
-async def local_departments(uow: UnitOfWork) -> Resolver:
-    """A resolver over the local copy alone (the directory's departments as the consumer keeps them)."""
+def departments_resolver(uow: UnitOfWork, deps: Deps) -> Resolver:
+    """Departments from the local copy (the directory's, as its events leave them), else from the
+    directory itself when ``deps`` has it (stored locally, as the catalog admin API does); each code
+    is looked up once per import."""
+    known: dict[str, Department | Invalid] = {}
 
-    async def resolve(code: str, column: str) -> Department:
+    async def lookup(code: str, column: str) -> Department:
         dept = await uow.session.get(Department, code)
         if dept is None:
-            raise Invalid(f"department {code!r} is not known here (import the directory first)", field=column)
+            if deps.departments is None:
+                raise Invalid(f"department {code!r} is not known here (import the directory first)", field=column)
+            try:
+                doc = await deps.departments.get(code)
+            except DirectoryUnreachable as exc:
+                raise Invalid(f"department {code!r} is not known locally and the directory could not be asked",
+                              field=column) from exc
+            if doc is None:
+                raise Invalid(f"department {code!r} does not exist in the directory", field=column)
+            if not doc.get("active", True):
+                raise Invalid(f"department {code!r} is inactive in the directory", field=column)
+            dept = await uow.add_if_absent(Department, dict(code=doc["code"], name=doc.get("name", code),
+                                                            department_id=doc.get("id"), active=True))
         if not dept.active:
             raise Invalid(f"department {code!r} is inactive in the directory", field=column)
         return dept
+
+    async def resolve(code: str, column: str) -> Department:
+        if code not in known:
+            try:
+                known[code] = await lookup(code, column)
+            except Invalid as exc:
+                known[code] = exc
+        found = known[code]
+        if isinstance(found, Invalid):
+            raise Invalid(found.detail, field=column)
+        return found
 
     return resolve

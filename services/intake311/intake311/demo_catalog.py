@@ -12,7 +12,7 @@ from citystat_common.auth import Actor
 from citystat_common.db import create_engine, session_factory
 from citystat_common.uow import UnitOfWork
 from intake311.catalog_file import read_catalog
-from intake311.catalog_import import CatalogReport, import_catalog, local_departments
+from intake311.catalog_import import CatalogReport, departments_resolver, import_catalog
 from intake311.config import Settings
 from intake311.deps import Deps
 from intake311.models import PLUMBING, Department
@@ -160,7 +160,7 @@ async def seed_demo_catalog(uow: UnitOfWork, deps: Deps, *, actor: Actor) -> Cat
         await uow.add_if_absent(Department, dict(code=code, name=name, department_id=None, active=True))
     entries, errors = read_catalog(demo_catalog_rows())
     return await import_catalog(uow, deps, entries=entries, rows=len(demo_catalog_rows()), errors=errors,
-                                resolve=await local_departments(uow), actor=actor)
+                                resolve=departments_resolver(uow, deps), actor=actor)
 
 
 async def load_demo_catalog(url: str, settings: Settings | None = None) -> CatalogReport:
