@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 WATER_MAIN = {"service_code": "WATER_MAIN", "lat": "39.95", "long": "-75.16", "attribute[FLOW]": "steady"}
 ANALYST = "esther.raman@city.example.gov"  # staff, no 311:write
 NOBODY = "drifter@city.example.gov"
+INES = "ines.okafor@city.example.gov"  # 311 staff of a department whose code is lower case ("dohmh")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,9 @@ def provider():
     with ProviderProcess() as p:
         httpx.put(f"{p.issuer}/users/{NOBODY}", json={
             "email": NOBODY, "name": "Dana Drifter", "groups": ["citystat-staff", "citystat-311_staff"]},
+        ).raise_for_status()
+        httpx.put(f"{p.issuer}/users/{INES}", json={
+            "email": INES, "name": "Ines Okafor", "groups": ["citystat-staff", "citystat-311_staff", "citystat-dept-dohmh"]},
         ).raise_for_status()
         yield p
 
@@ -222,10 +226,7 @@ async def test_a_city_department_code_is_its_queue_exactly(settings, provider, b
             "service_level": {"amount": 5, "unit": "business_days"}})
         assert r.status_code == 201, r.text
         rid = await create(client, {"service_code": "Rodent", "lat": "39.95", "long": "-75.16"})
-        email = "ines.okafor@city.example.gov"
-        httpx.put(f"{provider.issuer}/users/{email}", json={
-            "email": email, "name": "Ines Okafor", "groups": ["citystat-staff", "citystat-311_staff", "citystat-dept-dohmh"]},
-        ).raise_for_status()
+        email = INES
         mine = await client.get("/staff/queue", headers=bearer(email))
         assert mine.status_code == 200 and f'id="request-{rid}"' in mine.text
         exact = await client.get("/staff/queue", params={"department": "dohmh"}, headers=bearer(email))
