@@ -61,7 +61,7 @@ migrate: install
 	  $(BIN)/$$s-worker migrate && echo "$$s: migrated"; done; true
 
 # `make run EMPTY=1`: an empty city (no directory, catalog or indicators; its own databases under
-# var/empty/), for a city to import its own (docs/onboarding.md).
+# var/empty/), for a city to import its own (README, "How a city onboards").
 run: install keys
 	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s)) var/mail var/empty
 	@set -a; . deploy/local.env; . var/local-secrets.env; $(if $(EMPTY),. deploy/empty.env;) set +a; exec $(BIN)/honcho -f deploy/Procfile start

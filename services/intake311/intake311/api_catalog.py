@@ -48,7 +48,7 @@ class CatalogImportRead(BaseModel):
         "CSV (text/csv) with a header row, or JSON: a list of rows or {\"rows\": [...]}, each an object of the "
         f"same columns: `{catalog_file.HEADER}`. One row per service or per attribute of a service (rows with "
         "the same service_code are one service). Owners and department rules name departments the directory "
-        "knows. Nothing is stored unless every row is valid; the report lists every problem. docs/onboarding.md "
+        "knows. Nothing is stored unless every row is valid; the report lists every problem. README, How a city onboards, "
         "describes the columns."
     ),
     responses={422: {"model": CatalogImportRead, "description": "problems in the file: nothing stored"}},

@@ -3,7 +3,7 @@
 
 One row per service, or one row per attribute of a service: rows with the same ``service_code``
 are one service, its columns given on any of them (a value given twice must agree), each row with
-an ``attribute_code`` one attribute. The columns (docs/onboarding.md has the full description):
+an ``attribute_code`` one attribute. The columns (README, "How a city onboards", describes each):
 
     service_code, service_name, group, department_code, service_level_amount, service_level_unit,
     calendar, type, keywords, description, service_notice, duplicates, active,
