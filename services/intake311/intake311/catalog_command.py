@@ -23,7 +23,7 @@ from intake311.models import PLUMBING
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="the catalog file: CSV with a header row (README, "How a city onboards"), or .json rows")
+    parser.add_argument("path", type=Path, help="the catalog file: CSV with a header row (the README's \"How a city onboards\"), or .json rows")
     parser.add_argument("--dry-run", action="store_true", help="check every row and report what would change; store nothing")
     parser.add_argument("--by", default=None, help="who imports the catalog, as each changed service records it (default: the login name)")
 

@@ -125,7 +125,7 @@ async def main() -> None:
                 print(f"[demo] {service}: loading failed: {exc!r}", flush=True)
     lines = ["", "CityStat is running:" if demo else
              "CityStat is running, an empty city (CITYSTAT_DEMO=0): no directory, catalog or indicators yet; "
-             "README, "How a city onboards", says how a city brings its own:"]
+             "the README's 'How a city onboards' says how a city brings its own:"]
     for service in present:
         lines.append(f"  {service:<11} {base(service)}/docs   metrics {base(service)}/metrics")
     if "indicators" in present:
