@@ -6,7 +6,6 @@ all or nothing, every problem at once, the same file again changes nothing, a na
 import argparse
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from citystat_common.db import create_engine, session_factory
@@ -193,15 +192,23 @@ async def test_import_catalog_command(db_factory, capsys):
         assert run() == 2
 
 
-@pytest.mark.parametrize("fmt", ["json"])
-async def test_the_demo_catalog_through_the_api_as_the_demo_loader_sends_it(db_factory, fmt):
-    from intake311.demo_catalog import demo_catalog_rows
+async def test_make_run_s_demo_loader_gives_the_old_catalog_through_the_api(db_kind, tmp_path):
+    """intake311.demo.load_demo as ``make run`` calls it (the directory's departments already here):
+    the catalog 0002 and 0007 seeded, then the demo requests; run again, it changes nothing."""
+    from citystat_common.testing import TEST_KEYS
+    from intake311 import demo
 
-    app = create_app(_settings(db_factory("intake311")))
+    old = empty_database(db_kind, tmp_path)
+    upgrade("intake311", old, "0020")
+    url = empty_database(db_kind, tmp_path)
+    upgrade("intake311", url)
+    app = create_app(_settings(url))
     async with app_client(app) as client:
         await _departments(app, tuple(DEPARTMENTS))
-        r = await client.post("/admin/catalog/import", json={"rows": demo_catalog_rows()}, headers=auth("admin"))
-        assert r.status_code == 200 and r.json()["created"] == 19, r.text
-        post = await client.post("/requests.json", data={"api_key": "test-key-call_center", "service_code": "POTHOLE",
-                                                          "lat": "39.95", "long": "-75.16", "attribute[SIZE]": "large"})
-        assert post.status_code == 201, post.text
+        first = await demo.load_demo(client, dict(TEST_KEYS))
+        assert first.startswith("catalog: 19 services created, 0 there already; posted 9 requests"), first
+        again = await demo.load_demo(client, dict(TEST_KEYS))
+        assert again == "catalog: 0 services created, 19 there already; intake311 already has 9 requests", again
+    want = await _catalog(old)
+    got = await _catalog(url)
+    assert got == want
