@@ -4,6 +4,7 @@ and 0007 used to seed, and POST /admin/catalog/import and ``import-catalog`` bri
 all or nothing, every problem at once, the same file again changes nothing, a name on each change."""
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -98,6 +99,18 @@ async def test_0021_keeps_a_seeded_catalog_the_city_took_into_use(db_kind, tmp_p
     upgrade("intake311", used)
     assert len(await _rows(used, "SELECT service_code FROM services")) == 19
     assert len(await _rows(used, "SELECT code FROM departments")) == 8
+    reported = empty_database(db_kind, tmp_path)
+    upgrade("intake311", reported, "0020")
+    engine = create_engine(reported)
+    async with engine.begin() as conn:  # one request on one seeded service
+        await conn.execute(sa.text(
+            "INSERT INTO service_requests (pending, service_code, department_code, channel, status, detailed_status, "
+            "first_contact_resolution, attributes, requested_datetime, updated_datetime, created_by) "
+            "VALUES (:f, 'HYDRANT', 'WATER', 'web', 'open', 'open', :f, '{}', :t, :t, 'test')"),
+            {"f": False, "t": datetime.now(UTC)})
+    await engine.dispose()
+    upgrade("intake311", reported)
+    assert len(await _rows(reported, "SELECT service_code FROM services")) == 19
     untouched = empty_database(db_kind, tmp_path)
     upgrade("intake311", untouched, "0020")
     upgrade("intake311", untouched)
