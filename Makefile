@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 .PHONY: help install axe lock run run-demo demo test test-unit test-fast lint migrate bench clean system-deps keys
 
 help:
-	@echo "make run      set up and start broker + services + demo data"
+	@echo "make run      set up and start broker + services + demo data;  make run EMPTY=1  an empty city"
 	@echo "make run-demo the same with demo timings and the city simulator; make demo  simulator only"
 	@echo "make test     set up and run the whole suite (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
 	@echo "make test-unit  the unit tier only (no I/O, under a minute); make test-fast  unit + api tiers"
@@ -60,9 +60,11 @@ migrate: install
 	@for s in $(SERVICES); do [ -d services/$$s/$$s/migrations/versions ] && ls services/$$s/$$s/migrations/versions/*.py >/dev/null 2>&1 && \
 	  $(BIN)/$$s-worker migrate && echo "$$s: migrated"; done; true
 
+# `make run EMPTY=1`: an empty city (no directory, catalog or indicators; its own databases under
+# var/empty/), for a city to import its own (README, "How a city onboards").
 run: install keys
-	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s)) var/mail
-	@set -a; . deploy/local.env; . var/local-secrets.env; set +a; exec $(BIN)/honcho -f deploy/Procfile start
+	@rm -rf var/metrics && mkdir -p $(foreach s,$(SERVICES),var/metrics/$(s)) var/mail var/empty
+	@set -a; . deploy/local.env; . var/local-secrets.env; $(if $(EMPTY),. deploy/empty.env;) set +a; exec $(BIN)/honcho -f deploy/Procfile start
 
 demo: install keys
 	@set -a; . deploy/local.env; . var/local-secrets.env; set +a; $(BIN)/python -m citystat_common.demo.simulate

@@ -21,12 +21,11 @@ from typing import Any
 import orjson
 import shapely
 
-from bench.common import BenchStack, Databases, log, ratio, run_wrk
+from bench.common import BenchStack, Databases, log, migrate, ratio, run_wrk
 from bench.intake import POST_SCRIPT, _check_post, _post_args, _wait_drained
 from citystat_common.auth import Actor
 from citystat_common.db import create_engine, session_factory, utcnow
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 from citystat_common.uow import UnitOfWork
 
 BOX = (-75.25, 39.87, -75.05, 40.03)  # min_long, min_lat, max_long, max_lat: wrk_post.lua's box
@@ -74,7 +73,7 @@ def run(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path) -> dict[str
     warm = dict(duration=cfg.warmup, connections=cfg.connections, threads=cfg.wrk_threads)
     urls = {"plain": dbs.pg("areas_plain"), "layers": dbs.pg("areas_layers")}
     for url in urls.values():
-        upgrade("intake311", url)
+        migrate("intake311", url)
     out: dict[str, Any] = {"layers": {k: v[0] * v[1] for k, v in GRIDS.items()},
                            "areas": asyncio.run(_load_layers(urls["layers"])), "duration_s": cfg.areas_duration}
     stacks = {name: BenchStack(folder / f"areas-{name}", {"intake311": url}, broker,

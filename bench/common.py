@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 
 from citystat_common.localbroker import free_port
+from citystat_common.migrate import _run_coroutine, upgrade
 from citystat_common.stack import ProcessStack
 
 ROOT = Path(__file__).resolve().parent
@@ -335,3 +336,13 @@ def run_wrk(url: str, *, duration: float, connections: int, threads: int, script
         "wrk_cpu_cores": round(((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall, 2),
         "server_cpu_cores": round(sum(cpu_seconds(p) - cpu0[p] for p in pids) / wall, 2) if pids else None,
     }
+
+
+def migrate(name: str, url: str) -> None:
+    """``alembic upgrade head`` for a service's bench database; intake311's with the demo city's
+    catalog, which migrations no longer seed (intake311 migration 0021): the benchmarks post to it."""
+    upgrade(name, url)
+    if name == "intake311":
+        from intake311.demo_catalog import load_demo_catalog
+
+        _run_coroutine(load_demo_catalog(url))

@@ -21,6 +21,7 @@ from bench.common import (
     Databases,
     RssSampler,
     log,
+    migrate,
     ratio,
     rss_mb,
     run_wrk,
@@ -29,7 +30,6 @@ from bench.launcher import SERVER_KWARGS
 from bench.query import _load
 from citystat_common.db import create_engine
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 from citystat_common.testing import TEST_KEYS
 
 POST_SCRIPT = ROOT / "wrk_post.lua"
@@ -122,7 +122,7 @@ def _service(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
     between measurements seconds apart, so the machine's drift over a run (the bare endpoint alone
     moved 7,500-8,900 req/s between runs) does not land on one side; the median round is reported."""
     url = dbs.pg("intake") if backend == "postgresql" else dbs.sqlite("intake")
-    upgrade("intake311", url)
+    migrate("intake311", url)
     # A city's database is not empty, and its statistics are current (autovacuum): measure that
     # state, not the first minute of a new install, where the planner still thinks the table
     # has no rows and picks no index.

@@ -29,12 +29,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, run_wrk, summary_ms
+from bench.common import BenchStack, Databases, asyncpg_dsn, log, migrate, ratio, run_wrk, summary_ms
 from bench.intake import POST_SCRIPT, _check_post, _post_args
 from bench.stackbench import import_city
 from citystat_common.db import create_engine
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 from citystat_common.stack import ALL_SERVICES
 
 SAMPLE_S = 0.25
@@ -170,7 +169,7 @@ def _backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
     urls = {name: (dbs.pg(f"pipe_{name}") if backend == "postgresql" else dbs.sqlite(f"pipe-{name}"))
             for name in ALL_SERVICES}
     for name, url in urls.items():
-        upgrade(name, url)
+        migrate(name, url)
     stack = BenchStack(folder / f"pipeline-{backend}", urls, broker, extra_env={"{SVC}_RATE_LIMIT_PER_MINUTE": "0"})
     res: dict[str, Any] = {"duration_s": cfg.pipeline_duration, "connections": cfg.connections,
                            "sample_interval_s": SAMPLE_S}

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import BenchStack, Databases, run_wrk
+from bench.common import BenchStack, Databases, migrate, run_wrk
 from bench.intake import POST_SCRIPT, _check_post, _post_args
 from bench.query import _load
 from citystat_common.localbroker import LocalBroker
@@ -124,7 +124,7 @@ def main() -> None:
         return
     with _scratch() as (folder, dbs, broker):
         url = dbs.pg("prof") if args.backend == "postgresql" else dbs.sqlite("prof")
-        upgrade("intake311", url)
+        migrate("intake311", url)
         _load(args.backend, url, 1, 20_000)  # as the intake benchmark: a database with history and statistics
         stack = BenchStack(folder, {"intake311": url}, broker, extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"})
         try:

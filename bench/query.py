@@ -18,9 +18,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.common import BenchStack, Databases, asyncpg_dsn, log, ratio, summary_ms
+from bench.common import BenchStack, Databases, asyncpg_dsn, log, migrate, ratio, summary_ms
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 from intake311.models import CELL_DEG, CELL_ROW, grid_cell
 
 SPAN_DAYS = 80  # rows spread over the last 80 days: inside Open311's default 90-day window
@@ -174,7 +173,7 @@ def run_backend(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, bac
                                extra_env={"INTAKE311_RATE_LIMIT_PER_MINUTE": "0"}) for size, url in urls.items()}
     try:
         for size, url in urls.items():
-            upgrade("intake311", url)
+            migrate("intake311", url)
             res[f"load_{size}_s"] = _load(backend, url, 1, cfg.query_small if size == "small" else large)
             stacks[size].start("intake311", workers=0)
         for stack in stacks.values():

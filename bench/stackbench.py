@@ -28,6 +28,7 @@ from bench.common import (
     RssSampler,
     cpu_seconds,
     log,
+    migrate,
     ratio,
     rss_mb,
     run_wrk,
@@ -38,7 +39,6 @@ from bench.intake import POST_SCRIPT, _check_post, _post_args
 from citystat_common.bus import ensure_topics
 from citystat_common.demo import directory_rows
 from citystat_common.localbroker import LocalBroker
-from citystat_common.migrate import upgrade
 from citystat_common.stack import ALL_SERVICES
 from citystat_common.testing import TEST_KEYS
 
@@ -213,7 +213,7 @@ def service_consumer_kwargs() -> dict[str, Any]:
 def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, breach: bool, memory: bool) -> dict[str, Any]:
     urls = {name: dbs.pg(name) for name in ALL_SERVICES}
     for name, url in urls.items():
-        upgrade(name, url)
+        migrate(name, url)
     stack = BenchStack(folder / "stack", urls, broker, extra_env={"{SVC}_RATE_LIMIT_PER_MINUTE": "0"})
     out: dict[str, Any] = {}
     try:

@@ -288,3 +288,34 @@ async def test_the_refresh_waiting_on_the_consumer_computes_from_its_facts_and_k
     await refreshing
     value, status = await today()
     assert abs(value - 100 * 40 / 45) < 1e-9 and status == "green", (value, status)
+
+
+async def test_a_city_s_own_codes_become_slugs_in_indicator_codes_and_stay_as_they_are_elsewhere(client, app):
+    """"NYC H+H" and "Abandoned Bike" (issue 20): the derived indicators' codes hold their slugs
+    (citystat_common.codes.code_slug), the indicator its department's code as it is, the name the
+    service as the city calls it; the periodic refresh finds the scope behind the slugs again."""
+    from citystat_common.codes import code_slug
+    from indicators import derived311
+
+    settings = app.state.ctx.settings
+    runner = make_consumer(settings, app.state.ctx.engine, PLUMBING, group_id=GROUP_ID, topics=["311.requests"],
+                           handlers=make_handlers(deps_of(settings)))
+    now = datetime.now(UTC)
+    r = {"id": "SR-C1", "service": "Abandoned Bike", "requested": now - timedelta(hours=1), "expected": now + timedelta(hours=1)}
+    created = _request_payload(r, RequestCreated, department_code="NYC H+H", service_name="Abandoned bicycle")
+    await runner.process(_record(make_event(created, subject=r["id"]), 1))
+    dept, service = code_slug("NYC H+H"), code_slug("Abandoned Bike")
+    assert dept != "NYC H+H" and service != "Abandoned Bike"
+    whole = (await client.get(f"/indicators/311.{dept}.opened")).json()
+    assert whole["department_code"] == "NYC H+H"
+    one = (await client.get(f"/indicators/311.{dept}.{service}.opened")).json()
+    assert one["department_code"] == "NYC H+H" and one["name"].endswith(": Abandoned bicycle (Abandoned Bike)")
+    listed = (await client.get("/indicators", params={"department": "NYC H+H", "page_size": 50})).json()
+    assert f"311.{dept}.{service}.opened" in {i["code"] for i in listed["items"]}
+    code = f"311.{dept}.{service}.closed_within_sla"
+    assert (await client.get(f"/indicators/{code}/observations")).json() == []
+    async with app.state.ctx.uow() as uow:
+        assert await derived311.refresh_current(uow, deps_of(settings), now=now + timedelta(hours=2)) > 0
+        await uow.commit()
+    obs = (await client.get(f"/indicators/{code}/observations")).json()
+    assert obs[-1]["value"] == 0  # overdue: found through the slugs

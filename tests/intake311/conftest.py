@@ -1,4 +1,5 @@
 import pytest
+from intake311_helpers import demo_catalog_database
 
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client
 from intake311.config import Settings
@@ -9,9 +10,9 @@ NOWHERE = "127.0.0.1:9"
 
 
 @pytest.fixture
-def settings(db_factory):
+def settings(db_kind, tmp_path):
     return Settings(
-        database_url=db_factory("intake311"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
+        database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
         directory_url=f"http://{NOWHERE}", directory_timeout=1.0,
     )
 

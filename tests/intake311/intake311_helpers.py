@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from citystat_common.testing import TEST_KEYS
+from citystat_common.migrate import _run_coroutine
+from citystat_common.testing import TEST_KEYS, seeded_database
 from intake311.config import Settings
+from intake311.demo_catalog import load_demo_catalog
 from intake311.deps import Deps
 
 SERVICE_FIELDS = ["service_code", "service_name", "description", "metadata", "type", "keywords", "group"]
@@ -17,6 +19,19 @@ REQUEST_FIELDS = [
 ]
 ATTRIBUTE_FIELDS = ["variable", "code", "datatype", "required", "datatype_description", "order", "description"]
 XML_DECL = b'<?xml version="1.0" encoding="utf-8"?>'
+
+def demo_catalog_database(kind: str, tmp_path) -> str:
+    """A migrated intake311 database holding the demo city's catalog (19 services, 8 departments):
+    migrations seed no catalog since 0021, and most tests post to POTHOLE and its neighbours. The
+    catalog is imported once per run and database kind; each test gets its own copy."""
+    urls: list[str] = []
+
+    async def make() -> None:
+        urls.append(await seeded_database(kind, "intake311", tmp_path, "demo-catalog", load_demo_catalog))
+
+    _run_coroutine(make())
+    return urls[0]
+
 
 def intake_deps(*, radius_m: float = 50, window_hours: float = 72, timezone: str = "America/New_York") -> Deps:
     """What the domain functions are given outside the app: the city's timezone and the

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from geo_helpers import EXTENT, districts, wards
-from intake311_helpers import post
+from intake311_helpers import demo_catalog_database, post
 
 from citystat_common.db import create_engine
 from citystat_common.events import parse_event
@@ -33,8 +33,8 @@ TREE = {"service_code": "Street tree", "service_name": "Street tree", "departmen
 
 
 @pytest.fixture
-def geo_settings(db_factory):
-    return Settings(database_url=db_factory("intake311"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
+def geo_settings(db_kind, tmp_path):
+    return Settings(database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
                     directory_url=f"http://{NOWHERE}", directory_timeout=1.0, city_extent=EXTENT,
                     areas_check_seconds=0.2)
 

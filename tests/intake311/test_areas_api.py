@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from geo_helpers import EXTENT, POINTS, districts, wards
-from intake311_helpers import post, xml
+from intake311_helpers import demo_catalog_database, post, xml
 
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, eventually
 from intake311.config import Settings
@@ -26,8 +26,8 @@ NOWHERE = "127.0.0.1:9"
 
 
 @pytest.fixture
-def geo_settings(db_factory):
-    return Settings(database_url=db_factory("intake311"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
+def geo_settings(db_kind, tmp_path):
+    return Settings(database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
                     directory_url=f"http://{NOWHERE}", directory_timeout=1.0, city_extent=EXTENT,
                     areas_check_seconds=0.2)
 

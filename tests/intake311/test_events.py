@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import sqlalchemy as sa
-from intake311_helpers import POTHOLE, create, create_with_token, post
+from intake311_helpers import POTHOLE, create, create_with_token, demo_catalog_database, post
 
 from citystat_common.bus import ensure_topics, make_producer
 from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS, DepartmentUpserted, make_event
@@ -33,9 +33,9 @@ async def _outbox_rows(engine):
         return (await conn.execute(sa.select(PLUMBING.outbox).order_by(PLUMBING.outbox.c.id))).all()
 
 
-async def test_request_posted_while_broker_down_is_delivered_when_it_is_back(db_factory):
+async def test_request_posted_while_broker_down_is_delivered_when_it_is_back(db_kind, tmp_path):
     broker = LocalBroker(free_port())  # not started: the broker is down
-    settings = _settings(db_factory("intake311"), broker.bootstrap)
+    settings = _settings(demo_catalog_database(db_kind, tmp_path), broker.bootstrap)
     async with app_client(create_app(settings)) as client:
         r = await post(client, POTHOLE)
         assert r.status_code == 201, r.text  # accepted although nothing can be published
@@ -72,8 +72,8 @@ async def _all_sent(engine) -> bool:
     return bool(rows) and all(row.sent_at is not None for row in rows)
 
 
-async def test_worker_through_the_real_broker(db_factory, broker):
-    settings = _settings(db_factory("intake311"), broker.bootstrap)
+async def test_worker_through_the_real_broker(db_kind, tmp_path, broker):
+    settings = _settings(demo_catalog_database(db_kind, tmp_path), broker.bootstrap)
     await ensure_topics(broker.bootstrap, settings.topic_partitions)
     parts = build_worker(settings)
     stop = asyncio.Event()

@@ -262,3 +262,26 @@ async def test_the_admin_api_imports_an_upload(client, uow_factory, tmp_path):
         "file": ("nyc.csv", io.BytesIO(data)), "mapping": ("m.toml", b"[columns]\nlegacy_id = 'unique_key'\n")})
     assert bad.status_code == 422 and "requested_datetime" in bad.text
     assert (await client.get("/admin/imports/nope/requests", headers=auth("staff"))).status_code == 404
+
+
+async def test_the_admin_import_reads_the_file_off_the_event_loop(client, uow_factory, tmp_path, monkeypatch):
+    """Checking rows is CPU work: the API's event loop keeps serving while a file is read."""
+    import threading
+
+    from citystat_common.testing import auth
+    from intake311 import history_import
+
+    await city_catalog(uow_factory)
+    threads: set[int] = set()
+    check = history_import._check
+
+    def watched(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(history_import, "_check", watched)
+    data = write_nyc_csv(tmp_path / "nyc.csv", ROWS).read_bytes()
+    files = {"file": ("nyc.csv", io.BytesIO(data), "text/csv"), "mapping": ("nyc.toml", NYC_MAPPING.read_bytes())}
+    r = await client.post("/admin/imports?dry_run=true", files=files, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    assert threads and threading.get_ident() not in threads

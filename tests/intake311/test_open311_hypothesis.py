@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from intake311_helpers import demo_catalog_database
 
-from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client, fresh_database
+from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client
 from intake311.config import Settings
 from intake311.main import create_app
 from intake311.open311 import params_from, validate_new_request
@@ -50,7 +51,7 @@ def test_form_parser_never_raises(pairs):
 
 @pytest.fixture
 def intake_settings(tmp_path):
-    return Settings(database_url=fresh_database("sqlite", "intake311", tmp_path), api_keys=TEST_KEY_ENTRIES,
+    return Settings(database_url=demo_catalog_database("sqlite", tmp_path), api_keys=TEST_KEY_ENTRIES,
                     rate_limit_per_minute=0, max_body_bytes=64 * 1024)
 
 

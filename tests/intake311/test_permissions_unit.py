@@ -31,10 +31,19 @@ STREETS_KEY = Principal(name="streets_crm", scopes=frozenset({"311:write"}), dep
     (CALL_CENTER_KEY, "POLICE", True),  # a key without departments: as before
     (STREETS_KEY, "STREETS", True),
     (STREETS_KEY, "WATER", False),
+    (person("citystat-311_staff", "citystat-dept-dohmh"), "dohmh", True),  # a city's own code, lower case
+    (person("citystat-311_staff", "citystat-dept-NYC H+H"), "NYC H+H", True),
+    (person("citystat-311_staff", "citystat-dept-dohmh"), "NYC H+H", False),
 ])
 def test_who_may_act_on_which_department(who, department, allowed):
     assert permissions.may_act_on(who, department) is allowed
     assert (permissions.refusal(who, department) is None) is allowed
+
+
+def test_the_queue_of_a_person_is_their_departments_as_the_city_writes_them():
+    staff = person("citystat-311_staff", "citystat-dept-dohmh")
+    assert permissions.visible_departments(staff, ["dohmh", "STREETS", "DOHMH2"]) == {"DOHMH", "dohmh"}
+    assert permissions.visible_departments(ADMIN_PERSON, ["dohmh"]) is None
 
 
 def test_a_refusal_names_the_department_and_is_a_403_on_the_field():

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 WATER_MAIN = {"service_code": "WATER_MAIN", "lat": "39.95", "long": "-75.16", "attribute[FLOW]": "steady"}
 ANALYST = "esther.raman@city.example.gov"  # staff, no 311:write
 NOBODY = "drifter@city.example.gov"
+INES = "ines.okafor@city.example.gov"  # 311 staff of a department whose code is lower case ("dohmh")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,9 @@ def provider():
     with ProviderProcess() as p:
         httpx.put(f"{p.issuer}/users/{NOBODY}", json={
             "email": NOBODY, "name": "Dana Drifter", "groups": ["citystat-staff", "citystat-311_staff"]},
+        ).raise_for_status()
+        httpx.put(f"{p.issuer}/users/{INES}", json={
+            "email": INES, "name": "Ines Okafor", "groups": ["citystat-staff", "citystat-311_staff", "citystat-dept-dohmh"]},
         ).raise_for_status()
         yield p
 
@@ -202,3 +206,31 @@ def test_signed_in_pages_need_the_forms_csrf_token(settings, provider):
         assert "Acknowledged by Nadia Santiago" in web.get(done.headers["location"]).text
         assert web.post("/signout", data={"csrf": token}).status_code == 200
         assert web.get("/staff/queue").status_code == 303  # signed out: back to sign-in
+
+
+async def test_a_city_department_code_is_its_queue_exactly(settings, provider, bearer):
+    """A city's own code ("dohmh", lower case) is the queue's filter as it is; the sign-in group
+    (upper-cased by the sign-in) still makes it the person's department."""
+    from citystat_common.events import DepartmentUpserted, make_event
+    from intake311.handlers import HANDLERS
+
+    app = create_app(settings.model_copy(update={"identity_issuer": provider.issuer}))
+    async with app_client(app) as client:
+        payload = DepartmentUpserted(department_id="id-dohmh", code="dohmh", name="Health and Mental Hygiene", active=True)
+        envelope = make_event(payload, subject=payload.department_id)
+        async with app.state.ctx.uow() as uow:
+            await HANDLERS[envelope.type](uow, envelope, payload)
+            await uow.commit()
+        r = await client.post("/admin/services", headers=auth("admin"), json={
+            "service_code": "Rodent", "service_name": "Rodent", "department_code": "dohmh",
+            "service_level": {"amount": 5, "unit": "business_days"}})
+        assert r.status_code == 201, r.text
+        rid = await create(client, {"service_code": "Rodent", "lat": "39.95", "long": "-75.16"})
+        email = INES
+        mine = await client.get("/staff/queue", headers=bearer(email))
+        assert mine.status_code == 200 and f'id="request-{rid}"' in mine.text
+        exact = await client.get("/staff/queue", params={"department": "dohmh"}, headers=bearer(email))
+        assert exact.status_code == 200 and f'id="request-{rid}"' in exact.text
+        other = await client.get("/staff/queue", params={"department": "dohmh"}, headers=bearer(NADIA))
+        assert other.status_code == 403
+        assert (await client.post(f"/staff/queue/{rid}/acknowledge", headers=bearer(email))).status_code == 303

@@ -4,8 +4,9 @@ and form refuses a caller without a key or sign-in (401 page), a key without the
 them; probes in the form fields give a 4xx or a harmless page, never a 500."""
 
 import pytest
+from intake311_helpers import demo_catalog_database
 
-from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client, auth, fresh_database
+from citystat_common.testing import TEST_KEY_ENTRIES, TEST_KEYS, app_client, auth
 from intake311.config import Settings
 from intake311.main import create_app
 
@@ -18,7 +19,7 @@ PROBES = ["' OR '1'='1", "../../../../etc/passwd", "<script>x</script>", "9" * 4
 
 @pytest.fixture
 async def client(tmp_path):
-    settings = Settings(database_url=fresh_database("sqlite", "intake311", tmp_path), api_keys=TEST_KEY_ENTRIES,
+    settings = Settings(database_url=demo_catalog_database("sqlite", tmp_path), api_keys=TEST_KEY_ENTRIES,
                         rate_limit_per_minute=0, kafka_bootstrap="127.0.0.1:9", directory_url="http://127.0.0.1:9")
     async with app_client(create_app(settings)) as c:
         r = await c.post("/requests.json", data={"api_key": TEST_KEYS["web"], "service_code": "POTHOLE", "lat": "39.95",

@@ -119,7 +119,7 @@ async def list_indicators(
 ) -> Page[schemas.IndicatorRead]:
     stmt = sa.select(Indicator).order_by(Indicator.department_code, Indicator.code)
     if department:
-        stmt = stmt.where(Indicator.department_code == department.upper())
+        stmt = stmt.where(Indicator.department_code == department)  # the city's code, exactly
     if kind:
         stmt = stmt.where(Indicator.kind == kind)
     if status:

@@ -149,7 +149,7 @@ async def dashboard(
     services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
 ) -> HTMLResponse:
     settings = deps.settings
-    cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
+    cluster, department, kind, source = cluster or None, department or None, kind or None, source or None
     view, services = (None if view in (None, "", "departments") else view), services or None
     tiles = await load_tiles(uow, deps, cluster=cluster, department=department, kind=kind, critical=critical,
                              source=source)
@@ -199,7 +199,7 @@ async def dashboard_csv(
     critical: bool = False,
     source: Annotated[str | None, Query(pattern="^(|reported|311)$")] = None,
 ) -> Response:
-    tiles = await load_tiles(uow, deps, cluster=cluster or None, department=(department or "").upper() or None,
+    tiles = await load_tiles(uow, deps, cluster=cluster or None, department=department or None,
                          kind=kind or None, critical=critical, source=source or None)
     buf = io.StringIO()
     w = csv.writer(buf)

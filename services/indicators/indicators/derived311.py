@@ -40,7 +40,6 @@ now (bounded by ``derived_max_periods``): usually one period, once per batch wha
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +47,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from citystat_common.codes import code_slug
 from citystat_common.db import dialect_insert, utcnow
 from citystat_common.events import RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
@@ -92,12 +92,12 @@ METRICS: dict[str, MetricDef] = {
 SERVICE_METRICS = ("opened", "closed_within_sla", "backlog", "median_days_to_close", "p90_days_to_close")
 
 
-def service_slug(service_code: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", service_code)[:40] or "_"
-
-
 def indicator_code(dept: str, service_code: str | None, metric: str) -> str:
-    return f"311.{dept}.{service_slug(service_code)}.{metric}" if service_code else f"311.{dept}.{metric}"
+    """``311.<dept>.<service>.<metric>`` (or ``311.<dept>.<metric>``), each code as its safe slug
+    (citystat_common.codes.code_slug: STREETS and POTHOLE are their own; "NYC H+H" becomes
+    NYC_H_H-<hash>); the indicator keeps the department's code as it is, and its name the service's."""
+    head = f"311.{code_slug(dept)}"
+    return f"{head}.{code_slug(service_code)}.{metric}" if service_code else f"{head}.{metric}"
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -338,7 +338,8 @@ async def ensure_indicators(
         if m in found:
             continue
         d = METRICS[m]
-        label = f"{d.name}" + (f": {service_name or service}" if service else "")
+        shown = service_name if not service_name or service_name == service else f"{service_name} ({service})"
+        label = f"{d.name}" + (f": {shown or service}" if service else "")
         ind = await create_indicator(
             uow, deps, actor="311-derivation", directory=None, derived_from="311",
             data=schemas.IndicatorCreate(
@@ -404,18 +405,22 @@ async def refresh_current(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetim
     )).scalars().all()
     scopes: set[Scope] = set()
     services: dict[str, list[str]] = {}
+    departments: dict[str, list[str]] = {}  # a code's slug -> the departments' own codes with that slug
+    if codes:
+        for dept in (await uow.session.execute(sa.select(RequestFact.department_code).distinct())).scalars():
+            departments.setdefault(code_slug(dept), []).append(dept)
     for code in codes:
         parts = code.split(".")
-        if len(parts) == 3:
-            scopes.add((parts[1], None))
-        elif len(parts) == 4:
-            if parts[1] not in services:
-                services[parts[1]] = list((await uow.session.execute(
-                    sa.select(RequestFact.service_code).where(RequestFact.department_code == parts[1]).distinct()
+        # a code that is its own slug names its department even when no fact of it is left
+        for dept in (departments.get(parts[1]) or [parts[1]]) if len(parts) in (3, 4) else []:
+            if len(parts) == 3:
+                scopes.add((dept, None))
+                continue
+            if dept not in services:
+                services[dept] = list((await uow.session.execute(
+                    sa.select(RequestFact.service_code).where(RequestFact.department_code == dept).distinct()
                 )).scalars().all())
-            for s in services[parts[1]]:
-                if service_slug(s) == parts[2]:
-                    scopes.add((parts[1], s))
+            scopes.update((dept, s) for s in services[dept] if code_slug(s) == parts[2])
     if not scopes:
         return 0
     since = now - timedelta(seconds=max(2 * deps.settings.derived_refresh_seconds, 3600))

@@ -18,10 +18,10 @@ from pydantic import (
 )
 
 from citystat_common.bounds import check_year, within_horizon
+from citystat_common.codes import city_code
 from indicators.evaluation import validate_rules
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,119}$")
-DEPT_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 
 Unit = Literal["count", "percentage", "currency", "duration", "score"]
 Kind = Literal["input", "output", "outcome", "efficiency", "quality"]
@@ -44,10 +44,8 @@ def _code(v: str) -> str:
 
 
 def _dept(v: str) -> str:
-    v = v.strip().upper()
-    if not DEPT_RE.match(v):
-        raise ValueError("must be a department code: 2-40 letters, digits and _, starting with a letter")
-    return v
+    # the city's own code, case kept and looked up exactly ("NYC H+H", "dohmh"): citystat_common.codes
+    return city_code(v, what="department code", slash=False)
 
 
 Code = Annotated[str, AfterValidator(_code)]

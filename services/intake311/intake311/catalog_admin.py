@@ -66,19 +66,25 @@ async def check_department_rules(uow: UnitOfWork, deps: Deps, *, service: Servic
     check_rules(rules, service.attributes or [], areas)
 
 
+def stored_fields(data: schemas.ServiceCreate, *, department: Department, calendar: Calendar,
+                  rule_departments: dict[str, Department] | None) -> dict[str, Any]:
+    """The columns a service is stored with (the catalog import compares them to tell a change)."""
+    return dict(
+        service_code=data.service_code, service_name=data.service_name, description=data.description,
+        group_name=data.group, keywords=", ".join(data.keywords), type=data.type, department_code=department.code,
+        calendar_code=calendar.code, service_notice=data.service_notice, attributes=_attributes(data.attributes),
+        duplicate_policy=data.duplicates.model_dump() if data.duplicates else None, **_level_fields(data.service_level),
+        department_rules=department_rules(data.department_rules, rule_departments or {}),
+    )
+
+
 async def create_service(uow: UnitOfWork, deps: Deps, *, data: schemas.ServiceCreate, department: Department,
                          actor: Actor, rule_departments: dict[str, Department] | None = None) -> Service:
     if await uow.session.get(Service, data.service_code) is not None:
         raise Conflict(f"a service with code {data.service_code!r} exists", field="service_code")
     cal = await get_calendar(uow, data.service_level.calendar)
-    service = Service(
-        service_code=data.service_code, service_name=data.service_name, description=data.description,
-        group_name=data.group, keywords=", ".join(data.keywords), type=data.type, department_code=department.code,
-        calendar_code=cal.code, service_notice=data.service_notice,
-        attributes=_attributes(data.attributes), active=True,
-        duplicate_policy=data.duplicates.model_dump() if data.duplicates else None, **_level_fields(data.service_level),
-        changed_by=actor.as_dict(), department_rules=department_rules(data.department_rules, rule_departments or {}),
-    )
+    service = Service(**stored_fields(data, department=department, calendar=cal, rule_departments=rule_departments),
+                      active=True, changed_by=actor.as_dict())
     check_service_levels(service, cal, deps.timezone)
     await check_department_rules(uow, deps, service=service, rules_changed=True)
     service.department, service.calendar = department, cal

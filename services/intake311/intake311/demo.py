@@ -1,5 +1,7 @@
-"""Demo data for ``make run``: a handful of requests posted through the Open311 API across
-channels, some moved along their lifecycle. Idempotent: nothing is posted when requests exist."""
+"""Demo data for ``make run``: the demo city's catalog (intake311.demo_catalog) through the catalog
+import, then a handful of requests posted through the Open311 API across channels, some moved along
+their lifecycle. Idempotent: the import changes nothing the second time, and nothing is posted when
+requests exist."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import os
 from urllib.parse import urlencode
 
 import httpx
+
+from intake311.demo_catalog import demo_catalog_rows
 
 BASE = f"http://127.0.0.1:{int(os.environ.get('INTAKE311_PORT', 8001))}"
 
@@ -39,12 +43,24 @@ DEMO_REQUESTS: list[tuple[str, list[tuple[str, str]]]] = [
 ]
 
 
+async def load_catalog(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
+    """The demo catalog through POST /admin/catalog/import (its departments come from the directory,
+    which the loader fills first)."""
+    r = await client.post(f"{BASE}/admin/catalog/import", json={"rows": demo_catalog_rows()},
+                          headers={"X-API-Key": keys["admin"]})
+    if r.status_code != 200:
+        raise RuntimeError(f"the demo catalog was refused: {r.text}")
+    report = r.json()
+    return f"catalog: {report['created']} services created, {report['unchanged'] + report['updated']} there already"
+
+
 async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
+    catalog = await load_catalog(client, keys)
     staff = {"X-API-Key": keys["staff"]}
     existing = await client.get(f"{BASE}/staff/requests", params={"page_size": 1}, headers=staff)
     existing.raise_for_status()
     if existing.json()["total"]:
-        return f"intake311 already has {existing.json()['total']} requests"
+        return f"{catalog}; intake311 already has {existing.json()['total']} requests"
     ids: list[str] = []
     tokens: list[str] = []  # each reporter's feedback token, returned once by the POST
     for role, fields in DEMO_REQUESTS:
@@ -65,4 +81,4 @@ async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
                       json={"score": 5, "comment": "Quick fix.", "feedback_token": tokens[1]})
     await client.post(f"{BASE}/staff/requests/{ids[5]}/transfer", headers=writer,
                       json={"department_code": "LI", "text": "Property owner's responsibility."})
-    return f"posted {len(ids)} requests across phone, web, mobile_app, sms, walk_in and frontline"
+    return f"{catalog}; posted {len(ids)} requests across phone, web, mobile_app, sms, walk_in and frontline"

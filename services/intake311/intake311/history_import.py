@@ -15,6 +15,7 @@ attribute.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -169,7 +170,9 @@ async def run_import(
     """Import (or with ``dry_run``, only check) the CSV in ``source``. Raises MappingError when the
     file lacks a mapped column; every row-level problem goes into the report."""
     report = ImportReport(file_name=file_name, dry_run=dry_run)
-    file_sha = file_digest(source)
+    # reading and checking the file is CPU work: on a worker thread, so the API's event loop serves
+    # other requests meanwhile (one thread at a time touches the reader and the report)
+    file_sha = await asyncio.to_thread(file_digest, source)
     async with uow_factory() as uow:
         batch = await history_store.find_batch(uow, file_sha, mapping.digest)
         services, departments = await _catalog(uow, deps.timezone)
@@ -194,28 +197,33 @@ async def run_import(
     text = io.TextIOWrapper(io.BufferedReader(_CountingReader(source, progress), 1 << 20),
                             encoding=mapping.doc.source.encoding, newline="")
     reader = csv.reader(text, delimiter=mapping.doc.source.delimiter, strict=True)
-    try:
-        mapping.bind(next(reader))
-    except StopIteration:
-        mapping.bind([])
+    await asyncio.to_thread(lambda: mapping.bind(next(reader, [])))
     seen: set[str] = set()
-    chunk: list[tuple[Any, ...]] = []
-    try:
-        for number, cells in enumerate(reader, start=1):
+    rows = enumerate(reader, start=1)
+
+    def next_chunk() -> tuple[list[tuple[Any, ...]], bool]:
+        """The next ``chunk_rows`` records to write, and whether the file is done."""
+        chunk: list[tuple[Any, ...]] = []
+        for number, cells in rows:
             report.rows_total += 1
             record = _check(mapping, cells, number, seen, services, departments, report, batch_id, who)
             if record is not None:
                 chunk.append(record)
             if len(chunk) >= chunk_rows:
-                await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
-                chunk = []
+                return chunk, False
+        return chunk, True
+
+    try:
+        done = False
+        while not done:
+            chunk, done = await asyncio.to_thread(next_chunk)
+            await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
     except (csv.Error, UnicodeDecodeError) as exc:
         # a broken file (an unclosed quote, another encoding) stops here; what was written stays, and
         # the batch stays unfinished so that a corrected file is a new batch and this one is visible
         report.rows_refused += 1
         report.refused.append((report.rows_total + 1, "", [f"the file cannot be read past here: {exc}"]))
         raise ImportStopped(report) from exc
-    await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
     if not dry_run:
         assert batch_id is not None
         await _finish(uow_factory, batch_id, actor, report)

@@ -21,6 +21,7 @@ from citystat_common.web import (
     check_database,
 )
 from intake311.api import router as staff_router
+from intake311.api_catalog import router as catalog_router
 from intake311.api_imports import router as imports_router
 from intake311.api_open311 import post_request_hot
 from intake311.api_open311 import router as open311_router
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, directory_client: httpx.Asyn
             "the request lifecycle, duplicate detection, customer feedback and bulk export."
         ),
         # Open311 first: routes match in order, and its GETs are the busiest after the POST (a HotRoute).
-        routers=[open311_router, staff_router, imports_router, areas_router],
+        routers=[open311_router, staff_router, catalog_router, imports_router, areas_router],
         readiness=[check_database, check_broker, check_consumer(settings.consumer_group)],
         on_startup=startup,
         on_shutdown=shutdown,

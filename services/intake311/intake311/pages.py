@@ -200,14 +200,14 @@ def _line(n: StatusNote) -> str:
 
 async def _queue_page(request: Request, uow: UoW, who: Principal, filters: dict[str, str], *, status: int = 200,
                       done: str | None = None, error: dict[str, Any] | None = None) -> HTMLResponse:
-    mine = permissions.visible_departments(who)
+    departments = await queue.active_departments(uow)
+    mine = permissions.visible_departments(who, [code for code, _ in departments])
     if mine is not None and not mine:
         raise PageRefused(403, "No department queue", "You are in no department, so you have no department queue: "
                           "a department's 311 staff work its queue, the 311 contact center works every queue. Ask for "
                           "your department to be added to your sign-in.")
-    departments = await queue.active_departments(uow)
     names = dict(departments)
-    wanted = filters.get("department", "").upper()
+    wanted = filters.get("department", "")  # the city's code, looked up exactly (citystat_common.codes)
     if wanted and mine is not None and wanted not in mine:
         raise PageRefused(403, "Not your department", f"{names.get(wanted, wanted)} is not one of your departments "
                           f"({', '.join(names.get(d, d) for d in sorted(mine))}): its own 311 staff work its queue.")

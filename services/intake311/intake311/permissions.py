@@ -10,6 +10,8 @@ department acts on none: being staff is not enough to close another agency's wor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from citystat_common.auth import Principal
 from citystat_common.errors import DomainError
 
@@ -29,15 +31,22 @@ def acts_on_all(who: Principal) -> bool:
     return not who.is_person and not who.departments
 
 
+def is_theirs(who: Principal, department_code: str) -> bool:
+    """Whether ``department_code`` (the city's, case kept) is one of the caller's. Sign-in groups and
+    key entries carry departments upper-cased (citystat_common.auth: identity providers do not keep
+    the case of group names), so the two are matched without case."""
+    return department_code.casefold() in {d.casefold() for d in who.departments}
+
+
 def may_act_on(who: Principal, department_code: str) -> bool:
-    return acts_on_all(who) or department_code.upper() in who.departments
+    return acts_on_all(who) or is_theirs(who, department_code)
 
 
 def refusal(who: Principal, department_code: str) -> str | None:
     """Why ``who`` may not act on a request of ``department_code``, in words; None when they may."""
     if may_act_on(who, department_code):
         return None
-    code = department_code.upper()
+    code = department_code
     if not who.departments:
         return (f"this request belongs to {code}, and you are in no department: only {code}'s 311 staff "
                 "or the 311 contact center may act on it")
@@ -55,6 +64,9 @@ def check(who: Principal, department_code: str, *, field: str = "department_code
         raise NotYours(reason, field=field)
 
 
-def visible_departments(who: Principal) -> frozenset[str] | None:
-    """The departments whose queue ``who`` works (None: every department's)."""
-    return None if acts_on_all(who) else who.departments
+def visible_departments(who: Principal, codes: Iterable[str] | None = None) -> frozenset[str] | None:
+    """The departments whose queue ``who`` works (None: every department's): theirs as their sign-in
+    names them, and those of ``codes`` (the city's, as stored: "dohmh") that are theirs."""
+    if acts_on_all(who):
+        return None
+    return who.departments | frozenset(c for c in codes or () if is_theirs(who, c))

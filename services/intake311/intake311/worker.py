@@ -1,6 +1,7 @@
 """intake311 worker: the outbox relay, the directory.changes consumer (local department copy),
 the acceptance of batch-service requests and the backlog gauges; ``import-requests`` imports a
-city's request history (intake311.import_command)."""
+city's request history (intake311.import_command), ``import-catalog`` its service catalog
+(intake311.catalog_command)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from citystat_common.runtime import (
     worker_main,
 )
 from citystat_common.uow import UnitOfWork
-from intake311 import areas_import, areas_retag, import_command, metrics, service
+from intake311 import areas_import, areas_retag, catalog_command, import_command, metrics, service
 from intake311.config import Settings
 from intake311.handlers import HANDLERS
 from intake311.models import PLUMBING
@@ -73,6 +74,8 @@ def main() -> None:
     worker_main(package="intake311", settings_factory=Settings, tables=PLUMBING, build=build_worker,
                 commands=(WorkerCommand("import-requests", "import a city's request history from a CSV export",
                                         import_command.arguments, import_command.run),
+                          WorkerCommand("import-catalog", "import the city's service catalog from a CSV file",
+                                        catalog_command.arguments, catalog_command.run),
                           *areas_import.COMMANDS,  # import-areas, import-addresses (issue 21)
                           *areas_retag.COMMANDS))  # retag-areas
 

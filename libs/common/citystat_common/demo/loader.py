@@ -3,7 +3,8 @@
 Run by ``make run`` as one process of the Procfile: it waits for each service to be
 ready, loads its demo data through the public APIs (idempotently: a restart loads
 nothing twice), prints the URLs and demo keys, and then idles so the process runner
-keeps the stack up until Ctrl-C.
+keeps the stack up until Ctrl-C. With ``CITYSTAT_DEMO=0`` (``make run EMPTY=1``) it loads
+nothing: an empty city, with no directory, catalog or indicators until the city imports its own.
 """
 
 from __future__ import annotations
@@ -102,20 +103,29 @@ def _extra_loaders() -> list:  # type: ignore[type-arg]
     return loaders
 
 
+def demo_wanted() -> bool:
+    return os.environ.get("CITYSTAT_DEMO", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 async def main() -> None:
     keys = json.loads(Path("var/demo-keys.json").read_text())
     present = []
+    demo = demo_wanted()
     async with httpx.AsyncClient(timeout=30) as client:
         for service, loader in _extra_loaders():
             if not await wait_ready(client, service, timeout=60 if service == "directory" else 20):
                 print(f"[demo] {service} is not running; skipped", flush=True)
                 continue
             present.append(service)
+            if not demo:
+                continue
             try:
                 print(f"[demo] {service}: {await loader(client, keys)}", flush=True)
             except Exception as exc:  # keep the stack up; say what failed
                 print(f"[demo] {service}: loading failed: {exc!r}", flush=True)
-    lines = ["", "CityStat is running:"]
+    lines = ["", "CityStat is running:" if demo else
+             "CityStat is running, an empty city (CITYSTAT_DEMO=0): no directory, catalog or indicators yet; "
+             "the README's 'How a city onboards' says how a city brings its own:"]
     for service in present:
         lines.append(f"  {service:<11} {base(service)}/docs   metrics {base(service)}/metrics")
     if "indicators" in present:
@@ -126,8 +136,9 @@ async def main() -> None:
         lines.append(f"  Open311     {base('intake311')}/open311/v2/services.xml")
         lines.append(f"  311 pages   {base('intake311')}/staff/call (call-taker)   {base('intake311')}/staff/queue (department queue)")
     lines.append(f"  mail        {os.environ.get('MAIL_PAGE_URL', 'http://127.0.0.1:8026/')}  (every message the system sent; files in var/mail/)")
-    lines.append(f"  try: curl '{base('directory')}/routing?department=STREETS&function=technology'")
-    lines += sign_in_lines()
+    if demo:  # the demo city's departments and people
+        lines.append(f"  try: curl '{base('directory')}/routing?department=STREETS&function=technology'")
+        lines += sign_in_lines()
     lines.append("Demo API keys (also in var/demo-keys.json), header X-API-Key:")
     lines += [f"  {role:<12} {key}" for role, key in keys.items()]
     lines.append("Ctrl-C stops everything.")
