@@ -1,8 +1,5 @@
-import httpx
 import pytest
-from pages_helpers import NOBODY
 
-from citystat_common.devidp import ProviderProcess
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client
 from intake311.config import Settings
 from intake311.main import create_app
@@ -36,20 +33,3 @@ async def uow_factory(settings):
     sessions = session_factory(engine)
     yield lambda: UnitOfWork(sessions, PLUMBING)
     await engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def provider():
-    """The real local OpenID provider (one per module that signs people in), with one person more
-    than the demo directory: 311 staff in no department."""
-    with ProviderProcess() as p:
-        httpx.put(f"{p.issuer}/users/{NOBODY}", json={
-            "email": NOBODY, "name": "Dana Drifter", "groups": ["citystat-staff", "citystat-311_staff"]},
-        ).raise_for_status()
-        yield p
-
-
-@pytest.fixture(scope="module")
-def bearer(provider):
-    """``bearer(email)``: the Authorization header of a token the provider signed for that person."""
-    return provider.bearer

@@ -16,7 +16,6 @@ from intake311.main import create_app
 NADIA = "nadia.santiago@city.example.gov"  # 311 queue coordinator, STREETS (demo directory)
 JULIAN = "julian.baptiste@city.example.gov"  # WATER
 PRIYA = "priya.lindqvist@city.example.gov"  # call-taker, 311 contact center
-NOBODY = "drifter@city.example.gov"  # 311 staff in no department (registered on the provider by conftest)
 SIGN_IN = {"identity_client_secret": "intake311-test-client-secret", "session_secret": "intake311-test-session-secret"}
 
 

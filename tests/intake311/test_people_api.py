@@ -3,10 +3,11 @@ request records who made it (a person's name, email and how they came in, or a k
 reads "Closed by Nadia Santiago", and a department's 311 staff act on their own department's requests
 only (the contact center and administrators on all; a key limited by its entry's departments)."""
 
+import httpx
 import pytest
 from intake311_helpers import POTHOLE, create
-from pages_helpers import NOBODY
 
+from citystat_common.devidp import ProviderProcess
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
 from intake311.main import create_app
 
@@ -14,8 +15,23 @@ pytestmark = pytest.mark.integration
 NADIA = "nadia.santiago@city.example.gov"  # 311 queue coordinator, STREETS (demo directory)
 JULIAN = "julian.baptiste@city.example.gov"  # 311 queue coordinator, WATER
 PRIYA = "priya.lindqvist@city.example.gov"  # call-taker, 311 contact center
+NOBODY = "drifter@city.example.gov"  # 311 staff in no department (registered on the provider below)
 STREETS_KEY = {"name": "streets_crm", "key": "test-key-streets-crm", "scopes": ["311:write"], "departments": ["STREETS"]}
 WATER_MAIN = {"service_code": "WATER_MAIN", "lat": "39.95", "long": "-75.16", "attribute[FLOW]": "steady"}
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with ProviderProcess() as p:
+        httpx.put(f"{p.issuer}/users/{NOBODY}", json={
+            "email": NOBODY, "name": "Dana Drifter", "groups": ["citystat-staff", "citystat-311_staff"]},
+        ).raise_for_status()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def bearer(provider):
+    return provider.bearer
 
 
 @pytest.fixture

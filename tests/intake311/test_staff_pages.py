@@ -10,14 +10,30 @@ import re
 import httpx
 import pytest
 from intake311_helpers import create
-from pages_helpers import JULIAN, NADIA, NOBODY, PRIYA, csrf_of, sign_in, signed_in_server
+from pages_helpers import JULIAN, NADIA, PRIYA, csrf_of, sign_in, signed_in_server
 
+from citystat_common.devidp import ProviderProcess
 from citystat_common.testing import app_client, auth
 from intake311.main import create_app
 
 pytestmark = pytest.mark.integration
 WATER_MAIN = {"service_code": "WATER_MAIN", "lat": "39.95", "long": "-75.16", "attribute[FLOW]": "steady"}
 ANALYST = "esther.raman@city.example.gov"  # staff, no 311:write
+NOBODY = "drifter@city.example.gov"
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with ProviderProcess() as p:
+        httpx.put(f"{p.issuer}/users/{NOBODY}", json={
+            "email": NOBODY, "name": "Dana Drifter", "groups": ["citystat-staff", "citystat-311_staff"]},
+        ).raise_for_status()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def bearer(provider):
+    return provider.bearer
 
 
 @pytest.fixture
