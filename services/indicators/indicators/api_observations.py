@@ -3,17 +3,15 @@ bulk write (JSON or CSV, all or nothing). The registry, targets and judgement ro
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from datetime import date
 from operator import itemgetter
 from typing import Annotated, Any
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 
+from citystat_common.bodies import RowsBody, read_rows
 from citystat_common.errors import Invalid
 from citystat_common.web import UoW
 from indicators import schemas, service
@@ -120,6 +118,8 @@ async def get_summary(code: str, uow: UoW, deps: Deps,
 
 
 BULK_HEADER = "indicator_code,period,value[,note]"
+BULK_BODY = RowsBody(key="observations", header=BULK_HEADER, required=frozenset({"indicator_code", "period", "value"}),
+                     empty="no rows")
 
 
 @router.post(
@@ -134,9 +134,8 @@ BULK_HEADER = "indicator_code,period,value[,note]"
 )
 async def bulk_observations(request: Request, uow: UoW, deps: Deps, who: Writer) -> Response:
     settings = deps.settings
-    raw = await request.body()
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    docs, errors = _parse_bulk(raw, ctype)
+    docs, problem = read_rows(await request.body(), request.headers.get("content-type"), BULK_BODY)
+    errors = [problem] if problem else []
     result = schemas.BulkResult(received=len(docs))
     if len(docs) > settings.bulk_max_rows:
         errors.append({"row": 0, "field": "body", "message": f"at most {settings.bulk_max_rows} rows per call"})
@@ -151,30 +150,6 @@ async def bulk_observations(request: Request, uow: UoW, deps: Deps, who: Writer)
     await uow.commit()
     result.inserted, result.updated, result.unchanged, result.indicators = rec.inserted, rec.updated, rec.unchanged, rec.indicators
     return Response(result.model_dump_json(), status_code=200, media_type="application/json")
-
-
-def _parse_bulk(raw: bytes, ctype: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if ctype in ("text/csv", "application/csv"):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return [], [{"row": 0, "field": "body", "message": "CSV must be UTF-8"}]
-        reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None or not {"indicator_code", "period", "value"} <= set(reader.fieldnames):
-            return [], [{"row": 0, "field": "body", "message": f"expected the CSV header {BULK_HEADER}"}]
-        return list(reader), []
-    if ctype in ("application/json", ""):
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return [], [{"row": 0, "field": "body", "message": f"not JSON: {exc}"}]
-        doc = doc.get("observations") if isinstance(doc, dict) else doc
-        if not isinstance(doc, list):
-            return [], [{"row": 0, "field": "body", "message": "expected a list or {\"observations\": [...]}"}]
-        if not doc:
-            return [], [{"row": 0, "field": "body", "message": "no rows"}]
-        return doc, []
-    return [], [{"row": 0, "field": "content-type", "message": "send application/json or text/csv"}]
 
 
 async def _resolve_bulk(uow: UoW, deps: IndicatorsDeps, *, docs: list[Any]) -> tuple[list[service.ObsIn], list[dict[str, Any]]]:
