@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from citystat_common.db import create_engine
 from citystat_common.localbroker import LocalBroker, free_port
-from citystat_common.outbox import TOPIC_CHECK_SECONDS, OutboxRelay
+from citystat_common.outbox import OutboxRelay
+from citystat_common.outbox_producer import TOPIC_CHECK_SECONDS
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, collect_events, eventually
 from directory.config import Settings
 from directory.main import create_app

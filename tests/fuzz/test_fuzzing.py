@@ -16,7 +16,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from citystat_common.fuzzing import Slot, fuzz_service, operation_slots, slot_values, traceback_tail
+from citystat_common.fuzz_inputs import Slot, operation_slots, slot_values
+from citystat_common.fuzz_log import traceback_tail
+from citystat_common.fuzzing import fuzz_service
 from citystat_common.logging import configure_logging
 from citystat_common.testing import ThreadServer, fuzz_openapi
 

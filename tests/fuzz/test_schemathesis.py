@@ -17,7 +17,8 @@ import pytest
 import seeds
 from intake311_helpers import demo_catalog_database
 
-from citystat_common.fuzzing import fuzz_service, is_database_edge
+from citystat_common.fuzz_inputs import is_database_edge
+from citystat_common.fuzzing import fuzz_service
 from citystat_common.testing import TEST_KEY_ENTRIES, ThreadServer, auth, fresh_database, postgres_admin_url
 
 NOWHERE = "127.0.0.1:9"  # no broker: events wait in the outbox

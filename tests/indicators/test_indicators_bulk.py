@@ -85,3 +85,20 @@ async def test_bulk_is_all_or_nothing_with_a_row_report(client, app):
     assert await _count(app, observations) == 0
     bad_csv = await client.post("/observations/bulk", content="a,b\n1,2\n", headers={**W, "content-type": "text/csv"})
     assert bad_csv.status_code == 422 and bad_csv.json()["errors"][0]["field"] == "body"
+
+
+async def test_a_bulk_body_refused_as_a_whole_says_why(client):
+    """A body that is not rows at all is one error item (row 0) naming the body or its content type."""
+    cases = [
+        (b"[{", "application/json", "body", "not JSON"),
+        (b'{"rows": []}', "application/json", "body", 'expected a list or {"observations": [...]}'),
+        (b"[]", "application/json", "body", "no rows"),
+        (b"code,period\nX,2024-01\n", "text/csv", "body", "expected the CSV header indicator_code,period,value[,note]"),
+        (b"\xff\xfe", "text/csv", "body", "CSV must be UTF-8"),
+        (b"<rows/>", "application/xml", "content-type", "send application/json or text/csv"),
+    ]
+    for body, ctype, field, message in cases:
+        r = await client.post("/observations/bulk", content=body, headers={**W, "content-type": ctype})
+        assert r.status_code == 422, (ctype, r.text)
+        [error] = r.json()["errors"]
+        assert (error["row"], error["field"]) == (0, field) and error["message"].startswith(message), error

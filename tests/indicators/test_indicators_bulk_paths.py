@@ -147,7 +147,7 @@ async def test_resend_is_a_no_op_and_a_change_is_a_revision(client, app):
 async def test_concurrent_writers_of_one_indicator_serialize(client, app):
     """A second writer waits for the first one's commit and then sees its rows: the overlap is
     revised (with its audit rows), never inserted twice (a duplicate key would be a 500)."""
-    from indicators.api import _resolve_bulk
+    from indicators.api_observations import _resolve_bulk
 
     await _setup(client, "CC")
     ctx = app.state.ctx

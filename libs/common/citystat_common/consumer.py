@@ -1,8 +1,8 @@
 """Consumer runner: a consumer-group member with an inbox, bounded retries and a DLQ.
 
 For each message: the handler's effect and the inbox row (consumer, event id) are written
-in one transaction; the Kafka offset is committed only after it. A redelivered event
-finds its inbox row and changes nothing. A message that cannot be parsed goes to
+in one transaction (``consumer_inbox``); the Kafka offset is committed only after it. A
+redelivered event finds its inbox row and changes nothing. A message that cannot be parsed goes to
 ``<topic>.dlq`` at once; one whose handler keeps failing goes there after N retries,
 with the error in its headers and a ``dead_letter`` row; the consumer moves on.
 
@@ -20,25 +20,24 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from sqlalchemy.exc import IntegrityError
 
 from citystat_common import metrics
 from citystat_common.batched import Batched, BatchHandler, batchable, single, split_runs
 from citystat_common.bus import ensure_topics, make_producer
+from citystat_common.consumer_inbox import Handler, Inbox
 from citystat_common.db import PlumbingTables, utcnow
-from citystat_common.events import Envelope, EventRejected, Payload, dlq_topic, parse_event
+from citystat_common.events import Envelope, EventRejected, dlq_topic, parse_event
 from citystat_common.logging import correlation_id_var, get_logger
 from citystat_common.outage import is_infrastructure_down
 from citystat_common.uow import UnitOfWork
 
 log = get_logger(__name__)
 
-Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 __all__ = ["BatchHandler", "Batched", "ConsumerRunner", "Handler", "Stopped"]
 
 # How long a fetch may wait on the broker for records. aiokafka's default (500 ms) costs Tansu
@@ -98,6 +97,7 @@ class ConsumerRunner:
         self.assigned: set[TopicPartition] = set()
         self._stop: asyncio.Event | None = None
         self.outage_waits = 0  # attempts that met the database or broker away (never toward the DLQ)
+        self.inbox = Inbox(uow_factory=uow_factory, tables=tables, group_id=group_id)
 
     # -- one message ------------------------------------------------------------------
     async def process(self, record: ConsumerRecord) -> str:
@@ -117,7 +117,7 @@ class ConsumerRunner:
             outage_waits = 0
             while attempt <= self.max_retries:
                 try:
-                    outcome = await self._apply(envelope, payload, handler)
+                    outcome = await self.inbox.apply(envelope, payload, handler)
                     if outage_waits:
                         metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
                         log.info("consumer_resumed", group=self.group_id, event_id=envelope.id, waits=outage_waits)
@@ -180,7 +180,7 @@ class ConsumerRunner:
         try:
             while True:
                 try:
-                    applied = await self._apply_batch([(e, p) for _, e, p in items])
+                    applied = await self.inbox.apply_batch([(e, p) for _, e, p in items], self.batched.handler)
                     break
                 except Exception as exc:
                     if is_infrastructure_down(exc):
@@ -218,31 +218,6 @@ class ConsumerRunner:
         log.info("batch_processed", group=self.group_id, events=len(items), applied=len(applied))
         return outcomes
 
-    async def _apply_batch(self, items: list[tuple[Envelope, Any]]) -> set[str]:
-        """The batch's new events applied and recorded in the inbox in one transaction; their ids."""
-        assert self.batched is not None
-        inbox = self.tables.inbox
-        async with self.uow_factory() as uow:
-            ids = [e.id for e, _ in items]
-            done = set((await uow.session.execute(
-                sa.select(inbox.c.event_id).where(inbox.c.consumer == self.group_id, inbox.c.event_id.in_(ids))
-            )).scalars())
-            new = [(e, p) for e, p in items if e.id not in done]
-            if not new:
-                return set()
-            await self.batched.handler(uow, new)
-            now = utcnow()
-            await uow.session.execute(sa.insert(inbox), [
-                {"consumer": self.group_id, "event_id": e.id, "event_type": e.type, "processed_at": now} for e, _ in new
-            ])
-            try:
-                await uow.commit()
-            except IntegrityError:
-                # Another replica recorded some of these first: apply one by one, each against the inbox.
-                await uow.rollback()
-                raise
-        return {e.id for e, _ in new}
-
     async def _wait_out_outage(self, envelope: Envelope, exc: BaseException, waits: int) -> None:
         if waits == 0:
             log.warning("consumer_paused_infrastructure_down", group=self.group_id, event_id=envelope.id,
@@ -254,28 +229,6 @@ class ConsumerRunner:
         await _wait(self._stop, delay)
         if self._stop.is_set():
             raise Stopped(envelope.id)
-
-    async def _apply(self, envelope: Envelope, payload: Payload, handler: Handler) -> str:
-        inbox = self.tables.inbox
-        async with self.uow_factory() as uow:
-            seen = await uow.session.execute(
-                sa.select(inbox.c.event_id).where(inbox.c.consumer == self.group_id, inbox.c.event_id == envelope.id)
-            )
-            if seen.first() is not None:
-                return "duplicate"
-            await handler(uow, envelope, payload)
-            await uow.session.execute(
-                sa.insert(inbox).values(
-                    consumer=self.group_id, event_id=envelope.id, event_type=envelope.type, processed_at=utcnow()
-                )
-            )
-            try:
-                await uow.commit()
-            except IntegrityError:
-                # Another replica recorded this event first; its effect stands, ours is rolled back.
-                await uow.rollback()
-                return "duplicate"
-        return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str) -> None:
         event_type = envelope.type if envelope else "unparseable"

@@ -27,14 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from citystat_common import metrics
 from citystat_common.brokerwatch import BrokerWatch, replay
-from citystat_common.bus import broker_reachable, ensure_topics, make_producer
+from citystat_common.bus import broker_reachable
 from citystat_common.db import PlumbingTables, utcnow
-from citystat_common.events import ALL_TOPICS
 from citystat_common.logging import get_logger
 from citystat_common.outage import is_broker_down, is_database_down
 from citystat_common.outbox_listen import OutboxListener
 from citystat_common.outbox_listen import wait_any as _wait_any
 from citystat_common.outbox_listen import wait_stop as _wait
+from citystat_common.outbox_producer import RelayProducer
 
 log = get_logger(__name__)
 
@@ -43,7 +43,6 @@ __all__ = ["OutboxRelay", "replay"]  # replay lives with the broker watch; runti
 LEASE_SECONDS = 30
 RELAY_LOCK_ID = 731_311  # pg advisory lock key: one active relay per service database
 LOCK_RECHECK_SECONDS = 5.0  # how often a relay that holds the lock asks the database again
-TOPIC_CHECK_SECONDS = 1.0  # local broker: how often the relay asks whether its topics still exist
 # How long a published range waits before the claim floor moves past it: outbox rows are
 # inserted at commit, so a transaction that drew a lower id commits well within this.
 FLOOR_LAG_SECONDS = 2.0
@@ -102,20 +101,16 @@ class OutboxRelay:
         self.outbox = tables.outbox
         self.tables = tables
         self.bootstrap = bootstrap
-        self.enable_idempotence = enable_idempotence
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retention = retention
         self.max_backoff = max_backoff
-        # Tansu is memory-only: after its restart the topics are gone, so a new producer recreates them.
-        self.topic_partitions = topic_partitions
-        self.request_timeout_ms = request_timeout_ms
-        self._producer: AIOKafkaProducer | None = None
+        self.producer = RelayProducer(bootstrap=bootstrap, enable_idempotence=enable_idempotence,
+                                      topic_partitions=topic_partitions, request_timeout_ms=request_timeout_ms)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._lock_checked_at = float("-inf")
         self._lock_conn: Any = None
         self.listener = OutboxListener(engine)
-        self._topics_checked_at = float("-inf")
         self.broker_up = False
         # PostgreSQL claim floor. Marking a row sent leaves its old index entry behind until VACUUM,
         # and a claim from the start of the unsent rows walks all of them: 1.2 ms at 15,000 rows sent,
@@ -130,43 +125,12 @@ class OutboxRelay:
         # Notices a broker that lost what it held and says what to publish again (see brokerwatch).
         self.watch = BrokerWatch(bootstrap=bootstrap, engine=engine, tables=tables, margin=reset_margin)
 
-    # -- producer -------------------------------------------------------------------
+    # -- producer (outbox_producer) ---------------------------------------------------
     async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            if self.topic_partitions:
-                await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
-            producer = make_producer(self.bootstrap, self.enable_idempotence, self.request_timeout_ms)
-            try:
-                await producer.start()
-            except BaseException:
-                await _quiet_stop(producer)
-                raise
-            self._producer = producer
-            self._topics_checked_at = asyncio.get_running_loop().time()
-        elif self.topic_partitions:
-            await self._recreate_lost_topics(self._producer)
-        return self._producer
-
-    async def _recreate_lost_topics(self, producer: AIOKafkaProducer) -> None:
-        """Local broker only: a memory-only Tansu that restarted has no topics, yet it accepts
-        records for a topic it does not know from a producer whose metadata is cached, and then
-        refuses every offset commit on it (a consumer would retry forever). So at most every
-        second the relay asks for the topic list (one metadata request on its open connection)
-        and creates what is missing before it publishes."""
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._topics_checked_at < TOPIC_CHECK_SECONDS:
-            return
-        self._topics_checked_at = loop.time()
-        assert self.topic_partitions
-        missing = set(ALL_TOPICS) - (await producer.client.fetch_all_metadata()).topics()
-        if missing:
-            log.warning("topics_missing_on_broker", recreating=sorted(missing))
-            await ensure_topics(self.bootstrap, self.topic_partitions, attempts=1)
+        return await self.producer.ensure()
 
     async def _drop_producer(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            await _quiet_stop(producer)
+        await self.producer.drop()
 
     # -- claiming ---------------------------------------------------------------------
     async def _claim(self) -> list[sa.Row[Any]]:
@@ -451,10 +415,3 @@ class OutboxRelay:
             await self.listener.close()
             await self._release_lock_conn()
             log.info("outbox_relay_stopped")
-
-
-async def _quiet_stop(producer: AIOKafkaProducer) -> None:
-    try:
-        await asyncio.wait_for(producer.stop(), timeout=5)
-    except Exception:  # noqa: BLE001 - a producer that never started or lost its broker
-        pass

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from citystat_common.auth import OptionalPrincipal, Principal, can_see_personal_data, require_scope
 from citystat_common.bounds import PlausibleDatetime
 from citystat_common.errors import Invalid
+from citystat_common.filters import where_given
 from citystat_common.idempotency import create_once
 from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.web import UoW
@@ -251,12 +252,8 @@ async def list_assignments(
         .outerjoin(Cluster, RoleAssignment.cluster_id == Cluster.id)
         .order_by(RoleAssignment.starts_at.desc(), RoleAssignment.id.desc())
     )
-    if department:
-        stmt = stmt.where(Department.code == department)
-    if role:
-        stmt = stmt.where(RoleAssignment.role == role)
-    if person_id:
-        stmt = stmt.where(RoleAssignment.person_id == person_id)
+    stmt = where_given(stmt, (Department.code, department), (RoleAssignment.role, role),
+                       (RoleAssignment.person_id, person_id))
     rows, total = await paginate(uow.session, stmt, paging)
     personal = can_see_personal_data(principal)
     return page_of([assignment_read(a, d, c, personal=personal) for a, d, c in rows], total, paging)
@@ -349,10 +346,7 @@ async def audit_log(
     actor_email: Annotated[str | None, Query(max_length=320, description="changes made by the person with this email")] = None,
 ) -> Page[schemas.AuditRead]:
     stmt = sa.select(AuditEntry).order_by(AuditEntry.id.desc() if order == "newest" else AuditEntry.id)
-    if entity:
-        stmt = stmt.where(AuditEntry.entity == entity)
-    if entity_id:
-        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    stmt = where_given(stmt, (AuditEntry.entity, entity), (AuditEntry.entity_id, entity_id))
     if actor_email:
         stmt = stmt.where(sa.func.lower(AuditEntry.actor_email) == actor_email.strip().lower())
     items, total = await paginate(uow.session, stmt, paging)

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from citystat_common.errors import NotFound
+from citystat_common.filters import where_given
 from citystat_common.uow import UnitOfWork
 from escalation import schemas, store
 from escalation.models import (
@@ -102,13 +103,8 @@ def tickets_stmt(
     if assignee:
         stmt = stmt.where(sa.or_(Ticket.assignee_id == assignee,
                                  sa.func.lower(Ticket.assignee_name).like(f"%{assignee.lower()}%")))
-    if source:
-        stmt = stmt.where(Ticket.source == source)
-    if indicator_id:
-        stmt = stmt.where(Ticket.indicator_id == indicator_id)
-    if project_id:
-        stmt = stmt.where(Ticket.project_id == project_id)
-    return stmt
+    return where_given(stmt, (Ticket.source, source), (Ticket.indicator_id, indicator_id),
+                       (Ticket.project_id, project_id))
 
 
 # --- projects --------------------------------------------------------------------------------

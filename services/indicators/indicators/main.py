@@ -15,6 +15,7 @@ from citystat_common.web import (
     check_database,
 )
 from indicators.api import router
+from indicators.api_observations import router as observations_router
 from indicators.api_report import router as report_api_router
 from indicators.api_targets import router as targets_router
 from indicators.config import Settings
@@ -64,7 +65,7 @@ def create_app(
             "hysteresis and staff overrides; 311-derived indicators; breach events on indicators.status; "
             "the color-coded dashboard at /dashboard."
         ),
-        routers=[router, targets_router, report_api_router, dashboard_router, compare_router, judgement_router,
+        routers=[router, observations_router, targets_router, report_api_router, dashboard_router, compare_router, judgement_router,
                  report_router],
         readiness=readiness,
         on_startup=startup,

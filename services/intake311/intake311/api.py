@@ -18,6 +18,7 @@ from citystat_common.bounds import RANGE_TEXT
 from citystat_common.db import utcnow
 from citystat_common.directory import DirectoryUnreachable
 from citystat_common.errors import Invalid, NotFound
+from citystat_common.filters import where_given
 from citystat_common.idempotency import create_once
 from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging, page_of, paginate
@@ -235,16 +236,8 @@ async def staff_list(
         requests_with_names()
         .order_by(R.requested_datetime.desc(), R.id.desc())
     )
-    if status:
-        stmt = stmt.where(R.status == status)
-    if detailed_status:
-        stmt = stmt.where(R.detailed_status == detailed_status)
-    if department:
-        stmt = stmt.where(R.department_code == department)
-    if service_code:
-        stmt = stmt.where(R.service_code == service_code)
-    if channel:
-        stmt = stmt.where(R.channel == channel)
+    stmt = where_given(stmt, (R.status, status), (R.detailed_status, detailed_status),
+                       (R.department_code, department), (R.service_code, service_code), (R.channel, channel))
     if overdue is not None:
         late = sa.and_(R.status == "open", R.expected_datetime < utcnow())
         stmt = stmt.where(late if overdue else sa.not_(late))
