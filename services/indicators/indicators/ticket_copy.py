@@ -79,8 +79,12 @@ def ticket_url(escalation_url: str, ticket_id: str) -> str:
 def ticket_words(t: TicketCopy) -> list[str]:
     """The ticket in the city's words, a phrase each: status, holder, level, last action."""
     role = (t.level_role or "").replace("_", " ")
+    # the holder's own role when it is not the level's (a vacant role's fallback, a reassignment),
+    # so "level 0 (customer service officer)" never reads as the holder's title
+    stands_in = t.holder_role and t.holder_role != t.level_role
+    holder = f"held by {t.holder_name}" + (f" ({t.holder_role.replace('_', ' ')})" if stands_in and t.holder_role else "")
     words = [f"Ticket {STATUS_WORDS.get(t.status, t.status).lower()}",
-             (f"held by {t.holder_name}" if t.holder_name else "nobody holds it yet"),
+             (holder if t.holder_name else "nobody holds it yet"),
              f"level {t.level}" + (f" ({role})" if role else "")]
     if t.last_action:
         when = f" ({t.last_action_at.strftime('%Y-%m-%d')})" if t.last_action_at else ""
