@@ -111,3 +111,11 @@ def test_the_demo_catalog_reads_as_the_seeded_services():
     assert errors == []
     assert [e.data.service_code for e in entries] == [s[0] for s in SERVICES]
     assert {e.data.department_code for e in entries} == set(DEPARTMENTS)
+
+
+def test_a_department_rule_by_area_reads_as_a_layer_and_an_area_code():
+    rows = [{**BEES, "department_rules": "area:ward=W 3 -> PARKS; area:council=12 -> dohmh"}]
+    _, entries, errors = catalog_file.parse(_csv(rows), "text/csv")
+    assert errors == []
+    assert [(r.layer, r.area, r.attribute, r.department_code) for r in entries[0].data.department_rules] == [
+        ("ward", "W 3", None, "PARKS"), ("council", "12", None, "dohmh")]

@@ -225,3 +225,16 @@ async def test_make_run_s_demo_loader_gives_the_old_catalog_through_the_api(db_k
     want = await _catalog(old)
     got = await _catalog(url)
     assert got == want
+
+
+async def test_a_rule_by_area_is_checked_against_the_boundary_layers(db_factory):
+    app = create_app(_settings(db_factory("intake311")))
+    row = {"service_code": "Tree", "service_name": "Street tree", "department_code": "STREETS",
+           "service_level_amount": 5, "service_level_unit": "business_days",
+           "department_rules": "area:ward=W3 -> SANITATION"}
+    async with app_client(app) as client:
+        await _departments(app)
+        r = await client.post("/admin/catalog/import", json={"rows": [row]}, headers=auth("admin"))
+        assert r.status_code == 422, r.text  # no layer "ward" loaded: the rule could never apply
+        assert [e["field"] for e in r.json()["errors"]] == ["department_rules"], r.json()
+        assert (await client.get("/services.json")).json() == []

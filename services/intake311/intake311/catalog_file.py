@@ -12,7 +12,7 @@ an ``attribute_code`` one attribute. The columns (README, "How a city onboards",
     attribute_values, attribute_datatype_description, attribute_minimum, attribute_maximum
 
 Lists in one cell: ``attribute_values`` is ``key=Name|key=Name``; ``service_level_rules`` is
-``ATTRIBUTE=value -> 1 business_days; ...``; ``department_rules`` is ``ATTRIBUTE=value -> DEPT; ...``.
+``ATTRIBUTE=value -> 1 business_days; ...``; ``department_rules`` is ``ATTRIBUTE=value -> DEPT; ...`` or, by area, ``area:LAYER=CODE -> DEPT``.
 Every problem of the file is reported at once as ``{"row", "field", "message"}`` (row 1 is the
 first row after the header; row 0 the file as a whole; ``field`` a column of the file).
 """
@@ -190,6 +190,15 @@ def _rules(text: str | None, row: int, column: str) -> tuple[list[tuple[str, str
     return rules, errors
 
 
+AREA_PREFIX = "area:"  # ``area:ward=W3 -> PARKS``: a rule by area of a boundary layer (issue 21)
+
+
+def _department_rule(condition: str, value: str, department: str) -> dict[str, str]:
+    if condition.startswith(AREA_PREFIX):
+        return {"layer": condition[len(AREA_PREFIX):].strip(), "area": value, "department_code": department}
+    return {"attribute": condition, "value": value, "department_code": department}
+
+
 def _service(draft: _Draft) -> tuple[CatalogEntry | None, list[Error]]:
     v = {k: value for k, (value, _) in draft.values.items()}
     where = {k: row for k, (_, row) in draft.values.items()}
@@ -223,7 +232,7 @@ def _service(draft: _Draft) -> tuple[CatalogEntry | None, list[Error]]:
         "service_level": {"amount": v.get("service_level_amount", "0"), "unit": (v.get("service_level_unit") or "").strip(),
                           "calendar": (v.get("calendar") or "CITY").strip(), "rules": sla_rules},
         "attributes": [a for _, a in draft.attributes],
-        "department_rules": [{"attribute": a, "value": val, "department_code": d} for a, val, d in dept_rules],
+        "department_rules": [_department_rule(a, val, d) for a, val, d in dept_rules],
     }
     if errors:
         return None, errors
