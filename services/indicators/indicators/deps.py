@@ -33,7 +33,7 @@ class IndicatorsDeps:
 
 
 def get_deps(request: Request) -> IndicatorsDeps:
-    deps: IndicatorsDeps = request.app.state.indicators_deps
+    deps: IndicatorsDeps = request.app.state.deps
     return deps
 
 

@@ -49,7 +49,7 @@ def create_app(
             owned.append(port)
         else:
             port = directory
-        app.state.indicators_deps = IndicatorsDeps(settings=settings, directory=port)
+        app.state.deps = IndicatorsDeps(settings=settings, directory=port)
 
     async def shutdown(ctx: ServiceContext) -> None:
         for client in owned:
