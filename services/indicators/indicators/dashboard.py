@@ -147,8 +147,14 @@ async def dashboard(
     view: Annotated[str | None, Query(pattern="^(|departments|city)$",
                                       description="city: every department's figures, the worst first")] = None,
     services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
+    area: Annotated[str | None, Query(max_length=141, description="LAYER:CODE: one area's dashboard (Stat by area)")] = None,
+    metric: Annotated[str | None, Query(max_length=40, description="with area: the figure the map colours by")] = None,
 ) -> HTMLResponse:
     settings = deps.settings
+    if area:
+        from indicators.dashboard_map import area_dashboard  # it builds on this module's page parts
+
+        return await area_dashboard(uow, deps, area=area, metric=metric or "closed_within_sla")
     cluster, department, kind, source = cluster or None, (department or "").upper() or None, kind or None, source or None
     view, services = (None if view in (None, "", "departments") else view), services or None
     tiles = await load_tiles(uow, deps, cluster=cluster, department=department, kind=kind, critical=critical,

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments
+from indicators.area_maps import AreaMaps
 from indicators.config import Settings
 
 
@@ -24,6 +25,8 @@ class IndicatorsDeps:
     # only the 311 derivation's indicators and takes their departments as given.
     directory: Departments | None = None
     clock: Callable[[], datetime] = utcnow
+    # Where the map pages read the areas' boundaries (intake311); None in the worker, which draws none.
+    area_maps: AreaMaps | None = None
 
     def now(self) -> datetime:
         return self.clock()
