@@ -47,7 +47,7 @@ AREA_METRICS = ("opened", "closed_within_sla", "median_days_to_close", "backlog"
 CODE_MAX = 120  # Indicator.code
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class AreaScope:
     layer: str
     code: str
@@ -56,6 +56,10 @@ class AreaScope:
     def indicator_code(self, metric: str) -> str:
         return ".".join([AREA_PREFIX, self.layer, code_slug(self.code),
                          *([code_slug(self.dept)] if self.dept else []), metric])
+
+
+def _order(scope: AreaScope) -> tuple[str, str, str]:
+    return (scope.layer, scope.code, scope.dept or "")
 
 
 def area_prefix(layer: str, code: str) -> str:
@@ -162,7 +166,7 @@ async def recompute_areas(uow: UnitOfWork, deps: IndicatorsDeps, *, scopes: dict
     fy0 = deps.settings.fiscal_year_start_month
     today = local_date(now, tz)
     work = []
-    for scope, since in sorted(scopes.items(), key=lambda s: (s[0].layer, s[0].code, s[0].dept or "")):
+    for scope, since in sorted(scopes.items(), key=lambda s: _order(s[0])):
         periods = periods_between(deps.settings.derived_frequency, local_date(min(since, now), tz), today, fy0,
                                   limit=100_000)[-deps.settings.derived_max_periods:]
         inds = await ensure_area_indicators(uow, deps, scope=scope)
@@ -203,7 +207,7 @@ async def area_scopes(uow: UnitOfWork, deps: IndicatorsDeps) -> list[AreaScope]:
                 if scope.indicator_code(metric) == code:
                     scopes.add(scope)
                 break
-    return sorted(scopes)
+    return sorted(scopes, key=_order)
 
 
 async def refresh_areas(uow: UnitOfWork, deps: IndicatorsDeps, *, now: datetime | None = None) -> int:
