@@ -52,11 +52,11 @@ def _month2():
     return start, end
 
 
-async def _check_figures(client, reqs):
+async def _check_figures(client, reqs, depts=(None, *DEPTS)):
     start, end = _month2()
     checked = 0
     for ward in ("1", "2", "3", "North & East"):
-        for dept in (None, *DEPTS):
+        for dept in depts:
             rs = [r for r in reqs if r["ward"] == ward and (dept is None or r["dept"] == dept)]
             want = expected_figures(rs, start, end)
             code = area_stat.AreaScope("ward", ward, dept).indicator_code
@@ -65,16 +65,19 @@ async def _check_figures(client, reqs):
                 assert got is not None, code(m)
                 assert abs(got[month(2)]["value"] - want[m]) < 1e-9, (ward, dept, m, got[month(2)]["value"], want[m])
                 checked += 1
-    assert checked == 4 * 3 * 4
+    assert checked == 4 * len(depts) * 4
 
 
 async def test_events_with_areas_give_each_ward_and_its_departments_their_figures(area):
     app, client = area
     reqs = make_area_requests()
     assert {r["ward"] for r in reqs} == {"1", "2", "3", "North & East", None}
-    runner = _runner(app)
-    for rec in records(area_events(reqs)):
-        assert await runner.process(rec) == "processed"
+    evs = area_events(reqs)
+    evs = evs[1::2] + evs[::2]  # out of order: many closures before their creation (the later state wins)
+    runner = _runner(app, batched=True)
+    recs = records(evs)
+    for i in range(0, len(recs), 70):  # fetches of the worker's consumer
+        assert set(await runner.process_batch(recs[i : i + 70])) == {"processed"}
     await _check_figures(client, reqs)
 
     # an area code that is not a segment gets its slug; the name says the ward in the city's words
@@ -100,14 +103,13 @@ async def test_events_with_areas_give_each_ward_and_its_departments_their_figure
     assert dept_all[month(2)]["value"] == sum(1 for r in reqs if r["dept"] == "STREETS" and r["requested"] < _month2()[1])
 
 
-async def test_a_batch_gives_the_figures_of_one_at_a_time(area):
+async def test_events_one_at_a_time_give_the_same_figures(area):
     app, client = area
-    reqs = make_area_requests(seed=5, n=120)
-    runner = _runner(app, batched=True)
-    recs = records(area_events(reqs))
-    for i in range(0, len(recs), 50):
-        assert set(await runner.process_batch(recs[i : i + 50])) == {"processed"}
-    await _check_figures(client, reqs)
+    reqs = make_area_requests(seed=5, n=60)
+    runner = _runner(app)
+    for rec in records(area_events(reqs)):
+        assert await runner.process(rec) == "processed"
+    await _check_figures(client, reqs, depts=(None,))
 
 
 async def test_a_transfer_moves_the_request_to_the_new_department_in_its_ward(area):

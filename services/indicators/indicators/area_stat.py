@@ -20,7 +20,7 @@ recomputes the current period of every area scope that has indicators.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -75,9 +75,10 @@ def parse_area(value: str) -> tuple[str, str]:
     return layer, code
 
 
-async def store_areas(uow: UnitOfWork, events: Iterable[ServiceRequestData | RequestFeedback]) -> int:
-    """The areas the events carry, one row per (request, layer) with a code. Redelivery rewrites
-    the same row; an event without ``areas`` (later changes) leaves what the created event said."""
+async def store_areas(uow: UnitOfWork, events: Iterable[ServiceRequestData | RequestFeedback]) -> set[str]:
+    """The areas the events carry, one row per (request, layer) with a code; returns the requests
+    whose areas are new or changed. Redelivery writes nothing; an event without ``areas`` (later
+    changes) leaves what the created event said."""
     rows: dict[tuple[str, str], str] = {}
     for e in events:
         if isinstance(e, ServiceRequestData) and e.areas:
@@ -85,24 +86,40 @@ async def store_areas(uow: UnitOfWork, events: Iterable[ServiceRequestData | Req
                 if code is not None:
                     rows[(e.service_request_id, layer)] = code
     if not rows:
-        return 0
+        return set()
+    ids = sorted({r for r, _ in rows})
+    for i in range(0, len(ids), 1000):
+        res = await uow.session.execute(
+            sa.select(RequestArea.service_request_id, RequestArea.layer, RequestArea.area_code)
+            .where(RequestArea.service_request_id.in_(ids[i : i + 1000])))
+        for rid, layer, code in res:
+            if rows.get((rid, layer)) == code:
+                del rows[(rid, layer)]
+    if not rows:
+        return set()
     table = RequestArea.__table__
     stmt = dialect_insert(table, uow.dialect)  # type: ignore[arg-type]
     stmt = stmt.on_conflict_do_update(index_elements=["service_request_id", "layer"],
                                       set_={"area_code": stmt.excluded.area_code})
     await uow.session.execute(stmt, [{"service_request_id": r, "layer": layer, "area_code": code}
                                      for (r, layer), code in sorted(rows.items())])
-    return len(rows)
+    return {r for r, _ in rows}
 
 
 async def apply_areas(
     uow: UnitOfWork, deps: IndicatorsDeps, *, events: Sequence[ServiceRequestData | RequestFeedback],
-    requests: dict[str, tuple[datetime, set[str]]], now: datetime,
+    requests: dict[str, tuple[datetime, set[str]]], facts: Mapping[str, derived311.Fact], now: datetime,
 ) -> int:
     """Called by ``derived311.apply_events`` with the requests whose figures moved (each with the
-    earliest moment that changed and its departments before and after): keep the areas, recompute
-    the marked layers' area scopes they touch. Returns the values written."""
-    await store_areas(uow, events)
+    earliest moment that changed and its departments before and after) and the batch's facts:
+    keep the areas, recompute the marked layers' area scopes they touch. A request whose areas
+    arrive after its figures were counted (its created event late, behind its closure, and stale
+    by then) is counted in its areas from its beginning. Returns the values written."""
+    requests = dict(requests)
+    for rid in await store_areas(uow, events):
+        fact = facts.get(rid)
+        if rid not in requests and fact is not None and fact.requested_at is not None:
+            requests[rid] = (fact.requested_at, {fact.department_code})
     layers = deps.settings.stat_area_layers
     if not layers or not requests:
         return 0

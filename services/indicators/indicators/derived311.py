@@ -264,7 +264,7 @@ async def apply_events(
         await _store_facts(uow, [facts[i] for i in sorted(changed)])
     if touched.since:
         await recompute(uow, deps, scopes=touched.since, now=now, names=touched.names)
-    await area_stat.apply_areas(uow, deps, events=events, requests=touched.requests, now=now)
+    await area_stat.apply_areas(uow, deps, events=events, requests=touched.requests, facts=facts, now=now)
     return len(changed)
 
 
