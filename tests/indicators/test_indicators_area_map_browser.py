@@ -5,6 +5,7 @@ opens that ward's dashboard; axe-core finds nothing serious or critical on the w
 map of every ward and the printable report. Screenshots go to INDICATORS_SCREENSHOT_DIR when set."""
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -24,6 +25,15 @@ def _rgb(hex_colour: str) -> str:
     return "rgb({}, {}, {})".format(*(int(h[i : i + 2], 16) for i in (0, 2, 4)))
 
 
+def _this_month(per_ward: dict[str, int]) -> list[dict]:
+    """Requests closed on time today: the wards differ in this period's share within the service level."""
+    now = datetime.now(UTC)
+    return [{"id": f"SR-NOW-{ward}-{k}", "service": "POTHOLE", "dept": ("STREETS", "WATER")[k % 2], "ward": ward,
+             "district": "A", "requested": now - timedelta(hours=3), "expected": now + timedelta(days=1),
+             "closed": now - timedelta(hours=1), "fcr": False}
+            for ward, n in per_ward.items() for k in range(n)]
+
+
 async def _shot(page, tmp_path, name):
     await page.screenshot(path=str(tmp_path / name), full_page=True)
     if os.environ.get("INDICATORS_SCREENSHOT_DIR"):
@@ -39,7 +49,8 @@ async def test_a_wards_dashboard_with_its_map_in_chromium(indicators_settings, t
 
         await preload_departments(app)
         runner = _runner(app, batched=True)
-        assert set(await runner.process_batch(records(area_events(make_area_requests(seed=3, n=120))))) == {"processed"}
+        reqs = make_area_requests(seed=3, n=120) + _this_month({"1": 60, "2": 9, "North & East": 14})
+        assert set(await runner.process_batch(records(area_events(reqs)))) == {"processed"}
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             state = {w: (await client.get(f"/indicators/311-area.ward.{w}.{m}")).json()["state"]
                      for w in ("1", "2", "3") for m in ("closed_within_sla", "backlog")[:1]}

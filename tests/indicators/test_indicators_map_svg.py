@@ -5,7 +5,7 @@ MultiPolygon is one area, labels sit inside their area, and what is not an area 
 import math
 import re
 
-from indicators.map_svg import Shade, fit, geometry_path, label_point, map_svg, polygons, ring_path
+from indicators.map_svg import Shade, fit, geometry_path, inside, label_point, map_svg, polygons, ring_path
 
 
 def square(x, y, size=1.0):
@@ -113,3 +113,15 @@ def test_what_is_not_an_area_is_left_out_and_nothing_to_draw_says_so():
     assert "<path" not in svg and "No boundaries to draw" in svg
     assert ring_path([[0, 0], [1, 1], [0, 0]], fit([feature("x", {"type": "Polygon",
                                                                    "coordinates": [square(0, 0)]})], 10, 10)) == ""
+
+
+def test_a_label_never_sits_in_a_hole_or_outside_a_crescent():
+    holed = {"type": "Polygon", "coordinates": [square(0, 0, 4), [[1, 1], [1, 3], [3, 3], [3, 1], [1, 1]]]}
+    lon, lat = label_point(holed)
+    assert inside(lon, lat, holed["coordinates"])
+    assert not (1 <= lon <= 3 and 1 <= lat <= 3)
+    # a U shape: its centroid falls in the gap between the arms
+    u = {"type": "Polygon", "coordinates": [[[0, 0], [3, 0], [3, 3], [2, 3], [2, 1], [1, 1], [1, 3], [0, 3], [0, 0]]]}
+    lon, lat = label_point(u)
+    assert inside(lon, lat, u["coordinates"]) and not (1 < lon < 2 and lat > 1)
+    assert label_point({"type": "Polygon", "coordinates": [square(0, 0, 2)]}) == (1.0, 1.0)

@@ -106,19 +106,48 @@ def ring_area(ring: Ring) -> float:
     return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(pts, pts[1:] + pts[:1], strict=True)) / 2
 
 
-def label_point(geometry: dict[str, Any] | None) -> tuple[float, float] | None:
-    """Where an area's label goes: the centroid of its largest outer ring (lon, lat)."""
-    outers = [poly[0] for poly in polygons(geometry) if poly and len(poly[0]) >= 3]
-    if not outers:
+def inside(lon: float, lat: float, rings: Sequence[Ring]) -> bool:
+    """Even-odd rule over every ring (a point in a hole is outside): for placing a label only."""
+    hit = False
+    for ring in rings:
+        for a, b in zip(ring, list(ring[1:]) + [ring[0]], strict=True):
+            if (a[1] > lat) != (b[1] > lat) and lon < a[0] + (lat - a[1]) * (b[0] - a[0]) / (b[1] - a[1]):
+                hit = not hit
+    return hit
+
+
+def _edge_distance(lon: float, lat: float, rings: Sequence[Ring]) -> float:
+    best = math.inf
+    for ring in rings:
+        for a, b in zip(ring, list(ring[1:]) + [ring[0]], strict=True):
+            dx, dy = b[0] - a[0], b[1] - a[1]
+            t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((lon - a[0]) * dx + (lat - a[1]) * dy) / (dx * dx + dy * dy)))
+            best = min(best, math.hypot(lon - a[0] - t * dx, lat - a[1] - t * dy))
+    return best
+
+
+def label_point(geometry: dict[str, Any] | None, grid: int = 24) -> tuple[float, float] | None:
+    """Where an area's label goes (lon, lat), in its largest polygon: the centroid of the outer ring
+    when it is inside the area, else (a hole there, a crescent) the point of a grid over the polygon
+    farthest inside from its edges."""
+    polys = [poly for poly in polygons(geometry) if poly and len(poly[0]) >= 3]
+    if not polys:
         return None
-    ring = list(max(outers, key=lambda r: abs(ring_area(list(r)))))
+    poly = max(polys, key=lambda p: abs(ring_area(list(p[0]))))
+    ring = list(poly[0])
     a = ring_area(ring)
     if abs(a) < 1e-18:  # degenerate: the mean of its corners
         return (sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring))
     pairs = list(zip(ring, ring[1:] + ring[:1], strict=True))
     cx = sum((p[0] + q[0]) * (p[0] * q[1] - q[0] * p[1]) for p, q in pairs) / (6 * a)
     cy = sum((p[1] + q[1]) * (p[0] * q[1] - q[0] * p[1]) for p, q in pairs) / (6 * a)
-    return (cx, cy)
+    if inside(cx, cy, poly):
+        return (cx, cy)
+    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    candidates = [(min(lons) + (max(lons) - min(lons)) * (i + 0.5) / grid, min(lats) + (max(lats) - min(lats)) * (j + 0.5) / grid)
+                  for i in range(grid) for j in range(grid)]
+    inner = [c for c in candidates if inside(c[0], c[1], poly)]
+    return max(inner, key=lambda c: _edge_distance(c[0], c[1], poly)) if inner else (cx, cy)
 
 
 NO_FIGURE = Shade(fill="#ffffff", label="", title="no figure")
