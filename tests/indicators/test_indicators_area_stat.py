@@ -6,8 +6,8 @@ running period; the figures are ordinary indicators (target, status) kept off th
 board; the dashboard of one ward shows its map, its table and its departments side by side."""
 
 import re
-from html import unescape
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 import sqlalchemy as sa
@@ -99,6 +99,9 @@ async def test_events_with_areas_give_each_ward_and_its_departments_their_figure
     # the departments' board has none of them; the department's own 311 figures count every ward
     board = (await client.get("/dashboard", params={"refresh": 0})).text
     assert "311-area." not in board and "311.STREETS.opened" in board
+    assert '<a href="/dashboard/areas">By area</a>' in board
+    layers = (await client.get("/dashboard/areas")).text
+    assert '<a href="/dashboard/areas/ward">Wards</a>' in layers
     dept_all = await _values(client, "311.STREETS.opened")
     assert dept_all[month(2)]["value"] == sum(1 for r in reqs if r["dept"] == "STREETS" and r["requested"] < _month2()[1])
 

@@ -179,6 +179,7 @@ async def dashboard(
         '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
         '<span>\u25cf GREEN</span><span>\u25cc BUILDING A BASELINE</span><span>\u25cb NO REPORT</span></span>'
         f'<a href="/dashboard.csv{"?" + q if q else ""}">Export CSV</a>'
+        + ('<a href="/dashboard/areas">By area</a>' if settings.stat_area_layers else "") +
         f'<span id="updated" class="muted" style="color:#fff">updated {utcnow().strftime("%H:%M UTC")}</span></header>'
         '<form id="filters" class="filters" method="get" action="/dashboard" aria-label="Filters">'
         + _select("view", "View", [("city", "The city: what is wrong first")], view, everything="By department")

@@ -136,12 +136,12 @@ def _figure_words(metric: str, dept: str | None) -> str:
 
 
 async def map_view(uow: UoW, deps: IndicatorsDeps, *, layer: str, metric: str, dept: str | None,
-                   chosen: str | None) -> tuple[str, dict[str, str]]:
+                   chosen: str | None, dept_name: str | None = None) -> tuple[str, dict[str, str]]:
     """The map and its table side by side; also the areas' names (from the boundaries)."""
     doc, why = await _boundaries(deps, layer)
     names = _names(doc)
     figures = await layer_figures(uow, deps, layer=layer, metric=metric, dept=dept, codes=set(names))
-    words = _figure_words(metric, dept)
+    words = _figure_words(metric, dept_name or dept)
     title = f"{layer_words(layer)}s coloured by {words}"
     states: defaultdict[str, int] = defaultdict(int)
     for t in figures.values():
@@ -234,13 +234,14 @@ async def layer_map(layer: str, uow: UoW, deps: Deps, viewer: PageViewer, metric
     if (refused := _marked(deps, layer)) is not None:
         return refused
     dept = department or None
-    view, _ = await map_view(uow, deps, layer=layer, metric=metric, dept=dept, chosen=None)
     known = (await uow.session.execute(sa.select(Indicator.department_code).where(
         Indicator.code.startswith(f"311-area.{layer}.", autoescape=True),
         Indicator.department_code != deps.settings.stat_area_department).distinct())).scalars().all()
     named = dict((await uow.session.execute(
         sa.select(Department.code, Department.name).where(Department.code.in_(known)))).all())
-    heading = f"{layer_words(layer)}s: {_figure_words(metric, dept)}"
+    view, _ = await map_view(uow, deps, layer=layer, metric=metric, dept=dept, chosen=None,
+                             dept_name=named.get(dept or "", dept))
+    heading = f"{layer_words(layer)}s: {_figure_words(metric, named.get(dept or '', dept))}"
     body = (f'<header><h1>{escape(heading)}</h1><a href="/dashboard">Dashboard</a>'
             '<a href="/dashboard/areas">Every layer</a></header>'
             + _choosers(f"/dashboard/areas/{layer}", metric, {},
