@@ -18,7 +18,7 @@ from citystat_common.errors import DomainError
 from citystat_common.web import UoW
 from indicators import narratives, service
 from indicators.area_stat import AREA_METRICS, AreaScope, area_prefix, parse_area
-from indicators.dashboard_map import MAP_CSS, _marked, _refused, layer_words, map_view
+from indicators.dashboard_map import MAP_CSS, layer_words, map_view, refused_page, unmarked_layer
 from indicators.dashboard_report import Month
 from indicators.dashboard_tiles import Tile, load_tiles
 from indicators.deps import Deps
@@ -40,8 +40,8 @@ async def area_report(area: str, uow: UoW, deps: Deps, viewer: PageViewer, perio
     try:
         layer, code = parse_area(area)
     except DomainError as exc:
-        return _refused("Choose an area - CityStat", exc.detail, 422)
-    if (refused := _marked(deps, layer)) is not None:
+        return refused_page("Choose an area - CityStat", exc.detail, 422)
+    if (refused := unmarked_layer(deps, layer)) is not None:
         return refused
     today = local_date(utcnow(), service.tz_of(settings))
     period = narratives.check_month(period, today) if period else f"{today.year}-{today.month:02d}"

@@ -65,7 +65,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<body data-refresh=\"0\">{body}<script>{JS}</script></body></html>", status_code=status)
 
 
-def _refused(title: str, why: str, status: int) -> HTMLResponse:
+def refused_page(title: str, why: str, status: int) -> HTMLResponse:
     return _page(title, f'<header><h1>{escape(title)}</h1><a href="/dashboard">Dashboard</a>'
                         f'<a href="/dashboard/areas">Areas</a></header><main><p role="alert">{escape(why)}</p></main>',
                  status)
@@ -170,10 +170,10 @@ def _choosers(action: str, metric: str, hidden: dict[str, str], dept_opts: list[
     return "".join(parts)
 
 
-def _marked(deps: IndicatorsDeps, layer: str) -> HTMLResponse | None:
+def unmarked_layer(deps: IndicatorsDeps, layer: str) -> HTMLResponse | None:
     if layer in deps.settings.stat_area_layers:
         return None
-    return _refused("Area not found - CityStat", f"The city keeps no figures by area for the layer {layer!r} "
+    return refused_page("Area not found - CityStat", f"The city keeps no figures by area for the layer {layer!r} "
                     "(INDICATORS_STAT_AREA_LAYERS names the layers that have them).", 404)
 
 
@@ -182,8 +182,8 @@ async def area_dashboard(uow: UoW, deps: IndicatorsDeps, *, area: str, metric: s
     try:
         layer, code = parse_area(area)
     except DomainError as exc:
-        return _refused("Choose an area - CityStat", exc.detail, 422)
-    if (refused := _marked(deps, layer)) is not None:
+        return refused_page("Choose an area - CityStat", exc.detail, 422)
+    if (refused := unmarked_layer(deps, layer)) is not None:
         return refused
     view, names = await map_view(uow, deps, layer=layer, metric=metric, dept=None, chosen=code)
     codes = (await uow.session.execute(sa.select(Indicator.code).where(
@@ -231,7 +231,7 @@ async def area_layers(deps: Deps, viewer: PageViewer) -> HTMLResponse:
             summary="Map of a layer's areas coloured by a 311 figure's status, with its table")
 async def layer_map(layer: str, uow: UoW, deps: Deps, viewer: PageViewer, metric: Metric = "closed_within_sla",
                     department: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
-    if (refused := _marked(deps, layer)) is not None:
+    if (refused := unmarked_layer(deps, layer)) is not None:
         return refused
     dept = department or None
     known = (await uow.session.execute(sa.select(Indicator.department_code).where(
