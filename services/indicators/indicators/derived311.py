@@ -319,7 +319,8 @@ async def compute_scope(
         )
     ).one()
     fb_where = [*scope, f.feedback_at >= start_at, f.feedback_at < c]
-    satisfaction = (await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
+    satisfaction = None if area is not None else (  # not a figure of an area (area_stat.AREA_METRICS)
+        await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
     denominator = len(real) + int(overdue)
     days = sorted((r.closed_at - r.requested_at).total_seconds() / 86400 for r in real)
     return {
