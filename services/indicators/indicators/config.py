@@ -53,7 +53,7 @@ class Settings(ServiceSettings):
     stat_area_department: str = Field("CITYWIDE", min_length=1, max_length=40)
     # Where the areas' boundaries are read for the map (intake311's public GET /areas/{layer}.geojson).
     intake311_url: str = "http://127.0.0.1:8001"
-    intake311_timeout: float = Field(2.0, gt=0, le=30)
+    area_map_timeout: float = Field(2.0, gt=0, le=30)  # a page waits no longer for the boundaries
     area_map_cache_seconds: float = Field(300.0, ge=0)
 
     # Worker schedulers.

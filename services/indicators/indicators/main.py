@@ -55,7 +55,7 @@ def create_app(
             port = directory
         maps: AreaMaps
         if area_maps is None:
-            maps = HttpAreaMaps.connect(settings.intake311_url, settings.intake311_timeout,
+            maps = HttpAreaMaps.connect(settings.intake311_url, settings.area_map_timeout,
                                         cache_seconds=settings.area_map_cache_seconds)
             owned.append(maps)
         else:
