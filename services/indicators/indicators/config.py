@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from citystat_common.settings import ServiceSettings, service_settings_config
 
@@ -51,6 +53,18 @@ class Settings(ServiceSettings):
     backfill_poll_seconds: float = Field(5.0, gt=0)  # how often the worker looks for a backfill to run
     backfill_lease_seconds: float = Field(300.0, ge=10)  # a worker's claim on a backfill, renewed every page
 
+    # Stat by area (issue 21): the boundary layers (intake311's layer codes) whose areas get their own
+    # derived 311 indicators, e.g. INDICATORS_STAT_AREA_LAYERS=ward,council_district; empty: none.
+    stat_area_layers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Area x department figures too (the district's departments side by side).
+    stat_area_departments: bool = True
+    # The department code the area-wide figures are filed under (the city's 311 as a whole).
+    stat_area_department: str = Field("CITYWIDE", min_length=1, max_length=40)
+    # Where the areas' boundaries are read for the map (intake311's public GET /areas/{layer}.geojson).
+    # (the boundaries come from intake311_url, above)
+    area_map_timeout: float = Field(2.0, gt=0, le=30)  # a page waits no longer for the boundaries
+    area_map_cache_seconds: float = Field(300.0, ge=0)
+
     # Worker schedulers.
     scheduler_interval_seconds: float = Field(15.0, gt=0)
     scheduler_batch: int = Field(500, ge=1)
@@ -61,3 +75,17 @@ class Settings(ServiceSettings):
     bulk_chunk_rows: int = Field(5_000, ge=100)
 
     dashboard_refresh_seconds: int = Field(60, ge=0)
+
+    @field_validator("stat_area_layers", mode="before")
+    @classmethod
+    def _layers(cls, value: Any) -> Any:
+        """``ward,council`` or a JSON list; each an intake311 layer code."""
+        if isinstance(value, str):
+            value = [v.strip() for v in value.strip().strip("[]").replace('"', "").split(",") if v.strip()]
+        for layer in value:
+            if not isinstance(layer, str) or not _LAYER.match(layer):
+                raise ValueError(f"{layer!r}: a layer code is 1-40 lower-case letters, digits and _, starting with a letter")
+        return list(dict.fromkeys(value))
+
+
+_LAYER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -147,8 +147,14 @@ async def dashboard(
     view: Annotated[str | None, Query(pattern="^(|departments|city)$",
                                       description="city: every department's figures, the worst first")] = None,
     services: Annotated[str | None, Query(pattern="^(|show)$", description="show: unfold 311 by service")] = None,
+    area: Annotated[str | None, Query(max_length=141, description="LAYER:CODE: one area's dashboard (Stat by area)")] = None,
+    metric: Annotated[str | None, Query(max_length=40, description="with area: the figure the map colours by")] = None,
 ) -> HTMLResponse:
     settings = deps.settings
+    if area:
+        from indicators.dashboard_map import area_dashboard  # it builds on this module's page parts
+
+        return await area_dashboard(uow, deps, area=area, metric=metric or "closed_within_sla")
     cluster, department, kind, source = cluster or None, department or None, kind or None, source or None
     view, services = (None if view in (None, "", "departments") else view), services or None
     tiles = await load_tiles(uow, deps, cluster=cluster, department=department, kind=kind, critical=critical,
@@ -173,6 +179,7 @@ async def dashboard(
         '<span class="legend" aria-hidden="true"><span>\u25b2 RED</span><span>\u25c6 YELLOW</span>'
         '<span>\u25cf GREEN</span><span>\u25cc BUILDING A BASELINE</span><span>\u25cb NO REPORT</span></span>'
         f'<a href="/dashboard.csv{"?" + q if q else ""}">Export CSV</a>'
+        + ('<a href="/dashboard/areas">By area</a>' if settings.stat_area_layers else "") +
         f'<span id="updated" class="muted" style="color:#fff">updated {utcnow().strftime("%H:%M UTC")}</span></header>'
         '<form id="filters" class="filters" method="get" action="/dashboard" aria-label="Filters">'
         + _select("view", "View", [("city", "The city: what is wrong first")], view, everything="By department")

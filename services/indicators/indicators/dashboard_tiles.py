@@ -124,6 +124,8 @@ async def load_tiles(uow: Any, deps: IndicatorsDeps, *, cluster: str | None, dep
         stmt = stmt.where(Indicator.critical.is_(True))
     if codes is not None:
         stmt = stmt.where(Indicator.code.in_(list(codes)))
+    else:  # Stat by area's figures have their own pages (dashboard_map), not the departments' board
+        stmt = stmt.where(sa.or_(Indicator.derived_from.is_(None), Indicator.derived_from != "311-area"))
     if source == "reported":
         stmt = stmt.where(Indicator.derived_from.is_(None))
     elif source == "311":

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments
+from indicators.area_maps import AreaMaps
 from indicators.config import Settings
 from indicators.intake311_client import ImportedRequests
 
@@ -27,6 +28,8 @@ class IndicatorsDeps:
     clock: Callable[[], datetime] = utcnow
     # Where an imported batch's requests are read (the history backfill); None in the api process.
     intake311: ImportedRequests | None = None
+    # Where the map pages read the areas' boundaries (intake311); None in the worker, which draws none.
+    area_maps: AreaMaps | None = None
 
     def now(self) -> datetime:
         return self.clock()

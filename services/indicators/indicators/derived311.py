@@ -51,9 +51,9 @@ from citystat_common.codes import code_slug
 from citystat_common.db import dialect_insert, utcnow
 from citystat_common.events import RequestFeedback, ServiceRequestData
 from citystat_common.uow import UnitOfWork
-from indicators import observation_store, schemas
+from indicators import area_stat, observation_store, schemas
 from indicators.deps import IndicatorsDeps
-from indicators.models import Indicator, RequestFact, Target
+from indicators.models import Indicator, RequestArea, RequestFact, Target
 from indicators.observations import ObsIn, record_observations
 from indicators.periods import Period, local_date, period_bounds_utc, period_of, periods_between
 from indicators.registry import create_indicator
@@ -170,11 +170,16 @@ class _Touched:
     def __init__(self) -> None:
         self.since: dict[Scope, datetime] = {}
         self.names: dict[str, str] = {}
+        # request -> (earliest moment, departments before and after): its areas' figures (area_stat)
+        self.requests: dict[str, tuple[datetime, set[str]]] = {}
 
-    def add(self, scopes: set[Scope], since: datetime) -> None:
+    def add(self, scopes: set[Scope], since: datetime, request: str | None = None) -> None:
         for scope in scopes:
             old = self.since.get(scope)
             self.since[scope] = since if old is None or since < old else old
+        if request is not None:
+            first, depts = self.requests.get(request, (since, set()))
+            self.requests[request] = (min(first, since), depts | {d for d, _ in scopes})
 
 
 def _apply_request(facts: dict[str, Fact], data: ServiceRequestData, touched: _Touched, now: datetime) -> bool:
@@ -211,7 +216,7 @@ def _apply_request(facts: dict[str, Fact], data: ServiceRequestData, touched: _T
         changed = [t for t, _ in pairs if isinstance(t, datetime)] + [u for _, u in pairs if isinstance(u, datetime)]
         if not changed:  # first-contact or duplicate flag: the periods of the request's own life
             changed = [t for t in (fact.requested_at, fact.closed_at) if t is not None]
-    touched.add(scopes, min(changed) if changed else now)
+    touched.add(scopes, min(changed) if changed else now, request=data.service_request_id)
     return True
 
 
@@ -259,6 +264,7 @@ async def apply_events(
         await _store_facts(uow, [facts[i] for i in sorted(changed)])
     if touched.since:
         await recompute(uow, deps, scopes=touched.since, now=now, names=touched.names)
+    await area_stat.apply_areas(uow, deps, events=events, requests=touched.requests, facts=facts, now=now)
     return len(changed)
 
 
@@ -277,13 +283,19 @@ async def apply_feedback(uow: UnitOfWork, deps: IndicatorsDeps, *, data: Request
 
 
 async def compute_scope(
-    uow: UnitOfWork, dept: str, service: str | None, start_at: datetime, end_at: datetime, now: datetime
+    uow: UnitOfWork, dept: str | None, service: str | None, start_at: datetime, end_at: datetime, now: datetime,
+    *, area: tuple[str, str] | None = None,
 ) -> dict[str, float | None]:
+    """``dept`` None: every department; ``area`` (layer, code): only the requests in that area."""
     c = min(end_at, now)
     f = RequestFact
-    where = [f.department_code == dept, f.requested_at.is_not(None)]
+    scope: list[Any] = [] if dept is None else [f.department_code == dept]
     if service is not None:
-        where.append(f.service_code == service)
+        scope.append(f.service_code == service)
+    if area is not None:
+        scope.append(f.service_request_id.in_(sa.select(RequestArea.service_request_id).where(
+            RequestArea.layer == area[0], RequestArea.area_code == area[1])))
+    where = [*scope, f.requested_at.is_not(None)]
     # Counted in the database: a burst's open requests are counted, not read (cost per batch follows
     # the requests closed in the period, not all those opened in it).
     opened = (await uow.session.execute(
@@ -306,10 +318,9 @@ async def compute_scope(
             ).where(open_at_c)
         )
     ).one()
-    fb_where = [f.department_code == dept, f.feedback_at >= start_at, f.feedback_at < c]
-    if service is not None:
-        fb_where.append(f.service_code == service)
-    satisfaction = (await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
+    fb_where = [*scope, f.feedback_at >= start_at, f.feedback_at < c]
+    satisfaction = None if area is not None else (  # not a figure of an area (area_stat.AREA_METRICS)
+        await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
     denominator = len(real) + int(overdue)
     days = sorted((r.closed_at - r.requested_at).total_seconds() / 86400 for r in real)
     return {

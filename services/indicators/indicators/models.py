@@ -228,6 +228,17 @@ class RequestFact(Base):
     )
 
 
+class RequestArea(Base):
+    """A request's area in one boundary layer, as its ``311.requests`` event carried it (issue 21,
+    Stat by area). Outside every area (a null code) is not kept: no figure is counted for it."""
+
+    __tablename__ = "request_areas"
+    service_request_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    layer: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    area_code: Mapped[str] = mapped_column(sa.String(100))
+    __table_args__ = (sa.Index("ix_request_areas_layer_code", "layer", "area_code", "service_request_id"),)
+
+
 class DepartmentStatement(Base):
     """What a department does, in its own words: the opening of its report chapter (the Mayor's
     Management Report's "what we do", services and goals) and which indicators answer each goal.

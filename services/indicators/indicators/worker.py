@@ -13,7 +13,7 @@ from citystat_common.events import TOPIC_DIRECTORY, TOPIC_REQUESTS, TOPIC_TICKET
 from citystat_common.logging import get_logger
 from citystat_common.runtime import Component, WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.uow import UnitOfWork
-from indicators import backfill, derived311, metrics, service
+from indicators import area_stat, backfill, derived311, metrics, service
 from indicators.config import Settings
 from indicators.deps import IndicatorsDeps
 from indicators.handlers import GROUP_ID, REQUEST_EVENTS, make_batch_handler, make_handlers
@@ -61,6 +61,9 @@ def build_worker(settings: Settings) -> WorkerParts:
     async def refresh_311() -> None:
         async with uow() as u:
             await derived311.refresh_current(u, deps)
+            await u.commit()
+        async with uow() as u:  # Stat by area apart: a slow area refresh never holds back the departments'
+            await area_stat.refresh_areas(u, deps)
             await u.commit()
 
     async def gauges() -> None:
