@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from area_helpers import WARDS
 from ind_helpers import month, preload_departments
-from intake311_helpers import post
+from intake311_helpers import demo_catalog_database, post
 from test_indicators_area_stat import _runner, _values
 
 from citystat_common.codes import code_slug
@@ -31,8 +31,8 @@ POINTS = [((39.960, -75.190), "1"), ((39.955, -75.195), "1"), ((39.965, -75.185)
 
 
 @pytest.fixture
-async def intake311(db_factory):
-    settings = Intake311Settings(database_url=db_factory("intake311"), api_keys=TEST_KEY_ENTRIES,
+async def intake311(db_kind, tmp_path):
+    settings = Intake311Settings(database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES,
                                  kafka_bootstrap="127.0.0.1:9", directory_url="http://127.0.0.1:9",
                                  directory_timeout=1.0)
     app = create_intake311(settings)
