@@ -219,9 +219,13 @@ async def test_make_run_s_demo_loader_gives_the_old_catalog_through_the_api(db_k
     async with app_client(app) as client:
         await _departments(app, tuple(DEPARTMENTS))
         first = await demo.load_demo(client, dict(TEST_KEYS))
-        assert first.startswith("catalog: 19 services created, 0 there already; posted 9 requests"), first
+        assert first.startswith("catalog: 19 services created, 0 there already; wards: 6 loaded; posted 9 requests"), first
         again = await demo.load_demo(client, dict(TEST_KEYS))
-        assert again == "catalog: 0 services created, 19 there already; intake311 already has 9 requests", again
+        assert again == ("catalog: 0 services created, 19 there already; wards: loaded already; "
+                         "intake311 already has 9 requests"), again
+        # the demo's requests near City Hall are in Center City (ward 5), and say so under extensions
+        found = (await client.get("/open311/v2/requests.json", params={"area": "ward:5", "extensions": "true"})).json()
+        assert found and all(r["extended_attributes"]["areas"]["ward"] == "5" for r in found), found
     want = await _catalog(old)
     got = await _catalog(url)
     assert got == want

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from intake311.demo_areas import load_wards
 from intake311.demo_catalog import demo_catalog_rows
 
 BASE = f"http://127.0.0.1:{int(os.environ.get('INTAKE311_PORT', 8001))}"
@@ -56,6 +57,7 @@ async def load_catalog(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
 
 async def load_demo(client: httpx.AsyncClient, keys: dict[str, str]) -> str:
     catalog = await load_catalog(client, keys)
+    catalog += "; " + await load_wards(client, BASE, keys["admin"])  # before the requests, which get their ward
     staff = {"X-API-Key": keys["staff"]}
     existing = await client.get(f"{BASE}/staff/requests", params={"page_size": 1}, headers=staff)
     existing.raise_for_status()
