@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate
 
-from indicators.derived311 import percentile
+from indicators.derived311 import period_figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +59,8 @@ class ScopeFigures:
         hits = sum(1 for closed, _, expected, _, _ in real if expected is None or closed <= expected)
         backlog = bisect_left(self.requested, c) - bisect_left(self.closed_by, c)
         overdue = bisect_left(self.overdue_by, c) - bisect_left(self.overdue_closed_by, c)
-        denominator = len(real) + overdue
         days = sorted((closed - requested).total_seconds() / 86400 for closed, requested, *_ in real)
         f0, f1 = bisect_left(self.rated_at, start), bisect_left(self.rated_at, c)
-        return {
-            "opened": float(opened),
-            "closed": float(len(rows)),
-            "closed_within_sla": 100.0 * hits / denominator if denominator else None,
-            "median_days_to_close": percentile(days, 0.5),
-            "p90_days_to_close": percentile(days, 0.9),
-            "backlog": float(backlog),
-            "first_contact_share": 100.0 * sum(1 for x in real if x[3]) / len(real) if real else None,
-            "satisfaction": (self.score_sums[f1] - self.score_sums[f0]) / (f1 - f0) if f1 > f0 else None,
-        }
+        return period_figures(opened=opened, closed=len(rows), real=len(real), hits=hits, overdue=overdue, days=days,
+                              backlog=backlog, first_contact=sum(1 for x in real if x[3]),
+                              satisfaction=(self.score_sums[f1] - self.score_sums[f0]) / (f1 - f0) if f1 > f0 else None)

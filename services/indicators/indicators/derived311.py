@@ -111,6 +111,25 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+def period_figures(*, opened: int, closed: int, real: int, hits: int, overdue: int, days: list[float], backlog: int,
+                   first_contact: int, satisfaction: float | None) -> dict[str, float | None]:
+    """A period's figures from its counts, the one rule for both paths (``compute_scope`` queries the
+    counts, ``backfill_figures`` bisects them): ``real`` closed requests that are not duplicates,
+    ``hits`` of them within their level, ``overdue`` open past their promise, ``days`` each real
+    request's days to close, sorted."""
+    denominator = real + overdue
+    return {
+        "opened": float(opened),
+        "closed": float(closed),
+        "closed_within_sla": 100.0 * hits / denominator if denominator else None,
+        "median_days_to_close": percentile(days, 0.5),
+        "p90_days_to_close": percentile(days, 0.9),
+        "backlog": float(backlog),
+        "first_contact_share": 100.0 * first_contact / real if real else None,
+        "satisfaction": float(satisfaction) if satisfaction is not None else None,
+    }
+
+
 # --- facts ------------------------------------------------------------------------------
 
 Scope = tuple[str, str | None]  # (department, service code or None for the department as a whole)
@@ -321,18 +340,10 @@ async def compute_scope(
     fb_where = [*scope, f.feedback_at >= start_at, f.feedback_at < c]
     satisfaction = None if area is not None else (  # not a figure of an area (area_stat.AREA_METRICS)
         await uow.session.execute(sa.select(sa.func.avg(f.feedback_score)).where(*fb_where))).scalar()
-    denominator = len(real) + int(overdue)
     days = sorted((r.closed_at - r.requested_at).total_seconds() / 86400 for r in real)
-    return {
-        "opened": float(opened),
-        "closed": float(len(closed_rows)),
-        "closed_within_sla": 100.0 * hits / denominator if denominator else None,
-        "median_days_to_close": percentile(days, 0.5),
-        "p90_days_to_close": percentile(days, 0.9),
-        "backlog": float(backlog),
-        "first_contact_share": 100.0 * sum(1 for r in real if r.first_contact_resolution) / len(real) if real else None,
-        "satisfaction": float(satisfaction) if satisfaction is not None else None,
-    }
+    return period_figures(opened=opened, closed=len(closed_rows), real=len(real), hits=hits, overdue=int(overdue),
+                          days=days, backlog=backlog, first_contact=sum(1 for r in real if r.first_contact_resolution),
+                          satisfaction=satisfaction)
 
 
 async def ensure_indicators(
