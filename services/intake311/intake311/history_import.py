@@ -36,7 +36,6 @@ from citystat_common.uow import UnitOfWork
 from intake311 import history_store, service
 from intake311.actors import filed_by
 from intake311.areas_asof import AsOfTagger
-from intake311.areas_store import request_area_rows
 from intake311.deps import Deps
 from intake311.duplicates import address_key
 from intake311.mapping import Converted, Mapping, describe_unknown
@@ -327,8 +326,8 @@ async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id
             tags = await tagger.tag(uow, points=[(r[_LAT], r[_LONG]) if r[_LAT] is not None and r[_LONG] is not None
                                                  else None for r in fresh], times=[r[_REQUESTED] for r in fresh])
             await history_store.write_requests(uow, fresh, ids=ids)
-            await history_store.write_request_areas(
-                uow, [row for rid, t in zip(ids, tags, strict=True) for row in request_area_rows(rid, t)])
+            await history_store.write_request_areas(uow, [
+                (rid, layer, code, vid) for rid, t in zip(ids, tags, strict=True) for layer, (vid, code) in sorted(t.items())])
         else:
             await history_store.write_requests(uow, fresh)
         await uow.commit()

@@ -223,7 +223,7 @@ class Mapping:
         """Every field's text (stripped; the field's default when empty; "" when not mapped): the
         import's inner loop, so the cells are taken in one C call and kept by one comprehension."""
         cells = self._blank.copy()
-        cells.update({name: v for name, v in zip(self._names, map(str.strip, self._take(row))) if v})
+        cells.update({name: v for name, v in zip(self._names, map(str.strip, self._take(row)), strict=True) if v})
         return cells
 
     def _cell(self, row: Sequence[str], name: str) -> str:
@@ -307,7 +307,7 @@ class Mapping:
             description=cells["description"][:4000] or None, lat=lat, long=long,
             address_string=cells["address_string"][:500] or None,
             zipcode=cells["zipcode"][:20] or None,
-            attributes={name: v for name, v in zip(self._attr_names, map(str.strip, self._attr_take(row))) if v},
+            attributes={name: v for name, v in zip(self._attr_names, map(str.strip, self._attr_take(row)), strict=True) if v},
         )
 
     def _closure_reason(self, text: str) -> str | None:
