@@ -18,7 +18,7 @@ from nyc_export import nyc_row, write_nyc_csv
 
 from citystat_common.auth import Actor
 from intake311.config import Settings
-from intake311.history_import import run_import
+from intake311.history_import import ImportStopped, run_import
 from intake311.mapping import Mapping
 from intake311.models import PLUMBING, Department, ImportBatch, Service, ServiceRequest
 
@@ -101,6 +101,19 @@ def test_a_new_york_row_keeps_its_local_time_its_status_and_its_text():
     winter = m.convert([ROWS[7][c] for c in header])  # 10:00 EST, UTC-5
     assert winter.requested_datetime == datetime(2024, 3, 1, 15, 0, tzinfo=UTC)
     assert winter.channel == "unknown" and winter.detailed_status == "acknowledged" and winter.status == "open"
+
+
+def test_a_row_shorter_than_the_header_reads_its_missing_cells_as_empty():
+    m = nyc_mapping()
+    header = list(ROWS[0])
+    m.bind(header)
+    cells = [ROWS[1][c] for c in header]
+    cut = header.index("latitude")  # the position and everything after it missing
+    full, short = m.convert(cells), m.convert(cells[:cut])
+    assert not hasattr(short, "reasons"), short
+    assert (short.legacy_id, short.lat, short.long, full.lat is not None) == ("1002", None, None, True)
+    assert short.attributes == {k: v for k, v in full.attributes.items() if header.index(k) < cut}
+    assert short.attributes["borough"] == "MANHATTAN" and short.status_notes == full.status_notes
 
 
 def test_a_bad_row_gets_every_reason_at_once():
@@ -212,6 +225,25 @@ async def test_an_interrupted_import_resumes_where_it_stopped(uow_factory, tmp_p
     async with uow_factory() as uow:
         batches = (await uow.session.execute(sa.select(ImportBatch))).scalars().all()
         assert len(batches) == 1 and batches[0].rows_imported == 5 and batches[0].finished_at is not None
+
+
+async def test_a_file_broken_midway_keeps_the_chunks_written_before_it(uow_factory, tmp_path):
+    await city_catalog(uow_factory)
+    path = write_nyc_csv(tmp_path / "nyc.csv", ROWS)
+    with path.open("a", encoding="utf-8") as f:
+        f.write('9999,"2024-04-25T00:00:00.000,a quote never closed\n')
+    try:
+        await do_import(uow_factory, path, chunk_rows=2)
+    except ImportStopped as stopped:
+        report = stopped.report
+    else:
+        raise AssertionError("a file that cannot be read to its end was meant to stop the import")
+    # chunks of 2 good rows: 1001+1002 and 1003+1008 were written; 1009 waited for a second row
+    assert set(await imported(uow_factory)) == {"1001", "1002", "1003", "1008"}
+    assert "cannot be read past here" in report.refused[-1][2][0] and report.refused[-1][0] == len(ROWS) + 1
+    async with uow_factory() as uow:
+        batch = (await uow.session.execute(sa.select(ImportBatch))).scalar_one()
+        assert batch.finished_at is None
 
 
 async def test_the_command_line_dry_run_ends_with_the_count(uow_factory, settings, tmp_path):

@@ -23,7 +23,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -36,13 +36,13 @@ from citystat_common.uow import UnitOfWork
 from intake311 import history_store, service
 from intake311.actors import filed_by
 from intake311.areas_asof import AsOfTagger
-from intake311.areas_store import request_area_rows
 from intake311.deps import Deps
 from intake311.duplicates import address_key
 from intake311.mapping import Converted, Mapping, describe_unknown
 from intake311.models import Department, ImportBatch, grid_cell
 from intake311.service_levels import BeyondHorizon, Level, due_datetime, pick_level
 
+_MISSING: Any = object()
 MAX_LISTED = 1000  # refused rows listed one by one; beyond, counted (the unknown values are all listed)
 UowFactory = Callable[[], UnitOfWork]
 Progress = Callable[[int], None]  # bytes of the file read so far
@@ -54,6 +54,7 @@ class _Level:
     level: Level
     rules: tuple[dict[str, Any], ...]
     calendar: BusinessCalendar
+    fixed: timedelta | None = None  # a level in calendar time with no rules: the same span for every row
 
 
 @dataclass
@@ -134,18 +135,32 @@ def file_digest(source: IO[bytes]) -> str:
 
 
 async def _catalog(uow: UnitOfWork, timezone: str) -> tuple[dict[str, _Level], set[str]]:
-    services = {
-        s.service_code: _Level(s.department_code, Level(float(s.sla_amount), s.sla_unit), tuple(s.sla_rules or ()),
-                               service.business_calendar(s.calendar, timezone))
-        for s in await service.list_services(uow, active_only=False)
-    }
+    services = {}
+    for s in await service.list_services(uow, active_only=False):
+        level, rules = Level(float(s.sla_amount), s.sla_unit), tuple(s.sla_rules or ())
+        calendar = service.business_calendar(s.calendar, timezone)
+        services[s.service_code] = _Level(s.department_code, level, rules, calendar, _fixed(level, rules, calendar))
     departments = {code for (code,) in await uow.session.execute(sa.select(Department.code).where(Department.active.is_(True)))}
     return services, departments
+
+
+def _fixed(level: Level, rules: tuple[dict[str, Any], ...], calendar: BusinessCalendar) -> timedelta | None:
+    if rules or not level.unit.startswith("calendar_"):
+        return None
+    try:
+        return due_datetime(calendar, _EPOCH, level.amount, level.unit) - _EPOCH
+    except BeyondHorizon:
+        return None
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _expected(svc: _Level, row: Converted) -> datetime | None:
     if row.expected_datetime is not None:
         return row.expected_datetime
+    if svc.fixed is not None:  # due_datetime's own arithmetic for calendar time, without its checks per row
+        return row.requested_datetime + svc.fixed
     level, _ = pick_level(svc.level, svc.rules, row.attributes)
     try:
         return due_datetime(svc.calendar, row.requested_datetime, level.amount, level.unit)
@@ -153,11 +168,18 @@ def _expected(svc: _Level, row: Converted) -> datetime | None:
         return None
 
 
-def _record(row: Converted, svc: _Level, department: str, batch_id: str | None, who: dict[str, Any]) -> tuple[Any, ...]:
+def _record(row: Converted, svc: _Level, department: str, batch_id: str | None, who: dict[str, Any],
+            keys: dict[str | None, str | None]) -> tuple[Any, ...]:
+    address = row.address_string
+    key = keys.get(address, _MISSING)
+    if key is _MISSING:  # a city's addresses repeat: each is normalised once per import
+        if len(keys) >= 100_000:
+            keys.clear()
+        key = keys[address] = address_key(address)
     return (
         row.legacy_id, batch_id, False, row.service_code, department, row.channel, row.status,
         row.detailed_status, row.closure_reason, False, row.description, row.lat, row.long,
-        grid_cell(row.lat, row.long), row.address_string, address_key(row.address_string), row.zipcode,
+        grid_cell(row.lat, row.long), address, key, row.zipcode,
         row.attributes, row.status_notes, row.requested_datetime, row.updated_datetime, _expected(svc, row),
         row.closed_datetime, who["created_by"], who["created_by_kind"], who["created_by_email"], who["created_by_via"],
     )
@@ -200,24 +222,31 @@ async def run_import(
     await asyncio.to_thread(lambda: mapping.bind(next(reader, [])))
     seen: set[str] = set()
     rows = enumerate(reader, start=1)
+    keys: dict[str | None, str | None] = {}
 
-    def next_chunk() -> tuple[list[tuple[Any, ...]], bool]:
-        """The next ``chunk_rows`` records to write, and whether the file is done."""
+    def next_chunk() -> list[tuple[Any, ...]]:
         chunk: list[tuple[Any, ...]] = []
         for number, cells in rows:
             report.rows_total += 1
-            record = _check(mapping, cells, number, seen, services, departments, report, batch_id, who)
+            record = _check(mapping, cells, number, seen, services, departments, report, batch_id, who, keys)
             if record is not None:
                 chunk.append(record)
-            if len(chunk) >= chunk_rows:
-                return chunk, False
-        return chunk, True
+                if len(chunk) >= chunk_rows:
+                    break
+        return chunk
 
     try:
-        done = False
-        while not done:
-            chunk, done = await asyncio.to_thread(next_chunk)
-            await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
+        # the next chunk is read and converted in a thread while this one is written: the database's
+        # work and Python's overlap (the chunks are still written, and committed, one after another)
+        chunk = await asyncio.to_thread(next_chunk)
+        while chunk:
+            following = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+            try:
+                await _write(uow_factory, chunk, batch_id, dry_run, report, tagger)
+            except BaseException:
+                await _settle(following)  # the reader stops before the file is closed under it
+                raise
+            chunk = await following
     except (csv.Error, UnicodeDecodeError) as exc:
         # a broken file (an unclosed quote, another encoding) stops here; what was written stays, and
         # the batch stays unfinished so that a corrected file is a new batch and this one is visible
@@ -230,6 +259,12 @@ async def run_import(
     return report
 
 
+async def _settle(future: asyncio.Future[Any]) -> None:
+    await asyncio.wait({future})
+    if not future.cancelled():
+        future.exception()  # retrieved: the write's own exception is the one raised
+
+
 class ImportStopped(Exception):
     def __init__(self, report: ImportReport):
         super().__init__(report.refused[-1][2][0] if report.refused else "import stopped")
@@ -237,7 +272,8 @@ class ImportStopped(Exception):
 
 
 def _check(mapping: Mapping, cells: Sequence[str], number: int, seen: set[str], services: dict[str, _Level],
-           departments: set[str], report: ImportReport, batch_id: str | None, who: dict[str, Any]) -> tuple[Any, ...] | None:
+           departments: set[str], report: ImportReport, batch_id: str | None, who: dict[str, Any],
+           keys: dict[str | None, str | None]) -> tuple[Any, ...] | None:
     result = mapping.convert(cells)
     reasons: list[str]
     if isinstance(result, Converted):
@@ -268,7 +304,7 @@ def _check(mapping: Mapping, cells: Sequence[str], number: int, seen: set[str], 
             report.first_requested = t
         if report.last_requested is None or t > report.last_requested:
             report.last_requested = t
-    return _record(result, svc, department, batch_id, who)
+    return _record(result, svc, department, batch_id, who, keys)
 
 
 async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id: str | None, dry_run: bool,
@@ -289,8 +325,8 @@ async def _write(uow_factory: UowFactory, chunk: list[tuple[Any, ...]], batch_id
             tags = await tagger.tag(uow, points=[(r[_LAT], r[_LONG]) if r[_LAT] is not None and r[_LONG] is not None
                                                  else None for r in fresh], times=[r[_REQUESTED] for r in fresh])
             await history_store.write_requests(uow, fresh, ids=ids)
-            await history_store.write_request_areas(
-                uow, [row for rid, t in zip(ids, tags, strict=True) for row in request_area_rows(rid, t)])
+            await history_store.write_request_areas(uow, [
+                (rid, layer, code, vid) for rid, t in zip(ids, tags, strict=True) for layer, (vid, code) in sorted(t.items())])
         else:
             await history_store.write_requests(uow, fresh)
         await uow.commit()

@@ -75,14 +75,15 @@ async def write_requests(uow: UnitOfWork, rows: Sequence[tuple[Any, ...]], *, id
     await uow.insert(ServiceRequest.__table__, [dict(zip(columns, r, strict=True)) for r in rows])  # type: ignore[arg-type]
 
 
-async def write_request_areas(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
-    """The imported requests' areas (``areas_store.request_area_rows``), in the chunk's transaction."""
+async def write_request_areas(uow: UnitOfWork, rows: Sequence[tuple[int, str, str | None, int]]) -> None:
+    """The imported requests' areas, (request id, layer, code, version id) each (the columns of
+    ``areas_store.request_area_rows`` as tuples: COPY takes them as they are), in the chunk's transaction."""
     if not rows:
         return
     if uow.dialect == "postgresql":
-        await _copy(uow, RequestArea.__tablename__, [tuple(r[c] for c in _AREA_COLUMNS) for r in rows], _AREA_COLUMNS)
+        await _copy(uow, RequestArea.__tablename__, rows, _AREA_COLUMNS)
         return
-    await uow.insert(RequestArea.__table__, rows)  # type: ignore[arg-type]
+    await uow.insert(RequestArea.__table__, [dict(zip(_AREA_COLUMNS, r, strict=True)) for r in rows])  # type: ignore[arg-type]
 
 
 _AREA_COLUMNS = ("request_id", "layer", "code", "version_id")

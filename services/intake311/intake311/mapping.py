@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,9 +158,11 @@ class Mapping:
         self.tz = ZoneInfo(doc.source.timezone)
         self.channels = frozenset(channels)
         self.closure_reasons = frozenset(closure_reasons)
-        self._index: dict[str, int] = {}
-        self._fields: list[tuple[str, int]] = []
-        self._attr: list[tuple[str, int]] = []
+        self._width = 0  # cells in the header: a shorter row is padded with empty cells
+        self._names: tuple[str, ...] = ()  # the mapped fields, and a getter of their cells in one call
+        self._take: Callable[[Sequence[str]], tuple[str, ...]] = _cells_at([])
+        self._attr_names: tuple[str, ...] = ()  # the attribute columns, likewise
+        self._attr_take: Callable[[Sequence[str]], tuple[str, ...]] = _cells_at([])
         self._blank = {f: doc.defaults.get(f, "") for f in FIELDS}
         self._maps = {kind: doc.values.get(kind, {}) for kind in VALUE_MAPS}
         self._rules = [(r.contains.casefold(), r.reason) for r in doc.closure_reasons.rules]
@@ -205,26 +208,29 @@ class Mapping:
         if missing:
             raise MappingError(f"the file has no column {', '.join(repr(c) for c in missing)} (its columns: "
                                f"{', '.join(h.strip() for h in header)})")
-        self._index = {f: positions[c] for f, c in self.doc.columns.items()}
-        self._fields = list(self._index.items())
+        self._width = len(header)
+        self._names = tuple(self.doc.columns)
+        self._take = _cells_at([positions[c] for c in self.doc.columns.values()])
         used = set(self.doc.columns.values()) | set(self.doc.attributes.exclude)
-        self._attr = [(name, i) for name, i in positions.items() if name not in used]
+        attributes = [(name, i) for name, i in positions.items() if name not in used]
+        self._attr_names = tuple(name for name, _ in attributes)
+        self._attr_take = _cells_at([i for _, i in attributes])
+
+    def _padded(self, row: Sequence[str]) -> Sequence[str]:
+        return row if len(row) >= self._width else [*row, *[""] * (self._width - len(row))]
 
     def _cells(self, row: Sequence[str]) -> dict[str, str]:
-        """Every field's text (stripped; the field's default when empty; "" when not mapped): one
-        pass over the row, the import's inner loop."""
-        n = len(row)
+        """Every field's text (stripped; the field's default when empty; "" when not mapped): the
+        import's inner loop, so the cells are taken in one C call and kept by one comprehension."""
         cells = self._blank.copy()
-        for name, i in self._fields:
-            if i < n and (value := row[i].strip()):
-                cells[name] = value
+        cells.update({name: v for name, v in zip(self._names, map(str.strip, self._take(row)), strict=True) if v})
         return cells
 
     def _cell(self, row: Sequence[str], name: str) -> str:
         return self._cells(row)[name]
 
     def legacy_of(self, row: Sequence[str]) -> str:
-        return self._cell(row, "legacy_id")[:100]
+        return self._cell(self._padded(row), "legacy_id")[:100]
 
     def _mapped(self, kind: str, value: str) -> str:
         return self._maps[kind].get(value, value)
@@ -239,6 +245,7 @@ class Mapping:
     def convert(self, row: Sequence[str]) -> Converted | Refused:
         """The row as a request, or every reason it cannot be one (all of them, not the first)."""
         bad = Refused()
+        row = self._padded(row)
         cells = self._cells(row)
         legacy = cells["legacy_id"]
         if not legacy:
@@ -291,7 +298,6 @@ class Mapping:
         if bad.reasons or bad.unknown:
             return bad
         assert requested is not None
-        n = len(row)
         updated = max(t for t in (requested, times["updated_datetime"], closed_at) if t is not None)
         return Converted(
             legacy_id=legacy, service_code=service_code, department_code=department, channel=channel,
@@ -301,7 +307,7 @@ class Mapping:
             description=cells["description"][:4000] or None, lat=lat, long=long,
             address_string=cells["address_string"][:500] or None,
             zipcode=cells["zipcode"][:20] or None,
-            attributes={name: v for name, i in self._attr if i < n and (v := row[i].strip())},
+            attributes={name: v for name, v in zip(self._attr_names, map(str.strip, self._attr_take(row)), strict=True) if v},
         )
 
     def _closure_reason(self, text: str) -> str | None:
@@ -329,6 +335,13 @@ class Mapping:
             bad.reasons.append(f"position {lat_text}, {long_text} is off the globe")
             return None, None
         return lat, long
+
+
+def _cells_at(positions: Sequence[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
+    """A getter of these cells of a row as a tuple (itemgetter gives a bare value for one position)."""
+    if len(positions) >= 2:
+        return operator.itemgetter(*positions)
+    return lambda row: tuple(row[i] for i in positions)
 
 
 def describe_unknown(kind: str) -> str:

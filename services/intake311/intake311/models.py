@@ -294,10 +294,12 @@ class RequestArea(Base):
     outside every area of that layer. (layer, code, request_id) answers ``area=LAYER:CODE``."""
 
     __tablename__ = "request_areas"
-    request_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("service_requests.id"), primary_key=True)
+    # no foreign keys (migration 0021): written only with their request, by version ids as read;
+    # requests and versions are never deleted
+    request_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     layer: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     code: Mapped[str | None] = mapped_column(sa.String(100))
-    version_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("area_layer_versions.id"))
+    version_id: Mapped[int] = mapped_column(BigId)
 
     __table_args__ = (sa.Index("ix_request_areas_layer_code", "layer", "code", "request_id"),)
 
