@@ -262,7 +262,7 @@ class RequestNumbers:
 
     async def take(self, uow: UnitOfWork, n: int) -> list[int]:
         if uow.dialect != "postgresql":
-            top = (await uow.session.execute(sa.select(sa.func.max(ServiceRequest.id)))).scalar() or 0
+            top = (await uow.session.execute(_MAX_ID)).scalar() or 0
             return list(range(top + 1, top + n + 1))
         if len(self._pool) < n:
             rows = await uow.session.execute(_PG_NEXT_IDS, {"n": max(n - len(self._pool), self.block)})
@@ -271,6 +271,7 @@ class RequestNumbers:
         return taken
 
 
+_MAX_ID = sa.text("SELECT max(id) FROM service_requests")  # fixed text: no statement built per batch
 _PG_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('service_requests', 'id')) FROM generate_series(1, :n)")
 
 async def create_requests(
