@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from citystat_common.db import sqlite_fetch_all
 from citystat_common.uow import UnitOfWork
 from intake311.models import covering_cells
 from intake311.open311 import NewRequest, box_around, haversine_m
@@ -165,7 +166,7 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
         q = {name: list(column) for name, column in zip(names, zip(*lookups, strict=True), strict=True)}
         rows = await uow.session.execute(_PG_CANDIDATES, q)
     else:  # SQLite: the same lookups as one JSON text; times as SQLite stores them (naive UTC text)
-        rows = await uow.session.execute(_SQLITE_CANDIDATES, {"lookups": orjson.dumps(
+        rows = await sqlite_fetch_all(uow.session, _SQLITE_CANDIDATES, {"lookups": orjson.dumps(
             [(*lk[:8], _sqlite_time(lk[8])) for lk in lookups]).decode()})
     found: dict[int, list[tuple[Any, int, float | None, float | None]]] = {i: [] for i in looked}
     for i, rid, rlat, rlong, at in rows:
