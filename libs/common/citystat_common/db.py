@@ -174,6 +174,21 @@ def _as_sqlalchemy_error(sql: str) -> Iterator[None]:
         raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
 
+async def sqlite_write(engine: AsyncEngine, stmt: sa.TextClause, params: dict[str, Any]) -> list[Any]:
+    """SQLite: one statement of fixed text in a transaction of its own (the write lock for three
+    hops: BEGIN IMMEDIATE, the statement, COMMIT); its rows, when it returns any."""
+    async with engine.begin() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        with _as_sqlalchemy_error(stmt.text):
+            return list(await driver.execute_fetchall(stmt.text, params))
+
+
+def sqlite_time(at: datetime) -> str:
+    """A time as UTCDateTime stores it on SQLite (SQLAlchemy's fixed-width text: compared as text,
+    it compares as time), for statements that go straight to the driver."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 @functools.lru_cache(maxsize=64)
 def _sqlite_insert(table: sa.Table, columns: tuple[str, ...], dialect: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
     names = ", ".join(f'"{c}"' for c in columns)

@@ -16,7 +16,6 @@ all there is on SQLite, where the api and worker are separate processes).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from citystat_common import metrics
+from citystat_common import metrics, outbox_sqlite
 from citystat_common.brokerwatch import BrokerWatch, replay
 from citystat_common.bus import broker_reachable, ensure_topics, make_producer
 from citystat_common.db import PlumbingTables, utcnow
@@ -179,27 +178,7 @@ class OutboxRelay:
             else:
                 res = await self._on_lock_conn(_PG_CLAIM_FROM, {"n": self.batch_size, "floor": floor})
             return list(res.all())
-        token = str(uuid.uuid4())
-        now = utcnow()
-        o = self.outbox
-        pending = (
-            sa.select(o.c.id)
-            .where(o.c.sent_at.is_(None), sa.or_(o.c.lease_until.is_(None), o.c.lease_until < now))
-            .order_by(o.c.id)
-            .limit(self.batch_size)
-        )
-        async with self.engine.begin() as conn:
-            ids = [r[0] for r in (await conn.execute(pending)).all()]
-            if not ids:
-                return []
-            await conn.execute(
-                sa.update(o)
-                .where(o.c.id.in_(ids))
-                .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-            )
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(o).where(o.c.lease_token == token).order_by(o.c.id))
-            return list(rows.all())
+        return await outbox_sqlite.claim(self.engine, self.batch_size, timedelta(seconds=LEASE_SECONDS))  # type: ignore[return-value]
 
     def _claim_floor(self) -> int | None:
         now = asyncio.get_running_loop().time()
@@ -276,7 +255,6 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
-        o = self.outbox
         try:
             producer = await self._ensure_producer()
             futures = []
@@ -293,12 +271,7 @@ class OutboxRelay:
         if sent and self.engine.dialect.name == "postgresql":
             await self._on_lock_conn(_PG_MARK_SENT, {"now": now, "ids": [r.id for r in sent]})
         elif sent:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    sa.update(o)
-                    .where(o.c.id.in_([r.id for r in sent]))
-                    .values(sent_at=now, lease_token=None, lease_until=None, attempts=o.c.attempts + 1)
-                )
+            await outbox_sqlite.mark_sent(self.engine, [r.id for r in sent], now)
         for row, res in zip(rows, results, strict=True):
             if not isinstance(res, BaseException):
                 self.watch.record(row.topic, res.partition, res.offset, row.event_id)

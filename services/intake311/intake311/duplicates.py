@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 
-from citystat_common.db import sqlite_fetch_all
+from citystat_common.db import sqlite_fetch_all, sqlite_time
 from citystat_common.uow import UnitOfWork
 from intake311.models import covering_cells
 from intake311.open311 import NewRequest, box_around, haversine_m
@@ -113,11 +113,6 @@ WHERE q.min_lat IS NULL AND s.address_key = q.address_key AND s.service_code = q
 """)
 
 
-def _sqlite_time(at: datetime) -> str:
-    """A time as UTCDateTime stores it on SQLite (SQLAlchemy's fixed-width text), so text compares as time."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _nearest(lat: float | None, long: float | None, candidates: list[Candidate], radius_m: float) -> int | None:
     """The choice among candidates in requested order: the nearest within the radius (a draft with
     a position), else the first (a draft matched on its address)."""
@@ -167,7 +162,7 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
         rows = await uow.session.execute(_PG_CANDIDATES, q)
     else:  # SQLite: the same lookups as one JSON text; times as SQLite stores them (naive UTC text)
         rows = await sqlite_fetch_all(uow.session, _SQLITE_CANDIDATES, {"lookups": orjson.dumps(
-            [(*lk[:8], _sqlite_time(lk[8])) for lk in lookups]).decode()})
+            [(*lk[:8], sqlite_time(lk[8])) for lk in lookups]).decode()})
     found: dict[int, list[tuple[Any, int, float | None, float | None]]] = {i: [] for i in looked}
     for i, rid, rlat, rlong, at in rows:
         found[i].append((at, rid, rlat, rlong))
