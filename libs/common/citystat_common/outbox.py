@@ -332,6 +332,13 @@ class OutboxRelay:
         log.warning("broker_reset_detected", lost_topics=sorted(lost), republishing=count,
                     since=since.isoformat() if since else "every kept row")
 
+    async def _refresh_consumed(self) -> None:
+        try:
+            await self.watch.refresh_consumed()
+            await self.watch.save()
+        except Exception as exc:  # noqa: BLE001 - known next pass; the last one stays saved
+            log.warning("broker_watch_refresh_failed", error=repr(exc))
+
     def _database_is(self, up: bool) -> None:
         metrics.DATABASE_UP.labels(self.service).set(1 if up else 0)
 
@@ -352,6 +359,7 @@ class OutboxRelay:
         last_housekeeping = last_beat = 0.0
         backlog = 0
         published_since_check = False
+        refresh: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         log.info("outbox_relay_started", bootstrap=self.bootstrap)
         try:
@@ -377,12 +385,12 @@ class OutboxRelay:
                         log.warning("outbox_housekeeping_failed", error=repr(exc))
                         if is_database_down(exc):
                             self._database_is(False)
-                    if self.broker_up:
-                        try:
-                            await self.watch.refresh_consumed()
-                            await self.watch.save()
-                        except Exception as exc:  # noqa: BLE001 - known next pass; the last one stays saved
-                            log.warning("broker_watch_refresh_failed", error=repr(exc))
+                    if self.broker_up and (refresh is None or refresh.done()):
+                        # Beside the loop, not in it: asking every consumer group for its offsets
+                        # takes an admin client and a consumer per group (tens of ms, more on a busy
+                        # machine), and an event committed meanwhile waited for it (the tail of the
+                        # breach-to-ticket latency).
+                        refresh = asyncio.create_task(self._refresh_consumed(), name="broker-watch-refresh")
                 if now - last_beat >= HEARTBEAT_SECONDS:
                     last_beat = now
                     try:
@@ -419,6 +427,9 @@ class OutboxRelay:
                     continue
                 await _wait_any(stop, self.listener.wake, self.poll_interval)
         finally:
+            if refresh is not None and not refresh.done():
+                refresh.cancel()
+                await asyncio.gather(refresh, return_exceptions=True)
             await self._drop_producer()
             await self.watch.close()
             await self.listener.close()
