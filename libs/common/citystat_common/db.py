@@ -178,7 +178,7 @@ async def sqlite_write(engine: AsyncEngine, stmt: sa.TextClause, params: dict[st
     """SQLite: one statement of fixed text in a transaction of its own (the write lock for three
     hops: BEGIN IMMEDIATE, the statement, COMMIT); its rows, when it returns any."""
     async with engine.begin() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
+        driver: Any = (await conn.get_raw_connection()).driver_connection
         with _as_sqlalchemy_error(stmt.text):
             return list(await driver.execute_fetchall(stmt.text, params))
 

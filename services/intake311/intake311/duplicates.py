@@ -159,7 +159,7 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
     if uow.dialect == "postgresql":
         names = ("draft", "codes", "cells", "min_lat", "max_lat", "min_long", "max_long", "address_keys", "since")
         q = {name: list(column) for name, column in zip(names, zip(*lookups, strict=True), strict=True)}
-        rows = await uow.session.execute(_PG_CANDIDATES, q)
+        rows: Any = await uow.session.execute(_PG_CANDIDATES, q)
     else:  # SQLite: the same lookups as one JSON text; times as SQLite stores them (naive UTC text)
         rows = await sqlite_fetch_all(uow.session, _SQLITE_CANDIDATES, {"lookups": orjson.dumps(
             [(*lk[:8], sqlite_time(lk[8])) for lk in lookups]).decode()})
