@@ -189,3 +189,39 @@ async def test_the_relay_claims_from_a_floor_and_housekeeping_finds_what_is_belo
         await relay._drop_producer()
         await relay._release_lock_conn()
         await engine.dispose()
+
+
+async def test_a_slow_consumed_through_refresh_does_not_hold_an_event_back(db_factory, tmp_path):
+    """The broker watch asks every consumer group for its offsets every housekeeping pass (an admin
+    client and a consumer per group: tens of ms, more on a busy machine). That runs beside the
+    relay's loop: an event committed meanwhile is published at once, not after it."""
+    broker = LocalBroker(free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    settings = Settings(
+        database_url=db_factory("directory"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=broker.bootstrap,
+        outbox_max_backoff=0.5, outbox_poll_interval=0.05, kafka_request_timeout_ms=1500,
+    )
+    engine = create_engine(settings.database_url)
+    parts = build_worker(settings)
+    refreshing = asyncio.Event()
+
+    async def slow_refresh() -> None:
+        refreshing.set()
+        await asyncio.sleep(60)
+
+    parts.relay.watch.refresh_consumed = slow_refresh  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    relay = asyncio.create_task(parts.relay.run(stop))
+    try:
+        await asyncio.wait_for(refreshing.wait(), 30)  # the first housekeeping pass started it
+        async with app_client(create_app(settings)) as client:
+            r = await client.post("/people", json={"name": "While Refreshing"}, headers=auth("directory"))
+            assert r.status_code == 201
+            row = await eventually(lambda: _outbox_row(engine, "While Refreshing"))
+            await eventually(lambda: _sent(engine, row.id), timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(relay, 15)  # the refresh still sleeping does not keep the relay from stopping
+        await engine.dispose()
+        await parts.engine.dispose()
+        broker.close()

@@ -7,6 +7,9 @@ dead-letter, idempotency and worker-heartbeat tables it shares with the others.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -97,7 +101,8 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # straight to the driver: one hop to its thread (a cursor through SQLAlchemy's adapter is three)
+            await_only(conn.connection.dbapi_connection.driver_connection.execute("BEGIN IMMEDIATE"))
 
         return engine
     engine = create_async_engine(
@@ -122,6 +127,73 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
             raise sa.exc.DisconnectionError("connection closed by the server")  # the pool retries with a new one
 
     return engine
+
+
+# SQLite: every statement through SQLAlchemy's aiosqlite adapter is three or four hops to the
+# driver's thread and back (cursor, execute, fetch, close), and each hop waits for the event loop to
+# come round, behind the HTTP work queued on it. The 311 intake's batch made ~25 of them while it
+# held SQLite's one write lock. These two run a statement of fixed text in one hop.
+async def _sqlite_driver(session: AsyncSession) -> Any:
+    """The session's aiosqlite connection, its transaction begun (BEGIN IMMEDIATE, see create_engine)."""
+    conn = await session.connection()
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def sqlite_fetch_all(session: AsyncSession, stmt: sa.TextClause, params: dict[str, Any] | None = None) -> list[Any]:
+    """SQLite: the rows of a ``text()`` read in the session's transaction, through the driver in one
+    hop (``:name`` parameters as SQLite takes them; values as SQLite returns them, no result types)."""
+    driver = await _sqlite_driver(session)
+    with _as_sqlalchemy_error(stmt.text):
+        return list(await driver.execute_fetchall(stmt.text, params or {}))
+
+
+async def sqlite_insert_rows(session: AsyncSession, parts: Sequence[tuple[sa.Table, list[dict[str, Any]]]]) -> None:
+    """SQLite: rows (dicts with the same keys, defaults not applied) into their tables, a hop per
+    table, in the session's transaction; each value through its column type's bind processing, so
+    they are stored exactly as a SQLAlchemy insert stores them (UTC text times, JSON text, 0/1)."""
+    driver = await _sqlite_driver(session)
+    dialect = session.get_bind().dialect
+    for table, rows in parts:
+        if not rows:
+            continue
+        sql, processors = _sqlite_insert(table, tuple(rows[0]), dialect)
+        params = [tuple(p(row[c]) if p is not None else row[c] for c, p in processors) for row in rows]
+        with _as_sqlalchemy_error(sql):
+            await driver.executemany(sql, params)
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_error(sql: str) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy raises them (sa.exc.IntegrityError, OperationalError...),
+    which is what callers catch (an Idempotency-Key race, a locked or missing database)."""
+    import sqlite3
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+
+
+async def sqlite_write(engine: AsyncEngine, stmt: sa.TextClause, params: dict[str, Any]) -> list[Any]:
+    """SQLite: one statement of fixed text in a transaction of its own (the write lock for three
+    hops: BEGIN IMMEDIATE, the statement, COMMIT); its rows, when it returns any."""
+    async with engine.begin() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        with _as_sqlalchemy_error(stmt.text):
+            return list(await driver.execute_fetchall(stmt.text, params))
+
+
+def sqlite_time(at: datetime) -> str:
+    """A time as UTCDateTime stores it on SQLite (SQLAlchemy's fixed-width text: compared as text,
+    it compares as time), for statements that go straight to the driver."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(table: sa.Table, columns: tuple[str, ...], dialect: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    return sql, tuple((c, table.c[c].type._cached_bind_processor(dialect)) for c in columns)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -16,7 +16,6 @@ all there is on SQLite, where the api and worker are separate processes).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from citystat_common import metrics
+from citystat_common import metrics, outbox_sqlite
 from citystat_common.brokerwatch import BrokerWatch, replay
 from citystat_common.bus import broker_reachable
 from citystat_common.db import PlumbingTables, utcnow
@@ -143,27 +142,7 @@ class OutboxRelay:
             else:
                 res = await self._on_lock_conn(_PG_CLAIM_FROM, {"n": self.batch_size, "floor": floor})
             return list(res.all())
-        token = str(uuid.uuid4())
-        now = utcnow()
-        o = self.outbox
-        pending = (
-            sa.select(o.c.id)
-            .where(o.c.sent_at.is_(None), sa.or_(o.c.lease_until.is_(None), o.c.lease_until < now))
-            .order_by(o.c.id)
-            .limit(self.batch_size)
-        )
-        async with self.engine.begin() as conn:
-            ids = [r[0] for r in (await conn.execute(pending)).all()]
-            if not ids:
-                return []
-            await conn.execute(
-                sa.update(o)
-                .where(o.c.id.in_(ids))
-                .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-            )
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(o).where(o.c.lease_token == token).order_by(o.c.id))
-            return list(rows.all())
+        return await outbox_sqlite.claim(self.engine, self.batch_size, timedelta(seconds=LEASE_SECONDS))  # type: ignore[return-value]
 
     def _claim_floor(self) -> int | None:
         now = asyncio.get_running_loop().time()
@@ -240,7 +219,6 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
-        o = self.outbox
         try:
             producer = await self._ensure_producer()
             futures = []
@@ -257,12 +235,7 @@ class OutboxRelay:
         if sent and self.engine.dialect.name == "postgresql":
             await self._on_lock_conn(_PG_MARK_SENT, {"now": now, "ids": [r.id for r in sent]})
         elif sent:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    sa.update(o)
-                    .where(o.c.id.in_([r.id for r in sent]))
-                    .values(sent_at=now, lease_token=None, lease_until=None, attempts=o.c.attempts + 1)
-                )
+            await outbox_sqlite.mark_sent(self.engine, [r.id for r in sent], now)
         for row, res in zip(rows, results, strict=True):
             if not isinstance(res, BaseException):
                 self.watch.record(row.topic, res.partition, res.offset, row.event_id)
@@ -323,6 +296,13 @@ class OutboxRelay:
         log.warning("broker_reset_detected", lost_topics=sorted(lost), republishing=count,
                     since=since.isoformat() if since else "every kept row")
 
+    async def _refresh_consumed(self) -> None:
+        try:
+            await self.watch.refresh_consumed()
+            await self.watch.save()
+        except Exception as exc:  # noqa: BLE001 - known next pass; the last one stays saved
+            log.warning("broker_watch_refresh_failed", error=repr(exc))
+
     def _database_is(self, up: bool) -> None:
         metrics.DATABASE_UP.labels(self.service).set(1 if up else 0)
 
@@ -343,6 +323,7 @@ class OutboxRelay:
         last_housekeeping = last_beat = 0.0
         backlog = 0
         published_since_check = False
+        refresh: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         log.info("outbox_relay_started", bootstrap=self.bootstrap)
         try:
@@ -368,12 +349,12 @@ class OutboxRelay:
                         log.warning("outbox_housekeeping_failed", error=repr(exc))
                         if is_database_down(exc):
                             self._database_is(False)
-                    if self.broker_up:
-                        try:
-                            await self.watch.refresh_consumed()
-                            await self.watch.save()
-                        except Exception as exc:  # noqa: BLE001 - known next pass; the last one stays saved
-                            log.warning("broker_watch_refresh_failed", error=repr(exc))
+                    if self.broker_up and (refresh is None or refresh.done()):
+                        # Beside the loop, not in it: asking every consumer group for its offsets
+                        # takes an admin client and a consumer per group (tens of ms, more on a busy
+                        # machine), and an event committed meanwhile waited for it (the tail of the
+                        # breach-to-ticket latency).
+                        refresh = asyncio.create_task(self._refresh_consumed(), name="broker-watch-refresh")
                 if now - last_beat >= HEARTBEAT_SECONDS:
                     last_beat = now
                     try:
@@ -410,6 +391,9 @@ class OutboxRelay:
                     continue
                 await _wait_any(stop, self.listener.wake, self.poll_interval)
         finally:
+            if refresh is not None and not refresh.done():
+                refresh.cancel()
+                await asyncio.gather(refresh, return_exceptions=True)
             await self._drop_producer()
             await self.watch.close()
             await self.listener.close()

@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from citystat_common.asgi import shared_body
 from citystat_common.errors import problem
 
 WRITE_METHODS = {b"POST", b"PUT", b"PATCH", b"DELETE", "POST", "PUT", "PATCH", "DELETE"}
@@ -100,17 +101,6 @@ def _key_outside_body(scope: Scope) -> bool:
     return bool(headers.get(b"x-api-key") or _from_pairs(scope.get("query_string") or b""))
 
 
-async def read_body(receive: Receive) -> tuple[bytes, list[Message]]:
-    """The whole body, and the messages that carried it (to hand on to the app as they came)."""
-    messages: list[Message] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            break
-    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"), messages
-
-
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, per_minute: int, burst: int):
         self.app = app
@@ -122,10 +112,9 @@ class RateLimitMiddleware:
             if not _key_outside_body(scope):
                 # the key may be in the body (Open311's api_key): read it (the body size limit
                 # around this middleware still applies) and replay it to the app unchanged
-                body, messages = await read_body(receive)
+                body, receive = await shared_body(scope, receive)
                 headers = dict(scope.get("headers") or [])
                 body_key = body_api_key(headers.get(b"content-type", b""), body)
-                receive = replay(messages, receive)
             wait = self.buckets.take(_client_key(scope, body_key))
             if wait > 0:
                 retry = max(1, math.ceil(wait))
@@ -142,13 +131,3 @@ class RateLimitMiddleware:
             response = problem(429, "Too many requests", f"write rate limit exceeded; retry in {retry} s")
         response.headers["Retry-After"] = str(retry)
         return response
-
-
-def replay(messages: list[Message], receive: Receive) -> Receive:
-    """A receive that hands the app the messages already read, then the rest as they come."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed

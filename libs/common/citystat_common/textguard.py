@@ -18,9 +18,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from citystat_common.asgi import HttpMiddleware
+from citystat_common.asgi import HttpMiddleware, shared_body
 from citystat_common.errors import problem
-from citystat_common.ratelimit import read_body, replay
 
 _IN_URL = (b"%00", b"\x00")
 _IN_BODY = (b"\x00", b"%00", b"\\u0000")
@@ -78,10 +77,9 @@ class NulTextGuard(HttpMiddleware):
         if where is None and scope.get("method") in ("POST", "PUT", "PATCH"):
             content_type = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
             if any(content_type.startswith(t) for t in _TEXT_TYPES):
-                body, messages = await read_body(receive)
+                body, receive = await shared_body(scope, receive)
                 if any(m in body for m in _IN_BODY):
                     where = "body", _body_field(content_type, body)
-                receive = replay(messages, receive)
         if where is not None:
             part, field = where
             await self._refuse(scope, f"{DETAIL}: found in the {part}", field)(scope, receive, send)

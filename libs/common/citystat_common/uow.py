@@ -16,7 +16,14 @@ import orjson
 from sqlalchemy import DateTime, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from citystat_common.db import OUTBOX_NOTIFY_CHANNEL, PlumbingTables, UTCDateTime, dialect_insert, utcnow
+from citystat_common.db import (
+    OUTBOX_NOTIFY_CHANNEL,
+    PlumbingTables,
+    UTCDateTime,
+    dialect_insert,
+    sqlite_insert_rows,
+    utcnow,
+)
 from citystat_common.events import Envelope, Payload, make_event
 from citystat_common.logging import current_correlation_id
 
@@ -24,12 +31,14 @@ M = TypeVar("M")
 
 
 class UnitOfWork:
-    """``single_statement=True`` (PostgreSQL; elsewhere an ordinary unit): the unit's reads run in
-    autocommit, and everything it writes goes through ``insert()`` and ``emit()``, which are held
-    back and written at ``commit()`` by ONE statement (every table's rows and the outbox's, as
-    data-modifying CTEs). A single statement is atomic by itself, so it needs no BEGIN and no
-    COMMIT round trip: for the 311 intake's group commit that is two round trips per batch
-    (duplicate candidates, then the write) instead of six. Do not change ORM objects in such a unit."""
+    """``single_statement=True``, PostgreSQL: the unit's reads run in autocommit, and everything it
+    writes goes through ``insert()`` and ``emit()``, which are held back and written at ``commit()``
+    by ONE statement (every table's rows and the outbox's, as data-modifying CTEs). A single
+    statement is atomic by itself, so it needs no BEGIN and no COMMIT round trip: for the 311
+    intake's group commit that is two round trips per batch (duplicate candidates, then the write)
+    instead of six. SQLite: an ordinary transaction, but the held rows are written at ``commit()``
+    straight through the driver, a hop per table (``db.sqlite_insert_rows``). Do not change ORM
+    objects in such a unit."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlumbingTables, *,
                  single_statement: bool = False):
@@ -53,8 +62,8 @@ class UnitOfWork:
         self.events = []
         self._held = []
         self.dialect = self._session.get_bind().dialect.name
-        self._deferring = self.single_statement and self.dialect == "postgresql"
-        if self._deferring:
+        self._deferring = self.single_statement and self.dialect in ("postgresql", "sqlite")
+        if self._deferring and self.dialect == "postgresql":
             await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return self
 
@@ -103,7 +112,9 @@ class UnitOfWork:
         outbox = [_outbox_row(e, now) for e in self.events]
         if self._deferring:
             held, self._held = self._held, []
-            if held or outbox:
+            if (held or outbox) and self.dialect == "sqlite":
+                await sqlite_insert_rows(self.session, [*held, (self.tables.outbox, outbox)])
+            elif held or outbox:
                 await self.session.execute(*_one_statement([*held, (self.tables.outbox, outbox)], self))
         elif outbox and self.dialect == "postgresql":
             # the events and the relay's wake-up in one statement (one round trip, prepared once)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 
+from citystat_common.asgi import BODY_SCOPE_KEY
 from citystat_common.auth import Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, is_database_down
@@ -148,7 +149,9 @@ async def service_definition(request: Request, service_code: str, fmt: str, uow:
 
 async def body_params(request: Request) -> tuple[list[tuple[str, Any]], bytes, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
+    raw = request.scope.get(BODY_SCOPE_KEY)  # already read by the middlewares (citystat_common.asgi)
+    if raw is None:
+        raw = await request.body()
     if not raw.strip():
         return [], raw, ctype
     if ctype in ("application/x-www-form-urlencoded", "", "text/plain"):

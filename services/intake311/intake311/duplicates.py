@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 
+from citystat_common.db import sqlite_fetch_all, sqlite_time
 from citystat_common.uow import UnitOfWork
-from intake311.models import ServiceRequest, covering_cells
+from intake311.models import covering_cells
 from intake311.open311 import NewRequest, box_around, haversine_m
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ def policy(raw: Mapping[str, Any] | None, *, radius_m: float, window_hours: floa
 
 
 # PostgreSQL: every draft's duplicate candidates in one statement of fixed text (prepared once):
-# the duplicate predicates (see _candidates), per (draft, grid cell) through lateral joins over arrays. No ORDER BY
+# the duplicate predicates (open, same service, not pending, not itself a duplicate, in the window), per (draft, grid cell) through lateral joins over arrays. No ORDER BY
 # ... LIMIT inside (it would tempt the planner to walk a time index instead of the cell one); a
 # 50 m circle holds few open requests, and Python keeps the first 50 in time order.
 _PG_CANDIDATES = sa.text("""
@@ -82,6 +84,33 @@ CROSS JOIN LATERAL (
      AND s.requested_datetime >= q.since LIMIT 2000)
 ) r
 """)  # the arrays are bound as they are: asyncpg encodes lists by the CASTs' types
+
+# SQLite: the same predicates, every draft's lookups in one statement of fixed text (one JSON array
+# of [draft, code, cell, min_lat, max_lat, min_long, max_long, address_key, since] rows). A query
+# per draft cost a statement built by the ORM and a hop to the driver's thread and back each: a
+# quarter of the api's CPU on SQLite. The plan probes ix_service_requests_cell per (draft, cell),
+# and ix_service_requests_open_nearby for the two other shapes.
+_SQLITE_CANDIDATES = sa.text("""
+WITH q AS (
+  SELECT json_extract(value, '$[0]') AS i, json_extract(value, '$[1]') AS code, json_extract(value, '$[2]') AS cell,
+         json_extract(value, '$[3]') AS min_lat, json_extract(value, '$[4]') AS max_lat,
+         json_extract(value, '$[5]') AS min_long, json_extract(value, '$[6]') AS max_long,
+         json_extract(value, '$[7]') AS address_key, json_extract(value, '$[8]') AS since
+  FROM json_each(:lookups))
+SELECT q.i, s.id, s.lat, s.long, s.requested_datetime FROM q CROSS JOIN service_requests s
+WHERE q.cell IS NOT NULL AND s.cell = q.cell AND s.requested_datetime >= q.since AND s.status = 'open'
+  AND s.lat BETWEEN q.min_lat AND q.max_lat AND s.long BETWEEN q.min_long AND q.max_long
+  AND s.service_code = q.code AND s.pending = 0 AND s.duplicate_of IS NULL
+UNION ALL
+SELECT q.i, s.id, s.lat, s.long, s.requested_datetime FROM q CROSS JOIN service_requests s
+WHERE q.cell IS NULL AND q.min_lat IS NOT NULL AND s.service_code = q.code AND s.status = 'open'
+  AND s.requested_datetime >= q.since AND s.lat BETWEEN q.min_lat AND q.max_lat
+  AND s.long BETWEEN q.min_long AND q.max_long AND s.pending = 0 AND s.duplicate_of IS NULL
+UNION ALL
+SELECT q.i, s.id, s.lat, s.long, s.requested_datetime FROM q CROSS JOIN service_requests s
+WHERE q.min_lat IS NULL AND s.address_key = q.address_key AND s.service_code = q.code AND s.status = 'open'
+  AND s.requested_datetime >= q.since AND s.pending = 0 AND s.duplicate_of IS NULL
+""")
 
 
 def _nearest(lat: float | None, long: float | None, candidates: list[Candidate], radius_m: float) -> int | None:
@@ -118,28 +147,27 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
         return out
     since = {i: now - timedelta(hours=limits[i][1]) for i in looked}
     stored: dict[int, list[Candidate]] = {i: [] for i in looked}
+    lookups: list[tuple[Any, ...]] = []  # (draft, code, cell, min_lat, max_lat, min_long, max_long, key, since)
+    for i in looked:
+        d, code = drafts[i].data, drafts[i].service.service_code
+        if d.lat is not None and d.long is not None:
+            around = box_around(d.lat, d.long, limits[i][0])
+            cells: Sequence[int | None] = covering_cells(*around) or [None]
+            lookups += [(i, code, cell, *around, None, since[i]) for cell in cells]
+        else:
+            lookups.append((i, code, None, None, None, None, None, keys[i], since[i]))
     if uow.dialect == "postgresql":
-        lookups: list[tuple[Any, ...]] = []  # (draft, code, cell, min_lat, max_lat, min_long, max_long, key, since)
-        for i in looked:
-            d, code = drafts[i].data, drafts[i].service.service_code
-            if d.lat is not None and d.long is not None:
-                around = box_around(d.lat, d.long, limits[i][0])
-                cells: Sequence[int | None] = covering_cells(*around) or [None]
-                lookups += [(i, code, cell, *around, None, since[i]) for cell in cells]
-            else:
-                lookups.append((i, code, None, None, None, None, None, keys[i], since[i]))
         names = ("draft", "codes", "cells", "min_lat", "max_lat", "min_long", "max_long", "address_keys", "since")
         q = {name: list(column) for name, column in zip(names, zip(*lookups, strict=True), strict=True)}
-        found: dict[int, list[tuple[datetime, int, float | None, float | None]]] = {i: [] for i in looked}
-        for i, rid, rlat, rlong, at in await uow.session.execute(_PG_CANDIDATES, q):
-            found[i].append((at, rid, rlat, rlong))
-        for i, rows in found.items():
-            stored[i] = [(rid, rlat, rlong) for _, rid, rlat, rlong in sorted(rows)[:50]]
-    else:  # SQLite: in-process, a query per draft costs no round trip
-        for i in looked:
-            d = drafts[i].data
-            stored[i] = await _candidates(uow, service_code=drafts[i].service.service_code, lat=d.lat, long=d.long,
-                                          key=keys[i], since=since[i], radius_m=limits[i][0])
+        rows: Any = await uow.session.execute(_PG_CANDIDATES, q)
+    else:  # SQLite: the same lookups as one JSON text; times as SQLite stores them (naive UTC text)
+        rows = await sqlite_fetch_all(uow.session, _SQLITE_CANDIDATES, {"lookups": orjson.dumps(
+            [(*lk[:8], sqlite_time(lk[8])) for lk in lookups]).decode()})
+    found: dict[int, list[tuple[Any, int, float | None, float | None]]] = {i: [] for i in looked}
+    for i, rid, rlat, rlong, at in rows:
+        found[i].append((at, rid, rlat, rlong))
+    for i, candidates in found.items():  # the first 50 in time order, as the one-query-per-draft lookup kept
+        stored[i] = [(rid, rlat, rlong) for _, rid, rlat, rlong in sorted(candidates)[:50]]
     for i in looked:
         d, code = drafts[i].data, drafts[i].service.service_code
         box = box_around(d.lat, d.long, limits[i][0]) if d.lat is not None and d.long is not None else None
@@ -157,21 +185,3 @@ async def find_duplicates(uow: UnitOfWork, *, drafts: Sequence[RequestDraft], id
                 same_batch.append((ids[j], o.lat, o.long))
         out[i] = _nearest(d.lat, d.long, stored[i] + same_batch, limits[i][0])
     return out
-
-
-async def _candidates(uow: UnitOfWork, *, service_code: str, lat: float | None, long: float | None,
-                      key: str | None, since: datetime, radius_m: float) -> list[Candidate]:
-    R = ServiceRequest
-    stmt = sa.select(R.id, R.lat, R.long).where(
-        R.service_code == service_code, R.status == "open", R.pending.is_(False), R.duplicate_of.is_(None),
-        R.requested_datetime >= since,
-    )
-    if lat is not None and long is not None:
-        min_lat, max_lat, min_long, max_long = box_around(lat, long, radius_m)
-        stmt = stmt.where(R.lat.between(min_lat, max_lat), R.long.between(min_long, max_long))
-        cells = covering_cells(min_lat, max_lat, min_long, max_long)
-        if cells is not None:  # 1-4 cells of the index on (cell, requested_datetime, ...)
-            stmt = stmt.where(R.cell.in_(cells))
-    else:
-        stmt = stmt.where(R.address_key == key)
-    return [tuple(r) for r in (await uow.session.execute(stmt.order_by(R.requested_datetime).limit(50))).all()]  # type: ignore[misc]

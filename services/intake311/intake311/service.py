@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from citystat_common.auth import Actor
 from citystat_common.calendar import BusinessCalendar
-from citystat_common.db import utcnow
+from citystat_common.db import sqlite_fetch_all, utcnow
 from citystat_common.errors import NotFound
 from citystat_common.events import (
     DepartmentUpserted,
@@ -262,7 +262,7 @@ class RequestNumbers:
 
     async def take(self, uow: UnitOfWork, n: int) -> list[int]:
         if uow.dialect != "postgresql":
-            top = (await uow.session.execute(sa.select(sa.func.max(ServiceRequest.id)))).scalar() or 0
+            top = (await sqlite_fetch_all(uow.session, _MAX_ID))[0][0] or 0
             return list(range(top + 1, top + n + 1))
         if len(self._pool) < n:
             rows = await uow.session.execute(_PG_NEXT_IDS, {"n": max(n - len(self._pool), self.block)})
@@ -271,6 +271,7 @@ class RequestNumbers:
         return taken
 
 
+_MAX_ID = sa.text("SELECT max(id) FROM service_requests")  # fixed text: no statement built per batch
 _PG_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('service_requests', 'id')) FROM generate_series(1, :n)")
 
 async def create_requests(
