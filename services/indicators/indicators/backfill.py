@@ -139,10 +139,7 @@ async def recompute_history(
             metrics = inds[(dept, service)]
             for p, start_at, end_at in bounds:
                 values = figures.period(start_at, end_at, now)
-                for m, ind in metrics.items():
-                    v = values.get(m)
-                    if v is not None:
-                        items.append(ObsIn(ind, p, v))
+                items.extend(ObsIn(ind, p, v) for m, ind in metrics.items() if (v := values.get(m)) is not None)
     if items:
         await record_observations(uow, deps, items=items, actor="311-derivation", source="311", now=now)
     return len(items)

@@ -14,11 +14,10 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from citystat_common.db import utcnow
-from citystat_common.errors import DomainError
 from citystat_common.web import UoW
 from indicators import narratives, service
-from indicators.area_stat import AREA_METRICS, AreaScope, area_prefix, parse_area
-from indicators.dashboard_map import MAP_CSS, layer_words, map_view, refused_page, unmarked_layer
+from indicators.area_stat import AREA_METRICS, AreaScope, area_prefix
+from indicators.dashboard_map import MAP_CSS, chosen_area, layer_words, map_view
 from indicators.dashboard_report import Month
 from indicators.dashboard_tiles import Tile, load_tiles
 from indicators.deps import Deps
@@ -37,12 +36,9 @@ async def area_report(area: str, uow: UoW, deps: Deps, viewer: PageViewer, perio
     from indicators.dashboard import CSS, JS
 
     settings = deps.settings
-    try:
-        layer, code = parse_area(area)
-    except DomainError as exc:
-        return refused_page("Choose an area - CityStat", exc.detail, 422)
-    if (refused := unmarked_layer(deps, layer)) is not None:
-        return refused
+    if isinstance(chosen := chosen_area(deps, area), HTMLResponse):
+        return chosen
+    layer, code = chosen
     today = local_date(utcnow(), service.tz_of(settings))
     period = narratives.check_month(period, today) if period else f"{today.year}-{today.month:02d}"
     fy0 = settings.fiscal_year_start_month

@@ -177,14 +177,20 @@ def unmarked_layer(deps: IndicatorsDeps, layer: str) -> HTMLResponse | None:
                     "(INDICATORS_STAT_AREA_LAYERS names the layers that have them).", 404)
 
 
-async def area_dashboard(uow: UoW, deps: IndicatorsDeps, *, area: str, metric: str) -> HTMLResponse:
-    """``/dashboard?area=LAYER:CODE``: one area's dashboard."""
+def chosen_area(deps: IndicatorsDeps, area: str) -> tuple[str, str] | HTMLResponse:
+    """(layer, code) of ``LAYER:CODE`` in a marked layer, else the page that says why not."""
     try:
         layer, code = parse_area(area)
     except DomainError as exc:
         return refused_page("Choose an area - CityStat", exc.detail, 422)
-    if (refused := unmarked_layer(deps, layer)) is not None:
-        return refused
+    return unmarked_layer(deps, layer) or (layer, code)
+
+
+async def area_dashboard(uow: UoW, deps: IndicatorsDeps, *, area: str, metric: str) -> HTMLResponse:
+    """``/dashboard?area=LAYER:CODE``: one area's dashboard."""
+    if isinstance(chosen := chosen_area(deps, area), HTMLResponse):
+        return chosen
+    layer, code = chosen
     view, names = await map_view(uow, deps, layer=layer, metric=metric, dept=None, chosen=code)
     codes = (await uow.session.execute(sa.select(Indicator.code).where(
         Indicator.code.startswith(area_prefix(layer, code), autoescape=True), Indicator.active.is_(True)))).scalars().all()

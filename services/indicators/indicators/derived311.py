@@ -408,10 +408,7 @@ async def recompute(
         for p in periods:
             start_at, end_at = period_bounds_utc(p, tz)
             values = await compute_scope(uow, dept, service, start_at, end_at, now)
-            for m, ind in inds.items():
-                v = values.get(m)
-                if v is not None:
-                    items.append(ObsIn(ind, p, v))
+            items.extend(ObsIn(ind, p, v) for m, ind in inds.items() if (v := values.get(m)) is not None)
     if items:
         await record_observations(uow, deps, items=items, actor="311-derivation", source="311", now=now)
     return len(items)
