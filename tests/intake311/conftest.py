@@ -1,4 +1,5 @@
 import pytest
+from geo_helpers import EXTENT
 from intake311_helpers import demo_catalog_database
 
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client
@@ -23,14 +24,37 @@ async def client(settings):
         yield c
 
 
-@pytest.fixture
-async def uow_factory(settings):
-    """Units of work on the test database, for calling the domain functions directly."""
+async def _units(url: str):
     from citystat_common.db import create_engine, session_factory
     from citystat_common.uow import UnitOfWork
     from intake311.models import PLUMBING
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(url)
     sessions = session_factory(engine)
     yield lambda: UnitOfWork(sessions, PLUMBING)
     await engine.dispose()
+
+
+@pytest.fixture
+async def uow_factory(settings):
+    """Units of work on the test database, for calling the domain functions directly."""
+    async for units in _units(settings.database_url):
+        yield units
+
+
+@pytest.fixture
+def geo_settings(settings):
+    """The city's extent known (a point outside it is refused) and layers re-read every 0.2 s."""
+    return settings.model_copy(update={"city_extent": EXTENT, "areas_check_seconds": 0.2})
+
+
+@pytest.fixture
+async def geo(geo_settings):
+    async with app_client(create_app(geo_settings)) as c:
+        yield c
+
+
+@pytest.fixture
+async def geo_uow(geo_settings):
+    async for units in _units(geo_settings.database_url):
+        yield units

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from geo_helpers import EXTENT, districts, wards
-from intake311_helpers import demo_catalog_database, post
+from geo_helpers import districts, wards
+from intake311_helpers import post
 
 from citystat_common.db import create_engine
 from citystat_common.events import parse_event
-from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth
+from citystat_common.testing import auth
 from intake311.config import Settings
-from intake311.main import create_app
 
 NOWHERE = "127.0.0.1:9"
 ADMIN = auth("admin")
@@ -30,31 +29,6 @@ TREE = {"service_code": "Street tree", "service_name": "Street tree", "departmen
         "service_level": {"amount": 5, "unit": "business_days"},
         "department_rules": [{"layer": "ward", "area": "W3", "department_code": "PARKS"},
                              {"layer": "district", "area": "1", "department_code": "WATER"}]}
-
-
-@pytest.fixture
-def geo_settings(db_kind, tmp_path):
-    return Settings(database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
-                    directory_url=f"http://{NOWHERE}", directory_timeout=1.0, city_extent=EXTENT,
-                    areas_check_seconds=0.2)
-
-
-@pytest.fixture
-async def geo(geo_settings):
-    async with app_client(create_app(geo_settings)) as c:
-        yield c
-
-
-@pytest.fixture
-async def geo_uow(geo_settings):
-    from citystat_common.db import session_factory
-    from citystat_common.uow import UnitOfWork
-    from intake311.models import PLUMBING
-
-    engine = create_engine(geo_settings.database_url)
-    sessions = session_factory(engine)
-    yield lambda: UnitOfWork(sessions, PLUMBING)
-    await engine.dispose()
 
 
 async def load(client, layer: str, doc: dict, code_property: str, name_property: str, **extra):

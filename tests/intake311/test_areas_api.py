@@ -14,28 +14,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from geo_helpers import EXTENT, POINTS, districts, wards
-from intake311_helpers import demo_catalog_database, post, xml
+from intake311_helpers import post, xml
 
-from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, eventually
-from intake311.config import Settings
-from intake311.main import create_app
+from citystat_common.testing import auth, eventually
 
 NOWHERE = "127.0.0.1:9"
-
-
-@pytest.fixture
-def geo_settings(db_kind, tmp_path):
-    return Settings(database_url=demo_catalog_database(db_kind, tmp_path), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=NOWHERE,
-                    directory_url=f"http://{NOWHERE}", directory_timeout=1.0, city_extent=EXTENT,
-                    areas_check_seconds=0.2)
-
-
-@pytest.fixture
-async def geo(geo_settings):
-    async with app_client(create_app(geo_settings)) as c:
-        yield c
 
 
 async def load(client, layer: str, doc: dict, code_property: str, name_property: str, **extra):
