@@ -15,35 +15,16 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from backfill_helpers import CATALOG, ended_only, expected_figures, history_rows, month_start, same
+from backfill_helpers import city_catalog, ended_only, expected_figures, history_rows, month_start, same
 from nyc_export import write_nyc_csv
 
-from citystat_common.db import create_engine, session_factory
+from citystat_common.db import create_engine
 from citystat_common.testing import auth, eventually
-from citystat_common.uow import UnitOfWork
 
 ROOT = Path(__file__).resolve().parents[2]
 NYC_MAPPING = ROOT / "deploy" / "mappings" / "nyc-open-data.toml"
 ENV = {"CITY_TIMEZONE": "America/New_York", "INDICATORS_BACKFILL_POLL_SECONDS": "0.5",
        "INDICATORS_BACKFILL_PAGE_SIZE": "100", "INDICATORS_DERIVED_FREQUENCY": "monthly"}
-
-
-async def city_catalog(database_url: str) -> None:
-    """The city's agencies and complaint types in intake311 (what a catalog import would bring)."""
-    from intake311.models import PLUMBING, Department, Service
-
-    engine = create_engine(database_url)
-    try:
-        async with UnitOfWork(session_factory(engine), PLUMBING) as uow:
-            uow.session.add_all([Department(code=code, name=code) for code in CATALOG])
-            await uow.session.flush()
-            for dept, services in CATALOG.items():
-                for code in services:
-                    uow.session.add(Service(service_code=code, service_name=code, department_code=dept, sla_amount=5,
-                                            sla_unit="calendar_days", calendar_code="CITY", attributes=[]))
-            await uow.commit()
-    finally:
-        await engine.dispose()
 
 
 async def test_a_years_history_fills_every_month_and_last_years_comparison(stack_factory, tmp_path):

@@ -152,3 +152,23 @@ def same(observed, expected) -> list:
     keys = set(observed) | set(expected)
     return sorted((k, observed.get(k), expected.get(k)) for k in keys
                   if k not in observed or k not in expected or not math.isclose(observed[k], expected[k], rel_tol=1e-9))
+
+
+async def city_catalog(database_url: str) -> None:
+    """The city's agencies and complaint types in intake311 (what a catalog import would bring)."""
+    from citystat_common.db import create_engine, session_factory
+    from citystat_common.uow import UnitOfWork
+    from intake311.models import PLUMBING, Department, Service
+
+    engine = create_engine(database_url)
+    try:
+        async with UnitOfWork(session_factory(engine), PLUMBING) as uow:
+            uow.session.add_all([Department(code=code, name=code) for code in CATALOG])
+            await uow.session.flush()
+            for dept, services in CATALOG.items():
+                for code in services:
+                    uow.session.add(Service(service_code=code, service_name=code, department_code=dept, sla_amount=5,
+                                            sla_unit="calendar_days", calendar_code="CITY", attributes=[]))
+            await uow.commit()
+    finally:
+        await engine.dispose()

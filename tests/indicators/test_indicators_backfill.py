@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from backfill_helpers import (
-    CATALOG,
     FORMAT,
     NY,
+    city_catalog,
     ended_only,
     expected_figures,
     figures,
@@ -63,6 +63,7 @@ class City:
     """A real intake311 (its app, for the backfill's reads) and the indicators' database and consumer."""
 
     def __init__(self, intake_url: str, indicators: Settings):
+        self.intake_url = intake_url
         self.intake_engine = create_engine(intake_url)
         self.intake_sessions = session_factory(self.intake_engine)
         self.engine = create_engine(indicators.database_url)
@@ -85,16 +86,7 @@ class City:
                              batch_types=REQUEST_EVENTS)
 
     async def catalog(self) -> None:
-        from intake311.models import Department, Service
-
-        async with self.intake_units() as uow:
-            uow.session.add_all([Department(code=code, name=code) for code in CATALOG])
-            await uow.session.flush()
-            for dept, services in CATALOG.items():
-                for code in services:
-                    uow.session.add(Service(service_code=code, service_name=code, department_code=dept, sla_amount=5,
-                                            sla_unit="calendar_days", calendar_code="CITY", attributes=[]))
-            await uow.commit()
+        await city_catalog(self.intake_url)
 
     async def import_file(self, path: Path) -> ConsumerRecord:
         """The file imported by intake311; its one history event as the consumer receives it."""
