@@ -88,3 +88,17 @@ async def create_with_token(client, fields: dict | list | None = None, role: str
     r = await post(client, fields or POTHOLE, role)
     assert r.status_code == 201, r.text
     return r.json()[0]["service_request_id"], r.json()[0]["feedback_token"]
+
+
+async def query_rows(url: str, sql: str) -> list:
+    """Every row of ``sql`` on the database at ``url`` (a test reading what was stored)."""
+    import sqlalchemy as sa
+
+    from citystat_common.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(sa.text(sql))).all())
+    finally:
+        await engine.dispose()

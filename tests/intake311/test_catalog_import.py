@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from intake311_helpers import query_rows
 
 from citystat_common.db import create_engine, session_factory
 from citystat_common.events import DepartmentUpserted, make_event
@@ -35,15 +36,6 @@ def _settings(url: str) -> Settings:
                     directory_url=f"http://{NOWHERE}", directory_timeout=1.0)
 
 
-async def _rows(url: str, sql: str) -> list:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(sa.text(sql))).all())
-    finally:
-        await engine.dispose()
-
-
 async def _catalog(url: str) -> dict[str, dict]:
     engine = create_engine(url)
     try:
@@ -68,9 +60,9 @@ async def _departments(app, codes=("POLICE", "SANITATION", "DHS", "STREETS", "CO
 
 async def test_a_freshly_migrated_database_has_no_catalog(db_factory):
     url = db_factory("intake311")
-    assert await _rows(url, "SELECT service_code FROM services") == []
-    assert await _rows(url, "SELECT code FROM departments") == []
-    assert await _rows(url, "SELECT code FROM calendars") == [("CITY",)]  # the city's hours, not a catalog
+    assert await query_rows(url, "SELECT service_code FROM services") == []
+    assert await query_rows(url, "SELECT code FROM departments") == []
+    assert await query_rows(url, "SELECT code FROM calendars") == [("CITY",)]  # the city's hours, not a catalog
     async with app_client(create_app(_settings(url))) as client:
         assert (await client.get("/services.json")).json() == []
 
@@ -83,7 +75,7 @@ async def test_the_demo_catalog_is_the_one_migrations_used_to_seed(db_kind, tmp_
     report = await load_demo_catalog(now)
     assert (report.created, report.updated) == (19, 0)
     assert await _catalog(now) == await _catalog(before)
-    assert sorted(r[0] for r in await _rows(now, "SELECT code FROM departments")) == sorted(DEPARTMENTS)
+    assert sorted(r[0] for r in await query_rows(now, "SELECT code FROM departments")) == sorted(DEPARTMENTS)
     again = await load_demo_catalog(now)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 19)
 
@@ -97,8 +89,8 @@ async def test_0021_keeps_a_seeded_catalog_the_city_took_into_use(db_kind, tmp_p
                            {"who": '{"kind": "key", "name": "admin"}'})
     await engine.dispose()
     upgrade("intake311", used)
-    assert len(await _rows(used, "SELECT service_code FROM services")) == 19
-    assert len(await _rows(used, "SELECT code FROM departments")) == 8
+    assert len(await query_rows(used, "SELECT service_code FROM services")) == 19
+    assert len(await query_rows(used, "SELECT code FROM departments")) == 8
     reported = empty_database(db_kind, tmp_path)
     upgrade("intake311", reported, "0020")
     engine = create_engine(reported)
@@ -110,11 +102,11 @@ async def test_0021_keeps_a_seeded_catalog_the_city_took_into_use(db_kind, tmp_p
             {"f": False, "t": datetime.now(UTC)})
     await engine.dispose()
     upgrade("intake311", reported)
-    assert len(await _rows(reported, "SELECT service_code FROM services")) == 19
+    assert len(await query_rows(reported, "SELECT service_code FROM services")) == 19
     untouched = empty_database(db_kind, tmp_path)
     upgrade("intake311", untouched, "0020")
     upgrade("intake311", untouched)
-    assert await _rows(untouched, "SELECT service_code FROM services") == []
+    assert await query_rows(untouched, "SELECT service_code FROM services") == []
 
 
 async def test_import_the_example_catalog_then_again_changes_nothing(db_factory):
@@ -135,10 +127,10 @@ async def test_import_the_example_catalog_then_again_changes_nothing(db_factory)
         assert noise["changed_by"]["name"] == "admin" and noise["agency_responsible"] == "POLICE department"
         encampment = (await client.get("/admin/services/Encampment", headers=auth("admin"))).json()
         assert encampment["department_rules"][0]["department_code"] == "POLICE"
-        stamps = await _rows(url, "SELECT service_code, updated_at FROM services ORDER BY service_code")
+        stamps = await query_rows(url, "SELECT service_code, updated_at FROM services ORDER BY service_code")
         again = await client.post("/admin/catalog/import", content=raw, headers=CSV)
         assert (again.json()["created"], again.json()["updated"], again.json()["unchanged"]) == (0, 0, 5)
-        assert await _rows(url, "SELECT service_code, updated_at FROM services ORDER BY service_code") == stamps
+        assert await query_rows(url, "SELECT service_code, updated_at FROM services ORDER BY service_code") == stamps
         changed = raw.replace(b"Abandoned bike,", b"Bicycle left behind,")
         third = await client.post("/admin/catalog/import", content=changed, headers=CSV)
         assert third.json()["updated"] == 1

@@ -10,7 +10,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from intake311_helpers import intake_deps
+from intake311_helpers import intake_deps, query_rows
 
 from citystat_common.db import create_engine, utcnow
 from citystat_common.migrate import upgrade
@@ -100,15 +100,6 @@ EDGE_POINTS = [
 ]
 
 
-async def _scalars(url: str, sql: str) -> list:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(sa.text(sql))).all())
-    finally:
-        await engine.dispose()
-
-
 async def test_migration_backfills_cells(db_kind, tmp_path):
     url = empty_database(db_kind, tmp_path)
     upgrade("intake311", url, "0003")
@@ -127,7 +118,7 @@ async def test_migration_backfills_cells(db_kind, tmp_path):
     finally:
         await engine.dispose()
     upgrade("intake311", url)
-    rows = await _scalars(url, "SELECT lat, long, cell FROM service_requests")
+    rows = await query_rows(url, "SELECT lat, long, cell FROM service_requests")
     assert len(rows) == len(points)
     for lat, long, cell in rows:
         assert cell == grid_cell(lat, long), (lat, long, cell)
