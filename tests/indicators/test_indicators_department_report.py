@@ -283,3 +283,18 @@ async def test_no_developer_text_on_the_pages_people_read(rc):
         assert found == [], (path, found)
     drill = visible_text((await rc.get("/dashboard/indicators/SAN.cost_per_ton")).text)
     assert "judged against its target" in drill and "lower is better" in drill
+
+
+async def test_a_citys_own_lower_case_code_is_looked_up_as_written(indicators_settings):
+    """A city's code kept as it has it (issue 20): "dohmh" is written for as dohmh, by its staff
+    (whose sign-in groups arrive upper-cased), and "DOHMH" is no department."""
+    keys = [*KEYS, {"name": "health staff", "key": "test-key-health-staff", "scopes": ["staff"], "departments": ["DOHMH"]}]
+    app = create_app(indicators_settings.model_copy(update={"api_keys": keys}))
+    async with app_client(app) as rc:
+        await preload_departments(app, [("dohmh", "Health and Mental Hygiene", "HHS", "Health and Human Services")])
+        await create(rc, code="dohmh.inspections", department_code="dohmh")
+        body = {"period": this_month(), "text": "Inspections kept pace."}
+        r = await rc.post("/departments/dohmh/narratives", json=body, headers={"X-API-Key": "test-key-health-staff"})
+        assert r.status_code == 201 and r.json()["department_code"] == "dohmh", r.text
+        assert (await rc.get("/departments/dohmh/narratives")).json()["total"] == 1
+        assert (await rc.get("/departments/DOHMH/narratives")).status_code == 404

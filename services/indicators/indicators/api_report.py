@@ -35,7 +35,6 @@ DeptPath = Annotated[str, Path(max_length=40)]
 async def department_writer(code: DeptPath, principal: OptionalPrincipal) -> Principal:
     """The caller, if they may write the department's statement and narratives: 401 without
     credentials, 403 with the reason otherwise (before the body is read)."""
-    code = code.upper()
     if principal is None:
         raise HTTPException(401, "an X-API-Key header or a bearer token is required",
                             headers={"WWW-Authenticate": "ApiKey"})
@@ -60,7 +59,7 @@ def _statement_read(s: DepartmentStatement) -> StatementRead:
 
 
 async def _write(uow: UoW, deps: IndicatorsDeps, *, code: str, period: str, text: str, who: Principal) -> NarrativeRead:
-    await narratives.department_name(uow, code)
+    code = await narratives.resolve_code(uow, code)
     narratives.check_month(period, local_date(utcnow(), service.tz_of(deps.settings)))
     row = await narratives.write_narrative(uow, code=code, period=period, text=text, principal=who)
     result = _narrative_read(row)
@@ -71,14 +70,14 @@ async def _write(uow: UoW, deps: IndicatorsDeps, *, code: str, period: str, text
 @router.post("/departments/{code}/narratives", status_code=201, response_model=NarrativeRead,
              summary="Write the department's narrative of a report month (an earlier one is kept)")
 async def create_narrative(code: DeptPath, data: NarrativeCreate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
-    return await _write(uow, deps, code=code.upper(), period=data.period, text=data.text, who=who)
+    return await _write(uow, deps, code=code, period=data.period, text=data.text, who=who)
 
 
 @router.put("/departments/{code}/narratives/{period}", response_model=NarrativeRead,
             summary="Replace the department's narrative of a report month (the earlier one is kept)")
 async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONTH_RE.pattern)],
                         data: NarrativeUpdate, uow: UoW, deps: Deps, who: Writer) -> NarrativeRead:
-    return await _write(uow, deps, code=code.upper(), period=period, text=data.text, who=who)
+    return await _write(uow, deps, code=code, period=period, text=data.text, who=who)
 
 
 @router.get("/departments/{code}/narratives", response_model=Page[NarrativeRead],
@@ -86,8 +85,7 @@ async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONT
 async def list_narratives(code: DeptPath, uow: UoW, paging: Paging,
                           period: Annotated[Month | None, Query(description="one report month")] = None
                           ) -> Page[NarrativeRead]:
-    code = code.upper()
-    await narratives.department_name(uow, code)
+    code = await narratives.resolve_code(uow, code)
     items, total = await paginate(uow.session, narratives.narratives_query(code, period), paging)
     return Page(items=[_narrative_read(n) for n in items], total=total, page=paging.page, page_size=paging.page_size)
 
@@ -95,8 +93,7 @@ async def list_narratives(code: DeptPath, uow: UoW, paging: Paging,
 @router.put("/departments/{code}/statement", response_model=StatementRead,
             summary="Write what the department does: its services, their goals and the indicators answering each")
 async def put_statement(code: DeptPath, data: StatementUpdate, uow: UoW, who: Writer) -> StatementRead:
-    code = code.upper()
-    await narratives.department_name(uow, code)
+    code = await narratives.resolve_code(uow, code)
     row = await narratives.write_statement(uow, code=code, data=data, principal=who)
     result = _statement_read(row)
     await uow.commit()
@@ -106,8 +103,7 @@ async def put_statement(code: DeptPath, data: StatementUpdate, uow: UoW, who: Wr
 @router.get("/departments/{code}/statement", response_model=StatementRead,
             summary="What the department does, as it last wrote it")
 async def get_statement(code: DeptPath, uow: UoW) -> StatementRead:
-    code = code.upper()
-    await narratives.department_name(uow, code)
+    code = await narratives.resolve_code(uow, code)
     row = (await narratives.current_statements(uow, [code])).get(code)
     if row is None:
         raise NotFound(f"{code} has not written its statement yet", field="code")
@@ -117,8 +113,7 @@ async def get_statement(code: DeptPath, uow: UoW) -> StatementRead:
 @router.get("/departments/{code}/statements", response_model=Page[StatementRead],
             summary="Every version of the department's statement, newest first")
 async def list_statements(code: DeptPath, uow: UoW, paging: Paging) -> Page[StatementRead]:
-    code = code.upper()
-    await narratives.department_name(uow, code)
+    code = await narratives.resolve_code(uow, code)
     items, total = await paginate(uow.session, narratives.statements_query(code), paging)
     return Page(items=[_statement_read(s) for s in items], total=total, page=paging.page, page_size=paging.page_size)
 

@@ -32,7 +32,8 @@ def may_write_for(principal: Principal | None, department_code: str) -> str | No
         return "sign in to write a department's report"
     if principal.has("admin"):
         return None
-    if not principal.has("staff") or department_code not in principal.departments:
+    # sign-in groups arrive upper-cased: a person's departments are the city's codes without case
+    if not principal.has("staff") or department_code.casefold() not in {d.casefold() for d in principal.departments}:
         return (f"only the staff of {department_code} or an administrator may write its report"
                 + (f"; you are staff of {', '.join(sorted(principal.departments))}" if principal.departments else ""))
     return None
@@ -46,6 +47,19 @@ def check_month(period: str, today: date) -> str:
     if year < today.year - YEARS_BACK:
         raise Invalid(f"{period} is more than {YEARS_BACK} years back", field="period")
     return period
+
+
+async def resolve_code(uow: UnitOfWork, code: str) -> str:
+    """The department's code as the city has it: the code as written, else its upper case (these
+    routes took upper-cased codes before a city's own codes; ``streets`` still finds STREETS), so
+    ``dohmh`` finds dohmh. 404 when neither is a department or has indicators."""
+    for candidate in dict.fromkeys((code, code.upper())):
+        try:
+            await department_name(uow, candidate)
+        except NotFound:
+            continue
+        return candidate
+    raise NotFound(f"no department {code!r} with indicators", field="code")
 
 
 async def department_name(uow: UnitOfWork, code: str) -> str:
