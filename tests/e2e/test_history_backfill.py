@@ -47,13 +47,28 @@ async def test_a_years_history_fills_every_month_and_last_years_comparison(stack
             return r.status_code == 200 and r.json()["last_year_value"] is not None and r.json()
 
         summary = await eventually(backfilled, timeout=120, interval=0.5)
-        observed = {}
-        for code in codes:
-            r = await ind.get(f"/indicators/{code}/observations", headers=auth("staff"))
-            assert r.status_code == 200, (code, r.text)
-            observed |= {(code, date.fromisoformat(o["period_start"])): o["value"]
-                         for o in r.json()}
-        assert same(ended_only(observed, expected), expected) == []
+
+        async def differences():
+            observed = {}
+            for code in codes:
+                r = await ind.get(f"/indicators/{code}/observations", headers=auth("staff"))
+                assert r.status_code == 200, (code, r.text)
+                observed |= {(code, date.fromisoformat(o["period_start"])): o["value"] for o in r.json()}
+            return same(ended_only(observed, expected), expected)
+
+        # The first figures can come from part of the batch (seen once in 4 runs: a backlog one short);
+        # the backfill's own recompute, once every page is stored, must give the file's figures.
+        diff: list = []
+
+        async def settled():
+            diff[:] = await differences()
+            return not diff
+
+        try:
+            await eventually(settled, timeout=60, interval=1.0)
+        except AssertionError:
+            assert diff == []
+        summary = (await ind.get("/indicators/311.NYPD.opened/summary", headers=auth("staff"))).json()
 
         # this month against the same month last year, and the fiscal year to date against last year's
         ago = month_start(12)
