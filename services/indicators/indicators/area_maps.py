@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import httpx
 
+from citystat_common.http import correlated_client
+
 
 class AreaMapUnavailable(Exception):
     """intake311 did not answer (the page is drawn without its map, saying so)."""
@@ -42,7 +44,8 @@ class HttpAreaMaps:
 
     @classmethod
     def connect(cls, base_url: str, timeout: float, *, cache_seconds: float) -> HttpAreaMaps:
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=timeout), cache_seconds=cache_seconds)
+        # correlated: intake311's log line for the GeoJSON read carries the page's correlation id
+        return cls(correlated_client(base_url=base_url, timeout=timeout), cache_seconds=cache_seconds)
 
     async def layer(self, layer: str) -> dict[str, Any] | None:
         now = time.monotonic()
