@@ -125,10 +125,14 @@ async def _broker_rtt(bootstrap: str, rate: float, duration: float, topic: str =
 
 
 async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, str]], rate: float,
-                       period: str) -> tuple[dict[str, float], dict[str, float], int]:
+                       period: str) -> tuple[dict[str, float], dict[str, float], int, dict[str, Any]]:
     posted: dict[str, float] = {}
     post_ms: dict[str, float] = {}
     seen: dict[str, float] = {}
+    # wall-clock twins, so the databases' own timestamps can split the path into stages
+    posted_wall: dict[str, float] = {}
+    seen_wall: dict[str, float] = {}
+    poll_s: list[float] = []
     errors = 0
     ids = {iid for _, iid in targets}
     async with httpx.AsyncClient(timeout=30) as ind, httpx.AsyncClient(base_url=esc_base, timeout=30) as esc:
@@ -140,6 +144,7 @@ async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, st
                 await asyncio.sleep(delay)
             t0 = time.perf_counter()
             posted[iid] = t0
+            posted_wall[iid] = time.time()
             r = await ind.post(f"{ind_base}/indicators/{code}/observations", json={"period": period, "value": 50},
                                headers=ANALYST)
             post_ms[iid] = (time.perf_counter() - t0) * 1000
@@ -157,11 +162,14 @@ async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, st
                         break
                 r = await esc.get("/tickets", params={"source": "threshold", "page_size": 50})
                 t = time.perf_counter()
+                t_wall = time.time()
+                poll_s.append(t - now)
                 if r.status_code == 200:
                     for item in r.json()["items"]:
                         iid = item.get("indicator_id")
                         if iid in ids and iid in posted and iid not in seen:
                             seen[iid] = t
+                            seen_wall[iid] = t_wall
                 await asyncio.sleep(POLL_S)
 
         start = time.perf_counter() + 0.5
@@ -169,12 +177,13 @@ async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, st
         await asyncio.gather(*(post(code, iid, start + i / rate) for i, (code, iid) in enumerate(targets)))
         await poller
     lat = {iid: seen[iid] - posted[iid] for iid in seen}
-    return lat, post_ms, errors
+    return lat, post_ms, errors, {"posted_wall": posted_wall, "seen_wall": seen_wall, "poll_s": poll_s}
 
 
-async def _stages(ind_url: str, esc_url: str, ids: set[str]) -> dict[str, Any]:
-    """Where the time goes, from the databases' own timestamps (same host clock): outbox row
-    written -> published by the indicators relay -> ticket opened by the escalation consumer."""
+async def _stages(ind_url: str, esc_url: str, ids: set[str], walls: dict[str, Any]) -> dict[str, Any]:
+    """Where the time goes, from the databases' own timestamps (same host clock): POST sent ->
+    outbox row written -> published by the indicators relay -> ticket opened by the escalation
+    consumer -> first seen by the poller (GET /tickets)."""
     import asyncpg
 
     from bench.common import asyncpg_dsn
@@ -189,14 +198,45 @@ async def _stages(ind_url: str, esc_url: str, ids: set[str]) -> dict[str, Any]:
     finally:
         await ic.close()
         await ec.close()
-    relay, bus = [], []
+    written, relay, bus, readable = [], [], [], []
     for iid in ids:
         o, t = ob.get(iid), tk.get(iid)
         if o is None or t is None or o["sent_at"] is None:
             continue
+        written.append(o["created_at"].timestamp() - walls["posted_wall"][iid])
         relay.append((o["sent_at"] - o["created_at"]).total_seconds())
         bus.append((t["opened_at"] - o["sent_at"]).total_seconds())
-    return {"outbox_to_published": summary_ms(relay), "published_to_ticket_opened": summary_ms(bus)}
+        readable.append(walls["seen_wall"][iid] - t["opened_at"].timestamp())
+    return {"posted_to_outbox_row": summary_ms(written), "outbox_to_published": summary_ms(relay),
+            "published_to_ticket_opened": summary_ms(bus), "ticket_opened_to_seen": summary_ms(readable),
+            "poll_get_tickets": summary_ms(walls["poll_s"])}
+
+
+SERVER_ROUTES = {  # the routes on the breach path, as the services' own latency histograms name them
+    "indicators": ("POST", "/indicators/{code}/observations"),
+    "directory": ("GET", "/routing"),
+    "escalation": ("GET", "/tickets"),
+}
+
+
+def _server_means(stack: BenchStack) -> dict[str, Any]:
+    """Mean server-side latency of each route on the breach path, read from its /metrics."""
+    out: dict[str, Any] = {}
+    for name, (method, route) in SERVER_ROUTES.items():
+        try:
+            text = httpx.get(f"{stack.url(name)}/metrics", timeout=10).text
+        except httpx.HTTPError:
+            continue
+        vals: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("citystat_http_request_duration_seconds_") and f'method="{method}"' in line \
+                    and f'route="{route}"' in line:
+                kind = line.split("{", 1)[0].rsplit("_", 1)[1]
+                if kind in ("sum", "count"):
+                    vals[kind] = vals.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
+        if vals.get("count"):
+            out[f"{name} {method} {route}"] = {"n": int(vals["count"]), "mean_ms": round(vals["sum"] / vals["count"] * 1000, 3)}
+    return out
 
 
 def service_consumer_kwargs() -> dict[str, Any]:
@@ -256,7 +296,7 @@ def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, br
                                 fetch_max_wait_ms=10),
                 )
 
-            (lat, post_ms, errors), rtts, floor = asyncio.run(both())
+            (lat, post_ms, errors, walls), rtts, floor = asyncio.run(both())
             res: dict[str, Any] = {
                 "observations": n, "rate_per_s": cfg.breach_rate, "poll_interval_ms": POLL_S * 1000,
                 "tickets_seen": len(lat), "post_errors": errors,
@@ -267,7 +307,8 @@ def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, br
                 "broker_rtt_floor_fetch_wait_10ms": summary_ms(floor),
             }
             res["ratio_p99_vs_broker_floor"] = ratio(res["ticket"].get("p99_ms"), res["broker_rtt_floor_fetch_wait_10ms"].get("p99_ms"), 2)
-            res["stages"] = asyncio.run(_stages(urls["indicators"], urls["escalation"], set(lat)))
+            res["stages"] = asyncio.run(_stages(urls["indicators"], urls["escalation"], set(lat), walls))
+            res["server_side"] = _server_means(stack)
             res["ratio_p99_vs_broker"] = ratio(res["ticket"].get("p99_ms"), res["broker_rtt"].get("p99_ms"), 2)
             res["ratio_p50_vs_broker"] = ratio(res["ticket"].get("p50_ms"), res["broker_rtt"].get("p50_ms"), 2)
             out["breach"] = res

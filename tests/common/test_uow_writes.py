@@ -115,3 +115,29 @@ async def test_a_naive_datetime_is_refused_and_nothing_is_stored(sessions, singl
     chain = [caught.value, caught.value.__cause__, caught.value.__context__]
     assert any("naive datetime" in str(e) for e in chain if e is not None), repr(caught.value)
     assert await _count(engine) == 0
+
+
+async def test_put_inserts_then_updates_and_keeps_a_loaded_copy_in_step(db_factory):
+    """UnitOfWork.put: one upsert; a row this session already loaded shows the new values."""
+    from escalation.models import PLUMBING as ESC_PLUMBING
+    from escalation.models import IndicatorSeen
+
+    engine = create_engine(db_factory("escalation"))
+    factory = session_factory(engine)
+    values = {"indicator_id": "ind-1", "indicator_code": "STREETS.potholes", "indicator_name": "Potholes",
+              "department_code": "STREETS", "status": "red", "updated_at": utcnow()}
+    try:
+        async with UnitOfWork(factory, ESC_PLUMBING) as uow:
+            await uow.put(IndicatorSeen, values)
+            await uow.commit()
+        async with UnitOfWork(factory, ESC_PLUMBING) as uow:
+            loaded = await uow.session.get(IndicatorSeen, "ind-1")
+            assert loaded is not None and loaded.status == "red"
+            await uow.put(IndicatorSeen, {**values, "status": "green", "indicator_name": "Potholes filled"})
+            assert (loaded.status, loaded.indicator_name) == ("green", "Potholes filled")
+            await uow.commit()
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(IndicatorSeen.status, IndicatorSeen.indicator_name))).all()
+        assert [tuple(r) for r in rows] == [("green", "Potholes filled")]
+    finally:
+        await engine.dispose()

@@ -125,22 +125,38 @@ async def test_severity_comes_from_the_miss_and_the_critical_flag(harness):
     assert sev == {"small": 4, "medium": 3, "medium-critical": 2, "huge": 1}
 
 
-async def test_directory_down_routes_from_the_local_copy(harness_down, directory):
+async def test_a_department_in_the_local_copy_is_routed_from_it_without_asking_the_directory(harness_down, directory):
+    """The copy is the directory's own state as its events carried it: routing from it needs no
+    round trip, and a directory that is down changes nothing for the departments it holds."""
     h = harness_down
     assert await h.feed_directory_changes(directory.database_url) > 12
     copy = (await h.client.get("/routing-copy")).json()
     assert len(copy) == 12 and all(c["roles"] for c in copy)
-    await h.deliver(breach(indicator="w1", department="WATER", tag="spending", episode="w1"))
-    [t] = await h.tickets(department="WATER")
-    assert t["assignee"]["name"] == person("WATER", "budget_partner")
-    assert t["routing_source"] == "local_copy" and "unreachable" in t["routing_note"]
+    for i, tag in enumerate(("spending", "customer_service")):
+        await h.deliver(breach(indicator=f"w{i}", department="WATER", tag=tag, episode=f"w{i}"))
+    t0, t1 = (await h.tickets(indicator_id="w0"))[0], (await h.tickets(indicator_id="w1"))[0]
+    assert t0["assignee"]["name"] == person("WATER", "budget_partner")
+    assert t1["assignee"]["name"] == person("WATER", "customer_service_officer")
+    assert t0["routing_source"] == "local_copy" and t0["routing_note"] is None
+    detail = await h.ticket(t0["id"])
+    assert [c["person"]["name"] for c in detail["chain"]][:2] == [person("WATER", "budget_partner"),
+                                                                 person("WATER", "department_head")]
+    assert h.deps.directory.breaker.failures == 0  # never asked
+
+
+async def test_directory_down_and_a_department_the_copy_lacks_goes_to_the_queue_with_the_reason(harness_down, directory):
+    h = harness_down
+    await h.feed_directory_changes(directory.database_url)
+    await h.deliver(breach(indicator="z1", department="ZOO", episode="z1"))
+    [t] = await h.tickets(indicator_id="z1")
+    assert t["routing_source"] == "fallback" and t["assignee_role"] == "managing_director"
+    assert "unreachable" in t["routing_note"] and "managing director" in t["routing_note"]
     # the breaker opens after repeated failures: later calls do not even try
-    await h.deliver(breach(indicator="w2", department="WATER", tag="staffing", episode="w2"))
-    await h.deliver(breach(indicator="w3", department="WATER", tag="technology", episode="w3"))
+    for i in (2, 3):
+        await h.deliver(breach(indicator=f"z{i}", department="ZOO", episode=f"z{i}"))
     assert h.deps.directory.breaker.state == "open"
-    await h.deliver(breach(indicator="w4", department="WATER", tag="customer_service", episode="w4"))
-    t4 = (await h.tickets(indicator_id="w4"))[0]
-    assert t4["assignee"]["name"] == person("WATER", "customer_service_officer")
+    await h.deliver(breach(indicator="z4", department="ZOO", episode="z4"))
+    t4 = (await h.tickets(indicator_id="z4"))[0]
     assert "circuit breaker is open" in t4["routing_note"]
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import DateTime, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from citystat_common.db import (
     OUTBOX_NOTIFY_CHANNEL,
@@ -103,6 +104,21 @@ class UnitOfWork:
         if row is None:  # only if the values' key differs from what was stored
             raise LookupError(f"{table.name} {key} was not stored")
         return row
+
+    async def put(self, model: type[M], values: dict[str, Any]) -> None:
+        """The ``model`` row with these values, inserted or, when its key exists, updated to them:
+        one INSERT ... ON CONFLICT DO UPDATE (a read, an insert and a read again before). A copy
+        of the row already loaded in this session is brought in step."""
+        table: Any = model.__table__  # type: ignore[attr-defined]
+        keys = [c.name for c in table.primary_key]
+        changes = {k: v for k, v in values.items() if k not in keys}
+        stmt = dialect_insert(table, self.dialect).values(**values)
+        await self.session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes))
+        key = tuple(values[k] for k in keys)
+        loaded = self.session.identity_map.get(self.session.sync_session.identity_key(model, key))
+        if loaded is not None:
+            for k, v in changes.items():
+                set_committed_value(loaded, k, v)
 
     async def flush(self) -> None:
         await self.session.flush()

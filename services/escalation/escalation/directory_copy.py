@@ -1,5 +1,6 @@
 """Escalation's local copy of the directory (senior teams, departments, people), kept from
-``directory.changes`` events so that routing and escalation work while the directory is down."""
+``directory.changes`` events: routing and escalation read it, without a round trip to the
+directory, and go on working while the directory is down."""
 
 from __future__ import annotations
 

@@ -36,11 +36,7 @@ async def record_indicator(uow: UnitOfWork, payload: IndicatorStatusData, *, now
     """What escalation knows of the indicator (manual flags are checked against it)."""
     values = {"indicator_code": payload.indicator_code, "indicator_name": payload.indicator_name[:300],
               "department_code": payload.department_code, "status": payload.status, "updated_at": now}
-    row = await uow.session.get(IndicatorSeen, payload.indicator_id)
-    if row is None:
-        row = await uow.add_if_absent(IndicatorSeen, {"indicator_id": payload.indicator_id, **values})
-    for k, v in values.items():
-        setattr(row, k, v)
+    await uow.put(IndicatorSeen, {"indicator_id": payload.indicator_id, **values})
 
 
 async def open_ticket_of(uow: UnitOfWork, *, indicator_id: str, episode_id: str | None) -> Ticket | None:

@@ -1,6 +1,7 @@
-"""Who answers for a flag: the directory's /routing API (timeout, retries, circuit breaker),
-the local copy of the senior teams when the directory is down, and the managing
-director's queue when nobody knows the department. A ticket is never dropped."""
+"""Who answers for a flag: the local copy of the department's senior team (the directory's own
+events), the directory's /routing API for a department the copy lacks (timeout, retries,
+circuit breaker), and the managing director's queue when nobody knows the department. A ticket
+is never dropped."""
 
 from __future__ import annotations
 
@@ -175,7 +176,7 @@ class Routing:
     assignee: dict[str, Any] | None  # {person_id, name, title}
     assignee_role: str | None
     level: int
-    source: str  # directory | local_copy | fallback
+    source: str  # local_copy (the usual path) | directory | fallback
     note: str | None
     chain: list[dict[str, Any]] = field(default_factory=list)  # [{level, role, person|None}]
 
@@ -197,8 +198,9 @@ def from_directory(doc: dict[str, Any]) -> Routing:
     )
 
 
-def from_local_copy(team: SeniorTeamCopy, function: str) -> Routing:
-    """The directory's routing rule applied to the local copy (same fallbacks, same chain)."""
+def from_local_copy(team: SeniorTeamCopy, function: str, *, degraded: str | None = None) -> Routing:
+    """The directory's routing rule applied to the local copy (same fallbacks, same chain).
+    ``degraded``: why the copy is used for a department it only partly knows."""
     role = FUNCTION_ROLE[function]
     roles = team.roles or {}
     partner, head = roles.get(role), roles.get("department_head")
@@ -219,11 +221,13 @@ def from_local_copy(team: SeniorTeamCopy, function: str) -> Routing:
             else:
                 responsible, responsible_role = team.managing_director, "managing_director"
         note += f": routed to the {responsible_role.replace('_', ' ') if responsible else 'nobody'}"
-    prefix = "directory unreachable; routed from the local copy of the senior team"
+    if degraded:
+        prefix = f"{degraded}; routed from the local copy of the senior team"
+        note = f"{prefix}; {note}" if note else prefix
     return Routing(
         department_code=team.department_code, department_name=team.department_name, cluster_code=team.cluster_code,
         assignee=responsible, assignee_role=responsible_role if responsible else None, level=0, source="local_copy",
-        note=f"{prefix}; {note}" if note else prefix, chain=chain,
+        note=note, chain=chain,
     )
 
 
@@ -240,7 +244,17 @@ async def known_managing_director(uow: UnitOfWork) -> dict[str, Any] | None:
 async def route(
     uow: UnitOfWork, directory: DirectoryClient | None, *, department_code: str, function_tag: str | None
 ) -> Routing:
+    """Who answers for a breach. The local copy of the department's senior team is the directory's
+    own state as its events carried it (``directory.senior_team.changed``, published on every
+    change and when a future assignment starts), so a department the copy knows is routed from it:
+    asking the directory's ``/routing`` again was a synchronous round trip per ticket (about a
+    third of the consumer's time per breach) and made ticket opening depend on the directory being
+    up. The directory is asked only for a department the copy lacks (not yet seen, or known
+    without its roles), then the managing director's queue with the reason."""
     function = function_of(function_tag)
+    team = await uow.session.get(SeniorTeamCopy, department_code)
+    if team is not None and team.active and team.roles is not None:
+        return from_local_copy(team, function)
     why = "the directory is not configured"
     if directory is not None:
         try:
@@ -251,11 +265,8 @@ async def route(
             why = "the directory circuit breaker is open"
         except DirectoryUnavailable as exc:
             why = f"the directory is unreachable ({exc})"
-    team = await uow.session.get(SeniorTeamCopy, department_code)
-    if team is not None and team.roles is not None:
-        r = from_local_copy(team, function)
-        r.note = r.note.replace("directory unreachable", why, 1) if r.note else why
-        return r
+    if team is not None and team.roles is not None:  # an inactive department the directory could not route
+        return from_local_copy(team, function, degraded=why)
     md = await known_managing_director(uow)
     note = f"{why}, and the local copy has no senior team for {department_code}: sent to the managing director's queue"
     if md is None:

@@ -25,15 +25,17 @@ EVENT_TYPE = "escalation.ticket.updated"
 
 async def snapshot(uow: UnitOfWork, t: Ticket, *, now: datetime) -> TicketUpdated:
     await uow.flush()  # the timeline entry and action of this change get their ids
-    version = (await uow.session.execute(
-        sa.select(sa.func.max(TimelineEntry.id)).where(TimelineEntry.ticket_id == t.id))).scalar_one()
-    last = (await uow.session.execute(
-        sa.select(Action.description, Action.updated_at).where(Action.ticket_id == t.id)
-        .order_by(Action.updated_at.desc(), Action.id.desc()).limit(1))).first()
+    last = (sa.select(Action.description).where(Action.ticket_id == t.id)
+            .order_by(Action.updated_at.desc(), Action.id.desc()).limit(1))
+    # one round trip for the four reads (it runs on every change of every ticket)
+    version, last_text, last_at, email = (await uow.session.execute(sa.select(
+        sa.select(sa.func.max(TimelineEntry.id)).where(TimelineEntry.ticket_id == t.id).scalar_subquery(),
+        last.scalar_subquery(),
+        last.with_only_columns(Action.updated_at).scalar_subquery(),
+        sa.select(PersonCopy.email).where(PersonCopy.person_id == t.assignee_id).scalar_subquery(),
+    ))).one()
     holder = None
     if t.assignee_id:
-        email = (await uow.session.execute(
-            sa.select(PersonCopy.email).where(PersonCopy.person_id == t.assignee_id))).scalar_one_or_none()
         holder = PersonRef(person_id=t.assignee_id, name=t.assignee_name or t.assignee_id, title=t.assignee_title,
                            email=email)
     return TicketUpdated(
@@ -41,7 +43,7 @@ async def snapshot(uow: UnitOfWork, t: Ticket, *, now: datetime) -> TicketUpdate
         source=t.source,  # type: ignore[arg-type]
         title=t.title, status=t.status,  # type: ignore[arg-type]
         level=t.level, level_role=level_role(t), holder=holder, holder_role=t.assignee_role,
-        last_action=last[0] if last else None, last_action_at=last[1] if last else None,
+        last_action=last_text, last_action_at=last_at,
         opened_at=t.opened_at, changed_at=now, version=version or 0,
     )
 

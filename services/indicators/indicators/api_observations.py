@@ -53,8 +53,10 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, dep
         raise Invalid(err, field="value")
     await service.record_observations(uow, deps, items=[service.ObsIn(ind, p, data.value, data.note)],
                                       actor=by(who), source="api")
-    rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
+    # committed before the stored row is read back for the answer: the status event leaves as
+    # soon as it is stored, not after the read (the breach-to-ticket path starts here)
     await uow.commit()
+    rows = await service.series(uow, ind, start=p.start, end=p.start, fy0=settings.fiscal_year_start_month)
     return _obs_read(rows[0])
 
 
