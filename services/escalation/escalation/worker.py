@@ -8,6 +8,7 @@ from datetime import datetime
 
 import httpx
 
+from citystat_common.batched import in_order
 from citystat_common.db import create_engine, session_factory, utcnow
 from citystat_common.runtime import WorkerParts, make_consumer, make_relay, worker_main
 from citystat_common.uow import UnitOfWork
@@ -41,7 +42,10 @@ def build_worker(
         return UnitOfWork(sessions, PLUMBING)
 
     deps = Deps.build(settings, make_directory_client(settings, directory_transport), clock)
-    consumer = make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=TOPICS, handlers=make_handlers(deps))
+    handlers = make_handlers(deps)
+    # a fetch's events in one unit of work each, applied one by one in order (citystat_common.batched.in_order)
+    consumer = make_consumer(settings, engine, PLUMBING, group_id=settings.consumer_group, topics=TOPICS,
+                             handlers=handlers, batch_handler=in_order(handlers), batch_types=frozenset(handlers))
     escalator = EscalationScheduler(uow_factory, deps, interval=settings.scheduler_interval,
                                     batch=settings.scheduler_batch)
     dispatcher = NotificationDispatcher(uow_factory, notifiers if notifiers is not None else build_notifiers(settings),
