@@ -116,6 +116,28 @@ def _naive(dbs: Databases, folder: Path, warm: dict[str, Any], load: dict[str, A
     return ref
 
 
+def _group_commit(base: str) -> tuple[float, float, float]:
+    """The intake group commit's (batches, items, write seconds) so far, from the api's /metrics."""
+    import httpx
+
+    vals = {"count": 0.0, "size": 0.0, "secs": 0.0}
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return 0.0, 0.0, 0.0
+    for line in text.splitlines():
+        if 'name="intake311_requests"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("citystat_group_commit_batch_size_count"):
+            vals["count"] += value
+        elif line.startswith("citystat_group_commit_batch_size_sum"):
+            vals["size"] += value
+        elif line.startswith("citystat_group_commit_write_seconds_sum"):
+            vals["secs"] += value
+    return vals["count"], vals["size"], vals["secs"]
+
+
 def _service(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backend: str, warm: dict[str, Any],
              load: dict[str, Any], bare_round: Any) -> dict[str, Any]:
     """``intake_rounds`` rounds of (bare endpoint, service), back to back: each ratio is taken
@@ -142,8 +164,14 @@ def _service(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backen
         with RssSampler(pids) as sampler:
             for _ in range(max(1, cfg.intake_rounds)):
                 b = bare_round()
+                gc0 = _group_commit(stack.url("intake311"))
                 s = run_wrk(f"{stack.url('intake311')}/requests.json", script=POST_SCRIPT,
                             script_args=_post_args(), server_pids=pids.values(), **load)
+                gc1 = _group_commit(stack.url("intake311"))
+                n = gc1[0] - gc0[0]
+                if n > 0:  # what limits the write path: requests per transaction, and its time
+                    s["group_commit"] = {"batches": int(n), "mean_batch": round((gc1[1] - gc0[1]) / n, 2),
+                                         "mean_write_ms": round((gc1[2] - gc0[2]) / n * 1000, 3)}
                 s["baseline"] = {k: b[k] for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_cpu_cores", "wrk_cpu_cores")}
                 s["ratio_rps_vs_baseline"] = ratio(s.get("ok_rps"), b["rps"])
                 s["ratio_p99_vs_baseline"] = ratio(s.get("p99_ms"), b["p99_ms"], 2)

@@ -125,6 +125,10 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                                + "/".join(_fmt(x["ratio_rps_vs_baseline"]) for x in s["rounds"]))
                 rows.append((f"intake {backend}", f"{_fmt(s['ok_rps'])} req/s", detail,
                              f"{_fmt(s['ratio_rps_vs_baseline'])} (p99 {_fmt(s['ratio_p99_vs_baseline'])}x)"))
+                gcm = s.get("group_commit")
+                if gcm:
+                    rows.append(("  group commit", f"{gcm['mean_batch']} requests per transaction",
+                                 f"{gcm['mean_write_ms']} ms per write ({gcm['batches']:,} batches)", ""))
     for backend, q in (r.get("query") or {}).items():
         if isinstance(q, dict) and "shapes" in q:
             for shape, v in q["shapes"].items():

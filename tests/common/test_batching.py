@@ -145,3 +145,17 @@ def test_one_committer_serves_successive_event_loops():
 
     assert asyncio.run(burst(0)) == [0, 10, 20, 30, 40]
     assert asyncio.run(burst(5)) == [50, 60, 70, 80, 90]
+
+
+async def test_each_batch_is_counted_with_its_size_and_write_time():
+    from prometheus_client import REGISTRY
+
+    def sample(metric: str) -> float:
+        return REGISTRY.get_sample_value(metric, {"name": "metered"}) or 0.0
+
+    before = sample("citystat_group_commit_batch_size_sum"), sample("citystat_group_commit_write_seconds_count")
+    gc = GroupCommit(uow_factory=FakeUoW, write=write, max_batch=50, concurrency=1, name="metered")  # type: ignore[arg-type]
+    await asyncio.gather(*(gc.submit(i) for i in range(12)))
+    assert sample("citystat_group_commit_batch_size_sum") - before[0] == 12
+    assert sample("citystat_group_commit_write_seconds_count") - before[1] == gc.batches
+    assert sample("citystat_group_commit_write_seconds_sum") >= 0.01 * gc.batches  # each write sleeps 10 ms

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from citystat_common import metrics
 from citystat_common.errors import is_database_down
 from citystat_common.logging import get_logger
 from citystat_common.uow import UnitOfWork
@@ -72,6 +74,7 @@ class GroupCommit(Generic[T, R]):
                 self._flushers.discard(task)  # type: ignore[arg-type]
 
     async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        started = time.perf_counter()
         try:
             async with self._uow_factory() as uow:
                 results = list(await self._write(uow, [item for item, _ in batch]))
@@ -102,6 +105,8 @@ class GroupCommit(Generic[T, R]):
             raise
         self.batches += 1
         self.items += len(batch)
+        metrics.GROUP_COMMIT_SIZE.labels(self.name).observe(len(batch))
+        metrics.GROUP_COMMIT_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         for (_, fut), result in zip(batch, results, strict=True):
             _settle(fut, result=result)
 

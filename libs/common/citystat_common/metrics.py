@@ -71,6 +71,16 @@ EVENTS_FAILED = Counter("citystat_events_failed_total", "Event handler failures 
 EVENTS_DEAD_LETTERED = Counter(
     "citystat_events_dead_lettered_total", "Events sent to a dead-letter topic", ["service", "topic", "type"]
 )
+# A group commit's batches (citystat_common.batching): how many requests share a transaction, and
+# how long its write takes from the first statement to the commit (what every request in it waits).
+GROUP_COMMIT_SIZE = Histogram(
+    "citystat_group_commit_batch_size", "Items written per group-commit transaction", ["name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+GROUP_COMMIT_SECONDS = Histogram(
+    "citystat_group_commit_write_seconds", "Time to write and commit one group-commit batch", ["name"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 OUTBOX_BACKLOG = Gauge(
     "citystat_outbox_backlog", "Outbox rows waiting to be published", ["service"], multiprocess_mode="livemax"
 )
