@@ -52,6 +52,8 @@ class Settings(ServiceSettings):
     # Worker schedulers
     gauge_interval: float = Field(15.0, gt=0)
     batch_interval: float = Field(2.0, gt=0)
+    statistics_interval: float = Field(5.0, gt=0, description="seconds between looks at service_requests' "
+                                       "changes since its last ANALYZE (PostgreSQL)")
 
     # Geography (issue 21): how long an api process trusts its boundary layers before asking whether
     # one was loaded (0: every batch), and where the city can be, "min_long,min_lat,max_long,max_lat"

@@ -1,5 +1,6 @@
 """intake311 worker: the outbox relay, the directory.changes consumer (local department copy),
-the acceptance of batch-service requests and the backlog gauges; ``import-requests`` imports a
+the acceptance of batch-service requests, the backlog gauges and fresh planner statistics of
+service_requests while it is young (citystat_common.statistics); ``import-requests`` imports a
 city's request history (intake311.import_command), ``import-catalog`` its service catalog
 (intake311.catalog_command)."""
 
@@ -18,6 +19,7 @@ from citystat_common.runtime import (
     make_relay,
     worker_main,
 )
+from citystat_common.statistics import StatisticsKeeper
 from citystat_common.uow import UnitOfWork
 from intake311 import areas_import, areas_retag, catalog_command, import_command, metrics, service
 from intake311.config import Settings
@@ -54,6 +56,12 @@ def build_worker(settings: Settings) -> WorkerParts:
             open_, overdue, depts = await service.backlog(u)
         metrics.set_backlog(open_, overdue, depts)
 
+    # the duplicate lookup needs column statistics of service_requests from its first minutes on
+    statistics = StatisticsKeeper(engine, ["service_requests"])
+
+    async def keep_statistics() -> None:
+        await statistics.step()
+
     async def accept_batch() -> None:
         async with uow() as u:
             if await service.accept_batch(u):
@@ -66,6 +74,7 @@ def build_worker(settings: Settings) -> WorkerParts:
         schedulers=[
             _every(settings.gauge_interval, "gauges", refresh_gauges),
             _every(settings.batch_interval, "batch_accept", accept_batch),
+            _every(settings.statistics_interval, "statistics", keep_statistics),
         ],
     )
 
