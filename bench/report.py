@@ -24,6 +24,8 @@ def evaluate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     add("intake throughput on PostgreSQL vs bare", rps, ">= 0.25", None if rps is None else rps >= 0.25)
     p99 = _get(r, "intake", "postgresql", "ratio_p99_vs_baseline")
     add("intake p99 on PostgreSQL vs bare", p99, "<= 4x", None if p99 is None else p99 <= 4)
+    lite = _get(r, "intake", "sqlite", "ratio_rps_vs_baseline")
+    add("SQLite intake vs bare (issue 19)", lite, ">= 0.15", None if lite is None else lite >= 0.15)
     b = _get(r, "breach", "ratio_p99_vs_broker")
     add("breach-to-ticket p99 vs broker round trip", b, "<= 4x (issue 19)", None if b is None else b <= 4)
     bulk = _get(r, "bulk", "ratio_vs_copy")
