@@ -274,6 +274,28 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def histogram_totals(base: str, metric: str, labels: dict[str, str]) -> tuple[float, float] | None:
+    """A histogram's (count, sum) so far in a service's /metrics, over the series whose labels
+    include ``labels`` (every process's, in multiprocess mode); None when /metrics is unreachable."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    count = total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            if labels.items() <= sample.labels.items():
+                if sample.name == f"{metric}_count":
+                    count += sample.value
+                elif sample.name == f"{metric}_sum":
+                    total += sample.value
+    return count, total
+
+
 def summary_ms(values_s: Iterable[float]) -> dict[str, float]:
     v = [x * 1000 for x in values_s]
     if not v:

@@ -20,6 +20,7 @@ from bench.common import (
     BenchStack,
     Databases,
     RssSampler,
+    histogram_totals,
     log,
     migrate,
     ratio,
@@ -118,24 +119,10 @@ def _naive(dbs: Databases, folder: Path, warm: dict[str, Any], load: dict[str, A
 
 def _group_commit(base: str) -> tuple[float, float, float]:
     """The intake group commit's (batches, items, write seconds) so far, from the api's /metrics."""
-    import httpx
-
-    vals = {"count": 0.0, "size": 0.0, "secs": 0.0}
-    try:
-        text = httpx.get(f"{base}/metrics", timeout=10).text
-    except httpx.HTTPError:
-        return 0.0, 0.0, 0.0
-    for line in text.splitlines():
-        if 'name="intake311_requests"' not in line:
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("citystat_group_commit_batch_size_count"):
-            vals["count"] += value
-        elif line.startswith("citystat_group_commit_batch_size_sum"):
-            vals["size"] += value
-        elif line.startswith("citystat_group_commit_write_seconds_sum"):
-            vals["secs"] += value
-    return vals["count"], vals["size"], vals["secs"]
+    name = {"name": "intake311_requests"}
+    size = histogram_totals(base, "citystat_group_commit_batch_size", name) or (0.0, 0.0)
+    write = histogram_totals(base, "citystat_group_commit_write_seconds", name) or (0.0, 0.0)
+    return size[0], size[1], write[1]
 
 
 def _service(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, backend: str, warm: dict[str, Any],

@@ -27,6 +27,7 @@ from bench.common import (
     Databases,
     RssSampler,
     cpu_seconds,
+    histogram_totals,
     log,
     migrate,
     ratio,
@@ -223,19 +224,10 @@ def _server_means(stack: BenchStack) -> dict[str, Any]:
     """Mean server-side latency of each route on the breach path, read from its /metrics."""
     out: dict[str, Any] = {}
     for name, (method, route) in SERVER_ROUTES.items():
-        try:
-            text = httpx.get(f"{stack.url(name)}/metrics", timeout=10).text
-        except httpx.HTTPError:
-            continue
-        vals: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("citystat_http_request_duration_seconds_") and f'method="{method}"' in line \
-                    and f'route="{route}"' in line:
-                kind = line.split("{", 1)[0].rsplit("_", 1)[1]
-                if kind in ("sum", "count"):
-                    vals[kind] = vals.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
-        if vals.get("count"):
-            out[f"{name} {method} {route}"] = {"n": int(vals["count"]), "mean_ms": round(vals["sum"] / vals["count"] * 1000, 3)}
+        totals = histogram_totals(stack.url(name), "citystat_http_request_duration_seconds",
+                                  {"method": method, "route": route})
+        if totals and totals[0]:
+            out[f"{name} {method} {route}"] = {"n": int(totals[0]), "mean_ms": round(totals[1] / totals[0] * 1000, 3)}
     return out
 
 
