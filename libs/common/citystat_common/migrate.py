@@ -118,12 +118,12 @@ def run_env(context: Any, target_metadata: sa.MetaData) -> None:
     _run_coroutine(run_async())
 
 
-# PostgreSQL plans for a table that was never analyzed (pg_class.reltuples -1) as if it held a
-# few pages whatever it holds; once analyzed, even empty, it scales its estimates with the table's
-# real size. A new city's first burst met the former: intake's duplicate lookup seq-scanned a
-# growing service_requests for every draft of every batch, PostgreSQL spent a core on it and the
-# intake took 300 requests/s instead of 1,800 until autovacuum got round to the table (minutes
-# on a busy server). Analyzing a table the moment a migration creates it costs nothing.
+# PostgreSQL plans for a table that was never analyzed (pg_class.reltuples -1) from a guess of its
+# size; once analyzed, even empty, it scales its row estimates with the table's real size.
+# Analyzing a table the moment a migration creates it costs nothing. It is not enough for a table
+# that fills fast, which needs column statistics of rows: intake's duplicate lookup on a new
+# service_requests still scanned the table for every draft (300 requests/s instead of 1,800, session
+# 13) until it was analyzed with rows in it; citystat_common.statistics does that while it is young.
 _NEVER_ANALYZED = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace

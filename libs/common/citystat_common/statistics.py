@@ -33,7 +33,6 @@ def due(live: int, changed: int, *, min_changes: int, share: float) -> bool:
 class StatisticsKeeper:
     def __init__(self, engine: AsyncEngine, tables: list[str], *, min_changes: int = 500, share: float = 0.2):
         self.engine, self.tables, self.min_changes, self.share = engine, tables, min_changes, share
-        self.analyzed: list[str] = []  # for tests and the log
 
     async def step(self) -> list[str]:
         """ANALYZE what is due (PostgreSQL; nothing elsewhere); returns the tables analyzed."""
@@ -48,5 +47,4 @@ class StatisticsKeeper:
                     done.append(name)
                     log.info("table_analyzed", table=name, rows=int(live or 0), changed=int(changed or 0))
             await conn.commit()
-        self.analyzed += done
         return done

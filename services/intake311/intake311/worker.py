@@ -59,9 +59,6 @@ def build_worker(settings: Settings) -> WorkerParts:
     # the duplicate lookup needs column statistics of service_requests from its first minutes on
     statistics = StatisticsKeeper(engine, ["service_requests"])
 
-    async def keep_statistics() -> None:
-        await statistics.step()
-
     async def accept_batch() -> None:
         async with uow() as u:
             if await service.accept_batch(u):
@@ -74,7 +71,7 @@ def build_worker(settings: Settings) -> WorkerParts:
         schedulers=[
             _every(settings.gauge_interval, "gauges", refresh_gauges),
             _every(settings.batch_interval, "batch_accept", accept_batch),
-            _every(settings.statistics_interval, "statistics", keep_statistics),
+            _every(settings.statistics_interval, "statistics", statistics.step),
         ],
     )
 
