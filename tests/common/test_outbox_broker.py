@@ -18,6 +18,14 @@ from directory.worker import build_worker
 OUTBOX = PLUMBING.outbox
 
 
+def _quick_relay_settings(db_factory, broker: LocalBroker) -> Settings:
+    """A directory on its own database whose relay polls often and gives up on the broker fast."""
+    return Settings(
+        database_url=db_factory("directory"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=broker.bootstrap,
+        outbox_max_backoff=0.5, outbox_poll_interval=0.05, kafka_request_timeout_ms=1500,
+    )
+
+
 async def _outbox_row(engine, name_fragment: str):
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(OUTBOX).where(OUTBOX.c.event_type == "directory.person.upserted"))).all()
@@ -26,10 +34,7 @@ async def _outbox_row(engine, name_fragment: str):
 
 async def test_broker_outage_loses_nothing(db_factory, tmp_path):
     broker = LocalBroker(free_port(), log_path=tmp_path / "tansu.log")
-    settings = Settings(
-        database_url=db_factory("directory"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=broker.bootstrap,
-        outbox_max_backoff=0.5, outbox_poll_interval=0.05, kafka_request_timeout_ms=1500,
-    )
+    settings = _quick_relay_settings(db_factory, broker)
     engine = create_engine(settings.database_url)
     parts = build_worker(settings)
     stop = asyncio.Event()
@@ -197,10 +202,7 @@ async def test_a_slow_consumed_through_refresh_does_not_hold_an_event_back(db_fa
     relay's loop: an event committed meanwhile is published at once, not after it."""
     broker = LocalBroker(free_port(), log_path=tmp_path / "tansu.log")
     broker.start()
-    settings = Settings(
-        database_url=db_factory("directory"), api_keys=TEST_KEY_ENTRIES, kafka_bootstrap=broker.bootstrap,
-        outbox_max_backoff=0.5, outbox_poll_interval=0.05, kafka_request_timeout_ms=1500,
-    )
+    settings = _quick_relay_settings(db_factory, broker)
     engine = create_engine(settings.database_url)
     parts = build_worker(settings)
     refreshing = asyncio.Event()
