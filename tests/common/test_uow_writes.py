@@ -141,3 +141,27 @@ async def test_put_inserts_then_updates_and_keeps_a_loaded_copy_in_step(db_facto
         assert [tuple(r) for r in rows] == [("green", "Potholes filled")]
     finally:
         await engine.dispose()
+
+
+async def test_a_read_only_unit_reads_without_a_transaction_and_refuses_to_write(sessions):
+    """``read_only``: a GET's unit. On PostgreSQL no BEGIN: each statement is its own transaction,
+    so ``now()`` (the transaction's start) moves between two statements. On SQLite a deferred
+    BEGIN: another connection's BEGIN IMMEDIATE (the count at the end) is not kept waiting
+    ("database is locked" with the write lock held). Nothing it is handed is ever written."""
+    import asyncio
+
+    from citystat_common.events import IndicatorRecovered
+
+    engine, factory = sessions
+    async with UnitOfWork(factory, PLUMBING, read_only=True) as uow:
+        first = (await uow.session.execute(sa.text("SELECT now()" if uow.dialect == "postgresql" else "SELECT 1"))).scalar_one()
+        await asyncio.sleep(0.01)
+        second = (await uow.session.execute(sa.text("SELECT now()" if uow.dialect == "postgresql" else "SELECT 1"))).scalar_one()
+        if uow.dialect == "postgresql":
+            assert second > first
+        for write in (uow.commit(), uow.flush()):
+            with pytest.raises(RuntimeError, match="read-only"):
+                await write
+        with pytest.raises(RuntimeError, match="read-only"):
+            uow.emit(IndicatorRecovered.model_construct(), subject="x")
+        assert await _count(engine) == 0

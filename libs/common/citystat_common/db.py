@@ -81,6 +81,9 @@ def dialect_insert(table: Any, dialect_name: str) -> Any:
     return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
 
 
+READ_ONLY_OPTION = "citystat_read_only"  # a connection's execution option: the unit only reads
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -101,8 +104,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # straight to the driver: one hop to its thread (a cursor through SQLAlchemy's adapter is three)
-            await_only(conn.connection.dbapi_connection.driver_connection.execute("BEGIN IMMEDIATE"))
+            # straight to the driver: one hop to its thread (a cursor through SQLAlchemy's adapter is three);
+            # a read-only unit's transaction is deferred: it never takes the write lock
+            begin = "BEGIN" if conn.get_execution_options().get(READ_ONLY_OPTION) else "BEGIN IMMEDIATE"
+            await_only(conn.connection.dbapi_connection.driver_connection.execute(begin))
 
         return engine
     engine = create_async_engine(

@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from citystat_common.db import (
     OUTBOX_NOTIFY_CHANNEL,
+    READ_ONLY_OPTION,
     PlumbingTables,
     UTCDateTime,
     dialect_insert,
@@ -39,13 +40,20 @@ class UnitOfWork:
     intake's group commit that is two round trips per batch (duplicate candidates, then the write)
     instead of six. SQLite: an ordinary transaction, but the held rows are written at ``commit()``
     straight through the driver, a hop per table (``db.sqlite_insert_rows``). Do not change ORM
-    objects in such a unit."""
+    objects in such a unit.
+
+    ``read_only=True``: for a request that only reads. On PostgreSQL its statements run in
+    autocommit: no BEGIN and no ROLLBACK, two round trips fewer per request. Nothing is lost by it:
+    at READ COMMITTED each statement of a transaction sees its own snapshot anyway. On SQLite its
+    transaction is a deferred BEGIN, not BEGIN IMMEDIATE: it does not wait for writers. It never
+    flushes, and ``flush()``, ``commit()`` and ``emit()`` refuse, so a read cannot write by accident."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlumbingTables, *,
-                 single_statement: bool = False):
+                 single_statement: bool = False, read_only: bool = False):
         self._sessions = sessions
         self.tables = tables
         self.single_statement = single_statement
+        self.read_only = read_only
         self.events: list[Envelope] = []
         self._held: list[tuple[Table, list[dict[str, Any]]]] = []
         self._session: AsyncSession | None = None
@@ -59,13 +67,15 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self._sessions()
+        self._session = self._sessions(autoflush=False) if self.read_only else self._sessions()
         self.events = []
         self._held = []
         self.dialect = self._session.get_bind().dialect.name
         self._deferring = self.single_statement and self.dialect in ("postgresql", "sqlite")
-        if self._deferring and self.dialect == "postgresql":
+        if (self._deferring or self.read_only) and self.dialect == "postgresql":
             await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        elif self.read_only:  # SQLite: a deferred BEGIN, so a read never waits for the write lock
+            await self._session.connection(execution_options={READ_ONLY_OPTION: True})
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -75,8 +85,13 @@ class UnitOfWork:
             await self.session.close()
             self._session = None
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot write")
+
     def emit(self, payload: Payload, *, subject: str, correlation_id: str | None = None) -> Envelope:
         """``correlation_id``: the request's own, when one transaction carries several requests."""
+        self._writable()
         envelope = make_event(payload, subject=str(subject), correlation_id=correlation_id or current_correlation_id())
         self.events.append(envelope)
         return envelope
@@ -121,9 +136,11 @@ class UnitOfWork:
                 set_committed_value(loaded, k, v)
 
     async def flush(self) -> None:
+        self._writable()
         await self.session.flush()
 
     async def commit(self) -> None:
+        self._writable()
         now = utcnow()
         outbox = [_outbox_row(e, now) for e in self.events]
         if self._deferring:

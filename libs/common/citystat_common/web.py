@@ -49,8 +49,8 @@ class ServiceContext:
     keystore: KeyStore
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def uow(self, *, single_statement: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.sessions, self.tables, single_statement=single_statement)
+    def uow(self, *, single_statement: bool = False, read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables, single_statement=single_statement, read_only=read_only)
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -62,8 +62,14 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
 
 
+async def get_read_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with get_context(request).uow(read_only=True) as uow:
+        yield uow
+
+
 Context = Annotated[ServiceContext, Depends(get_context)]
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
+ReadUoW = Annotated[UnitOfWork, Depends(get_read_uow)]  # a route that only reads (UnitOfWork's read_only)
 
 
 class CorrelationMiddleware(HttpMiddleware):

@@ -11,7 +11,7 @@ from citystat_common.errors import Invalid
 from citystat_common.idempotency import create_once
 from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.uow import UnitOfWork
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from escalation import access, actions, links, mutes, projects, queries, references, schemas, store, tickets
 from escalation.access import Caller
 from escalation.authors import Author
@@ -36,7 +36,7 @@ class CommentedAction(Protocol):
 
 @router.get("/tickets", response_model=Page[schemas.TicketRead], tags=["tickets"])
 async def list_tickets(
-    uow: UoW, deps: EscalationDeps, *, paging: Paging,
+    uow: ReadUoW, deps: EscalationDeps, *, paging: Paging,
     status: Annotated[list[schemas.Status] | None, Query(description="repeatable")] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
@@ -84,7 +84,7 @@ async def create_ticket(data: schemas.ManualFlag, uow: UoW, deps: EscalationDeps
 
 
 @router.get("/tickets/{ticket_id}", response_model=schemas.TicketDetail, tags=["tickets"])
-async def get_ticket(ticket_id: str, uow: UoW, deps: EscalationDeps) -> schemas.TicketDetail:
+async def get_ticket(ticket_id: str, uow: ReadUoW, deps: EscalationDeps) -> schemas.TicketDetail:
     return await queries.ticket_detail(uow, await store.get_ticket(uow, ticket_id), deps.now())
 
 
@@ -201,7 +201,7 @@ async def add_action(ticket_id: str, data: schemas.ActionIn, uow: UoW, deps: Esc
 
 
 @router.get("/tickets/{ticket_id}/actions", response_model=list[schemas.ActionRead], tags=["action log"])
-async def list_actions(ticket_id: str, uow: UoW) -> list[schemas.ActionRead]:
+async def list_actions(ticket_id: str, uow: ReadUoW) -> list[schemas.ActionRead]:
     t = await store.get_ticket(uow, ticket_id)
     return [schemas.ActionRead.model_validate(a) for a in await queries.ticket_actions(uow, t.id)]
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusData
 from citystat_common.logging import get_logger
@@ -39,17 +40,41 @@ async def record_indicator(uow: UnitOfWork, payload: IndicatorStatusData, *, now
     await uow.put(IndicatorSeen, {"indicator_id": payload.indicator_id, **values})
 
 
+def _answering(*, indicator_id: str, episode_id: str | None) -> tuple[Any, list[Any]]:
+    """Which tickets answer for the indicator, best first: the one open for the episode, else its
+    open tickets, a threshold ticket before a manual flag, the oldest first."""
+    cond: Any = sa.and_(Ticket.indicator_id == indicator_id, Ticket.status.in_(OPEN_STATUSES))
+    order: list[Any] = [sa.case((Ticket.source == "threshold", 0), else_=1), Ticket.opened_at, Ticket.id]
+    if episode_id:
+        cond = sa.or_(Ticket.open_episode == episode_id, cond)
+        order.insert(0, sa.case((Ticket.open_episode == episode_id, 0), else_=1))
+    return cond, order
+
+
 async def open_ticket_of(uow: UnitOfWork, *, indicator_id: str, episode_id: str | None) -> Ticket | None:
     """The open ticket that answers for the indicator: its episode's, else any open one of the
-    indicator (a threshold ticket before a manual flag, the oldest first)."""
-    if episode_id:
-        t = (await uow.session.execute(sa.select(Ticket).where(Ticket.open_episode == episode_id))).scalar_one_or_none()
-        if t is not None:
-            return t
-    return (await uow.session.execute(
-        sa.select(Ticket).where(Ticket.indicator_id == indicator_id, Ticket.status.in_(OPEN_STATUSES))
-        .order_by(sa.case((Ticket.source == "threshold", 0), else_=1), Ticket.opened_at, Ticket.id).limit(1)
-    )).scalar_one_or_none()
+    indicator (a threshold ticket before a manual flag, the oldest first). One statement."""
+    cond, order = _answering(indicator_id=indicator_id, episode_id=episode_id)
+    return (await uow.session.execute(sa.select(Ticket).where(cond).order_by(*order).limit(1))).scalar_one_or_none()
+
+
+async def _ticket_for_breach(uow: UnitOfWork, payload: IndicatorBreached) -> tuple[Ticket | None, bool]:
+    """The ticket that answers for a breach (as ``open_ticket_of``) and whether the breach's
+    episode is stale: recovered, or a past episode of a ticket still open. One statement (it was
+    three on every breach): the ticket outer-joined to a one-row select, so that a breach with
+    no ticket still gets its row and the flag."""
+    cond, order = _answering(indicator_id=payload.indicator_id, episode_id=payload.episode_id)
+    past = aliased(Ticket)
+    stale = (
+        sa.exists().where(TicketEpisode.episode_id == payload.episode_id, past.id == TicketEpisode.ticket_id,
+                          sa.or_(TicketEpisode.recovered_at.is_not(None), past.status.in_(OPEN_STATUSES)))
+        .correlate(None).label("stale")
+    )
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    row = (await uow.session.execute(
+        sa.select(Ticket, stale).select_from(one).outerjoin(Ticket, cond).order_by(*order).limit(1)
+    )).one()
+    return row[0], bool(row[1])
 
 
 def _override_text(payload: IndicatorStatusData) -> tuple[str, dict[str, Any]]:
@@ -66,31 +91,23 @@ def _override_text(payload: IndicatorStatusData) -> tuple[str, dict[str, Any]]:
 
 async def handle_breach(uow: UnitOfWork, deps: Deps, *, payload: IndicatorBreached, now: datetime) -> Ticket | None:
     await record_indicator(uow, payload, now=now)
-    existing = (
-        await uow.session.execute(sa.select(Ticket).where(Ticket.open_episode == payload.episode_id))
-    ).scalar_one_or_none()
-    if existing is not None:
-        existing.breach_count += 1
-        existing.value, existing.magnitude, existing.period = payload.value, payload.magnitude, payload.period
-        existing.updated_at = now
-        note(uow, existing, actor=INDICATORS, kind="breach_repeated", now=now,
-             text=f"Still red: {describe_miss(payload)} (breach #{existing.breach_count})", period=payload.period,
+    t, stale = await _ticket_for_breach(uow, payload)
+    if t is not None and t.open_episode == payload.episode_id:
+        t.breach_count += 1
+        t.value, t.magnitude, t.period = payload.value, payload.magnitude, payload.period
+        t.updated_at = now
+        note(uow, t, actor=INDICATORS, kind="breach_repeated", now=now,
+             text=f"Still red: {describe_miss(payload)} (breach #{t.breach_count})", period=payload.period,
              value=payload.value, magnitude=payload.magnitude)
-        return existing
+        return t
     # A recovered episode, or a past one of a ticket still open (it went red again since): a late
     # or replayed breach of it changes nothing.
-    stale = (await uow.session.execute(
-        sa.select(TicketEpisode.ticket_id).join(Ticket, Ticket.id == TicketEpisode.ticket_id)
-        .where(TicketEpisode.episode_id == payload.episode_id,
-               sa.or_(TicketEpisode.recovered_at.is_not(None), Ticket.status.in_(OPEN_STATUSES))).limit(1)
-    )).first()
-    if stale is not None:
+    if stale:
         log.info("stale_breach_ignored", episode=payload.episode_id, indicator=payload.indicator_code)
         return None
-    other = await open_ticket_of(uow, indicator_id=payload.indicator_id, episode_id=None)
-    if other is not None:
-        await _red_again(uow, deps, t=other, payload=payload, now=now)
-        return other
+    if t is not None:  # another open ticket of the indicator: it answers for the new episode too
+        await _red_again(uow, deps, t=t, payload=payload, now=now)
+        return t
     severity = derive_severity(payload.magnitude, payload.critical, deps.settings.severity_bands)
     return await open_ticket(
         uow, deps, now=now, actor=INDICATORS, department_code=payload.department_code,
