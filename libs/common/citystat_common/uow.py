@@ -9,12 +9,13 @@ same transaction as the state change: either both are stored or neither is.
 from __future__ import annotations
 
 import functools
+import weakref
 from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import DateTime, Table, insert, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from citystat_common.db import (
@@ -67,15 +68,18 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self._sessions(autoflush=False) if self.read_only else self._sessions()
+        if self.read_only:
+            # bound to the engine with the read options: the connection is taken at the first read,
+            # inside the route, so a database that is down fails there as for any other route
+            self._session = self._sessions(bind=_read_engine(self._sessions.kw["bind"]), autoflush=False)
+        else:
+            self._session = self._sessions()
         self.events = []
         self._held = []
         self.dialect = self._session.get_bind().dialect.name
         self._deferring = self.single_statement and self.dialect in ("postgresql", "sqlite")
-        if (self._deferring or self.read_only) and self.dialect == "postgresql":
+        if self._deferring and self.dialect == "postgresql":
             await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        elif self.read_only:  # SQLite: a deferred BEGIN, so a read never waits for the write lock
-            await self._session.connection(execution_options={READ_ONLY_OPTION: True})
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -161,6 +165,20 @@ class UnitOfWork:
         await self.session.rollback()
         self.events = []
         self._held = []
+
+
+_read_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine (same pool) whose connections a read-only unit uses: autocommit on PostgreSQL,
+    a deferred BEGIN on SQLite (``db.READ_ONLY_OPTION``, read by the engine's begin hook)."""
+    read = _read_engines.get(engine)
+    if read is None:
+        options = ({"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql"
+                   else {READ_ONLY_OPTION: True})
+        read = _read_engines[engine] = engine.execution_options(**options)
+    return read
 
 
 def _one_statement(parts: list[tuple[Table, list[dict[str, Any]]]], uow: UnitOfWork) -> tuple[Any, dict[str, Any]]:

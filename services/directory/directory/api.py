@@ -14,7 +14,7 @@ from citystat_common.errors import Invalid
 from citystat_common.filters import where_given
 from citystat_common.idempotency import create_once
 from citystat_common.pagination import Page, Paging, page_of, paginate
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from directory import actors, import_file, importer, people, schemas, service
 from directory.deps import Deps, DirectoryDeps
 from directory.models import AuditEntry, Cluster, Department, Person, RoleAssignment
@@ -87,7 +87,7 @@ async def _cluster_read(uow: UoW, cluster: Cluster, now: datetime) -> schemas.Cl
 
 
 @router.get("/clusters", response_model=list[schemas.ClusterRead], tags=["clusters"])
-async def list_clusters(uow: UoW, deps: DirectoryDeps) -> list[schemas.ClusterRead]:
+async def list_clusters(uow: ReadUoW, deps: DirectoryDeps) -> list[schemas.ClusterRead]:
     clusters = (await uow.session.execute(sa.select(Cluster).order_by(Cluster.code))).scalars().all()
     return [await _cluster_read(uow, c, deps.now()) for c in clusters]
 
@@ -102,7 +102,7 @@ async def create_cluster(data: schemas.ClusterCreate, uow: UoW, deps: DirectoryD
 
 
 @router.get("/clusters/{code}", response_model=schemas.ClusterRead, tags=["clusters"])
-async def get_cluster(code: str, uow: UoW, deps: DirectoryDeps) -> schemas.ClusterRead:
+async def get_cluster(code: str, uow: ReadUoW, deps: DirectoryDeps) -> schemas.ClusterRead:
     return await _cluster_read(uow, await service.get_cluster(uow, code), deps.now())
 
 
@@ -127,7 +127,7 @@ async def assign_deputy_mayor(code: str, data: schemas.AssignmentCreate, uow: Uo
 
 
 @router.get("/managing-director", response_model=schemas.ManagingDirectorRead, tags=["clusters"])
-async def get_managing_director(uow: UoW, deps: DirectoryDeps) -> schemas.ManagingDirectorRead:
+async def get_managing_director(uow: ReadUoW, deps: DirectoryDeps) -> schemas.ManagingDirectorRead:
     now = deps.now()
     a = await service.holder(uow, "managing_director", at=now)
     return schemas.ManagingDirectorRead(
@@ -152,7 +152,7 @@ async def assign_managing_director(data: schemas.AssignmentCreate, uow: UoW, dep
 
 @router.get("/departments", response_model=Page[schemas.DepartmentRead], tags=["departments"])
 async def list_departments(
-    uow: UoW,
+    uow: ReadUoW,
     paging: Paging,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     active: bool | None = None,
@@ -173,7 +173,7 @@ async def create_department(
 
 
 @router.get("/departments/{code}", response_model=schemas.DepartmentRead, tags=["departments"])
-async def get_department(code: str, uow: UoW) -> schemas.DepartmentRead:
+async def get_department(code: str, uow: ReadUoW) -> schemas.DepartmentRead:
     return department_read(await service.get_department(uow, code))
 
 
@@ -192,7 +192,7 @@ async def deactivate_department(code: str, uow: UoW, deps: DirectoryDeps, who: W
 
 
 @router.get("/departments/{code}/senior-team", response_model=schemas.SeniorTeamRead, tags=["senior team"])
-async def get_senior_team(code: str, uow: UoW, deps: DirectoryDeps, at: At = None) -> schemas.SeniorTeamRead:
+async def get_senior_team(code: str, uow: ReadUoW, deps: DirectoryDeps, at: At = None) -> schemas.SeniorTeamRead:
     """Who holds each role at ``at``, and the assignments recorded to start after it."""
     when = _aware(at, deps)
     dept = await service.get_department(uow, code)
@@ -241,7 +241,7 @@ async def vacate_senior_role(
 
 @router.get("/assignments", response_model=Page[schemas.AssignmentRead], tags=["senior team"])
 async def list_assignments(
-    uow: UoW, paging: Paging, principal: OptionalPrincipal,
+    uow: ReadUoW, paging: Paging, principal: OptionalPrincipal,
     department: Annotated[str | None, Query(max_length=40)] = None,
     role: schemas.AnyRole | None = None,
     person_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -264,7 +264,7 @@ async def list_assignments(
 
 @router.get("/people", response_model=Page[schemas.PersonRead], tags=["people"])
 async def list_people(
-    uow: UoW, paging: Paging, principal: OptionalPrincipal,
+    uow: ReadUoW, paging: Paging, principal: OptionalPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None, active: bool | None = None,
     email: Annotated[str | None, Query(max_length=320, description="exactly this email, in any case (staff only)")] = None,
 ) -> Page[schemas.PersonRead]:
@@ -285,7 +285,7 @@ async def create_person(data: schemas.PersonCreate, uow: UoW, deps: DirectoryDep
 
 
 @router.get("/people/{person_id}", response_model=schemas.PersonRead, tags=["people"])
-async def get_person(person_id: str, uow: UoW, principal: OptionalPrincipal) -> schemas.PersonRead:
+async def get_person(person_id: str, uow: ReadUoW, principal: OptionalPrincipal) -> schemas.PersonRead:
     return person_read(await service.get_person(uow, person_id), principal)
 
 
@@ -301,7 +301,7 @@ async def update_person(person_id: str, data: schemas.PersonUpdate, uow: UoW, de
 
 @router.get("/routing", response_model=schemas.RoutingRead, tags=["routing"])
 async def routing(
-    uow: UoW, deps: DirectoryDeps,
+    uow: ReadUoW, deps: DirectoryDeps,
     *, department: Annotated[str, Query(min_length=1, max_length=40, description="department code")],
     function: Annotated[schemas.Function, Query(description="the problem's function tag")],
     at: At = None,
@@ -339,7 +339,7 @@ async def import_directory(request: Request, uow: UoW, deps: DirectoryDeps, who:
 
 @router.get("/audit", response_model=Page[schemas.AuditRead], tags=["audit"])
 async def audit_log(
-    uow: UoW, paging: Paging, _: Staff,
+    uow: ReadUoW, paging: Paging, _: Staff,
     entity: Annotated[str | None, Query(max_length=40)] = None,
     entity_id: Annotated[str | None, Query(max_length=100)] = None,
     order: Literal["newest", "oldest"] = "newest",

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 
 from citystat_common.auth import OptionalPrincipal, Principal
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from directory import people, schemas
 from directory.api import person_read
 from directory.deps import Deps, DirectoryDeps
@@ -41,7 +41,7 @@ PersonCaller = Annotated[Principal, Depends(_person_caller)]
 
 
 @router.get("/me", response_model=schemas.MeRead, summary="Your own directory entry")
-async def get_me(uow: UoW, deps: DirectoryDeps, *, caller: PersonCaller) -> schemas.MeRead:
+async def get_me(uow: ReadUoW, deps: DirectoryDeps, *, caller: PersonCaller) -> schemas.MeRead:
     return await _me_read(uow, deps, person=await people.get_me(uow, email=caller.email))
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from citystat_common.errors import Invalid, NotFound
 from citystat_common.pagination import Page, Paging, page_of, paginate
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from escalation import access, mutes, policies, queries, reports, schemas, store, ticket_feed
 from escalation.access import Caller
 from escalation.api import RowId
@@ -28,7 +28,7 @@ Format = Annotated[Literal["json", "csv"], Query(description="json (default) or 
 
 @router.get("/projects", response_model=Page[schemas.ProjectRead], tags=["projects"])
 async def list_projects(
-    uow: UoW, deps: EscalationDeps, *, paging: Paging,
+    uow: ReadUoW, deps: EscalationDeps, *, paging: Paging,
     status: Literal["active", "on_hold", "done", "cancelled"] | None = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Page[schemas.ProjectRead]:
@@ -39,7 +39,7 @@ async def list_projects(
 
 
 @router.get("/projects/{project_id}", response_model=schemas.ProjectRead, tags=["projects"])
-async def get_project(project_id: str, uow: UoW, deps: EscalationDeps) -> schemas.ProjectRead:
+async def get_project(project_id: str, uow: ReadUoW, deps: EscalationDeps) -> schemas.ProjectRead:
     today = deps.local_date(deps.now())
     return await queries.project_read(uow, await store.get_project(uow, project_id), today)
 
@@ -107,7 +107,7 @@ async def mute_department(data: schemas.DepartmentMuteIn, uow: UoW, deps: Escala
 
 
 @router.get("/mutes", response_model=list[schemas.MuteRead], tags=["snooze"])
-async def list_mutes(uow: UoW, deps: EscalationDeps, *, active: bool = True) -> list[schemas.MuteRead]:
+async def list_mutes(uow: ReadUoW, deps: EscalationDeps, *, active: bool = True) -> list[schemas.MuteRead]:
     rows = await queries.mutes(uow, active_at=deps.now() if active else None)
     return [schemas.MuteRead.model_validate(m) for m in rows]
 
@@ -127,12 +127,12 @@ async def cancel_mute(mute_id: RowId, uow: UoW, deps: EscalationDeps, who: Calle
 
 
 @router.get("/policies", response_model=list[schemas.PolicyRead], tags=["policies"])
-async def list_policies(uow: UoW) -> list[schemas.PolicyRead]:
+async def list_policies(uow: ReadUoW) -> list[schemas.PolicyRead]:
     return [schemas.PolicyRead.model_validate(p) for p in await store.policies(uow)]
 
 
 @router.get("/policies/{name}", response_model=schemas.PolicyRead, tags=["policies"])
-async def get_policy(name: str, uow: UoW) -> schemas.PolicyRead:
+async def get_policy(name: str, uow: ReadUoW) -> schemas.PolicyRead:
     return schemas.PolicyRead.model_validate(await queries.policy(uow, name))
 
 
@@ -167,7 +167,7 @@ async def republish_snapshots(uow: UoW, deps: EscalationDeps, *, who: Caller) ->
 
 
 @router.get("/routing-copy", tags=["routing"], summary="The local copy of the senior teams (from directory.changes)")
-async def routing_copy(uow: UoW) -> list[dict[str, Any]]:
+async def routing_copy(uow: ReadUoW) -> list[dict[str, Any]]:
     return await queries.routing_copy(uow)
 
 
@@ -183,7 +183,7 @@ def _table(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
 
 @router.get("/reports/open-tickets", tags=["reports"], summary="Open tickets by department, cluster, level and age")
 async def report_open(
-    uow: UoW, deps: EscalationDeps, *, format: Format = "json",
+    uow: ReadUoW, deps: EscalationDeps, *, format: Format = "json",
     group_by: Annotated[list[Literal["department", "cluster", "level", "age"]] | None,
                         Query(description="repeatable; default all four")] = None,
 ) -> Any:
@@ -193,10 +193,10 @@ async def report_open(
 
 @router.get("/reports/response-times", tags=["reports"],
             summary="Time to acknowledge and to resolve per department (hours)")
-async def report_response(uow: UoW, format: Format = "json") -> Any:
+async def report_response(uow: ReadUoW, format: Format = "json") -> Any:
     return _table(await reports.response_times(uow), format, "response-times")
 
 
 @router.get("/reports/escalations", tags=["reports"], summary="Escalations per month and department")
-async def report_escalations(uow: UoW, format: Format = "json") -> Any:
+async def report_escalations(uow: ReadUoW, format: Format = "json") -> Any:
     return _table(await reports.escalations_per_month(uow), format, "escalations")

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from citystat_common.errors import Invalid
 from citystat_common.signin import SessionPerson, csrf_token
 from citystat_common.uow import UnitOfWork
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW
 from escalation import page_people, queries, store
 from escalation.deps import Deps, EscalationDeps
 from escalation.models import OPEN_STATUSES, PersonCopy, Ticket
@@ -61,7 +61,7 @@ def overdue(t: Ticket, now: datetime) -> str | None:
 
 @router.get("/board", response_class=HTMLResponse, summary="Ticket board (HTML)")
 async def board(
-    request: Request, uow: UoW, deps: EscalationDeps, person: page_people.Viewer,
+    request: Request, uow: ReadUoW, deps: EscalationDeps, person: page_people.Viewer,
     department: Annotated[str | None, Query(max_length=40)] = None,
     severity: Annotated[int | None, Query(ge=1, le=4)] = None,
     status: Annotated[list[str] | None, Query(description="open, acknowledged, in_progress; repeatable")] = None,
@@ -132,6 +132,6 @@ async def ticket_page(request: Request, uow: UnitOfWork, deps: Deps, person: Ses
 
 
 @router.get("/board/tickets/{ticket_id}", response_class=HTMLResponse, summary="One ticket with its timeline (HTML)")
-async def board_ticket(request: Request, ticket_id: str, uow: UoW, deps: EscalationDeps, person: page_people.Viewer,
+async def board_ticket(request: Request, ticket_id: str, uow: ReadUoW, deps: EscalationDeps, person: page_people.Viewer,
                        fragment: bool = False) -> HTMLResponse:
     return await ticket_page(request, uow, deps, person, ticket_id, fragment=fragment)

@@ -14,7 +14,7 @@ from citystat_common.auth import Principal, require_scope
 from citystat_common.db import utcnow
 from citystat_common.idempotency import check_key, remember, replayed, request_fingerprint
 from citystat_common.pagination import Page, Paging, paginate
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from indicators import schemas, service
 from indicators.config import Settings
 from indicators.deps import Deps, IndicatorsDeps
@@ -103,7 +103,7 @@ async def create_indicator(
 
 @router.get("/indicators", response_model=Page[schemas.IndicatorRead], tags=["indicators"])
 async def list_indicators(
-    uow: UoW, deps: Deps, *, paging: Paging,
+    uow: ReadUoW, deps: Deps, *, paging: Paging,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
     status: Annotated[schemas.Status | None, Query()] = None,
@@ -140,7 +140,7 @@ async def list_indicators(
 
 
 @router.get("/indicators/{code}", response_model=schemas.IndicatorRead, tags=["indicators"])
-async def get_indicator(code: str, uow: UoW, deps: Deps) -> schemas.IndicatorRead:
+async def get_indicator(code: str, uow: ReadUoW, deps: Deps) -> schemas.IndicatorRead:
     ind = await service.get_indicator(uow, code)
     overrides = await service.active_overrides(uow, [ind.id], utcnow())
     return await indicator_read(uow, deps, ind=ind, override=overrides.get(ind.id))
@@ -156,7 +156,7 @@ async def update_indicator(code: str, data: schemas.IndicatorUpdate, uow: UoW, d
 
 
 @router.get("/indicators/{code}/descriptions", response_model=list[schemas.DescriptionRead], tags=["indicators"])
-async def descriptions(code: str, uow: UoW) -> list[schemas.DescriptionRead]:
+async def descriptions(code: str, uow: ReadUoW) -> list[schemas.DescriptionRead]:
     ind = await service.get_indicator(uow, code)
     rows = (await uow.session.execute(
         sa.select(IndicatorDescription).where(IndicatorDescription.indicator_id == ind.id).order_by(IndicatorDescription.id)
@@ -179,7 +179,7 @@ async def put_targets(code: str, data: schemas.TargetsIn, uow: UoW, deps: Deps, 
 
 
 @router.get("/indicators/{code}/targets", response_model=list[schemas.TargetRead], tags=["targets"])
-async def get_targets(code: str, uow: UoW) -> list[schemas.TargetRead]:
+async def get_targets(code: str, uow: ReadUoW) -> list[schemas.TargetRead]:
     return await _targets(uow, await service.get_indicator(uow, code))
 
 
@@ -226,7 +226,7 @@ async def delete_override(
 
 
 @router.get("/indicators/{code}/overrides", response_model=list[schemas.OverrideRead], tags=["judgement"])
-async def list_overrides(code: str, uow: UoW) -> list[schemas.OverrideRead]:
+async def list_overrides(code: str, uow: ReadUoW) -> list[schemas.OverrideRead]:
     ind = await service.get_indicator(uow, code)
     rows = (await uow.session.execute(
         sa.select(Override).where(Override.indicator_id == ind.id).order_by(Override.id.desc()))).scalars()
@@ -235,7 +235,7 @@ async def list_overrides(code: str, uow: UoW) -> list[schemas.OverrideRead]:
 
 @router.get("/indicators/{code}/history", response_model=Page[schemas.StatusChangeRead], tags=["judgement"],
             summary="Published status changes, overrides and their reasons, newest first")
-async def status_history(code: str, uow: UoW, paging: Paging) -> Page[schemas.StatusChangeRead]:
+async def status_history(code: str, uow: ReadUoW, paging: Paging) -> Page[schemas.StatusChangeRead]:
     ind = await service.get_indicator(uow, code)
     stmt = sa.select(StatusChange).where(StatusChange.indicator_id == ind.id).order_by(StatusChange.id.desc())
     items, total = await paginate(uow.session, stmt, paging)
@@ -249,7 +249,7 @@ async def status_history(code: str, uow: UoW, paging: Paging) -> Page[schemas.St
 
 @router.get("/departments", response_model=list[schemas.DepartmentRead], tags=["departments"],
             summary="The local copy of the directory's departments")
-async def departments(uow: UoW) -> list[schemas.DepartmentRead]:
+async def departments(uow: ReadUoW) -> list[schemas.DepartmentRead]:
     rows = (await uow.session.execute(sa.select(Department).order_by(Department.code))).scalars()
     return [schemas.DepartmentRead(code=d.code, name=d.name, cluster_code=d.cluster_code, cluster_name=d.cluster_name,
                                    active=d.active) for d in rows]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from citystat_common.bodies import RowsBody, read_rows
 from citystat_common.errors import Invalid
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from indicators import schemas, service
 from indicators import summary as ytd
 from indicators.api import Writer, _today
@@ -63,7 +63,7 @@ async def post_observation(code: str, data: schemas.ObservationIn, uow: UoW, dep
 @router.get("/indicators/{code}/observations", response_model=list[schemas.ObservationRead], tags=["observations"],
             summary="The time series with the status at each point")
 async def get_observations(
-    code: str, uow: UoW, deps: Deps,
+    code: str, uow: ReadUoW, deps: Deps,
     start: Annotated[str | None, Query(alias="from", description="first period (label or date)")] = None,
     end: Annotated[str | None, Query(alias="to", description="last period (label or date)")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -84,7 +84,7 @@ async def get_observations(
 
 @router.get("/indicators/{code}/observations/{period}/revisions", response_model=list[schemas.RevisionRead],
             tags=["observations"])
-async def get_revisions(code: str, period: str, uow: UoW, deps: Deps) -> list[schemas.RevisionRead]:
+async def get_revisions(code: str, period: str, uow: ReadUoW, deps: Deps) -> list[schemas.RevisionRead]:
     ind = await service.get_indicator(uow, code)
     try:
         p = service._period_cached(ind.frequency, period, deps.settings.fiscal_year_start_month)
@@ -101,7 +101,7 @@ async def get_revisions(code: str, period: str, uow: UoW, deps: Deps) -> list[sc
 
 @router.get("/indicators/{code}/summary", response_model=schemas.SummaryRead, tags=["observations"],
             summary="A period's value and status, fiscal year-to-date, and the same period last year")
-async def get_summary(code: str, uow: UoW, deps: Deps,
+async def get_summary(code: str, uow: ReadUoW, deps: Deps,
                       period: Annotated[str | None, Query(description="default: the latest period with data")] = None
                       ) -> schemas.SummaryRead:
     settings = deps.settings

@@ -12,7 +12,7 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import NotFound
 from citystat_common.pagination import Page, Paging, paginate
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from indicators import narratives, service
 from indicators.deps import Deps, IndicatorsDeps
 from indicators.models import DepartmentNarrative, DepartmentStatement
@@ -82,7 +82,7 @@ async def put_narrative(code: DeptPath, period: Annotated[str, Path(pattern=MONT
 
 @router.get("/departments/{code}/narratives", response_model=Page[NarrativeRead],
             summary="The department's narratives, every version, newest month and newest version first")
-async def list_narratives(code: DeptPath, uow: UoW, paging: Paging,
+async def list_narratives(code: DeptPath, uow: ReadUoW, paging: Paging,
                           period: Annotated[Month | None, Query(description="one report month")] = None
                           ) -> Page[NarrativeRead]:
     code = await narratives.resolve_code(uow, code)
@@ -102,7 +102,7 @@ async def put_statement(code: DeptPath, data: StatementUpdate, uow: UoW, who: Wr
 
 @router.get("/departments/{code}/statement", response_model=StatementRead,
             summary="What the department does, as it last wrote it")
-async def get_statement(code: DeptPath, uow: UoW) -> StatementRead:
+async def get_statement(code: DeptPath, uow: ReadUoW) -> StatementRead:
     code = await narratives.resolve_code(uow, code)
     row = (await narratives.current_statements(uow, [code])).get(code)
     if row is None:
@@ -112,7 +112,7 @@ async def get_statement(code: DeptPath, uow: UoW) -> StatementRead:
 
 @router.get("/departments/{code}/statements", response_model=Page[StatementRead],
             summary="Every version of the department's statement, newest first")
-async def list_statements(code: DeptPath, uow: UoW, paging: Paging) -> Page[StatementRead]:
+async def list_statements(code: DeptPath, uow: ReadUoW, paging: Paging) -> Page[StatementRead]:
     code = await narratives.resolve_code(uow, code)
     items, total = await paginate(uow.session, narratives.statements_query(code), paging)
     return Page(items=[_statement_read(s) for s in items], total=total, page=paging.page, page_size=paging.page_size)

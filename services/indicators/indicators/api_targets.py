@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from citystat_common.errors import Invalid
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW
 from indicators import schemas, service
 from indicators.api import _today
 from indicators.deps import Deps
@@ -24,7 +24,7 @@ MAX_TARGET_PERIODS = 1000
 @router.get("/indicators/{code}/targets/periods", response_model=list[schemas.TargetPeriodRead], tags=["targets"],
             summary="Which target governs each period, and why (default: the current fiscal year)")
 async def target_periods(
-    code: str, uow: UoW, deps: Deps,
+    code: str, uow: ReadUoW, deps: Deps,
     start: Annotated[str | None, Query(alias="from", description="first period (label or date)")] = None,
     end: Annotated[str | None, Query(alias="to", description="last period (label or date)")] = None,
 ) -> list[schemas.TargetPeriodRead]:

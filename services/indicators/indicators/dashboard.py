@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from citystat_common.auth import OptionalPrincipal
 from citystat_common.db import utcnow
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW
 from indicators import service
 from indicators.cluster_leads import deputy_mayors
 from indicators.dashboard_board import board_html, city_board_html
@@ -137,7 +137,7 @@ def _filters(cluster: str | None, department: str | None, kind: str | None, crit
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The color-coded dashboard")
 async def dashboard(
-    request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
+    request: Request, uow: ReadUoW, deps: Deps, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -199,7 +199,7 @@ async def dashboard(
 
 @router.get("/dashboard.csv", summary="CSV of the dashboard view (same filters)")
 async def dashboard_csv(
-    uow: UoW, deps: Deps, *, viewer: PageViewer,
+    uow: ReadUoW, deps: Deps, *, viewer: PageViewer,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=20)] = None,
@@ -304,7 +304,7 @@ def _pill(status: str) -> str:
 
 
 @router.get("/dashboard/indicators/{code}", response_class=HTMLResponse, summary="Drill-down: an indicator's history")
-async def drilldown(code: str, request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
+async def drilldown(code: str, request: Request, uow: ReadUoW, deps: Deps, viewer: PageViewer,
                     principal: OptionalPrincipal) -> HTMLResponse:
     settings = deps.settings
     ind = await service.get_indicator(uow, code)
@@ -391,7 +391,7 @@ async def _links(uow: Any, ind: Indicator) -> str:
 
 
 @router.get("/dashboard/indicators/{code}/export.csv", summary="CSV of an indicator's history")
-async def drilldown_csv(code: str, uow: UoW, deps: Deps, viewer: PageViewer) -> Response:
+async def drilldown_csv(code: str, uow: ReadUoW, deps: Deps, viewer: PageViewer) -> Response:
     ind = await service.get_indicator(uow, code)
     rows = await service.series(uow, ind, fy0=deps.settings.fiscal_year_start_month)
     buf = io.StringIO()

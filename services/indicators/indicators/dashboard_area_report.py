@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from citystat_common.db import utcnow
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW
 from indicators import narratives, service
 from indicators.area_stat import AREA_METRICS, AreaScope, area_prefix
 from indicators.dashboard_map import MAP_CSS, chosen_area, layer_words, map_view
@@ -32,7 +32,7 @@ router = APIRouter(tags=["dashboard"])
 
 @router.get("/dashboard/areas/report", response_class=HTMLResponse,
             summary="Printable report of one area: its 311 figures and its departments'")
-async def area_report(area: str, uow: UoW, deps: Deps, viewer: PageViewer, period: Month = None) -> HTMLResponse:
+async def area_report(area: str, uow: ReadUoW, deps: Deps, viewer: PageViewer, period: Month = None) -> HTMLResponse:
     from indicators.dashboard import CSS, JS
 
     settings = deps.settings

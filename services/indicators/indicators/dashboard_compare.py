@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW
 from indicators.board_order import summary_line
 from indicators.dashboard import CSS, JS
 from indicators.dashboard_tiles import (
@@ -107,7 +107,7 @@ def _body(options: list[tuple[str, str, int]], current: str | None, main: str) -
 @router.get("/dashboard/compare", response_class=HTMLResponse,
             summary="One measure across the departments that report it, the worst first")
 async def compare(
-    uow: UoW, deps: Deps, *, viewer: PageViewer,
+    uow: ReadUoW, deps: Deps, *, viewer: PageViewer,
     measure: Annotated[str | None, Query(description="the measure: an indicator's code without its department, "
                                                      "e.g. vacancy or 311.opened")] = None,
 ) -> HTMLResponse:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from citystat_common.errors import DomainError
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from indicators import derived311
 from indicators.area_maps import AreaMapUnavailable
 from indicators.area_stat import AREA_METRICS, AreaScope, area_prefix, parse_area
@@ -235,7 +235,7 @@ async def area_layers(deps: Deps, viewer: PageViewer) -> HTMLResponse:
 
 @router.get("/dashboard/areas/{layer}", response_class=HTMLResponse,
             summary="Map of a layer's areas coloured by a 311 figure's status, with its table")
-async def layer_map(layer: str, uow: UoW, deps: Deps, viewer: PageViewer, metric: Metric = "closed_within_sla",
+async def layer_map(layer: str, uow: ReadUoW, deps: Deps, viewer: PageViewer, metric: Metric = "closed_within_sla",
                     department: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
     if (refused := unmarked_layer(deps, layer)) is not None:
         return refused

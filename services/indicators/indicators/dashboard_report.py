@@ -19,7 +19,7 @@ from citystat_common.auth import OptionalPrincipal, Principal
 from citystat_common.db import utcnow
 from citystat_common.errors import DomainError
 from citystat_common.signin import check_csrf, csrf_token
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from indicators import narratives, service
 from indicators.config import Settings
 from indicators.dashboard import CSS, JS
@@ -96,7 +96,7 @@ async def _chapter_tiles(uow: UoW, deps: IndicatorsDeps, *, code: str | None) ->
 
 @router.get("/dashboard/departments/{code}/report", response_class=HTMLResponse,
             summary="A department's chapter in the layout of the Mayor's Management Report")
-async def department_report(code: str, request: Request, uow: UoW, deps: Deps, viewer: PageViewer,
+async def department_report(code: str, request: Request, uow: ReadUoW, deps: Deps, viewer: PageViewer,
                             principal: OptionalPrincipal, period: Month = None) -> HTMLResponse:
     settings = deps.settings
     code = code.upper()
@@ -162,7 +162,7 @@ async def _report_rows(uow: UoW, deps: IndicatorsDeps, *, code: str | None, peri
 
 @router.get("/dashboard/departments/{code}/report.csv",
             summary="A department's figures in the layout of the Mayor's Management Report's open dataset")
-async def department_report_csv(code: str, uow: UoW, deps: Deps, viewer: PageViewer,
+async def department_report_csv(code: str, uow: ReadUoW, deps: Deps, viewer: PageViewer,
                                 period: Month = None) -> Response:
     code = code.upper()
     await narratives.department_name(uow, code)
@@ -172,7 +172,7 @@ async def department_report_csv(code: str, uow: UoW, deps: Deps, viewer: PageVie
 
 @router.get("/dashboard/report.csv",
             summary="Every department's figures in the layout of the Mayor's Management Report's open dataset")
-async def city_report_csv(uow: UoW, deps: Deps, *, viewer: PageViewer, period: Month = None) -> Response:
+async def city_report_csv(uow: ReadUoW, deps: Deps, *, viewer: PageViewer, period: Month = None) -> Response:
     period = _period(deps.settings, period)
     return _csv(await _report_rows(uow, deps, code=None, period=period), f"city-report-{period}.csv")
 

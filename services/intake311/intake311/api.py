@@ -22,7 +22,7 @@ from citystat_common.filters import where_given
 from citystat_common.idempotency import create_once
 from citystat_common.logging import get_logger
 from citystat_common.pagination import Page, Paging, page_of, paginate
-from citystat_common.web import UoW, get_context
+from citystat_common.web import ReadUoW, UoW, get_context
 from intake311 import actors, areas_store, catalog_admin, lifecycle, metrics, schemas, service
 from intake311.deps import Deps, Intake311Deps, get_deps, get_front_door
 from intake311.feedback import add_feedback
@@ -77,7 +77,7 @@ async def resolve_department(request: Request, uow: UoW, code: str, field: str =
 
 
 @router.get("/admin/services", response_model=list[schemas.ServiceAdminRead], tags=["catalog admin"])
-async def admin_list_services(uow: UoW, deps: Intake311Deps, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
+async def admin_list_services(uow: ReadUoW, deps: Intake311Deps, _: Admin, include_inactive: bool = True) -> list[schemas.ServiceAdminRead]:
     return await service_reads(uow, services=await service.list_services(uow, active_only=not include_inactive), now=deps.now())
 
 
@@ -108,7 +108,7 @@ async def admin_create_service(
 
 
 @router.get("/admin/services/{service_code:path}", response_model=schemas.ServiceAdminRead, tags=["catalog admin"])
-async def admin_get_service(service_code: str, uow: UoW, deps: Intake311Deps, _: Admin) -> schemas.ServiceAdminRead:
+async def admin_get_service(service_code: str, uow: ReadUoW, deps: Intake311Deps, _: Admin) -> schemas.ServiceAdminRead:
     (read,) = await service_reads(uow, services=[await service.require_service(uow, service_code)], now=deps.now())
     return read
 
@@ -143,7 +143,7 @@ def calendar_read(c: Calendar) -> schemas.CalendarRead:
 
 
 @router.get("/admin/calendars", response_model=list[schemas.CalendarRead], tags=["catalog admin"])
-async def admin_calendars(uow: UoW, _: Admin) -> list[schemas.CalendarRead]:
+async def admin_calendars(uow: ReadUoW, _: Admin) -> list[schemas.CalendarRead]:
     rows = (await uow.session.execute(sa.select(Calendar).order_by(Calendar.code))).scalars()
     return [calendar_read(c) for c in rows]
 
@@ -163,7 +163,7 @@ async def admin_put_calendar(
 
 @router.get("/admin/departments", response_model=list[schemas.DepartmentRead], tags=["catalog admin"],
             summary="The local copy of the directory's departments")
-async def admin_departments(uow: UoW, _: Admin) -> list[schemas.DepartmentRead]:
+async def admin_departments(uow: ReadUoW, _: Admin) -> list[schemas.DepartmentRead]:
     rows = (await uow.session.execute(sa.select(Department).order_by(Department.code))).scalars()
     return [schemas.DepartmentRead.model_validate(d) for d in rows]
 
@@ -222,7 +222,7 @@ async def full_read(uow: UoW, rid: int, *, personal: bool) -> schemas.StaffReque
 @router.get("/staff/requests", response_model=Page[schemas.StaffRequestRead], tags=["staff"],
             summary="Service requests with personal data (staff scope)")
 async def staff_list(
-    uow: UoW, paging: Paging, _: Staff,
+    uow: ReadUoW, paging: Paging, _: Staff,
     status: Literal["open", "closed"] | None = None,
     detailed_status: Literal["open", "acknowledged", "in_progress", "closed"] | None = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
@@ -248,7 +248,7 @@ async def staff_list(
 
 
 @router.get("/staff/requests/{service_request_id}", response_model=schemas.StaffRequestRead, tags=["staff"])
-async def staff_get(service_request_id: str, uow: UoW, _: Staff) -> schemas.StaffRequestRead:
+async def staff_get(service_request_id: str, uow: ReadUoW, _: Staff) -> schemas.StaffRequestRead:
     return await full_read(uow, _rid(service_request_id), personal=True)
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from citystat_common.auth import Principal, require_scope
 from citystat_common.errors import DomainError, Invalid, NotFound
 from citystat_common.pagination import Page, Paging
-from citystat_common.web import UoW, get_context
+from citystat_common.web import ReadUoW, get_context
 from intake311 import history_store, schemas
 from intake311.deps import Intake311Deps
 from intake311.history_import import ImportStopped, run_import
@@ -67,14 +67,14 @@ async def import_requests(
 
 
 @router.get("/admin/imports", response_model=Page[schemas.ImportBatchRead], summary="Import batches, newest first")
-async def list_imports(uow: UoW, principal: Staff, paging: Paging) -> Page[schemas.ImportBatchRead]:
+async def list_imports(uow: ReadUoW, principal: Staff, paging: Paging) -> Page[schemas.ImportBatchRead]:
     batches, total = await history_store.list_batches(uow, offset=paging.offset, limit=paging.page_size)
     return Page(items=[schemas.ImportBatchRead.model_validate(b) for b in batches], total=total,
                 page=paging.page, page_size=paging.page_size)
 
 
 @router.get("/admin/imports/{batch_id}", response_model=schemas.ImportBatchRead)
-async def get_import(batch_id: str, uow: UoW, principal: Staff) -> schemas.ImportBatchRead:
+async def get_import(batch_id: str, uow: ReadUoW, principal: Staff) -> schemas.ImportBatchRead:
     batch = await history_store.get_batch(uow, batch_id)
     if batch is None:
         raise NotFound(f"no import batch {batch_id!r}", field="batch_id")
@@ -84,7 +84,7 @@ async def get_import(batch_id: str, uow: UoW, principal: Staff) -> schemas.Impor
 @router.get("/admin/imports/{batch_id}/requests", response_model=schemas.ImportedPage,
             summary="A batch's requests in id order (keyset pages: ?after= the last page's next_after)")
 async def imported_requests(
-    batch_id: str, uow: UoW, principal: Staff,
+    batch_id: str, uow: ReadUoW, principal: Staff,
     after: Annotated[int, Query(ge=0, le=2**62, description="the id after which to continue (0: the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> schemas.ImportedPage:

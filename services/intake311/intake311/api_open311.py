@@ -25,7 +25,7 @@ from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, is_database_down
 from citystat_common.idempotency import check_key, replayed
 from citystat_common.logging import current_correlation_id, get_logger
-from citystat_common.web import UoW, get_context
+from citystat_common.web import ReadUoW, get_context
 from intake311 import areas, metrics, service
 from intake311.channels import first_contact_errors, resolve_channel
 from intake311.config import Settings
@@ -118,7 +118,7 @@ async def discovery(request: Request, fmt: str) -> Response:
 
 
 @router.get("/services.{fmt}", summary="List the service types (GET Service List)", description=FMT_DOC)
-async def list_services(request: Request, fmt: str, uow: UoW) -> Response:
+async def list_services(request: Request, fmt: str, uow: ReadUoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
         check_jurisdiction(request, params)
@@ -130,7 +130,7 @@ async def list_services(request: Request, fmt: str, uow: UoW) -> Response:
 
 
 @router.get("/services/{service_code:path}.{fmt}", summary="Service definition (GET Service Definition)", description=FMT_DOC)
-async def service_definition(request: Request, service_code: str, fmt: str, uow: UoW) -> Response:
+async def service_definition(request: Request, service_code: str, fmt: str, uow: ReadUoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
         check_jurisdiction(request, params)
@@ -255,7 +255,7 @@ def _replay(fmt: str, previous: Response) -> Response:
 
 @router.get("/tokens/{token}.{fmt}", summary="Service request id from a token (GET request_id from a token)",
             description=FMT_DOC)
-async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Response:
+async def get_token(request: Request, token: str, fmt: str, uow: ReadUoW) -> Response:
     async def run() -> Response:
         check_jurisdiction(request, query_params(request))
         # matched whole: a token is 36 characters, and "<token>garbage" is not that token
@@ -283,7 +283,7 @@ async def get_token(request: Request, token: str, fmt: str, uow: UoW) -> Respons
                         "updated_before, agency_responsible, bbox=min_long,min_lat,max_long,max_lat, lat+long+radius "
                         "(metres), area=LAYER:CODE (repeat or comma list: codes of one layer are alternatives, "
                         "layers all apply; issue 21), extensions=true (adds areas and outside_areas).")
-async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
+async def list_requests(request: Request, fmt: str, uow: ReadUoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
         check_jurisdiction(request, params)
@@ -302,7 +302,7 @@ async def list_requests(request: Request, fmt: str, uow: UoW) -> Response:
 
 @router.get("/requests/{service_request_id}.{fmt}", summary="One service request (GET Service Request)",
             description=FMT_DOC + "; extensions=true adds extended_attributes and notes")
-async def get_request(request: Request, service_request_id: str, fmt: str, uow: UoW) -> Response:
+async def get_request(request: Request, service_request_id: str, fmt: str, uow: ReadUoW) -> Response:
     async def run() -> Response:
         params = query_params(request)
         check_jurisdiction(request, params)

@@ -13,7 +13,7 @@ from citystat_common.auth import Principal, require_scope
 from citystat_common.db import utcnow
 from citystat_common.errors import Conflict, Invalid, NotFound
 from citystat_common.logging import get_logger
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from intake311 import areas_import, areas_store
 from intake311.areas import Extent, VersionInfo, in_force
 from intake311.areas_schemas import (
@@ -56,12 +56,12 @@ def _layer_read(layer: AreaLayer, versions: list[AreaLayerVersion], areas: list[
 
 
 @router.get("/admin/areas", response_model=list[LayerRead], summary="Boundary layers and their versions")
-async def list_layers(uow: UoW, _: Admin) -> list[LayerRead]:
+async def list_layers(uow: ReadUoW, _: Admin) -> list[LayerRead]:
     return [_layer_read(layer, versions) for layer, versions in await areas_store.layers(uow)]
 
 
 @router.get("/admin/areas/{layer}", response_model=LayerRead, summary="A layer, its versions and the areas in force now")
-async def get_layer(layer: str, uow: UoW, _: Admin) -> LayerRead:
+async def get_layer(layer: str, uow: ReadUoW, _: Admin) -> LayerRead:
     for found, versions in await areas_store.layers(uow):
         if found.layer == layer:
             current = in_force([VersionInfo(v.id, v.layer, v.version, v.effective_from) for v in versions], utcnow())
@@ -73,7 +73,7 @@ async def get_layer(layer: str, uow: UoW, _: Admin) -> LayerRead:
 @router.get("/areas/{layer}.geojson", summary="A layer's areas as a GeoJSON FeatureCollection (public)",
             description="The version in force at `at` (ISO 8601; default now): each feature's properties are "
                         "`code`, `name`, `layer` and `version`. For maps and for other services (Stat by area).")
-async def layer_geojson(layer: str, uow: UoW, request: Request, at: str | None = None) -> Response:
+async def layer_geojson(layer: str, uow: ReadUoW, request: Request, at: str | None = None) -> Response:
     when = areas_import.effective_from(at, get_deps(request).settings.city_timezone) if at else utcnow()
     versions = [v for v in await areas_store.version_infos(uow) if v.layer == layer]
     if not versions:

@@ -23,7 +23,7 @@ from citystat_common.db import utcnow
 from citystat_common.errors import DomainError, Invalid
 from citystat_common.logging import current_correlation_id
 from citystat_common.signin import SignInRequired, check_csrf, csrf_token
-from citystat_common.web import UoW
+from citystat_common.web import ReadUoW, UoW
 from intake311 import actors, call_form, lifecycle, metrics, permissions, queue, service
 from intake311.api import resolve_department
 from intake311.config import Settings
@@ -145,7 +145,7 @@ async def _call_page(request: Request, uow: UoW, who: Principal, *, code: str | 
 
 
 @router.get("/staff/call", response_class=HTMLResponse)
-async def call_page(request: Request, uow: UoW, service_code: str | None = None, filed: str | None = None) -> HTMLResponse:
+async def call_page(request: Request, uow: ReadUoW, service_code: str | None = None, filed: str | None = None) -> HTMLResponse:
     who = await caller(request, "311:submit")
     done = None
     rid = service.request_id(filed) if filed else None
@@ -235,7 +235,7 @@ async def _queue_page(request: Request, uow: UoW, who: Principal, filters: dict[
 
 
 @router.get("/staff/queue", response_class=HTMLResponse)
-async def queue_page(request: Request, uow: UoW, done: str | None = None) -> HTMLResponse:
+async def queue_page(request: Request, uow: ReadUoW, done: str | None = None) -> HTMLResponse:
     who = await caller(request, "311:write")
     filters = _filters(dict(request.query_params))
     message = None
