@@ -40,7 +40,10 @@ PORT_RESERVATION = 900.0
 def free_port() -> int:
     """A loopback port nothing listens on, that no other free_port() caller (in this process or
     another) has been handed in the last PORT_RESERVATION seconds."""
-    PORT_RESERVATIONS.mkdir(exist_ok=True)
+    try:
+        PORT_RESERVATIONS.mkdir(exist_ok=True)
+    except OSError:
+        pass  # _reserve() then reserves nothing: the port is free now, as before reservations
     for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -60,8 +63,10 @@ def _reserve(path: Path) -> bool:
                 return False
             os.utime(path)  # an old reservation: this caller's now
             return True
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, or another user's: try another port
             return False
+    except OSError:  # no folder to reserve in (another user's, a read-only temp dir)
+        return True
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
