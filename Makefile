@@ -14,7 +14,7 @@ export UV_LINK_MODE := copy
 help:
 	@echo "make run      set up and start broker + services + demo data;  make run EMPTY=1  an empty city"
 	@echo "make run-demo the same with demo timings and the city simulator; make demo  simulator only"
-	@echo "make test     set up and run the whole suite (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
+	@echo "make test     set up and run the whole suite in parallel (SQLite; PostgreSQL too with TEST_POSTGRES_URL)"
 	@echo "make test-unit  the unit tier only (no I/O, under a minute); make test-fast  unit + api tiers"
 	@echo "make lint     ruff + mypy;  make migrate   alembic upgrade head for every service"
 	@echo "make bench    benchmarks (not part of make test);  make lock   refresh requirements.lock"
@@ -69,8 +69,13 @@ run: install keys
 demo: install keys
 	@set -a; . deploy/local.env; . var/local-secrets.env; set +a; $(BIN)/python -m citystat_common.demo.simulate
 
+# The suite runs in TEST_WORKERS pytest-xdist processes (each with its own broker, SQLite templates
+# and PostgreSQL databases; ports come from free_port()). Much of a test's time is spent waiting
+# (broker timeouts, processes starting), so 3 workers on 2 cores beat 2 (4 saturate the CPU).
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 3
 test: install system-deps axe
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Test tiers (markers set in tests/conftest.py from the fixtures a test uses): unit, api,
 # integration, e2e, browser. `make test-unit` needs no database server, broker or browser.

@@ -3,7 +3,6 @@ ASGI transport, the escalation app, consumer runner and scheduler on one control
 
 from __future__ import annotations
 
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from citystat_common.consumer import ConsumerRunner
 from citystat_common.db import create_engine, session_factory
 from citystat_common.demo import directory_rows
 from citystat_common.events import IndicatorBreached, IndicatorRecovered, IndicatorStatusChanged, make_event
+from citystat_common.localbroker import free_port
 from citystat_common.runtime import make_consumer
 from citystat_common.testing import TEST_KEY_ENTRIES, app_client, auth, seeded_database
 from citystat_common.uow import UnitOfWork
@@ -62,10 +62,8 @@ def person(department: str, role: str) -> str:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+    # free_port() reserves the port: no other test worker is handed it and starts a server there
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
 async def import_demo_city(database_url: str) -> None:

@@ -4,7 +4,6 @@ the timeline on click and from the keyboard, nothing loaded from outside."""
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 import uvicorn
 from esc_helpers import OPS, breach, closed_port_url, ny, person
 
+from citystat_common.localbroker import free_port
 from escalation.main import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,15 +21,9 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerThread:
     def __init__(self, app):  # type: ignore[no-untyped-def]
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

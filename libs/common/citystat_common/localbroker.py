@@ -29,10 +29,44 @@ def tansu_binary() -> Path:
     return path
 
 
+# Ports handed out by free_port() on this machine, one file each: a port the kernel offers is free
+# now, but the caller binds it later (a broker or service process, seconds on), and in between
+# another test worker or session could be offered the same port. A file made with O_EXCL reserves
+# a port for PORT_RESERVATION seconds (longer than any start-up or restart on the same port).
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "citystat-ports"
+PORT_RESERVATION = 900.0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, that no other free_port() caller (in this process or
+    another) has been handed in the last PORT_RESERVATION seconds."""
+    try:
+        PORT_RESERVATIONS.mkdir(exist_ok=True)
+    except OSError:
+        pass  # _reserve() then reserves nothing: the port is free now, as before reservations
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if _reserve(PORT_RESERVATIONS / str(port)):
+            return port
+    raise RuntimeError(f"no unreserved free port after 100 tries (reservations in {PORT_RESERVATIONS})")
+
+
+def _reserve(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - path.stat().st_mtime < PORT_RESERVATION:
+                return False
+            os.utime(path)  # an old reservation: this caller's now
+            return True
+        except OSError:  # gone meanwhile, or another user's: try another port
+            return False
+    except OSError:  # no folder to reserve in (another user's, a read-only temp dir)
+        return True
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
