@@ -47,7 +47,8 @@ class UnitOfWork:
     autocommit: no BEGIN and no ROLLBACK, two round trips fewer per request. Nothing is lost by it:
     at READ COMMITTED each statement of a transaction sees its own snapshot anyway. On SQLite its
     transaction is a deferred BEGIN, not BEGIN IMMEDIATE: it does not wait for writers. It never
-    flushes, and ``flush()``, ``commit()`` and ``emit()`` refuse, so a read cannot write by accident."""
+    flushes, and every write method of the unit (``insert``, ``put``, ``add_if_absent``, ``emit``,
+    ``flush``, ``commit``) refuses: in autocommit a write would be stored at once."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], tables: PlumbingTables, *,
                  single_statement: bool = False, read_only: bool = False):
@@ -103,6 +104,7 @@ class UnitOfWork:
     async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows (dicts with the same keys, every column they need: a single-statement unit
         applies no column defaults); in a single-statement unit they are written at commit."""
+        self._writable()
         if not rows:
             return
         if self._deferring:
@@ -115,6 +117,7 @@ class UnitOfWork:
         there first (INSERT ... ON CONFLICT DO NOTHING; on PostgreSQL it waits for that writer's
         commit), then read back. For local copies that a consumer and an on-demand lookup both
         fill: with a plain add, whichever commits second fails on the key."""
+        self._writable()
         table: Any = model.__table__  # type: ignore[attr-defined]
         stmt = dialect_insert(table, self.dialect).values(**values)
         await self.session.execute(stmt.on_conflict_do_nothing())
@@ -128,6 +131,7 @@ class UnitOfWork:
         """The ``model`` row with these values, inserted or, when its key exists, updated to them:
         one INSERT ... ON CONFLICT DO UPDATE (a read, an insert and a read again before). A copy
         of the row already loaded in this session is brought in step."""
+        self._writable()
         table: Any = model.__table__  # type: ignore[attr-defined]
         keys = [c.name for c in table.primary_key]
         changes = {k: v for k, v in values.items() if k not in keys}
