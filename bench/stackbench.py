@@ -2,8 +2,9 @@
 processes (api through the launcher, worker per service, PostgreSQL databases, the run's broker).
 
 Breach to ticket: indicators (clones of one template, target 100) get one observation each
-(value 50: a 50% miss, red, ``indicators.indicator.breached``) at a steady rate; a single poller
-reads GET /tickets (newest first) every ``POLL_S`` and notes when each indicator's ticket is first
+(value 50: a 50% miss, red, ``indicators.indicator.breached``) at a steady rate; a single watcher
+long-polls GET /tickets (newest first; ``If-None-Match`` and ``Prefer: wait``, answered when a commit
+changes the list: ``citystat_common.longpoll``) and notes when each indicator's ticket is first
 readable. Latency = that moment minus the start of the observation's POST. Baseline, at the same
 time and rate on the same broker: aiokafka produce (acks=all) -> consume round trip of a small
 message, with the consumer's fetch settings left at the defaults the services use.
@@ -43,7 +44,7 @@ from citystat_common.localbroker import LocalBroker
 from citystat_common.stack import ALL_SERVICES
 from citystat_common.testing import TEST_KEYS
 
-POLL_S = 0.01
+LONG_POLL_WAIT_S = 5  # the watcher's Prefer: wait; it asks again at once after every answer
 IDLE_CPU_S = 10.0  # idle CPU of every process (relay polls, consumer fetches, schedulers)
 RTT_TOPIC = "bench.rtt"
 
@@ -155,23 +156,28 @@ async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, st
 
         async def poll() -> None:
             deadline = None
+            etag = None
             while len(seen) < len(ids):
                 now = time.perf_counter()
                 if len(posted) == len(ids):
                     deadline = deadline or now + 60
                     if now > deadline:
                         break
-                r = await esc.get("/tickets", params={"source": "threshold", "page_size": 50})
+                headers = {"If-None-Match": etag, "Prefer": f"wait={LONG_POLL_WAIT_S}"} if etag else {}
+                r = await esc.get("/tickets", params={"source": "threshold", "page_size": 50}, headers=headers)
                 t = time.perf_counter()
                 t_wall = time.time()
                 poll_s.append(t - now)
                 if r.status_code == 200:
+                    etag = r.headers.get("etag")
                     for item in r.json()["items"]:
                         iid = item.get("indicator_id")
                         if iid in ids and iid in posted and iid not in seen:
                             seen[iid] = t
                             seen_wall[iid] = t_wall
-                await asyncio.sleep(POLL_S)
+                elif r.status_code != 304:
+                    log(f"breach: GET /tickets answered {r.status_code}: {r.text[:200]}")
+                    await asyncio.sleep(0.1)
 
         start = time.perf_counter() + 0.5
         poller = asyncio.create_task(poll())
@@ -184,7 +190,7 @@ async def _breach_load(ind_base: str, esc_base: str, targets: list[tuple[str, st
 async def _stages(ind_url: str, esc_url: str, ids: set[str], walls: dict[str, Any]) -> dict[str, Any]:
     """Where the time goes, from the databases' own timestamps (same host clock): POST sent ->
     outbox row written -> published by the indicators relay -> ticket opened by the escalation
-    consumer -> first seen by the poller (GET /tickets)."""
+    consumer -> first seen by the watcher (GET /tickets)."""
     import asyncpg
 
     from bench.common import asyncpg_dsn
@@ -210,7 +216,7 @@ async def _stages(ind_url: str, esc_url: str, ids: set[str], walls: dict[str, An
         readable.append(walls["seen_wall"][iid] - t["opened_at"].timestamp())
     return {"posted_to_outbox_row": summary_ms(written), "outbox_to_published": summary_ms(relay),
             "published_to_ticket_opened": summary_ms(bus), "ticket_opened_to_seen": summary_ms(readable),
-            "poll_get_tickets": summary_ms(walls["poll_s"])}
+            "long_poll_answers": len(walls["poll_s"])}
 
 
 SERVER_ROUTES = {  # the routes on the breach path, as the services' own latency histograms name them
@@ -220,9 +226,18 @@ SERVER_ROUTES = {  # the routes on the breach path, as the services' own latency
 }
 
 
-def _server_means(stack: BenchStack) -> dict[str, Any]:
-    """Mean server-side latency of each route on the breach path, read from its /metrics."""
+def _consumer_batches(stack: BenchStack) -> tuple[float, float]:
+    """(count, sum) of escalation's consumer batches so far (``citystat_consumer_batch_seconds``)."""
+    return histogram_totals(stack.url("escalation"), "citystat_consumer_batch_seconds", {}) or (0.0, 0.0)
+
+
+def _server_means(stack: BenchStack, batches_before: tuple[float, float]) -> dict[str, Any]:
+    """Mean server-side latency of each route on the breach path, read from its /metrics; and of
+    the escalation consumer's batches during the load (from its events parsed to its commit)."""
     out: dict[str, Any] = {}
+    n, total = (a - b for a, b in zip(_consumer_batches(stack), batches_before, strict=True))
+    if n:
+        out["escalation consumer batch"] = {"n": int(n), "mean_ms": round(total / n * 1000, 3)}
     for name, (method, route) in SERVER_ROUTES.items():
         totals = histogram_totals(stack.url(name), "citystat_http_request_duration_seconds",
                                   {"method": method, "route": route})
@@ -288,9 +303,10 @@ def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, br
                                 fetch_max_wait_ms=10),
                 )
 
+            batches_before = _consumer_batches(stack)
             (lat, post_ms, errors, walls), rtts, floor = asyncio.run(both())
             res: dict[str, Any] = {
-                "observations": n, "rate_per_s": cfg.breach_rate, "poll_interval_ms": POLL_S * 1000,
+                "observations": n, "rate_per_s": cfg.breach_rate, "watch": f"long poll, Prefer: wait={LONG_POLL_WAIT_S}",
                 "tickets_seen": len(lat), "post_errors": errors,
                 "ticket": summary_ms(lat.values()),
                 "observation_post": summary_ms(v / 1000 for v in post_ms.values()),
@@ -300,7 +316,7 @@ def run_stack(cfg: Any, dbs: Databases, broker: LocalBroker, folder: Path, *, br
             }
             res["ratio_p99_vs_broker_floor"] = ratio(res["ticket"].get("p99_ms"), res["broker_rtt_floor_fetch_wait_10ms"].get("p99_ms"), 2)
             res["stages"] = asyncio.run(_stages(urls["indicators"], urls["escalation"], set(lat), walls))
-            res["server_side"] = _server_means(stack)
+            res["server_side"] = _server_means(stack, batches_before)
             res["ratio_p99_vs_broker"] = ratio(res["ticket"].get("p99_ms"), res["broker_rtt"].get("p99_ms"), 2)
             res["ratio_p50_vs_broker"] = ratio(res["ticket"].get("p50_ms"), res["broker_rtt"].get("p50_ms"), 2)
             out["breach"] = res

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -177,6 +178,7 @@ class ConsumerRunner:
         # What the batch emits carries the correlation id of its last event (the one that completed
         # the figures); each event's own id is on its log line below.
         token = correlation_id_var.set(items[-1][1].correlation_id)
+        started = time.perf_counter()
         try:
             while True:
                 try:
@@ -198,6 +200,8 @@ class ConsumerRunner:
                     return outcomes
         finally:
             correlation_id_var.reset(token)
+        if not outage_waits:  # a batch that waited out an outage would say nothing of the work
+            metrics.CONSUMER_BATCH_SECONDS.labels(self.service, self.group_id).observe(time.perf_counter() - started)
         if outage_waits:
             metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
             log.info("consumer_resumed", group=self.group_id, event_id=items[0][1].id, waits=outage_waits)

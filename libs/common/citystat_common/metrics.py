@@ -28,6 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from citystat_common.logging import access_line
 
+# ASGI scope key: seconds a long poll waited (citystat_common.longpoll), left out of its latency
+WAITED_KEY = "long_poll_waited_s"
+
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -80,6 +83,12 @@ GROUP_COMMIT_SIZE = Histogram(
 GROUP_COMMIT_SECONDS = Histogram(
     "citystat_group_commit_write_seconds", "Time to write and commit one group-commit batch", ["name"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+# A consumer's batch (citystat_common.consumer): from its events parsed to its transaction committed,
+# inbox included; what the last event of a fetch waits before its effects are readable.
+CONSUMER_BATCH_SECONDS = Histogram(
+    "citystat_consumer_batch_seconds", "Time to apply and commit one consumer batch", ["service", "group"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
 OUTBOX_BACKLOG = Gauge(
     "citystat_outbox_backlog", "Outbox rows waiting to be published", ["service"], multiprocess_mode="livemax"
@@ -187,6 +196,9 @@ class MetricsMiddleware:
             route = _route_template(scope)
             method = scope.get("method", "GET")
             elapsed = time.perf_counter() - start
+            # a long poll's wait (citystat_common.longpoll) is the client's choice, not the server's work
+            waited = scope.get(WAITED_KEY, 0.0)
+            elapsed -= waited
             key = (method, route, status["code"])
             children = self._children.get(key)
             if children is None:  # labels() per request costs more than the increment itself
@@ -198,4 +210,8 @@ class MetricsMiddleware:
             children[1].observe(elapsed)
             if self.access_log and route not in ("/metrics", "/healthz"):
                 # One structured line per request, with the correlation id, so a chain can be followed.
-                access_line(method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))
+                if waited:
+                    access_line(method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1),
+                                waited_ms=round(waited * 1000, 1))
+                else:
+                    access_line(method=method, route=route, status=status["code"], ms=round(elapsed * 1000, 1))

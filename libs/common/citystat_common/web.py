@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import Match, Route
@@ -25,6 +25,7 @@ from citystat_common.bus import broker_reachable
 from citystat_common.db import PlumbingTables, create_engine, ping, session_factory, utcnow
 from citystat_common.errors import install_problem_handlers, problem
 from citystat_common.logging import configure_logging, correlation_id_var, new_correlation_id
+from citystat_common.longpoll import MAX_WAIT_SECONDS, CommitSignal, LongPoll, wait_preference
 from citystat_common.metrics import (
     DATABASE_UP,
     MetricsMiddleware,
@@ -48,9 +49,20 @@ class ServiceContext:
     tables: PlumbingTables
     keystore: KeyStore
     extras: dict[str, Any] = field(default_factory=dict)
+    _commits: CommitSignal | None = None
 
     def uow(self, *, single_statement: bool = False, read_only: bool = False) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.tables, single_statement=single_statement, read_only=read_only)
+
+    def commits(self) -> CommitSignal:
+        """What wakes a long poll (``citystat_common.longpoll``); built at the first one that waits."""
+        if self._commits is None:
+            self._commits = CommitSignal(self.engine)
+        return self._commits
+
+    async def close(self) -> None:
+        if self._commits is not None:
+            await self._commits.close()
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -67,7 +79,19 @@ async def get_read_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
 
 
+def get_long_poll(
+    request: Request,
+    prefer: Annotated[str | None, Header(description=(
+        "`wait=N` (RFC 7240) with If-None-Match: answer when the result changes, or 304 after N "
+        f"seconds (at most {MAX_WAIT_SECONDS:.0f})"))] = None,
+    if_none_match: Annotated[str | None, Header(description="the ETag of the result already held")] = None,
+) -> LongPoll:
+    return LongPoll(held=if_none_match, wait=wait_preference(prefer), signal=get_context(request).commits,
+                    scope=request.scope)
+
+
 Context = Annotated[ServiceContext, Depends(get_context)]
+LongPollHeaders = Annotated[LongPoll, Depends(get_long_poll)]  # conditional GET and long poll (citystat_common.longpoll)
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
 ReadUoW = Annotated[UnitOfWork, Depends(get_read_uow)]  # a route that only reads (UnitOfWork's read_only)
 
@@ -273,6 +297,7 @@ def build_app(
         finally:
             if on_shutdown:
                 await on_shutdown(ctx)
+            await ctx.close()
             await engine.dispose()
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)

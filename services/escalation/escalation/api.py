@@ -9,9 +9,10 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from citystat_common.errors import Invalid
 from citystat_common.idempotency import create_once
+from citystat_common.longpoll import etag_of_model
 from citystat_common.pagination import Page, Paging, page_of, paginate
 from citystat_common.uow import UnitOfWork
-from citystat_common.web import ReadUoW, UoW
+from citystat_common.web import LongPollHeaders, ReadUoW, UoW
 from escalation import access, actions, links, mutes, projects, queries, references, schemas, store, tickets
 from escalation.access import Caller
 from escalation.authors import Author
@@ -34,9 +35,11 @@ class CommentedAction(Protocol):
 # --- tickets ---------------------------------------------------------------------------------
 
 
-@router.get("/tickets", response_model=Page[schemas.TicketRead], tags=["tickets"])
+@router.get("/tickets", response_model=Page[schemas.TicketRead], tags=["tickets"],
+            responses={304: {"description": "unchanged since If-None-Match (after waiting, with Prefer: wait)"}},
+            summary="Tickets, newest first; with If-None-Match and Prefer: wait, a long poll for changes")
 async def list_tickets(
-    uow: ReadUoW, deps: EscalationDeps, *, paging: Paging,
+    uow: ReadUoW, deps: EscalationDeps, poll: LongPollHeaders, response: Response, *, paging: Paging,
     status: Annotated[list[schemas.Status] | None, Query(description="repeatable")] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
@@ -55,9 +58,18 @@ async def list_tickets(
     stmt = queries.tickets_stmt(status=status, department=department, cluster=cluster, severity=severity, level=level,
                         assignee=assignee, source=source, indicator_id=indicator_id, project_id=project_id,
                         open_only=open)
-    items, total = await paginate(uow.session, stmt, paging)
-    now = deps.now()
-    return page_of([queries.ticket_read(t, now) for t in items], total, paging)
+
+    async def read() -> tuple[Page[schemas.TicketRead], str]:
+        items, total = await paginate(uow.session, stmt, paging)
+        now = deps.now()
+        page = page_of([queries.ticket_read(t, now) for t in items], total, paging)
+        return page, etag_of_model(page, exclude={"items": {"__all__": {"age_hours"}}})
+
+    page, tag, changed = await poll.read(uow, read)
+    if not changed:
+        return poll.not_modified(tag)  # type: ignore[return-value]
+    response.headers["ETag"] = tag
+    return page
 
 
 @router.post("/tickets", status_code=201, response_model=schemas.TicketDetail, tags=["tickets"],
