@@ -68,8 +68,8 @@ async def list_tickets(
     page, tag, changed = await poll.read(uow, read)
     if not changed:
         return poll.not_modified(tag)  # type: ignore[return-value]
-    response.headers["ETag"] = tag
-    return page
+    # serialized here, not again by FastAPI's response model (the page is built from the model)
+    return Response(page.model_dump_json(), media_type="application/json", headers={"ETag": tag})  # type: ignore[return-value]
 
 
 @router.post("/tickets", status_code=201, response_model=schemas.TicketDetail, tags=["tickets"],
