@@ -22,7 +22,8 @@ class PageParams(BaseModel):
         return (self.page - 1) * self.page_size
 
 
-def page_params(
+# async: a plain function here would run in FastAPI's thread pool, a hop per request
+async def page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="items per page")] = 50,
 ) -> PageParams:

@@ -82,8 +82,16 @@ def require_person(request: Request) -> SessionPerson:
     return person
 
 
-SignedIn = Annotated[SessionPerson, Depends(require_person)]
-MaybeSignedIn = Annotated[SessionPerson | None, Depends(current_person)]
+async def _signed_in(request: Request) -> SessionPerson:  # Depends twins: on the loop, not in the thread pool
+    return require_person(request)
+
+
+async def _maybe_signed_in(request: Request) -> SessionPerson | None:
+    return current_person(request)
+
+
+SignedIn = Annotated[SessionPerson, Depends(_signed_in)]
+MaybeSignedIn = Annotated[SessionPerson | None, Depends(_maybe_signed_in)]
 
 
 def csrf_token(request: Request) -> str:

@@ -79,7 +79,7 @@ async def get_read_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
 
 
-def get_long_poll(
+async def get_long_poll(
     request: Request,
     prefer: Annotated[str | None, Header(description=(
         "`wait=N` (RFC 7240) with If-None-Match: answer when the result changes, or 304 after N "

@@ -30,4 +30,8 @@ def get_deps(request: Request) -> Deps:
     return deps
 
 
-DirectoryDeps = Annotated[Deps, Depends(get_deps)]
+async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
+    return get_deps(request)
+
+
+DirectoryDeps = Annotated[Deps, Depends(_deps)]

@@ -21,7 +21,7 @@ from directory.params import clean_parameters
 router = APIRouter(dependencies=[Depends(clean_parameters)], tags=["me"])
 
 
-def _person_caller(principal: OptionalPrincipal) -> Principal:
+async def _person_caller(principal: OptionalPrincipal) -> Principal:
     if principal is None:
         raise HTTPException(401, "sign in, or send a bearer token from the city's identity provider",
                             headers={"WWW-Authenticate": "Bearer"})

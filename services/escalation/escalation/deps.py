@@ -51,4 +51,8 @@ def get_deps(request: Request) -> Deps:
     return deps
 
 
-EscalationDeps = Annotated[Deps, Depends(get_deps)]
+async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
+    return get_deps(request)
+
+
+EscalationDeps = Annotated[Deps, Depends(_deps)]

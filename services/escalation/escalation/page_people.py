@@ -18,7 +18,7 @@ from escalation.models import Ticket
 from escalation.routing import current_chain
 
 
-def page_person(request: Request) -> SessionPerson | None:
+async def page_person(request: Request) -> SessionPerson | None:
     deps: Deps = request.app.state.deps
     if deps.settings.pages_sign_in:
         return require_person(request)  # to the city's sign-in, then back here

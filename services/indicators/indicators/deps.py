@@ -40,4 +40,8 @@ def get_deps(request: Request) -> IndicatorsDeps:
     return deps
 
 
-Deps = Annotated[IndicatorsDeps, Depends(get_deps)]
+async def _deps(request: Request) -> IndicatorsDeps:  # for Depends: on the loop, not in the thread pool
+    return get_deps(request)
+
+
+Deps = Annotated[IndicatorsDeps, Depends(_deps)]

@@ -42,7 +42,7 @@ def may_judge(principal: Principal | None, department_code: str) -> str | None:
     return None
 
 
-def page_viewer(request: Request) -> SessionPerson | None:
+async def page_viewer(request: Request) -> SessionPerson | None:
     """The person reading a page: sign-in is required when the city's pages sign in
     (``settings.pages_sign_in``); without it (tests, a bare local run) pages are open."""
     if get_deps(request).settings.pages_sign_in:

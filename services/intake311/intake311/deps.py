@@ -67,5 +67,13 @@ def get_front_door(request: Request) -> FrontDoor:
     return front
 
 
-Intake311Deps = Annotated[Deps, Depends(get_deps)]
-Intake311FrontDoor = Annotated[FrontDoor, Depends(get_front_door)]
+async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
+    return get_deps(request)
+
+
+Intake311Deps = Annotated[Deps, Depends(_deps)]
+async def _front_door(request: Request) -> FrontDoor:
+    return get_front_door(request)
+
+
+Intake311FrontDoor = Annotated[FrontDoor, Depends(_front_door)]
