@@ -17,8 +17,9 @@ def _sync_calls(dependant: Any, path: list[str]) -> list[str]:
     for dep in dependant.dependencies:
         call = dep.call
         name = getattr(call, "__qualname__", repr(call))
+        method = call.__call__ if callable(call) else None  # an instance with an async __call__
         if not (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
-                or inspect.iscoroutinefunction(getattr(call, "__call__", None))):
+                or inspect.iscoroutinefunction(method)):
             found.append(" -> ".join([*path, name]))
         found += _sync_calls(dep, [*path, name])
     return found

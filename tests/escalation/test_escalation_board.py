@@ -119,3 +119,37 @@ async def test_board_shows_levels_severity_and_timeline(harness):
                 assert outside == [] and errors == []
             finally:
                 await browser.close()
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_a_ticket_opened_by_the_worker_appears_on_an_open_board_without_a_reload(harness):
+    """The board long-polls its columns: a breach the consumer turns into a ticket shows up within
+    moments (the columns used to be fetched again every 30 s), and the open timeline stays open."""
+    from playwright.async_api import async_playwright
+
+    h = harness
+    await h.deliver(breach(indicator="potholes", episode="p1", name="Pothole repair time"))
+    app = create_app(h.settings.model_copy(update={"directory_url": closed_port_url()}), clock=h.clock,
+                     check_worker=False)
+    with ServerThread(app) as base:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
+                                                                                "--disable-gpu"])
+            try:
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(f"{base}/board")
+                cards = page.locator("a.card")
+                assert await cards.count() == 1
+                await cards.first.click()
+                await page.locator("#detail h2", has_text="Pothole repair time").wait_for(timeout=10_000)
+                await page.wait_for_timeout(2_500)  # the script is now waiting on its long poll
+                await h.deliver(breach(indicator="leaks", episode="l1", department="WATER", name="Leak response"))
+                await page.locator("a.card", has_text="Leak response").wait_for(timeout=10_000)
+                assert await cards.count() == 2
+                opened = page.locator("a.card", has_text="Pothole repair time")
+                assert await opened.get_attribute("aria-expanded") == "true"  # still the one shown beside
+                assert errors == []
+            finally:
+                await browser.close()

@@ -2,22 +2,27 @@
 (with text labels), the timeline on click; "My tickets" for the signed-in person; filters by
 status, level, department and severity as URL query parameters; each card shows the next
 escalation and how long the acknowledgement is overdue. Server-rendered (Jinja2), no CDN; a small
-script refreshes the columns every 30 s and opens the timeline beside them (the page works without it)."""
+script keeps the columns current and opens the timeline beside them (the page works without it). It
+long-polls the columns (``?fragment=true`` with If-None-Match and ``Prefer: wait``,
+``citystat_common.longpoll``): a ticket opened, escalated or acted on appears within moments, and
+the ages are read again whenever a wait ends with nothing new."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from citystat_common.errors import Invalid
+from citystat_common.longpoll import weak_etag
 from citystat_common.signin import SessionPerson, csrf_token
 from citystat_common.uow import UnitOfWork
-from citystat_common.web import ReadUoW
+from citystat_common.web import LongPollHeaders, ReadUoW
 from escalation import page_people, queries, store
 from escalation.deps import Deps, EscalationDeps
 from escalation.models import OPEN_STATUSES, PersonCopy, Ticket
@@ -61,7 +66,7 @@ def overdue(t: Ticket, now: datetime) -> str | None:
 
 @router.get("/board", response_class=HTMLResponse, summary="Ticket board (HTML)")
 async def board(
-    request: Request, uow: ReadUoW, deps: EscalationDeps, person: page_people.Viewer,
+    request: Request, uow: ReadUoW, deps: EscalationDeps, person: page_people.Viewer, poll: LongPollHeaders,
     department: Annotated[str | None, Query(max_length=40)] = None,
     severity: Annotated[int | None, Query(ge=1, le=4)] = None,
     status: Annotated[list[str] | None, Query(description="open, acknowledged, in_progress; repeatable")] = None,
@@ -73,7 +78,6 @@ async def board(
         raise Invalid("status is open, acknowledged or in_progress", field="status")
     if level and any(not 0 <= lv <= 3 for lv in level):
         raise Invalid("level is 0..3", field="level")
-    now = deps.now()
     stmt = sa.select(Ticket).where(Ticket.status.in_(status or OPEN_STATUSES)).order_by(Ticket.opened_at, Ticket.id)
     if department:
         stmt = stmt.where(Ticket.department_code == department.upper())
@@ -81,18 +85,36 @@ async def board(
         stmt = stmt.where(Ticket.severity == severity)
     if level:
         stmt = stmt.where(Ticket.level.in_(level))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    principal = await page_people.viewer_principal(request, person)
-    my_ids: set[str] = set()
-    if principal is not None and principal.is_person:
-        who, _ = await page_people.asker_of(uow, principal)
-        my_ids = {t.id for t in rows if await page_people.is_mine(uow, who, t)}
-    if mine:
-        rows = [t for t in rows if t.id in my_ids]
-    late = {t.id: overdue(t, now) for t in rows}
-    tickets = [queries.ticket_read(t, now) for t in rows]
-    departments = [r[0] for r in await uow.session.execute(
-        sa.select(Ticket.department_code).where(Ticket.status.in_(OPEN_STATUSES)).distinct().order_by(Ticket.department_code))]
+
+    async def read() -> tuple[dict[str, Any], str]:
+        now = deps.now()
+        rows = list((await uow.session.execute(stmt)).scalars())
+        principal = await page_people.viewer_principal(request, person)
+        my_ids: set[str] = set()
+        if principal is not None and principal.is_person:
+            who, _ = await page_people.asker_of(uow, principal)
+            my_ids = {t.id for t in rows if await page_people.is_mine(uow, who, t)}
+        if mine:
+            rows = [t for t in rows if t.id in my_ids]
+        tickets = [queries.ticket_read(t, now) for t in rows]
+        departments = [r[0] for r in await uow.session.execute(
+            sa.select(Ticket.department_code).where(Ticket.status.in_(OPEN_STATUSES)).distinct()
+            .order_by(Ticket.department_code))]
+        # what the columns show that only a commit changes (ages and "overdue" move with the clock;
+        # the script re-reads for those every time a long poll ends without a change)
+        stored = orjson.dumps([[t.model_dump(mode="json", exclude={"age_hours"}) for t in tickets],
+                               sorted(my_ids), departments])
+        return {"now": now, "rows": rows, "tickets": tickets, "my_ids": my_ids, "departments": departments}, weak_etag(stored)
+
+    if fragment:
+        seen, tag, changed = await poll.read(uow, read)
+    else:  # the page itself is not cached: ages and the sign-in's forms are as of now
+        (seen, _), tag, changed = await read(), "", True
+    if not changed:  # the script's long poll (If-None-Match, Prefer: wait): nothing new on the board
+        return poll.not_modified(tag)  # type: ignore[return-value]
+    now, tickets, my_ids = seen["now"], seen["tickets"], seen["my_ids"]
+    late = {t.id: overdue(t, now) for t in seen["rows"]}
+    departments = seen["departments"]
     columns = [(lvl, label, [t for t in tickets if t.level == lvl]) for lvl, label in LEVELS
                if not level or lvl in level]
     tz = deps.calendar.tz
@@ -103,7 +125,7 @@ async def board(
         STATUS_LABELS=STATUS_LABELS, LEVELS=LEVELS, query=request.url.query,
         csrf=csrf_token(request) if person is not None and "session" in request.scope else None,
     )
-    return HTMLResponse(html)
+    return HTMLResponse(html, headers={"ETag": tag, "Cache-Control": "no-store"} if tag else None)
 
 
 async def ticket_page(request: Request, uow: UnitOfWork, deps: Deps, person: SessionPerson | None, ticket_id: str, *, fragment: bool = False,
