@@ -48,7 +48,7 @@ def _answering(*, with_episode: bool) -> tuple[Any, list[Any]]:
     cond: Any = sa.and_(Ticket.indicator_id == sa.bindparam("indicator_id"), Ticket.status.in_(OPEN_STATUSES))
     order: list[Any] = [sa.case((Ticket.source == "threshold", 0), else_=1), Ticket.opened_at, Ticket.id]
     if with_episode:
-        episode = sa.bindparam("episode_id")
+        episode: Any = sa.bindparam("episode_id")
         cond = sa.or_(Ticket.open_episode == episode, cond)
         order.insert(0, sa.case((Ticket.open_episode == episode, 0), else_=1))
     return cond, order
