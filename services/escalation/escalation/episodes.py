@@ -55,8 +55,8 @@ def _answering(*, with_episode: bool) -> tuple[Any, list[Any]]:
 
 
 # The two reads every indicator event makes, built once each with bound parameters: building them
-# per event (the CASEs, the alias, the outer join) was most of their cost, ~5 ms of a breach's
-# handler in SQLAlchemy's Python, for the same SQL every time.
+# per event (the CASEs, the alias, the outer join) cost milliseconds of SQLAlchemy's Python per
+# event (pyinstrument), for the same SQL every time.
 @functools.cache
 def _open_ticket_stmt(with_episode: bool) -> Any:
     cond, order = _answering(with_episode=with_episode)
