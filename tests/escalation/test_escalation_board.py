@@ -148,6 +148,7 @@ async def test_a_ticket_opened_by_the_worker_appears_on_an_open_board_without_a_
                 await h.deliver(breach(indicator="leaks", episode="l1", department="WATER", name="Leak response"))
                 await page.locator("a.card", has_text="Leak response").wait_for(timeout=10_000)
                 assert await cards.count() == 2
+                assert (await page.locator("#summary").inner_text()).startswith("2 open tickets")
                 opened = page.locator("a.card", has_text="Pothole repair time")
                 assert await opened.get_attribute("aria-expanded") == "true"  # still the one shown beside
                 assert errors == []
