@@ -65,6 +65,13 @@ class ServiceContext:
             await self._commits.close()
 
 
+async def app_deps(request: Request) -> Any:
+    """A service's ``Deps`` (set on ``app.state.deps`` by its lifespan), for ``Depends``: async, so
+    FastAPI calls it on the loop instead of its thread pool. Each service's ``<X>Deps`` alias gives
+    the type."""
+    return request.app.state.deps
+
+
 def get_context(request: Request) -> ServiceContext:
     return request.app.state.ctx
 

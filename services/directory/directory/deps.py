@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from citystat_common.db import utcnow
+from citystat_common.web import app_deps
 from directory.config import Settings
 
 
@@ -30,8 +31,4 @@ def get_deps(request: Request) -> Deps:
     return deps
 
 
-async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
-    return get_deps(request)
-
-
-DirectoryDeps = Annotated[Deps, Depends(_deps)]
+DirectoryDeps = Annotated[Deps, Depends(app_deps)]

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from citystat_common.calendar import BusinessCalendar
 from citystat_common.db import utcnow
+from citystat_common.web import app_deps
 from escalation.config import Settings
 from escalation.routing import DirectoryClient
 
@@ -51,8 +52,4 @@ def get_deps(request: Request) -> Deps:
     return deps
 
 
-async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
-    return get_deps(request)
-
-
-EscalationDeps = Annotated[Deps, Depends(_deps)]
+EscalationDeps = Annotated[Deps, Depends(app_deps)]

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments
+from citystat_common.web import app_deps
 from indicators.area_maps import AreaMaps
 from indicators.config import Settings
 from indicators.intake311_client import ImportedRequests
@@ -40,8 +41,4 @@ def get_deps(request: Request) -> IndicatorsDeps:
     return deps
 
 
-async def _deps(request: Request) -> IndicatorsDeps:  # for Depends: on the loop, not in the thread pool
-    return get_deps(request)
-
-
-Deps = Annotated[IndicatorsDeps, Depends(_deps)]
+Deps = Annotated[IndicatorsDeps, Depends(app_deps)]

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 
 from citystat_common.db import utcnow
 from citystat_common.directory import Departments
+from citystat_common.web import app_deps
 from intake311.config import Settings
 
 if TYPE_CHECKING:  # the POST path's parts import the domain, which takes Deps
@@ -67,11 +68,7 @@ def get_front_door(request: Request) -> FrontDoor:
     return front
 
 
-async def _deps(request: Request) -> Deps:  # for Depends: on the loop, not in the thread pool
-    return get_deps(request)
-
-
-Intake311Deps = Annotated[Deps, Depends(_deps)]
+Intake311Deps = Annotated[Deps, Depends(app_deps)]
 async def _front_door(request: Request) -> FrontDoor:
     return get_front_door(request)
 
