@@ -10,7 +10,7 @@ the ages are read again whenever a wait ends with nothing new."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from citystat_common.longpoll import weak_etag
 from citystat_common.signin import SessionPerson, csrf_token
 from citystat_common.uow import UnitOfWork
 from citystat_common.web import LongPollHeaders, ReadUoW
-from escalation import page_people, queries, store
+from escalation import page_people, queries, schemas, store
 from escalation.deps import Deps, EscalationDeps
 from escalation.models import OPEN_STATUSES, PersonCopy, Ticket
 from escalation.page_forms import forms_for
@@ -34,6 +34,16 @@ LEVELS = [(0, "Level 0 · Senior-team partner"), (1, "Level 1 · Department head
           (3, "Level 3 · Managing director")]
 STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "in_progress": "In progress"}
 _env: Environment | None = None
+
+
+class _Columns(NamedTuple):
+    """What the board's columns show, as read."""
+
+    now: datetime
+    rows: list[Ticket]
+    tickets: list[schemas.TicketRead]
+    my_ids: set[str]
+    departments: list[str]
 
 
 def env() -> Environment:
@@ -86,7 +96,7 @@ async def board(
     if level:
         stmt = stmt.where(Ticket.level.in_(level))
 
-    async def read() -> tuple[dict[str, Any], str]:
+    async def view() -> _Columns:
         now = deps.now()
         rows = list((await uow.session.execute(stmt)).scalars())
         principal = await page_people.viewer_principal(request, person)
@@ -100,21 +110,26 @@ async def board(
         departments = [r[0] for r in await uow.session.execute(
             sa.select(Ticket.department_code).where(Ticket.status.in_(OPEN_STATUSES)).distinct()
             .order_by(Ticket.department_code))]
+        return _Columns(now, rows, tickets, my_ids, departments)
+
+    async def read() -> tuple[_Columns, str]:
+        v = await view()
         # what the columns show that only a commit changes (ages and "overdue" move with the clock;
         # the script re-reads for those every time a long poll ends without a change)
-        stored = orjson.dumps([[t.model_dump(mode="json", exclude={"age_hours"}) for t in tickets],
-                               sorted(my_ids), departments])
-        return {"now": now, "rows": rows, "tickets": tickets, "my_ids": my_ids, "departments": departments}, weak_etag(stored)
+        stored = orjson.dumps([[t.model_dump(mode="json", exclude={"age_hours"}) for t in v.tickets],
+                               sorted(v.my_ids), v.departments])
+        return v, weak_etag(stored)
 
+    headers: dict[str, str] | None = None  # the page itself is not cached: ages and forms are as of now
     if fragment:
-        seen, tag, changed = await poll.read(uow, read)
-    else:  # the page itself is not cached: ages and the sign-in's forms are as of now
-        (seen, _), tag, changed = await read(), "", True
-    if not changed:  # the script's long poll (If-None-Match, Prefer: wait): nothing new on the board
-        return poll.not_modified(tag)  # type: ignore[return-value]
-    now, tickets, my_ids = seen["now"], seen["tickets"], seen["my_ids"]
-    late = {t.id: overdue(t, now) for t in seen["rows"]}
-    departments = seen["departments"]
+        v, tag, changed = await poll.read(uow, read)
+        if not changed:  # the script's long poll (If-None-Match, Prefer: wait): nothing new on the board
+            return poll.not_modified(tag)  # type: ignore[return-value]
+        headers = {"ETag": tag, "Cache-Control": "no-store"}
+    else:
+        v = await view()
+    now, tickets, my_ids, departments = v.now, v.tickets, v.my_ids, v.departments
+    late = {t.id: overdue(t, now) for t in v.rows}
     columns = [(lvl, label, [t for t in tickets if t.level == lvl]) for lvl, label in LEVELS
                if not level or lvl in level]
     tz = deps.calendar.tz
@@ -125,7 +140,7 @@ async def board(
         STATUS_LABELS=STATUS_LABELS, LEVELS=LEVELS, query=request.url.query,
         csrf=csrf_token(request) if person is not None and "session" in request.scope else None,
     )
-    return HTMLResponse(html, headers={"ETag": tag, "Cache-Control": "no-store"} if tag else None)
+    return HTMLResponse(html, headers=headers)
 
 
 async def ticket_page(request: Request, uow: UnitOfWork, deps: Deps, person: SessionPerson | None, ticket_id: str, *, fragment: bool = False,
