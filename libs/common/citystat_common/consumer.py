@@ -202,7 +202,7 @@ class ConsumerRunner:
             correlation_id_var.reset(token)
         if not outage_waits:  # a batch that waited out an outage would say nothing of the work
             metrics.CONSUMER_BATCH_SECONDS.labels(self.service, self.group_id).observe(time.perf_counter() - started)
-        if outage_waits:
+        else:
             metrics.CONSUMER_PAUSED.labels(self.service, self.group_id).set(0)
             log.info("consumer_resumed", group=self.group_id, event_id=items[0][1].id, waits=outage_waits)
         for i, envelope, _ in items:

@@ -98,34 +98,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == bare for t in tags)
 
 
-async def read_until_changed(uow: UnitOfWork, signal: CommitSignal, read: Callable[[], Awaitable[tuple[T, str]]],
-                             *, held: str | None, wait: float, scope: MutableMapping[str, Any] | None = None,
-                             ) -> tuple[T, str, bool]:
-    """Read (``read`` returns the result and its ETag) until the ETag is not ``held`` or ``wait``
-    seconds pass. Returns the result, its ETag and whether it differs from ``held``. Between reads
-    the unit's connection goes back to the pool: a thousand waiting clients hold no connection.
-    ``scope``: the request's ASGI scope, where the time spent waiting is noted (``WAITED_KEY``)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    waited = 0.0
-    try:
-        while True:
-            token = signal.token()
-            result, tag = await read()
-            if not etag_matches(held, tag):
-                return result, tag, True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return result, tag, False
-            await uow.session.close()
-            started = loop.time()
-            await signal.wait(token, remaining)
-            waited += loop.time() - started
-    finally:
-        if scope is not None:
-            scope[WAITED_KEY] = waited
-
-
 class LongPoll:
     """A route's view of the long-poll headers (``citystat_common.web.LongPollHeaders``)."""
 
@@ -136,10 +108,32 @@ class LongPoll:
         self._scope = scope
 
     async def read(self, uow: UnitOfWork, read: Callable[[], Awaitable[tuple[T, str]]]) -> tuple[T, str, bool]:
+        """Read (``read`` returns the result and its ETag) until the ETag is not the one held or the
+        wait is over. Returns the result, its ETag and whether it differs from the one held. Between
+        reads the unit's connection goes back to the pool: a thousand waiting clients hold no
+        connection. The time spent waiting goes into the request's scope (``WAITED_KEY``)."""
         if not self.held or self.wait <= 0:  # a plain or a conditional GET: one read, no listener
             result, tag = await read()
             return result, tag, not etag_matches(self.held, tag)
-        return await read_until_changed(uow, self._signal(), read, held=self.held, wait=self.wait, scope=self._scope)
+        signal = self._signal()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        waited = 0.0
+        try:
+            while True:
+                token = signal.token()
+                result, tag = await read()
+                if not etag_matches(self.held, tag):
+                    return result, tag, True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return result, tag, False
+                await uow.session.close()
+                started = loop.time()
+                await signal.wait(token, remaining)
+                waited += loop.time() - started
+        finally:
+            self._scope[WAITED_KEY] = waited
 
     @staticmethod
     def not_modified(tag: str) -> Response:

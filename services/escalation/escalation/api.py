@@ -39,7 +39,7 @@ class CommentedAction(Protocol):
             responses={304: {"description": "unchanged since If-None-Match (after waiting, with Prefer: wait)"}},
             summary="Tickets, newest first; with If-None-Match and Prefer: wait, a long poll for changes")
 async def list_tickets(
-    uow: ReadUoW, deps: EscalationDeps, poll: LongPollHeaders, response: Response, *, paging: Paging,
+    uow: ReadUoW, deps: EscalationDeps, poll: LongPollHeaders, *, paging: Paging,
     status: Annotated[list[schemas.Status] | None, Query(description="repeatable")] = None,
     department: Annotated[str | None, Query(max_length=40)] = None,
     cluster: Annotated[str | None, Query(max_length=40)] = None,
